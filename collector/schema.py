@@ -1,0 +1,282 @@
+"""The one data contract between collectors and the web tier.
+
+Record types, node ids and Redis key names are made here, by paired
+make/parse functions, and nowhere else. This module imports neither Django
+nor bcc, so both sides (and the tests) can use it.
+
+Redis layout (``P`` is the key prefix, ``portolan`` by default)
+-----------------------------------------------------------------
+
+``P:collectors``            ZSET  host id -> unix time of its last report
+``P:host:{host}``           STR   JSON host attributes (name, kernel, mode); TTL
+``P:containers:{host}``     HASH  container id -> JSON container attributes; TTL
+``P:addrs:{host}``          HASH  IP address -> node id of the container owning it
+                                   on that host (the global address index is the
+                                   union over live hosts); TTL
+``P:flows:{host}``          HASH  flow field -> integer counter, only ever grown
+                                   with HINCRBY so that concurrent writers never
+                                   lose an update; TTL refreshed on every write
+``P:changes``               PUBSUB JSON ``{"host": ..., "ts": ...}`` after each
+                                   report, so the web tier rebuilds only then
+
+A flow field is ``{node}\\t{direction}\\t{ip}\\t{port}\\t{proto}\\t{counter}``:
+``direction`` is ``out`` (``node`` connected to ``ip:port``) or ``in``
+(``node`` accepted a connection from ``ip`` on its own ``port``).
+
+Node ids are ``kind:part:part``; every part is percent-quoted so that a hostile
+container name or command can never forge a separator.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from urllib.parse import quote, unquote
+
+__all__ = [
+    "COUNTERS",
+    "ContainerRecord",
+    "FlowKey",
+    "HostRecord",
+    "SchemaError",
+    "Keys",
+    "container_node_id",
+    "external_node_id",
+    "host_node_id",
+    "make_flow_field",
+    "parse_flow_field",
+    "parse_node_id",
+    "process_node_id",
+    "validate_host_id",
+]
+
+# Counters kept per flow. The eBPF tracer and the /proc fallback fill the same
+# names; the graph sums them.
+COUNTERS = (
+    "connections",  # successful connects (client side)
+    "failed",  # all failed connects
+    "failed_refused",
+    "failed_timeout",
+    "failed_unreachable",
+    "failed_other",
+    "accepts",  # connections accepted (server side)
+    "bytes_sent",
+    "bytes_received",
+    "datagrams_sent",
+    "datagrams_received",
+    "resets",
+    "retransmits",
+    "connect_latency_us_sum",
+    "connect_latency_count",
+)
+
+DIRECTIONS = ("out", "in")
+PROTOCOLS = ("tcp", "udp")
+
+_HOST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+
+
+class SchemaError(ValueError):
+    """A record, id or key that does not follow the schema."""
+
+
+def validate_host_id(host_id: str) -> str:
+    """Return ``host_id`` if it is a usable host id, else raise SchemaError."""
+    if not isinstance(host_id, str) or not _HOST_ID.match(host_id):
+        raise SchemaError(
+            f"invalid host id {host_id!r}: use letters, digits, '.', '_' or '-'"
+        )
+    return host_id
+
+
+def _q(part: str) -> str:
+    return quote(str(part), safe="")
+
+
+def host_node_id(host_id: str) -> str:
+    return f"host:{_q(validate_host_id(host_id))}"
+
+
+def container_node_id(host_id: str, container_id: str) -> str:
+    return f"container:{_q(validate_host_id(host_id))}:{_q(container_id)}"
+
+
+def process_node_id(host_id: str, command: str) -> str:
+    """A host process outside any container, grouped by its command name."""
+    return f"process:{_q(validate_host_id(host_id))}:{_q(command)}"
+
+
+def external_node_id(address: str) -> str:
+    return f"external:{_q(address)}"
+
+
+def service_node_id(owner_node_id: str, port: int, proto: str = "tcp") -> str:
+    """A listening port of a container or process: ``service:{owner}:{port}/{proto}``.
+
+    The owner id is quoted whole so that it stays one part.
+    """
+    return f"service:{_q(owner_node_id)}:{int(port)}{'/' + proto if proto else ''}"
+
+
+_NODE_KINDS = {"host": 1, "container": 2, "process": 2, "external": 1, "service": 2}
+
+
+def parse_node_id(node_id: str) -> tuple[str, tuple[str, ...]]:
+    """Split a node id into its kind and unquoted parts.
+
+    >>> parse_node_id(container_node_id("h1", "abc"))
+    ('container', ('h1', 'abc'))
+    """
+    kind, _, rest = node_id.partition(":")
+    if kind not in _NODE_KINDS or not rest:
+        raise SchemaError(f"invalid node id {node_id!r}")
+    parts = tuple(unquote(p) for p in rest.split(":"))
+    if len(parts) != _NODE_KINDS[kind]:
+        raise SchemaError(f"invalid node id {node_id!r}")
+    return kind, parts
+
+
+def host_of_node(node_id: str) -> str | None:
+    """The host id a node belongs to, or None for external endpoints."""
+    kind, parts = parse_node_id(node_id)
+    if kind == "external":
+        return None
+    if kind == "service":
+        return host_of_node(parts[0])
+    return parts[0]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """One aggregated endpoint pair as seen from ``node`` on this host."""
+
+    node: str
+    direction: str
+    ip: str
+    port: int
+    proto: str = "tcp"
+
+    def __post_init__(self):
+        if self.direction not in DIRECTIONS:
+            raise SchemaError(f"invalid flow direction {self.direction!r}")
+        if self.proto not in PROTOCOLS:
+            raise SchemaError(f"invalid flow protocol {self.proto!r}")
+        if not 0 <= int(self.port) <= 65535:
+            raise SchemaError(f"invalid port {self.port!r}")
+        parse_node_id(self.node)
+
+
+def make_flow_field(key: FlowKey, counter: str) -> str:
+    if counter not in COUNTERS:
+        raise SchemaError(f"unknown counter {counter!r}")
+    return "\t".join(
+        (key.node, key.direction, _q(key.ip), str(int(key.port)), key.proto, counter)
+    )
+
+
+def parse_flow_field(field_name: str) -> tuple[FlowKey, str]:
+    parts = field_name.split("\t")
+    if len(parts) != 6:
+        raise SchemaError(f"invalid flow field {field_name!r}")
+    node, direction, ip, port, proto, counter = parts
+    if counter not in COUNTERS:
+        raise SchemaError(f"unknown counter in flow field {field_name!r}")
+    try:
+        port_number = int(port)
+    except ValueError:
+        raise SchemaError(f"invalid port in flow field {field_name!r}") from None
+    return FlowKey(node, direction, unquote(ip), port_number, proto), counter
+
+
+@dataclass(slots=True)
+class Keys:
+    """Redis key names under one prefix."""
+
+    prefix: str = "portolan"
+
+    def __post_init__(self):
+        if not re.match(r"^[A-Za-z0-9_.-]+$", self.prefix):
+            raise SchemaError(f"invalid Redis key prefix {self.prefix!r}")
+
+    @property
+    def collectors(self) -> str:
+        return f"{self.prefix}:collectors"
+
+    @property
+    def changes(self) -> str:
+        return f"{self.prefix}:changes"
+
+    def host(self, host_id: str) -> str:
+        return f"{self.prefix}:host:{validate_host_id(host_id)}"
+
+    def containers(self, host_id: str) -> str:
+        return f"{self.prefix}:containers:{validate_host_id(host_id)}"
+
+    def addrs(self, host_id: str) -> str:
+        return f"{self.prefix}:addrs:{validate_host_id(host_id)}"
+
+    def flows(self, host_id: str) -> str:
+        return f"{self.prefix}:flows:{validate_host_id(host_id)}"
+
+
+@dataclass(slots=True)
+class ContainerRecord:
+    """What one host knows about one container."""
+
+    id: str
+    name: str
+    image: str = ""
+    state: str = "unknown"  # Docker's: created, running, paused, restarting, exited
+    exit_code: int = 0
+    host: str = ""
+    ips: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    ports: list[int] = field(default_factory=list)  # listening ports seen
+    pid: int = 0
+    started_at: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ContainerRecord:
+        try:
+            data = json.loads(text)
+            return cls(**{k: data[k] for k in cls.__slots__ if k in data})
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SchemaError(f"malformed container record: {exc}") from None
+
+    @property
+    def status(self) -> str:
+        """Map Docker's state onto the map's status scale."""
+        if self.state == "running":
+            return "ok"
+        if self.state in ("restarting", "paused", "created"):
+            return "warning"
+        if self.state in ("exited", "dead") and self.exit_code != 0:
+            return "critical"
+        return "stopped"
+
+
+@dataclass(slots=True)
+class HostRecord:
+    """One collector's host: identity and how it collects."""
+
+    id: str
+    hostname: str = ""
+    kernel: str = ""
+    mode: str = ""  # "ebpf" or "procfs"
+    mode_reason: str = ""  # why eBPF is not in use, when it is not
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> HostRecord:
+        try:
+            data = json.loads(text)
+            return cls(**{k: data[k] for k in cls.__slots__ if k in data})
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SchemaError(f"malformed host record: {exc}") from None

@@ -1,0 +1,253 @@
+"""Shared fixtures: a real Redis, a real Docker engine, a local test image.
+
+Under ``CI=true`` a missing prerequisite fails the test instead of skipping it,
+so a green CI always means the eBPF, Docker, Redis and browser tests ran.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEST_IMAGE = "portolan-test:busybox"
+TEST_LABEL = "portolan.test"
+BUSYBOX = "/bin/busybox"
+BUSYBOX_APPLETS = (
+    "sh", "nc", "httpd", "wget", "sleep", "cat", "echo", "ls", "seq", "true",
+    "ps", "head", "dd", "yes", "kill", "mkdir", "rm", "printf", "env", "test",
+    "timeout", "nslookup", "ip", "ifconfig", "grep", "wc", "date", "usleep",
+)
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a prerequisite is missing; in CI, fail instead."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and prerequisite missing: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a truthy value or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    return last
+
+
+# ---------------------------------------------------------------- Redis
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="portolan-redis-")
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        ok = wait_for(lambda: _ping(client), timeout=10)
+        client.close()
+        if not ok:
+            raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def _ping(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001 - any failure means "not up yet"
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    require(shutil.which("redis-server") is not None, "redis-server not installed")
+    server = RedisServer()
+    server.start()
+    os.environ["REDIS_URL"] = server.url
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+# ---------------------------------------------------------------- Docker
+
+
+def _docker_ping():
+    try:
+        import docker
+
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except Exception:  # noqa: BLE001 - any failure means "no engine yet"
+        return None
+
+
+def ensure_dockerd():
+    """Return a Docker client, starting dockerd first if none answers."""
+    client = _docker_ping()
+    if client:
+        return client
+    if os.geteuid() != 0 or not shutil.which("dockerd"):
+        return None
+    log = open("/tmp/portolan-dockerd.log", "ab")  # noqa: SIM115
+    subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+    return wait_for(_docker_ping, timeout=60, interval=0.5)
+
+
+def build_test_image(client) -> str:
+    """Import a one-file busybox userland as a local image (nothing is pulled)."""
+    try:
+        client.images.get(TEST_IMAGE)
+        return TEST_IMAGE
+    except Exception:  # noqa: BLE001 - docker.errors.ImageNotFound
+        pass
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for d in ("bin", "tmp", "etc", "proc", "sys", "dev", "var/www"):
+            info = tarfile.TarInfo(d)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if d == "tmp" else 0o755
+            tar.addfile(info)
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for applet in BUSYBOX_APPLETS:
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type = tarfile.SYMTYPE
+            info.linkname = "busybox"
+            tar.addfile(info)
+        for name, text in (
+            ("etc/passwd", "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n"),
+            ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+            ("var/www/index.html", "portolan test page\n"),
+        ):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    subprocess.run(
+        ["docker", "import", "-", TEST_IMAGE], input=buf.getvalue(), check=True,
+        capture_output=True,
+    )
+    return TEST_IMAGE
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    require(os.path.exists(BUSYBOX), "busybox-static not installed")
+    client = ensure_dockerd()
+    require(client is not None, "no Docker engine and cannot start dockerd")
+    build_test_image(client)
+    yield client
+    for c in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+        try:
+            c.remove(force=True)
+        except Exception:  # noqa: BLE001, S110 - best-effort cleanup
+            pass
+
+
+@pytest.fixture
+def containers(docker_client):
+    """Start test containers: ``containers.run(cmd, **kwargs)``; all removed after."""
+
+    class Factory:
+        def __init__(self):
+            self.started = []
+
+        def run(self, command, name=None, **kwargs):
+            labels = {TEST_LABEL: "1", **kwargs.pop("labels", {})}
+            name = name or f"pt-{uuid.uuid4().hex[:8]}"
+            c = docker_client.containers.run(
+                TEST_IMAGE, ["sh", "-c", command], name=name, detach=True,
+                labels=labels, **kwargs,
+            )
+            self.started.append(c)
+            c.reload()
+            return c
+
+        def ip(self, container) -> str:
+            container.reload()
+            nets = container.attrs["NetworkSettings"]["Networks"]
+            return next(iter(nets.values()))["IPAddress"]
+
+    factory = Factory()
+    yield factory
+    for c in factory.started:
+        try:
+            c.remove(force=True)
+        except Exception:  # noqa: BLE001, S110 - already gone
+            pass
+
+
+# ---------------------------------------------------------------- kernel
+
+
+def ebpf_unavailable_reason() -> str | None:
+    """Why bcc tracepoint programs cannot load here, or None if they can."""
+    from collector.ebpf.support import ebpf_unavailable_reason as reason
+
+    return reason()
+
+
+@pytest.fixture(scope="session")
+def ebpf_ready():
+    reason = ebpf_unavailable_reason()
+    require(reason is None, f"eBPF unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
