@@ -16,6 +16,8 @@ Redis layout (``P`` is the key prefix, ``portolan`` by default)
 ``P:flows:{host}``          HASH  flow field -> integer counter, only ever grown
                                    with HINCRBY so that concurrent writers never
                                    lose an update; TTL refreshed on every write
+``P:applied:{host}``        STR   id of the last flow batch written (exactly-once
+                                   counting across lost replies)
 ``P:changes``               PUBSUB JSON ``{"host": ..., "ts": ...}`` after each
                                    report, so the web tier rebuilds only then
 
@@ -218,6 +220,9 @@ class Keys:
 
     def flows(self, host_id: str) -> str:
         return f"{self.prefix}:flows:{validate_host_id(host_id)}"
+
+    def applied(self, host_id: str) -> str:
+        return f"{self.prefix}:applied:{validate_host_id(host_id)}"
 
 
 @dataclass(slots=True)

@@ -1,0 +1,237 @@
+"""Load connections.c and read its in-kernel counters as deltas.
+
+Hooks (tracepoints only; see the header of connections.c for why each):
+
+required
+    sock:inet_sock_set_state, syscalls:sys_enter_connect / sys_exit_connect,
+    syscalls:sys_enter_close. Without them nothing loads and the collector
+    falls back to /proc polling (collector.procfs).
+optional, and what is lost without each
+    tcp:tcp_receive_reset   refused connects count as timeouts; received
+                            resets are not counted.
+    tcp:tcp_send_reset      sent resets are not counted.
+    tcp:tcp_retransmit_skb  retransmits are not counted.
+    sock:sock_send_length,  bytes each way and all UDP counting (the UDP
+    sock:sock_recv_length   syscall hooks are joined to them), so kernels
+                            before 6.3 get connection counts only.
+    syscalls:sys_{enter,exit}_{sendto,sendmsg,recvfrom,recvmsg}
+                            UDP datagrams on that syscall.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import logging
+import platform
+import time
+from pathlib import Path
+
+from collector.ebpf.support import (
+    OPTIONAL_HOOKS,
+    available_hooks,
+    ebpf_unavailable_reason,
+    tracefs_root,
+)
+from collector.readings import FlowSample, ListenSample, TracerReading
+from collector.schema import COUNTERS
+
+__all__ = ["ConnectionTracer", "EbpfUnavailable"]
+
+log = logging.getLogger("portolan.collector.ebpf")
+
+PROGRAM_PATH = Path(__file__).with_name("connections.c")
+
+_PROTOS = {6: "tcp", 17: "udp"}
+_DIRECTIONS = {0: "out", 1: "in"}
+
+# Optional hook groups -> the -D flag that compiles them in.
+_FLAG_HOOKS = {
+    "HAVE_TCP_RECEIVE_RESET": ("tcp:tcp_receive_reset",),
+    "HAVE_TCP_SEND_RESET": ("tcp:tcp_send_reset",),
+    "HAVE_TCP_RETRANSMIT_SKB": ("tcp:tcp_retransmit_skb",),
+    "HAVE_SOCK_LENGTH": (
+        "sock:sock_send_length",
+        "sock:sock_recv_length",
+        "syscalls:sys_enter_sendto",
+        "syscalls:sys_exit_sendto",
+        "syscalls:sys_enter_sendmsg",
+        "syscalls:sys_exit_sendmsg",
+        "syscalls:sys_enter_recvfrom",
+        "syscalls:sys_exit_recvfrom",
+        "syscalls:sys_enter_recvmsg",
+        "syscalls:sys_exit_recvmsg",
+    ),
+}
+
+
+class EbpfUnavailable(RuntimeError):
+    """The eBPF tracer cannot load on this host; the message says why."""
+
+
+def format_addr(family: int, raw: bytes) -> str:
+    """Render a key address; IPv4-mapped IPv6 becomes dotted IPv4, zero becomes ""."""
+    if family == 4:
+        data = bytes(raw[:4])
+        return "" if data == b"\0\0\0\0" else str(ipaddress.IPv4Address(data))
+    data = bytes(raw[:16])
+    if data == bytes(16):
+        return ""
+    addr = ipaddress.IPv6Address(data)
+    return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
+
+
+def _needs_rst_reason_enum() -> bool:
+    """tcp_send_reset uses enum sk_rst_reason (6.10+) but the headers lack it."""
+    root = tracefs_root()
+    fmt = Path(root, "events/tcp/tcp_send_reset/format") if root else None
+    if fmt is None or "enum sk_rst_reason" not in fmt.read_text():
+        return False
+    build = Path("/lib/modules", platform.release(), "build", "include")
+    for header in ("net/rstreason.h", "trace/events/tcp.h"):
+        path = build / header
+        if path.is_file() and "enum sk_rst_reason" in path.read_text(errors="replace"):
+            return False
+    return True
+
+
+class ConnectionTracer:
+    """In-kernel connection counters, read as deltas since the previous read."""
+
+    mode = "ebpf"
+
+    # Placeholders in connections.c, filled here and only here.
+    FLOW_MAP_SIZE = 16384
+    SOCK_MAP_SIZE = 65536
+    LISTEN_MAP_SIZE = 4096
+    # How long read() waits for programs still writing to the old buffer.
+    DRAIN_TIMEOUT_S = 1.0
+
+    def __init__(self, flow_map_size: int | None = None):
+        reason = ebpf_unavailable_reason()
+        if reason:
+            raise EbpfUnavailable(reason)
+        from bcc import BPF  # imported late: bcc is optional for the collector
+
+        hooks = available_hooks()
+        self.missing_hooks = [
+            f"{hook}: {lost}"
+            for hook, lost in OPTIONAL_HOOKS.items()
+            if not hooks.get(hook, False)
+        ]
+        self._cflags = [
+            f"-D{flag}"
+            for flag, needed in _FLAG_HOOKS.items()
+            if all(hooks.get(h, False) for h in needed)
+        ]
+        if "-DHAVE_TCP_SEND_RESET" in self._cflags and _needs_rst_reason_enum():
+            self._cflags.append("-DNEED_SK_RST_REASON")
+        if "-DHAVE_SOCK_LENGTH" not in self._cflags:
+            # XXX: without sock_*_length the UDP syscall hooks have nothing to
+            # join to; drop them all rather than count datagrams without bytes.
+            for hook in _FLAG_HOOKS["HAVE_SOCK_LENGTH"]:
+                message = f"{hook}: {OPTIONAL_HOOKS[hook]}"
+                if message not in self.missing_hooks:
+                    self.missing_hooks.append(message)
+        self._sizes = {
+            "FLOW_MAP_SIZE": int(flow_map_size or self.FLOW_MAP_SIZE),
+            "SOCK_MAP_SIZE": self.SOCK_MAP_SIZE,
+            "LISTEN_MAP_SIZE": self.LISTEN_MAP_SIZE,
+        }
+        self._text = self._render(PROGRAM_PATH.read_text(), self._sizes)
+        self._bpf = BPF(text=self._text, cflags=self._cflags)
+        self._active = 0
+        self._lost_seen = [0, 0, 0, 0]
+        for hook in self.missing_hooks:
+            log.warning("ebpf: hook missing, %s", hook)
+
+    @staticmethod
+    def _render(text: str, sizes: dict[str, int]) -> str:
+        for name, value in sizes.items():
+            text = text.replace(name, str(int(value)))
+        return text
+
+    def program_text(self) -> str:
+        """The final C program as loaded, with the enabled -D flags noted on top."""
+        flags = " ".join(self._cflags) or "(none)"
+        return f"/* cflags: {flags} */\n{self._text}"
+
+    # ------------------------------------------------------------- reading
+
+    def _flip(self) -> int:
+        """Make the other flow map active; return the index of the old one."""
+        old = self._active
+        new = 1 - old
+        control = self._bpf["control"]
+        control[ctypes.c_int(0)] = ctypes.c_uint32(new)
+        self._active = new
+        inflight = self._bpf["inflight"]
+        deadline = time.monotonic() + self.DRAIN_TIMEOUT_S
+        while True:
+            writers = sum(int(v) for v in inflight[ctypes.c_int(old)])
+            if writers == 0:
+                break
+            if time.monotonic() > deadline:
+                log.warning("ebpf: %d programs still writing after drain", writers)
+                break
+            time.sleep(0.001)
+        return old
+
+    def read(self) -> TracerReading:
+        """Counters grown since the previous read, current listens, lost counts."""
+        old = self._flip()
+        table = self._bpf["flows_b" if old else "flows_a"]
+        flows = []
+        entries = list(table.items())
+        for key, val in entries:
+            counters = {name: int(getattr(val, name)) for name in COUNTERS}
+            flows.append(
+                FlowSample(
+                    cgroup_id=int(key.cgroup_id),
+                    pid=int(val.last_tgid or key.tgid),
+                    comm=bytes(val.comm).split(b"\0", 1)[0].decode("utf-8", "replace"),
+                    direction=_DIRECTIONS.get(key.direction, "out"),
+                    local_ip=format_addr(key.family, key.laddr),
+                    ip=format_addr(key.family, key.addr),
+                    port=int(key.port),
+                    proto=_PROTOS.get(key.proto, "tcp"),
+                    counters=counters,
+                )
+            )
+        # Nothing writes to the old map until the next flip: clearing is safe.
+        for key, _ in entries:
+            try:
+                del table[key]
+            except KeyError:
+                pass
+        listens = [
+            ListenSample(
+                cgroup_id=int(v.cgroup_id),
+                pid=int(v.tgid),
+                comm=bytes(v.comm).split(b"\0", 1)[0].decode("utf-8", "replace"),
+                ip=format_addr(v.family, v.addr) or ("0.0.0.0" if v.family == 4 else "::"),
+                port=int(v.port),
+                proto="tcp",
+            )
+            for v in self._bpf["listens"].values()
+        ]
+        return TracerReading(flows=flows, listens=listens, lost=self._lost_delta())
+
+    def _lost_delta(self) -> int:
+        lost = self._bpf["lost"]
+        now = [int(lost[ctypes.c_int(i)].value) for i in range(4)]
+        delta = sum(n - s for n, s in zip(now, self._lost_seen, strict=True))
+        self._lost_seen = now
+        return delta
+
+    def close(self) -> None:
+        """Detach every program and free the maps."""
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+    def __enter__(self) -> ConnectionTracer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

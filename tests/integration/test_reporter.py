@@ -1,0 +1,105 @@
+"""RedisReporter against a real redis-server: merging, outages, exactly-once."""
+
+from collections import Counter
+
+import redis
+
+from collector.reporter import HostReport, RedisReporter
+from collector.reporter import redis_client as reporter_client
+from collector.schema import (
+    ContainerRecord,
+    FlowKey,
+    HostRecord,
+    Keys,
+    container_node_id,
+)
+from tests.conftest import RedisServer, wait_for
+from webapp.topology.graph import build_graph
+from webapp.topology.store import read_state
+
+KEYS = Keys("portolan")
+
+
+def report_for(host, cid, ip, flows=None):
+    return HostReport(
+        host=HostRecord(id=host, hostname=host, mode="ebpf"),
+        containers=[ContainerRecord(id=cid, name=f"name-{cid}", state="running",
+                                    ips=[ip])],
+        addrs={ip: container_node_id(host, cid)},
+        flows=Counter(flows or {}),
+    )
+
+
+def test_two_collectors_merge_into_one_graph(redis_client, redis_server):
+    a = RedisReporter(reporter_client(redis_server.url), KEYS)
+    b = RedisReporter(reporter_client(redis_server.url), KEYS)
+    key = FlowKey(container_node_id("hostA", "ca"), "out", "10.9.0.2", 80)
+    assert a.report(report_for("hostA", "ca", "10.9.0.1", {(key, "connections"): 4}))
+    assert b.report(report_for("hostB", "cb", "10.9.0.2"))
+    assert a.report(report_for("hostA", "ca", "10.9.0.1", {(key, "connections"): 6}))
+    state = read_state(redis_client, KEYS, ttl=10)
+    assert set(state.hosts) == {"hostA", "hostB"}
+    G = build_graph(state, "container")
+    edge = G.edges[container_node_id("hostA", "ca"), container_node_id("hostB", "cb")]
+    assert edge["connections"] == 10
+
+
+def test_malformed_entries_are_skipped_not_fatal(redis_client, redis_server):
+    rep = RedisReporter(reporter_client(redis_server.url), KEYS)
+    assert rep.report(report_for("hostA", "ca", "10.9.0.1"))
+    redis_client.hset(KEYS.containers("hostA"), "evil", "{not json")
+    redis_client.hset(KEYS.flows("hostA"), "garbage\tfield", 3)
+    redis_client.zadd(KEYS.collectors, {"bad host id": 9e12})
+    state = read_state(redis_client, KEYS, ttl=10)
+    assert list(state.containers["hostA"]) == ["ca"]
+    assert list(state.hosts) == ["hostA"]
+
+
+def test_redis_outage_loses_no_count():
+    server = RedisServer()
+    server.start()
+    try:
+        rep = RedisReporter(reporter_client(server.url), KEYS)
+        key = FlowKey(container_node_id("hostA", "ca"), "out", "10.9.0.2", 80)
+        assert rep.report(report_for("hostA", "ca", "10.9.0.1",
+                                     {(key, "connections"): 1}))
+        server.stop()
+        for _ in range(5):
+            rep._next_attempt = 0  # do not wait out the backoff in a test
+            assert not rep.report(report_for("hostA", "ca", "10.9.0.1",
+                                             {(key, "connections"): 10}))
+        assert not rep.connected
+        server.start()  # same port, empty: as after a restart without persistence
+        rep._next_attempt = 0
+        assert wait_for(lambda: rep.report(report_for("hostA", "ca", "10.9.0.1",
+                                                      {(key, "connections"): 100})))
+        client = redis.Redis.from_url(server.url)
+        state = read_state(client, KEYS, ttl=10)
+        assert state.flows[("hostA", key)]["connections"] == 150
+    finally:
+        server.stop()
+
+
+def test_batch_whose_reply_was_lost_is_not_added_twice(redis_client, redis_server):
+    rep = RedisReporter(reporter_client(redis_server.url), KEYS)
+    key = FlowKey(container_node_id("hostA", "ca"), "out", "10.9.0.2", 80)
+    batch = Counter({(key, "connections"): 5})
+    report = report_for("hostA", "ca", "10.9.0.1")
+    rep._write(report, batch, "batch-1", 1.0)  # landed, but pretend no answer came
+    rep.in_doubt = ("hostA", "batch-1", batch)
+    assert rep.report(report_for("hostA", "ca", "10.9.0.1", {(key, "connections"): 1}))
+    state = read_state(redis_client, KEYS, ttl=1e12)
+    assert state.flows[("hostA", key)]["connections"] == 6
+    # And a batch that did not land is put back.
+    rep.in_doubt = ("hostA", "never-written", Counter({(key, "connections"): 7}))
+    assert rep.report(report_for("hostA", "ca", "10.9.0.1"))
+    state = read_state(redis_client, KEYS, ttl=1e12)
+    assert state.flows[("hostA", key)]["connections"] == 13
+
+
+def test_vanished_host_leaves_the_live_graph(redis_client, redis_server):
+    ttl = 1
+    rep = RedisReporter(reporter_client(redis_server.url), KEYS)
+    rep.report(report_for("hostA", "ca", "10.9.0.1"), now=1000.0)
+    assert read_state(redis_client, KEYS, ttl=ttl, now=1000.5).hosts
+    assert not read_state(redis_client, KEYS, ttl=ttl, now=1002.0).hosts

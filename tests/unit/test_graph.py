@@ -1,0 +1,155 @@
+"""The zoom levels are pure functions: built from records, totals preserved."""
+
+import networkx as nx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.schema import (
+    COUNTERS,
+    ContainerRecord,
+    FlowKey,
+    HostRecord,
+    container_node_id,
+    external_node_id,
+    host_node_id,
+    process_node_id,
+    service_node_id,
+)
+from webapp.topology.graph import build_graph, coarsen, edge_status, worst_status
+from webapp.topology.store import TopologyState
+
+
+def make_state(hosts=2, containers=3):
+    state = TopologyState()
+    for h in range(hosts):
+        hid = f"host{h}"
+        state.hosts[hid] = HostRecord(id=hid, hostname=hid)
+        state.containers[hid] = {}
+        for c in range(containers):
+            cid = f"c{h}{c}"
+            ip = f"10.0.{h}.{c + 2}"
+            state.containers[hid][cid] = ContainerRecord(
+                id=cid, name=f"ctr-{h}-{c}", state="running", ips=[ip]
+            )
+            state.addrs[ip] = container_node_id(hid, cid)
+    return state
+
+
+def add_flow(state, host, src_cid, ip, port, **counters):
+    key = FlowKey(container_node_id(host, src_cid), "out", ip, port)
+    state.flows[(host, key)] = counters
+
+
+def test_container_level_edge_goes_client_to_server_across_hosts():
+    state = make_state()
+    add_flow(state, "host0", "c00", "10.0.1.2", 80, connections=7, bytes_sent=70)
+    G = build_graph(state, "container")
+    src, dst = container_node_id("host0", "c00"), container_node_id("host1", "c10")
+    assert G.edges[src, dst]["connections"] == 7
+    assert G.edges[src, dst]["bytes_sent"] == 70
+    assert G.nodes[dst]["name"] == "ctr-1-0" and G.nodes[dst]["type"] == "container"
+    assert G.nodes[dst]["parent"] == host_node_id("host1")
+
+
+def test_service_level_targets_the_port_and_host_level_sums():
+    state = make_state()
+    add_flow(state, "host0", "c00", "10.0.1.2", 80, connections=3)
+    add_flow(state, "host0", "c01", "10.0.1.2", 80, connections=4)
+    add_flow(state, "host0", "c01", "10.0.1.2", 5432, connections=5, failed=1,
+             failed_refused=1)
+    S = build_graph(state, "service")
+    server = container_node_id("host1", "c10")
+    assert S.nodes[service_node_id(server, 80, "tcp")]["port"] == 80
+    assert S.edges[container_node_id("host0", "c01"),
+                   service_node_id(server, 5432, "tcp")]["failed_refused"] == 1
+    H = build_graph(state, "host")
+    e = H.edges[host_node_id("host0"), host_node_id("host1")]
+    assert e["connections"] == 12 and e["failed"] == 1
+    assert set(H.nodes) == {host_node_id("host0"), host_node_id("host1")}
+
+
+def test_loopback_stays_inside_the_container_and_unknown_ips_are_external():
+    state = make_state(hosts=1)
+    add_flow(state, "host0", "c00", "127.0.0.1", 8080, connections=2)
+    add_flow(state, "host0", "c00", "192.0.2.9", 443, connections=1)
+    G = build_graph(state, "container")
+    me = container_node_id("host0", "c00")
+    assert G.edges[me, me]["connections"] == 2
+    assert G.edges[me, external_node_id("192.0.2.9")]["connections"] == 1
+
+
+def test_server_side_record_only_used_for_unmonitored_clients():
+    state = make_state(hosts=1)
+    server = container_node_id("host0", "c00")
+    state.flows[("host0", FlowKey(server, "in", "10.0.0.3", 80))] = {"accepts": 5}
+    state.flows[("host0", FlowKey(server, "in", "198.51.100.7", 80))] = {"accepts": 2}
+    G = build_graph(state, "container")
+    assert not G.has_edge(container_node_id("host0", "c01"), server)
+    assert G.edges[external_node_id("198.51.100.7"), server]["accepts"] == 2
+
+
+def test_red_container_turns_its_host_red_when_zoomed_out():
+    state = make_state(hosts=1)
+    state.containers["host0"]["c01"].state = "exited"
+    state.containers["host0"]["c01"].exit_code = 1
+    assert build_graph(state, "host").nodes[host_node_id("host0")]["status"] == \
+        "critical"
+    assert build_graph(state, "container").nodes[host_node_id("host0")]["status"] == \
+        "critical"
+
+
+def test_host_process_rolls_into_its_host():
+    state = make_state(hosts=2)
+    key = FlowKey(process_node_id("host0", "curl"), "out", "10.0.1.2", 80)
+    state.flows[("host0", key)] = {"connections": 1}
+    H = build_graph(state, "host")
+    assert H.edges[host_node_id("host0"), host_node_id("host1")]["connections"] == 1
+
+
+def test_status_helpers():
+    assert edge_status({"connections": 0, "failed": 3}) == "critical"
+    assert edge_status({"connections": 1}) == "ok"
+    assert worst_status([]) == "unknown"
+    with pytest.raises(ValueError):
+        build_graph(TopologyState(), "galaxy")
+
+
+flows_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 2), st.integers(0, 3), st.integers(0, 2), st.integers(0, 3),
+        st.sampled_from([80, 443, 5432]),
+        st.dictionaries(st.sampled_from(COUNTERS), st.integers(0, 10**6)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(flows_strategy)
+def test_totals_are_preserved_from_level_to_level(flows):
+    state = make_state(hosts=3, containers=4)
+    for sh, sc, dh, dc, port, counters in flows:
+        key = FlowKey(container_node_id(f"host{sh}", f"c{sh}{sc}"), "out",
+                      f"10.0.{dh}.{dc + 2}", port)
+        merged = state.flows.setdefault((f"host{sh}", key), {})
+        for name, value in counters.items():
+            merged[name] = merged.get(name, 0) + value
+    expected = {
+        name: sum(c.get(name, 0) for c in state.flows.values()) for name in COUNTERS
+    }
+    for level in ("service", "container", "host"):
+        G = build_graph(state, level)
+        totals = {
+            name: sum(d[name] for _, _, d in G.edges(data=True)) for name in COUNTERS
+        }
+        assert totals == expected, level
+
+
+def test_coarsen_is_pure():
+    state = make_state()
+    add_flow(state, "host0", "c00", "10.0.1.2", 80, connections=3)
+    S = build_graph(state, "service")
+    before = nx.node_link_data(S, edges="links")
+    coarsen(S, "host")
+    assert nx.node_link_data(S, edges="links") == before

@@ -1,0 +1,99 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector.schema import (
+    ContainerRecord,
+    FlowKey,
+    Keys,
+    SchemaError,
+    container_node_id,
+    external_node_id,
+    host_node_id,
+    host_of_node,
+    make_flow_field,
+    parse_flow_field,
+    parse_node_id,
+    process_node_id,
+    service_node_id,
+    validate_host_id,
+)
+
+HOSTILE = ["<img src=x onerror=alert(1)>", "a:b:c", "tab\there", "50%", "x\ny", "é"]
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_container_id_round_trips_any_text(cid):
+    kind, parts = parse_node_id(container_node_id("h1", cid))
+    assert (kind, parts) == ("container", ("h1", cid))
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_command_cannot_forge_separators(name):
+    node = process_node_id("h1", name)
+    assert "\t" not in node and node.count(":") == 2
+    assert parse_node_id(node) == ("process", ("h1", name))
+
+
+def test_service_id_keeps_owner_whole():
+    owner = container_node_id("h1", "abc")
+    sid = service_node_id(owner, 80, "tcp")
+    kind, parts = parse_node_id(sid)
+    assert kind == "service" and parts == (owner, "80/tcp")
+    assert host_of_node(sid) == "h1"
+    assert host_of_node(external_node_id("1.2.3.4")) is None
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x:y", "../etc", "-lead", "a" * 300])
+def test_bad_host_ids_are_refused(bad):
+    with pytest.raises(SchemaError):
+        validate_host_id(bad)
+
+
+@pytest.mark.parametrize("bad", ["nokind", "martian:x", "container:onlyone"])
+def test_bad_node_ids_are_refused(bad):
+    with pytest.raises(SchemaError):
+        parse_node_id(bad)
+
+
+@given(
+    st.sampled_from(["out", "in"]),
+    st.ip_addresses().map(str),
+    st.integers(0, 65535),
+    st.sampled_from(["tcp", "udp"]),
+)
+def test_flow_field_round_trips(direction, ip, port, proto):
+    key = FlowKey(container_node_id("h", "c"), direction, ip, port, proto)
+    assert parse_flow_field(make_flow_field(key, "bytes_sent")) == (key, "bytes_sent")
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["", "a\tb", "container:h:c\tout\t1.1.1.1\tx\ttcp\tconnections",
+     "container:h:c\tout\t1.1.1.1\t80\ttcp\tnot_a_counter",
+     "container:h:c\tsideways\t1.1.1.1\t80\ttcp\tconnections"],
+)
+def test_malformed_flow_fields_raise_schema_error(field):
+    with pytest.raises(SchemaError):
+        parse_flow_field(field)
+
+
+def test_container_record_json_round_trip_and_status():
+    rec = ContainerRecord(id="abc", name=HOSTILE[0], state="exited", exit_code=137,
+                          labels={"x": HOSTILE[0]})
+    back = ContainerRecord.from_json(rec.to_json())
+    assert back == rec and back.status == "critical"
+    assert ContainerRecord(id="a", name="a", state="running").status == "ok"
+    assert ContainerRecord(id="a", name="a", state="exited").status == "stopped"
+    with pytest.raises(SchemaError):
+        ContainerRecord.from_json("{not json")
+
+
+def test_keys_are_prefixed_and_checked():
+    k = Keys("pfx")
+    assert k.flows("h1") == "pfx:flows:h1" and k.collectors == "pfx:collectors"
+    assert host_node_id("h1") == "host:h1"
+    with pytest.raises(SchemaError):
+        Keys("bad prefix")
+    with pytest.raises(SchemaError):
+        k.flows("bad host")

@@ -1,0 +1,225 @@
+"""The map's three zoom levels, as pure functions over NetworkX graphs.
+
+``service_graph`` builds the finest level from a TopologyState; ``coarsen``
+merges nodes into their parents (services into containers, containers into
+hosts), summing edge counters, so every level is derived from one graph and
+totals are preserved from level to level.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import networkx as nx
+
+from collector.schema import (
+    COUNTERS,
+    container_node_id,
+    external_node_id,
+    host_node_id,
+    parse_node_id,
+    service_node_id,
+)
+from webapp.topology.store import TopologyState
+
+__all__ = [
+    "LEVELS",
+    "STATUS_ORDER",
+    "build_graph",
+    "coarsen",
+    "edge_status",
+    "service_graph",
+    "worst_status",
+]
+
+LEVELS = ("service", "container", "host")
+STATUS_ORDER = ("unknown", "stopped", "ok", "warning", "critical")
+# The node types each level keeps; anything finer merges into its parent.
+_LEVEL_TYPES = {
+    "service": {"host", "container", "process", "service", "external"},
+    "container": {"host", "container", "process", "external"},
+    "host": {"host", "external"},
+}
+
+
+def worst_status(statuses) -> str:
+    """The most severe of several statuses.
+
+    >>> worst_status(["ok", "critical", "warning"])
+    'critical'
+    """
+    ranked = [s for s in statuses if s in STATUS_ORDER]
+    return max(ranked, key=STATUS_ORDER.index) if ranked else "unknown"
+
+
+def edge_status(counters: dict) -> str:
+    """Critical when every attempt failed, warning when some did.
+
+    >>> edge_status({"connections": 5, "failed": 1})
+    'warning'
+    """
+    failed = counters.get("failed", 0)
+    if failed and not counters.get("connections", 0) and not counters.get("accepts"):
+        return "critical"
+    return "warning" if failed else "ok"
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def _add_edge(G: nx.DiGraph, src: str, dst: str, counters: dict) -> None:
+    if G.has_edge(src, dst):
+        data = G.edges[src, dst]
+        for name in COUNTERS:
+            data[name] += counters.get(name, 0)
+    else:
+        G.add_edge(src, dst, **{name: counters.get(name, 0) for name in COUNTERS})
+
+
+def service_graph(state: TopologyState) -> nx.DiGraph:
+    """Hosts, containers, host processes, services and externals, with flows.
+
+    Each node has ``id``, ``type``, ``name``, ``status`` and ``parent`` (the
+    node it merges into one level up, or None). Edges go client -> server.
+    """
+    G = nx.DiGraph()
+    for host_id, host in state.hosts.items():
+        hid = host_node_id(host_id)
+        G.add_node(
+            hid, id=hid, type="host", name=host.hostname or host_id, status="ok",
+            parent=None, kernel=host.kernel, mode=host.mode,
+            mode_reason=host.mode_reason, labels=dict(host.labels),
+        )
+        for record in state.containers.get(host_id, {}).values():
+            cid = container_node_id(host_id, record.id)
+            G.add_node(
+                cid, id=cid, type="container", name=record.name,
+                status=record.status, parent=hid, host=host_id, image=record.image,
+                state=record.state, exit_code=record.exit_code, ips=list(record.ips),
+                labels=dict(record.labels), ports=list(record.ports),
+                container_id=record.id,
+            )
+    for (_host_id, key), counters in state.flows.items():
+        local = _ensure_node(G, key.node)
+        if key.direction == "out":
+            if _is_loopback(key.ip):
+                peer_owner = local
+            else:
+                peer_owner = state.addrs.get(key.ip)
+            if peer_owner is None:
+                peer = _ensure_node(G, external_node_id(key.ip))
+            else:
+                peer = _ensure_service(G, _ensure_node(G, peer_owner), key)
+            _add_edge(G, local, peer, counters)
+        else:
+            # The server's side of a connection. When the client is a node we
+            # monitor, its own "out" record already counts the connection.
+            if _is_loopback(key.ip) or key.ip in state.addrs:
+                continue
+            client = _ensure_node(G, external_node_id(key.ip))
+            _add_edge(G, client, _ensure_service(G, local, key), counters)
+    for _, _, data in G.edges(data=True):
+        data["status"] = edge_status(data)
+    return G
+
+
+def _ensure_node(G: nx.DiGraph, node_id: str) -> str:
+    """Add a node known only by id (a flow's peer) with what its id tells."""
+    if node_id in G:
+        return node_id
+    kind, parts = parse_node_id(node_id)
+    attrs = {"id": node_id, "type": kind, "status": "unknown", "parent": None}
+    if kind == "external":
+        attrs.update(name=parts[0], status="ok")
+    elif kind == "process":
+        attrs.update(name=parts[1], host=parts[0], status="ok")
+        attrs["parent"] = _ensure_node(G, host_node_id(parts[0]))
+    elif kind == "container":
+        attrs.update(name=parts[1][:12], host=parts[0])
+        attrs["parent"] = _ensure_node(G, host_node_id(parts[0]))
+    elif kind == "host":
+        attrs.update(name=parts[0])
+    G.add_node(node_id, **attrs)
+    return node_id
+
+
+def _ensure_service(G: nx.DiGraph, owner: str, key) -> str:
+    """The service node for ``owner``'s port of a flow (server side)."""
+    if G.nodes[owner]["type"] not in ("container", "process"):
+        return owner
+    sid = service_node_id(owner, key.port, key.proto)
+    if sid not in G:
+        owner_attrs = G.nodes[owner]
+        G.add_node(
+            sid, id=sid, type="service", parent=owner, port=key.port,
+            proto=key.proto, name=f"{owner_attrs['name']}:{key.port}/{key.proto}",
+            status=owner_attrs["status"], host=owner_attrs.get("host"),
+        )
+    return sid
+
+
+def coarsen(G: nx.DiGraph, level: str) -> nx.DiGraph:
+    """Merge every node finer than ``level`` into its nearest kept ancestor.
+
+    Edge counters are summed; a node's status is the worst of what merged into
+    it, so a host with a red container is red when zoomed out.
+
+    >>> G = nx.DiGraph()
+    >>> G.add_node("h", type="host", parent=None, status="ok")
+    >>> G.add_node("c", type="container", parent="h", status="critical")
+    >>> coarsen(G, "host").nodes["h"]["status"]
+    'critical'
+    """
+    if level not in _LEVEL_TYPES:
+        raise ValueError(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
+    keep = _LEVEL_TYPES[level]
+
+    def target(node: str) -> str:
+        seen = set()
+        while G.nodes[node].get("type") not in keep:
+            parent = G.nodes[node].get("parent")
+            if parent is None or parent not in G or node in seen:
+                return node
+            seen.add(node)
+            node = parent
+        return node
+
+    mapping = {n: target(n) for n in G}
+    H = nx.DiGraph()
+    for n, data in G.nodes(data=True):
+        if mapping[n] == n:
+            H.add_node(n, **data)
+    for n, data in G.nodes(data=True):
+        t = mapping[n]
+        if t != n:
+            H.nodes[t]["status"] = worst_status(
+                [H.nodes[t].get("status"), data.get("status")]
+            )
+    for u, v, data in G.edges(data=True):
+        _add_edge(H, mapping[u], mapping[v], data)
+    for _, _, data in H.edges(data=True):
+        data["status"] = edge_status(data)
+    _roll_up_status(H)
+    return H
+
+
+def _roll_up_status(H: nx.DiGraph) -> None:
+    """A parent that is kept at this level shows its worst child."""
+    for _n, data in H.nodes(data=True):
+        parent = data.get("parent")
+        if parent in H and H.nodes[parent].get("type") == "host":
+            H.nodes[parent]["status"] = worst_status(
+                [H.nodes[parent]["status"], data.get("status")]
+            )
+
+
+def build_graph(state: TopologyState, level: str) -> nx.DiGraph:
+    """The graph at one zoom level: ``service``, ``container`` or ``host``."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
+    G = service_graph(state)
+    return G if level == "service" else coarsen(G, level)

@@ -1,0 +1,37 @@
+"""HTTP endpoints of the topology: the graph API and the health check."""
+
+from __future__ import annotations
+
+import redis
+from django.http import JsonResponse
+from django.views.decorators.http import require_GET
+
+from webapp.topology import service
+
+
+@require_GET
+def healthz(request):
+    """No login: Redis reachable or not, and the collectors heard from lately."""
+    ok, body = service.health()
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+@require_GET
+def api_graph(request):
+    """The live graph at ``?level=`` as NetworkX node-link JSON (login needed)."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "authentication required"}, status=401)
+    level = request.GET.get("level", "container")
+    if level not in service.LEVELS:
+        return JsonResponse(
+            {"error": f"unknown level; use one of {', '.join(service.LEVELS)}"},
+            status=400,
+        )
+    try:
+        G = service.current_graph(level)
+    except (redis.RedisError, OSError) as exc:
+        return JsonResponse({"error": f"Redis unreachable: {exc}"}, status=503)
+    return JsonResponse(service.graph_payload(G))
+
+
+__all__ = ["api_graph", "healthz"]
