@@ -113,6 +113,26 @@ def listening_ports(reading: TracerReading, resolver) -> dict[str, set[int]]:
     return ports
 
 
+def remember_addresses(
+    known: dict[str, str], records: list[ContainerRecord]
+) -> dict[str, str]:
+    """IP -> container id: running containers' addresses, plus the last owner of
+    an address no running container holds now, as long as that container still
+    exists (an exited container's connections are still attributed to it).
+
+    >>> a = ContainerRecord(id="a", name="a", state="running", ips=["10.0.0.2"])
+    >>> remember_addresses({}, [a])
+    {'10.0.0.2': 'a'}
+    >>> a.state, a.ips = "exited", []
+    >>> remember_addresses({"10.0.0.2": "a"}, [a])
+    {'10.0.0.2': 'a'}
+    """
+    present = {r.id for r in records}
+    owners = {ip: cid for ip, cid in known.items() if cid in present}
+    owners.update({ip: r.id for r in records if r.state == "running" for ip in r.ips})
+    return owners
+
+
 class Collector:
     """One host's collector: call ``step()`` once per interval."""
 
@@ -138,9 +158,9 @@ class Collector:
         if records is None:
             return  # engine away: keep what we knew
         self.attribution.containers = {r.id: r for r in records}
-        self.attribution.ip_owner = {
-            ip: r.id for r in records if r.state == "running" for ip in r.ips
-        }
+        self.attribution.ip_owner = remember_addresses(
+            self.attribution.ip_owner, records
+        )
 
     def step(self) -> bool:
         """Read one interval's deltas and report them; True if Redis took them."""

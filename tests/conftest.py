@@ -6,6 +6,7 @@ so a green CI always means the eBPF, Docker, Redis and browser tests ran.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shutil
@@ -20,7 +21,6 @@ from pathlib import Path
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TEST_IMAGE = "portolan-test:busybox"
 TEST_LABEL = "portolan.test"
 BUSYBOX = "/bin/busybox"
 BUSYBOX_APPLETS = (
@@ -28,6 +28,15 @@ BUSYBOX_APPLETS = (
     "ps", "head", "dd", "yes", "kill", "mkdir", "rm", "printf", "env", "test",
     "timeout", "nslookup", "ip", "ifconfig", "grep", "wc", "date", "usleep",
 )
+TEST_FILES = (
+    ("etc/passwd", "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n"),
+    ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
+    ("var/www/index.html", "portolan test page\n"),
+)
+# The tag names what is in the image, so a changed recipe builds a new one.
+TEST_IMAGE = "portolan-test:busybox-" + hashlib.sha256(
+    repr((BUSYBOX_APPLETS, TEST_FILES)).encode()
+).hexdigest()[:10]
 
 
 def require(condition: bool, reason: str) -> None:
@@ -169,12 +178,7 @@ def build_test_image(client) -> str:
             info.type = tarfile.SYMTYPE
             info.linkname = "busybox"
             tar.addfile(info)
-        for name, text in (
-            ("etc/passwd",
-             "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n"),
-            ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
-            ("var/www/index.html", "portolan test page\n"),
-        ):
+        for name, text in TEST_FILES:
             data = text.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)

@@ -1,0 +1,117 @@
+"""The walking skeleton end to end: kernel -> collector -> Redis -> graph command.
+
+Two real containers talk over TCP; `manage.py collect` sees it through eBPF and
+writes it to a real Redis; `manage.py graph` prints the edge.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from collector.schema import Keys
+from tests.conftest import wait_for
+
+pytestmark = [pytest.mark.ebpf, pytest.mark.docker]
+
+N = 50
+
+
+@pytest.fixture
+def collector_env(redis_server, tmp_path, repo_root):
+    env = dict(os.environ)
+    env.update(
+        REDIS_URL=redis_server.url,
+        PORTOLAN_HOST_ID="slice-host",
+        PORTOLAN_VAR_DIR=str(tmp_path),
+        PORTOLAN_INTERVAL="0.5",
+    )
+    return env
+
+
+def run_collector(env, repo_root, duration, *extra):
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "collect", "--duration", str(duration), *extra],
+        cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def graph_json(env, repo_root, level="container"):
+    out = subprocess.run(
+        [sys.executable, "manage.py", "graph", "--level", level, "--format", "json"],
+        cwd=repo_root, env=env, capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def test_two_containers_connection_reaches_the_graph(
+    ebpf_ready, containers, redis_client, collector_env, repo_root
+):
+    server = containers.run("httpd -f -p 8080 -h /var/www")
+    server_ip = containers.ip(server)
+    proc = run_collector(collector_env, repo_root, 60)
+    try:
+        keys = Keys("portolan")
+        assert wait_for(lambda: redis_client.zscore(keys.collectors, "slice-host"),
+                        timeout=30), "collector never reported"
+        client = containers.run(
+            f"for i in $(seq {N}); do wget -q -O /dev/null http://{server_ip}:8080/ "
+            "|| exit 1; done"
+        )
+        assert client.wait(timeout=60)["StatusCode"] == 0
+
+        def edge():
+            g = graph_json(collector_env, repo_root)
+            names = {n["id"]: n for n in g["nodes"]}
+            for link in g["links"]:
+                src, dst = names[link["source"]], names[link["target"]]
+                if src.get("name") == client.name and dst.get("name") == server.name:
+                    return g, link
+            return None
+
+        found = wait_for(edge, timeout=10, interval=0.5)
+        assert found, "no client -> server edge in: " + json.dumps(
+            graph_json(collector_env, repo_root), indent=1)
+        g, link = found
+        assert link["connections"] == N
+        assert link["failed"] == 0
+        assert link["bytes_received"] > 0 and link["bytes_sent"] > 0
+        nodes = {n["name"]: n for n in g["nodes"] if n["type"] == "container"}
+        assert nodes[server.name]["status"] == "ok"
+        assert nodes[client.name]["status"] == "stopped"  # exited 0
+        assert 8080 in nodes[server.name]["ports"]
+        assert g["directed"] is True
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert "ebpf mode" in out
+
+
+def test_collect_exits_after_duration(redis_client, collector_env, repo_root):
+    start = time.monotonic()
+    proc = run_collector(collector_env, repo_root, 2, "--fallback")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert time.monotonic() - start < 30
+    assert "procfs mode (fallback requested)" in out
+    assert redis_client.zscore(Keys("portolan").collectors, "slice-host")
+
+
+def test_collect_refuses_bad_host_id(collector_env, repo_root):
+    env = dict(collector_env, PORTOLAN_HOST_ID="bad host")
+    proc = run_collector(env, repo_root, 1)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "PORTOLAN_HOST_ID" in out
+
+
+def test_graph_command_reports_redis_down(collector_env, repo_root):
+    env = dict(collector_env, REDIS_URL="redis://127.0.0.1:9/0")
+    out = subprocess.run(
+        [sys.executable, "manage.py", "graph"], cwd=repo_root, env=env,
+        capture_output=True, text=True,
+    )
+    assert out.returncode != 0 and "Redis unreachable" in out.stderr
