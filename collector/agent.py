@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from collector.host_addresses import host_addresses
 from collector.readings import FlowSample, TracerReading
 from collector.reporter import HostReport, RedisReporter, add_flow
 from collector.schema import (
@@ -23,7 +24,11 @@ from collector.schema import (
     HostRecord,
     SchemaError,
     container_node_id,
+    host_node_id,
+    loopback_address,
+    make_address_target,
     process_node_id,
+    published_address,
 )
 
 log = logging.getLogger("portolan.collector")
@@ -99,18 +104,54 @@ def flows_from_reading(
     return flows
 
 
-def listening_ports(reading: TracerReading, resolver) -> dict[str, set[int]]:
-    """Container id -> ports its processes listen on, from this reading."""
-    ports: dict[str, set[int]] = {}
+def listening_ports(
+    reading: TracerReading, attribution: Attribution, resolver
+) -> dict[str, set[tuple[int, str]]]:
+    """Node id -> (port, proto) its processes listen on, from this reading."""
+    ports: dict[str, set[tuple[int, str]]] = {}
     for listen in reading.listens:
-        cid = None
-        if listen.cgroup_id:
-            cid = resolver.container_for_cgroup_id(listen.cgroup_id)
-        if cid is None and listen.pid:
-            cid = resolver.container_for_pid(listen.pid)
-        if cid is not None:
-            ports.setdefault(cid, set()).add(listen.port)
+        sample = FlowSample(listen.cgroup_id, listen.pid, listen.comm, "in", "",
+                            "", listen.port, listen.proto)
+        node = node_for_sample(sample, attribution, resolver)
+        ports.setdefault(node, set()).add((listen.port, listen.proto))
     return ports
+
+
+def address_index(
+    host_id: str,
+    host_ips: list[str],
+    attribution: Attribution,
+    listeners: dict[str, set[tuple[int, str]]],
+) -> dict[str, str]:
+    """This host's entries of the global address index (see collector.schema).
+
+    Container IPs name their container, the host's IPs name the host; a
+    published port names the container port behind it, on every host address
+    it is bound to and on loopback; a host process's listening port names that
+    process.
+    """
+    index = {ip: make_address_target(host_node_id(host_id)) for ip in host_ips}
+    for node, ports in listeners.items():
+        if node.startswith("process:"):
+            for port, proto in ports:
+                index[loopback_address(host_id, port, proto)] = node
+                for ip in host_ips:
+                    index[published_address(ip, port, proto)] = node
+    for ip, cid in attribution.ip_owner.items():
+        index[ip] = container_node_id(host_id, cid)
+    for record in attribution.containers.values():
+        if record.state != "running":
+            continue
+        node = container_node_id(host_id, record.id)
+        for pub in record.published:
+            target = make_address_target(node, pub["target"])
+            bound = pub["ip"]
+            ips = host_ips if bound in ("0.0.0.0", "::", "") else [bound]
+            for ip in ips:
+                index[published_address(ip, pub["port"], pub["proto"])] = target
+            if bound in ("0.0.0.0", "::", "", "127.0.0.1", "::1"):
+                index[loopback_address(host_id, pub["port"], pub["proto"])] = target
+    return index
 
 
 def remember_addresses(
@@ -151,7 +192,10 @@ class Collector:
         self.resolver = resolver
         self.reporter = reporter
         self.attribution = Attribution(host_id=host_id)
-        self.ports: dict[str, set[int]] = {}
+        # Node id -> (port, proto) listened on; kept: listen() is seen once.
+        self.listeners: dict[str, set[tuple[int, str]]] = {}
+        self.host_ips: list[str] = []
+        self._last_step = time.monotonic()
 
     def refresh_containers(self) -> None:
         records = self.docker.containers()
@@ -165,23 +209,26 @@ class Collector:
     def step(self) -> bool:
         """Read one interval's deltas and report them; True if Redis took them."""
         self.refresh_containers()
+        self.host_ips = host_addresses()
         reading = self.tracer.read()
+        now = time.monotonic()
+        interval, self._last_step = now - self._last_step, now
         if reading.lost:
             log.warning("the tracer lost %d counts this interval", reading.lost)
         flows = flows_from_reading(reading, self.attribution, self.resolver)
-        for cid, ports in listening_ports(reading, self.resolver).items():
-            self.ports.setdefault(cid, set()).update(ports)
+        listening = listening_ports(reading, self.attribution, self.resolver)
+        for node, ports in listening.items():
+            self.listeners.setdefault(node, set()).update(ports)
         containers = []
         for record in self.attribution.containers.values():
             record.host = self.host.id
-            record.ports = sorted(self.ports.get(record.id, ()))
+            node = container_node_id(self.host.id, record.id)
+            record.ports = sorted({p for p, _ in self.listeners.get(node, ())})
             containers.append(record)
-        addrs = {
-            ip: container_node_id(self.host.id, cid)
-            for ip, cid in self.attribution.ip_owner.items()
-        }
+        addrs = address_index(self.host.id, self.host_ips, self.attribution,
+                              self.listeners)
         report = HostReport(host=self.host, containers=containers, addrs=addrs,
-                            flows=flows)
+                            flows=flows, interval=interval)
         return self.reporter.report(report)
 
     def run(self, interval: float = 1.0, duration: float | None = None) -> None:

@@ -39,6 +39,12 @@ def record_from_list_entry(entry: dict) -> ContainerRecord:
             ip = (net or {}).get(key)
             if ip and ip not in ips:
                 ips.append(ip)
+    published = [
+        {"ip": p.get("IP") or "0.0.0.0", "port": int(p["PublicPort"]),
+         "target": int(p["PrivatePort"]), "proto": p.get("Type") or "tcp"}
+        for p in entry.get("Ports") or []
+        if p.get("PublicPort") and p.get("PrivatePort")
+    ]
     return ContainerRecord(
         id=entry.get("Id", ""),
         name=name,
@@ -47,6 +53,7 @@ def record_from_list_entry(entry: dict) -> ContainerRecord:
         exit_code=int(match.group(1)) if match else 0,
         ips=ips,
         labels=dict(entry.get("Labels") or {}),
+        published=published,
         started_at=str(entry.get("Created") or ""),
     )
 

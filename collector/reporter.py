@@ -6,6 +6,12 @@ that could not be written stay pending and are added to the next attempt, so a
 Redis outage loses no count: it only delays it. Each batch carries an id that
 the same transaction stores; when a write fails without an answer, the next
 attempt asks whether that id landed, so a batch is never added twice either.
+
+History: every ``history_step`` seconds the host's records, the counts of the
+step and the latest rates go into a fine-grained sorted set (kept
+``history_fine`` seconds), and every ``history_coarse_step`` seconds into a
+coarse one (kept ``history_window`` seconds): full resolution for the recent
+past, downsampled after.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from collector.schema import (
+    RATE_COUNTERS,
     ContainerRecord,
     FlowKey,
     HostRecord,
     Keys,
+    encode_snapshot,
     make_flow_field,
 )
 
@@ -53,8 +61,27 @@ class HostReport:
 
     host: HostRecord
     containers: list[ContainerRecord] = field(default_factory=list)
-    addrs: dict[str, str] = field(default_factory=dict)  # ip -> node id
+    addrs: dict[str, str] = field(default_factory=dict)  # address -> target
     flows: Counter = field(default_factory=Counter)  # (FlowKey, counter) -> delta
+    interval: float = 1.0  # seconds the flows were counted over
+
+
+@dataclass(slots=True)
+class HistoryPolicy:
+    step: float = 5.0
+    fine: float = 900.0
+    coarse_step: float = 60.0
+    window: float = 3600.0
+
+
+def flow_rates(flows: Counter, interval: float) -> dict[str, float]:
+    """Flow field -> per-second rate, for the counters that have rates."""
+    interval = max(interval, 1e-3)
+    return {
+        make_flow_field(key, counter): round(delta / interval, 3)
+        for (key, counter), delta in flows.items()
+        if delta and counter in RATE_COUNTERS
+    }
 
 
 class RedisReporter:
@@ -66,15 +93,22 @@ class RedisReporter:
         keys: Keys,
         node_ttl: float = 30.0,
         flow_ttl: float = 300.0,
+        history: HistoryPolicy | None = None,
     ):
         self.client = client
         self.keys = keys
         self.node_ttl = max(1, int(node_ttl))
         self.flow_ttl = max(1, int(flow_ttl))
+        self.history = history or HistoryPolicy()
         self.pending: Counter = Counter()
         # A batch whose transaction may or may not have landed:
         # (host id, batch id, counters).
         self.in_doubt: tuple[str, str, Counter] | None = None
+        # Counts since the last fine / coarse history snapshot.
+        self.fine_counts: Counter = Counter()
+        self.coarse_counts: Counter = Counter()
+        self._next_fine = 0.0
+        self._next_coarse = 0.0
         self.connected = True
         self._next_attempt = 0.0
         self._backoff = 0.5
@@ -83,6 +117,8 @@ class RedisReporter:
         """Write one report; on failure keep its counters for the next call."""
         now = time.time() if now is None else now
         self.pending.update(report.flows)
+        self.fine_counts.update(report.flows)
+        self.coarse_counts.update(report.flows)
         if time.monotonic() < self._next_attempt:
             return False
         try:
@@ -96,7 +132,8 @@ class RedisReporter:
             if self.connected:
                 log.warning(
                     "Redis unreachable (%s); keeping %d counters until it is back",
-                    exc, len(self.pending),
+                    exc, len(self.pending) + len(self.in_doubt[2] if self.in_doubt
+                                                 else ()),
                 )
             self.connected = False
             self._next_attempt = time.monotonic() + self._backoff
@@ -118,11 +155,23 @@ class RedisReporter:
             self.pending.update(batch)
         self.in_doubt = None
 
+    def _snapshot(self, report: HostReport, counts: Counter, rates: dict,
+                  now: float) -> bytes:
+        return encode_snapshot({
+            "ts": now,
+            "host": json.loads(report.host.to_json()),
+            "containers": [json.loads(c.to_json()) for c in report.containers],
+            "addrs": report.addrs,
+            "counts": {make_flow_field(k, c): v for (k, c), v in counts.items() if v},
+            "rates": rates,
+        })
+
     def _write(
         self, report: HostReport, batch: Counter, batch_id: str, now: float
     ) -> None:
         host_id = report.host.id
         k = self.keys
+        rates = flow_rates(report.flows, report.interval)
         pipe = self.client.pipeline(transaction=True)
         pipe.set(k.host(host_id), report.host.to_json(), ex=self.node_ttl)
         pipe.delete(k.containers(host_id))
@@ -136,15 +185,39 @@ class RedisReporter:
         if report.addrs:
             pipe.hset(k.addrs(host_id), mapping=report.addrs)
             pipe.expire(k.addrs(host_id), self.node_ttl)
+        pipe.delete(k.rates(host_id))
+        if rates:
+            pipe.hset(k.rates(host_id), mapping=rates)
+            pipe.expire(k.rates(host_id), self.node_ttl)
         flows_key = k.flows(host_id)
         pipe.set(k.applied(host_id), batch_id, ex=self.flow_ttl)
         for (flow, counter), delta in batch.items():
             if delta:
                 pipe.hincrby(flows_key, make_flow_field(flow, counter), delta)
         pipe.expire(flows_key, self.flow_ttl)
+        wrote_fine = wrote_coarse = False
+        if now >= self._next_fine:
+            fine = k.history(host_id, "fine")
+            pipe.zadd(fine, {self._snapshot(report, self.fine_counts, rates, now): now})
+            pipe.zremrangebyscore(fine, "-inf", now - self.history.fine)
+            pipe.expire(fine, int(self.history.fine) + 60)
+            wrote_fine = True
+        if now >= self._next_coarse:
+            coarse = k.history(host_id, "coarse")
+            pipe.zadd(coarse,
+                      {self._snapshot(report, self.coarse_counts, rates, now): now})
+            pipe.zremrangebyscore(coarse, "-inf", now - self.history.window)
+            pipe.expire(coarse, int(self.history.window) + 60)
+            wrote_coarse = True
         pipe.zadd(k.collectors, {host_id: now})
         pipe.publish(k.changes, json.dumps({"host": host_id, "ts": now}))
         pipe.execute()
+        if wrote_fine:
+            self.fine_counts = Counter()
+            self._next_fine = now + self.history.step
+        if wrote_coarse:
+            self.coarse_counts = Counter()
+            self._next_coarse = now + self.history.coarse_step
 
 
 def add_flow(flows: Counter, key: FlowKey, counters: dict[str, int]) -> None:

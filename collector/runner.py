@@ -5,17 +5,19 @@ from __future__ import annotations
 from collector.agent import Collector, open_tracer
 from collector.cgroups import CgroupResolver
 from collector.docker_source import DockerSource
-from collector.reporter import RedisReporter, redis_client
+from collector.reporter import HistoryPolicy, RedisReporter, redis_client
 from collector.schema import Keys, validate_host_id
 
 
 def build_collector(*, redis_url: str, prefix: str, host_id: str,
                     node_ttl: float, flow_ttl: float,
+                    history: HistoryPolicy | None = None,
                     force_fallback: bool = False) -> Collector:
     validate_host_id(host_id)
+    keys = Keys(prefix)
     tracer, reason = open_tracer(force_fallback)
-    reporter = RedisReporter(redis_client(redis_url), Keys(prefix),
-                             node_ttl=node_ttl, flow_ttl=flow_ttl)
+    reporter = RedisReporter(redis_client(redis_url), keys, node_ttl=node_ttl,
+                             flow_ttl=flow_ttl, history=history)
     return Collector(host_id, tracer, DockerSource(), CgroupResolver(), reporter,
                      mode_reason=reason)
 

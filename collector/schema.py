@@ -10,12 +10,21 @@ Redis layout (``P`` is the key prefix, ``portolan`` by default)
 ``P:collectors``            ZSET  host id -> unix time of its last report
 ``P:host:{host}``           STR   JSON host attributes (name, kernel, mode); TTL
 ``P:containers:{host}``     HASH  container id -> JSON container attributes; TTL
-``P:addrs:{host}``          HASH  IP address -> node id of the container owning it
-                                   on that host (the global address index is the
-                                   union over live hosts); TTL
+``P:addrs:{host}``          HASH  address -> node id owning it on that host: a bare
+                                   IP (a container's, or the host's own) or
+                                   ``ip:port/proto`` for a published port. The
+                                   global address index is the union over live
+                                   hosts; TTL
 ``P:flows:{host}``          HASH  flow field -> integer counter, only ever grown
                                    with HINCRBY so that concurrent writers never
                                    lose an update; TTL refreshed on every write
+``P:rates:{host}``          HASH  flow field -> per-second rate over the last
+                                   interval (float), replaced on every report
+``P:history:{host}:fine``   ZSET  score unix time, member zlib-compressed JSON
+                                   snapshot of the host (records, totals, rates)
+                                   every ``HISTORY_STEP`` s, kept ``HISTORY_FINE`` s
+``P:history:{host}:coarse`` ZSET  the same every ``HISTORY_COARSE_STEP`` s, kept
+                                   for the whole history window
 ``P:applied:{host}``        STR   id of the last flow batch written (exactly-once
                                    counting across lost replies)
 ``P:changes``               PUBSUB JSON ``{"host": ..., "ts": ...}`` after each
@@ -33,20 +42,28 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote, unquote
 
 __all__ = [
     "COUNTERS",
+    "RATE_COUNTERS",
     "ContainerRecord",
     "FlowKey",
     "HostRecord",
     "SchemaError",
     "Keys",
     "container_node_id",
+    "decode_snapshot",
+    "encode_snapshot",
     "external_node_id",
     "host_node_id",
+    "loopback_address",
+    "make_address_target",
     "make_flow_field",
+    "parse_address_target",
+    "published_address",
     "parse_flow_field",
     "parse_node_id",
     "process_node_id",
@@ -71,6 +88,19 @@ COUNTERS = (
     "retransmits",
     "connect_latency_us_sum",
     "connect_latency_count",
+)
+
+# Counters that also get a per-second rate on edges (``{name}_per_s``).
+RATE_COUNTERS = (
+    "connections",
+    "failed",
+    "accepts",
+    "bytes_sent",
+    "bytes_received",
+    "datagrams_sent",
+    "datagrams_received",
+    "resets",
+    "retransmits",
 )
 
 DIRECTIONS = ("out", "in")
@@ -169,6 +199,46 @@ class FlowKey:
         parse_node_id(self.node)
 
 
+def published_address(ip: str, port: int, proto: str = "tcp") -> str:
+    """The address-index entry of a published port: ``ip:port/proto``.
+
+    >>> published_address("192.0.2.1", 8080)
+    '192.0.2.1:8080/tcp'
+    """
+    return f"{ip}:{int(port)}/{proto}"
+
+
+def loopback_address(host_id: str, port: int, proto: str = "tcp") -> str:
+    """The address-index entry of a port published on a host's loopback.
+
+    Loopback addresses mean something only on their own host, so the host id is
+    part of the entry.
+    """
+    return f"loopback@{validate_host_id(host_id)}:{int(port)}/{proto}"
+
+
+def make_address_target(node_id: str, port: int | None = None) -> str:
+    """An address-index value: the owning node, and for a published port the
+    container port it forwards to (``#`` never occurs in a quoted node id)."""
+    return node_id if port is None else f"{node_id}#{int(port)}"
+
+
+def parse_address_target(value: str) -> tuple[str, int | None]:
+    """Inverse of make_address_target.
+
+    >>> parse_address_target(make_address_target("container:h:c", 80))
+    ('container:h:c', 80)
+    """
+    node, sep, port = value.partition("#")
+    parse_node_id(node)
+    if not sep:
+        return node, None
+    try:
+        return node, int(port)
+    except ValueError:
+        raise SchemaError(f"invalid address target {value!r}") from None
+
+
 def make_flow_field(key: FlowKey, counter: str) -> str:
     if counter not in COUNTERS:
         raise SchemaError(f"unknown counter {counter!r}")
@@ -189,6 +259,23 @@ def parse_flow_field(field_name: str) -> tuple[FlowKey, str]:
     except ValueError:
         raise SchemaError(f"invalid port in flow field {field_name!r}") from None
     return FlowKey(node, direction, unquote(ip), port_number, proto), counter
+
+
+def encode_snapshot(snapshot: dict) -> bytes:
+    """A history snapshot as stored: compact JSON, zlib-compressed."""
+    return zlib.compress(
+        json.dumps(snapshot, separators=(",", ":"), sort_keys=True).encode(), 6
+    )
+
+
+def decode_snapshot(blob: bytes) -> dict:
+    try:
+        data = json.loads(zlib.decompress(blob))
+    except (zlib.error, ValueError) as exc:
+        raise SchemaError(f"malformed history snapshot: {exc}") from None
+    if not isinstance(data, dict) or "ts" not in data:
+        raise SchemaError("malformed history snapshot: no timestamp")
+    return data
 
 
 @dataclass(slots=True)
@@ -221,6 +308,14 @@ class Keys:
     def flows(self, host_id: str) -> str:
         return f"{self.prefix}:flows:{validate_host_id(host_id)}"
 
+    def rates(self, host_id: str) -> str:
+        return f"{self.prefix}:rates:{validate_host_id(host_id)}"
+
+    def history(self, host_id: str, resolution: str) -> str:
+        if resolution not in ("fine", "coarse"):
+            raise SchemaError(f"unknown history resolution {resolution!r}")
+        return f"{self.prefix}:history:{validate_host_id(host_id)}:{resolution}"
+
     def applied(self, host_id: str) -> str:
         return f"{self.prefix}:applied:{validate_host_id(host_id)}"
 
@@ -238,6 +333,8 @@ class ContainerRecord:
     ips: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     ports: list[int] = field(default_factory=list)  # listening ports seen
+    published: list[dict] = field(default_factory=list)  # {ip, port, target, proto}
+    metrics: dict = field(default_factory=dict)  # latest cgroup metrics
     pid: int = 0
     started_at: str = ""
 

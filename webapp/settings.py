@@ -61,7 +61,9 @@ ALLOWED_HOSTS = [
     if h.strip()
 ]
 CSRF_TRUSTED_ORIGINS = [
-    o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()
+    o.strip()
+    for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",")
+    if o.strip()
 ]
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -75,7 +77,16 @@ PORTOLAN = {
     # collector's last write.
     "NODE_TTL": env_float("PORTOLAN_NODE_TTL", 30.0),
     "FLOW_TTL": env_float("PORTOLAN_FLOW_TTL", 300.0),
+    # History: a snapshot every HISTORY_STEP s kept HISTORY_FINE s, and one every
+    # HISTORY_COARSE_STEP s kept HISTORY_WINDOW s.
+    "HISTORY_STEP": env_float("PORTOLAN_HISTORY_STEP", 5.0),
+    "HISTORY_FINE": env_float("PORTOLAN_HISTORY_FINE", 900.0),
+    "HISTORY_COARSE_STEP": env_float("PORTOLAN_HISTORY_COARSE_STEP", 60.0),
+    "HISTORY_WINDOW": env_float("PORTOLAN_HISTORY_WINDOW", 3600.0),
 }
+for _name, _value in PORTOLAN.items():
+    if isinstance(_value, float) and _value <= 0:
+        raise ImproperlyConfigured(f"PORTOLAN_{_name} must be positive, not {_value}")
 
 INSTALLED_APPS = [
     "daphne",
@@ -157,7 +168,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }

@@ -13,7 +13,10 @@ from collector.schema import (
     container_node_id,
     external_node_id,
     host_node_id,
+    loopback_address,
+    make_address_target,
     process_node_id,
+    published_address,
     service_node_id,
 )
 from webapp.topology.graph import build_graph, coarsen, edge_status, worst_status
@@ -32,7 +35,7 @@ def make_state(hosts=2, containers=3):
             state.containers[hid][cid] = ContainerRecord(
                 id=cid, name=f"ctr-{h}-{c}", state="running", ips=[ip]
             )
-            state.addrs[ip] = container_node_id(hid, cid)
+            state.addrs.setdefault(hid, {})[ip] = container_node_id(hid, cid)
     return state
 
 
@@ -76,7 +79,8 @@ def test_loopback_stays_inside_the_container_and_unknown_ips_are_external():
     G = build_graph(state, "container")
     me = container_node_id("host0", "c00")
     assert G.edges[me, me]["connections"] == 2
-    assert G.edges[me, external_node_id("192.0.2.9")]["connections"] == 1
+    assert G.edges[me, external_node_id("192.0.2.0/24")]["connections"] == 1
+    assert G.nodes[external_node_id("192.0.2.0/24")]["addresses"] == ["192.0.2.9"]
 
 
 def test_server_side_record_only_used_for_unmonitored_clients():
@@ -86,7 +90,7 @@ def test_server_side_record_only_used_for_unmonitored_clients():
     state.flows[("host0", FlowKey(server, "in", "198.51.100.7", 80))] = {"accepts": 2}
     G = build_graph(state, "container")
     assert not G.has_edge(container_node_id("host0", "c01"), server)
-    assert G.edges[external_node_id("198.51.100.7"), server]["accepts"] == 2
+    assert G.edges[external_node_id("198.51.100.0/24"), server]["accepts"] == 2
 
 
 def test_red_container_turns_its_host_red_when_zoomed_out():
@@ -153,3 +157,55 @@ def test_coarsen_is_pure():
     before = nx.node_link_data(S, edges="links")
     coarsen(S, "host")
     assert nx.node_link_data(S, edges="links") == before
+
+
+def test_bridge_ips_resolve_on_their_own_host_first():
+    # Both hosts have a container at 10.0.0.2 (separate bridge networks).
+    state = make_state(hosts=2)
+    state.addrs["host1"]["10.0.0.2"] = container_node_id("host1", "c12")
+    add_flow(state, "host1", "c10", "10.0.0.2", 80, connections=1)
+    add_flow(state, "host0", "c01", "10.0.0.2", 80, connections=2)
+    G = build_graph(state, "container")
+    assert G.edges[container_node_id("host1", "c10"),
+                   container_node_id("host1", "c12")]["connections"] == 1
+    assert G.edges[container_node_id("host0", "c01"),
+                   container_node_id("host0", "c00")]["connections"] == 2
+
+
+def test_published_port_on_another_host_reaches_the_container_port():
+    state = make_state(hosts=2)
+    server = container_node_id("host1", "c10")
+    state.addrs["host1"]["192.0.2.20"] = host_node_id("host1")
+    state.addrs["host1"][published_address("192.0.2.20", 8080)] = \
+        make_address_target(server, 80)
+    add_flow(state, "host0", "c00", "192.0.2.20", 8080, connections=4)
+    # The server saw the client NATed to host0's address: not counted twice.
+    state.addrs["host0"]["192.0.2.10"] = host_node_id("host0")
+    state.flows[("host1", FlowKey(server, "in", "192.0.2.10", 80))] = {"accepts": 4}
+    S = build_graph(state, "service")
+    client = container_node_id("host0", "c00")
+    assert S.edges[client, service_node_id(server, 80, "tcp")]["connections"] == 4
+    assert S.in_degree(service_node_id(server, 80, "tcp")) == 1
+
+
+def test_host_process_loopback_to_published_port():
+    state = make_state(hosts=1)
+    server = container_node_id("host0", "c00")
+    state.addrs["host0"][loopback_address("host0", 8080)] = \
+        make_address_target(server, 80)
+    key = FlowKey(process_node_id("host0", "curl"), "out", "127.0.0.1", 8080)
+    state.flows[("host0", key)] = {"connections": 3}
+    S = build_graph(state, "service")
+    assert S.edges[process_node_id("host0", "curl"),
+                   service_node_id(server, 80, "tcp")]["connections"] == 3
+
+
+def test_rates_ride_on_edges_and_sum_when_zooming_out():
+    state = make_state(hosts=2)
+    add_flow(state, "host0", "c00", "10.0.1.2", 80, connections=10)
+    add_flow(state, "host0", "c01", "10.0.1.2", 80, connections=10)
+    for (host, key) in list(state.flows):
+        state.rates[(host, key)] = {"connections": 2.5}
+    H = build_graph(state, "host")
+    assert H.edges[host_node_id("host0"), host_node_id("host1")][
+        "connections_per_s"] == 5.0

@@ -14,10 +14,15 @@ import networkx as nx
 
 from collector.schema import (
     COUNTERS,
+    RATE_COUNTERS,
+    SchemaError,
     container_node_id,
     external_node_id,
     host_node_id,
+    loopback_address,
+    parse_address_target,
     parse_node_id,
+    published_address,
     service_node_id,
 )
 from webapp.topology.store import TopologyState
@@ -25,9 +30,11 @@ from webapp.topology.store import TopologyState
 __all__ = [
     "LEVELS",
     "STATUS_ORDER",
+    "AddressIndex",
     "build_graph",
     "coarsen",
     "edge_status",
+    "external_group",
     "service_graph",
     "worst_status",
 ]
@@ -71,20 +78,74 @@ def _is_loopback(ip: str) -> bool:
         return False
 
 
-def _add_edge(G: nx.DiGraph, src: str, dst: str, counters: dict) -> None:
+def external_group(ip: str) -> str:
+    """The network an external address is shown under: its /24 (IPv4) or /64.
+
+    >>> external_group("203.0.113.77")
+    '203.0.113.0/24'
+    """
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    prefix = 24 if addr.version == 4 else 64
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
+
+
+EDGE_ATTRS = COUNTERS + tuple(f"{name}_per_s" for name in RATE_COUNTERS)
+
+
+def _add_edge(G: nx.DiGraph, src: str, dst: str, values: dict) -> None:
     if G.has_edge(src, dst):
         data = G.edges[src, dst]
-        for name in COUNTERS:
-            data[name] += counters.get(name, 0)
+        for name in EDGE_ATTRS:
+            data[name] += values.get(name, 0)
     else:
-        G.add_edge(src, dst, **{name: counters.get(name, 0) for name in COUNTERS})
+        G.add_edge(src, dst, **{name: values.get(name, 0) for name in EDGE_ATTRS})
+
+
+class AddressIndex:
+    """Resolves a flow's peer address to a node: the flow's own host first
+    (bridge networks reuse the same IPs on every host), then the addresses
+    that exactly one host claims (overlay networks, pod IPs, host IPs)."""
+
+    def __init__(self, addrs: dict[str, dict[str, str]]):
+        self.local = addrs
+        claims: dict[str, set[str]] = {}
+        for entries in addrs.values():
+            for addr, target in entries.items():
+                claims.setdefault(addr, set()).add(target)
+        self.shared = {a: next(iter(t)) for a, t in claims.items() if len(t) == 1}
+
+    def lookup(self, host_id: str, addr: str) -> tuple[str, int | None] | None:
+        target = self.local.get(host_id, {}).get(addr) or self.shared.get(addr)
+        if target is None:
+            return None
+        try:
+            return parse_address_target(target)
+        except SchemaError:
+            return None
+
+    def resolve(self, host_id: str, ip: str, port: int, proto: str):
+        """(node id, service port) for a connection to ``ip:port``, or None."""
+        if _is_loopback(ip):
+            found = self.lookup(host_id, loopback_address(host_id, port, proto))
+        else:
+            found = self.lookup(host_id, published_address(ip, port, proto))
+            if found is None:
+                found = self.lookup(host_id, ip)
+        if found is None:
+            return None
+        node, target_port = found
+        return node, port if target_port is None else target_port
 
 
 def service_graph(state: TopologyState) -> nx.DiGraph:
     """Hosts, containers, host processes, services and externals, with flows.
 
     Each node has ``id``, ``type``, ``name``, ``status`` and ``parent`` (the
-    node it merges into one level up, or None). Edges go client -> server.
+    node it merges into one level up, or None). Edges go client -> server and
+    carry the counters' totals and ``{counter}_per_s`` rates.
     """
     G = nx.DiGraph()
     for host_id, host in state.hosts.items():
@@ -101,30 +162,52 @@ def service_graph(state: TopologyState) -> nx.DiGraph:
                 status=record.status, parent=hid, host=host_id, image=record.image,
                 state=record.state, exit_code=record.exit_code, ips=list(record.ips),
                 labels=dict(record.labels), ports=list(record.ports),
+                published=list(record.published), metrics=dict(record.metrics),
                 container_id=record.id,
             )
-    for (_host_id, key), counters in state.flows.items():
+    index = AddressIndex(state.addrs)
+    for (host_id, key), counters in state.flows.items():
+        values = dict(counters)
+        for name, rate in state.rates.get((host_id, key), {}).items():
+            values[f"{name}_per_s"] = rate
         local = _ensure_node(G, key.node)
         if key.direction == "out":
-            if _is_loopback(key.ip):
-                peer_owner = local
+            if _is_loopback(key.ip) and G.nodes[local]["type"] == "container":
+                found = (local, key.port)
             else:
-                peer_owner = state.addrs.get(key.ip)
-            if peer_owner is None:
-                peer = _ensure_node(G, external_node_id(key.ip))
+                found = index.resolve(host_id, key.ip, key.port, key.proto)
+            if found is None:
+                peer = _ensure_external(G, key.ip)
             else:
-                peer = _ensure_service(G, _ensure_node(G, peer_owner), key)
-            _add_edge(G, local, peer, counters)
+                owner, port = found
+                peer = _ensure_service(G, _ensure_node(G, owner), port, key.proto)
+            _add_edge(G, local, peer, values)
         else:
             # The server's side of a connection. When the client is a node we
-            # monitor, its own "out" record already counts the connection.
-            if _is_loopback(key.ip) or key.ip in state.addrs:
+            # know, its own "out" record already counts the connection.
+            if _is_loopback(key.ip) or index.lookup(host_id, key.ip) is not None:
                 continue
-            client = _ensure_node(G, external_node_id(key.ip))
-            _add_edge(G, client, _ensure_service(G, local, key), counters)
+            client = _ensure_external(G, key.ip)
+            _add_edge(G, client, _ensure_service(G, local, key.port, key.proto),
+                      values)
     for _, _, data in G.edges(data=True):
         data["status"] = edge_status(data)
     return G
+
+
+def _ensure_external(G: nx.DiGraph, ip: str) -> str:
+    """The grouped node of an address that belongs to no known node."""
+    group = external_group(ip)
+    node_id = external_node_id(group)
+    if node_id not in G:
+        G.add_node(node_id, id=node_id, type="external", name=group, status="ok",
+                   parent=None, addresses=[], address_count=0)
+    data = G.nodes[node_id]
+    if ip not in data["addresses"]:
+        data["address_count"] += 1
+        if len(data["addresses"]) < 20:
+            data["addresses"].append(ip)
+    return node_id
 
 
 def _ensure_node(G: nx.DiGraph, node_id: str) -> str:
@@ -134,7 +217,7 @@ def _ensure_node(G: nx.DiGraph, node_id: str) -> str:
     kind, parts = parse_node_id(node_id)
     attrs = {"id": node_id, "type": kind, "status": "unknown", "parent": None}
     if kind == "external":
-        attrs.update(name=parts[0], status="ok")
+        attrs.update(name=parts[0], status="ok", addresses=[], address_count=0)
     elif kind == "process":
         attrs.update(name=parts[1], host=parts[0], status="ok")
         attrs["parent"] = _ensure_node(G, host_node_id(parts[0]))
@@ -147,16 +230,16 @@ def _ensure_node(G: nx.DiGraph, node_id: str) -> str:
     return node_id
 
 
-def _ensure_service(G: nx.DiGraph, owner: str, key) -> str:
-    """The service node for ``owner``'s port of a flow (server side)."""
+def _ensure_service(G: nx.DiGraph, owner: str, port: int, proto: str) -> str:
+    """The service node for ``owner``'s ``port`` (the server side of a flow)."""
     if G.nodes[owner]["type"] not in ("container", "process"):
         return owner
-    sid = service_node_id(owner, key.port, key.proto)
+    sid = service_node_id(owner, port, proto)
     if sid not in G:
         owner_attrs = G.nodes[owner]
         G.add_node(
-            sid, id=sid, type="service", parent=owner, port=key.port,
-            proto=key.proto, name=f"{owner_attrs['name']}:{key.port}/{key.proto}",
+            sid, id=sid, type="service", parent=owner, port=port,
+            proto=proto, name=f"{owner_attrs['name']}:{port}/{proto}",
             status=owner_attrs["status"], host=owner_attrs.get("host"),
         )
     return sid

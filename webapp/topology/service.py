@@ -6,6 +6,7 @@ builds graphs itself.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import time
 
@@ -15,7 +16,7 @@ from django.conf import settings
 
 from collector.schema import Keys
 from webapp.topology.graph import LEVELS, build_graph
-from webapp.topology.store import live_collectors, read_state
+from webapp.topology.store import live_collectors, read_state, read_state_at
 
 __all__ = [
     "LEVELS",
@@ -23,6 +24,7 @@ __all__ = [
     "graph_payload",
     "health",
     "keys",
+    "parse_time",
     "redis_client",
 ]
 
@@ -38,12 +40,36 @@ def keys() -> Keys:
     return Keys(settings.PORTOLAN["KEY_PREFIX"])
 
 
-def current_graph(level: str = "container") -> nx.DiGraph:
-    """The live graph at ``level`` from every host reporting now."""
+def current_graph(level: str = "container", at: float | None = None) -> nx.DiGraph:
+    """The graph at ``level``: live, or as it was at unix time ``at``."""
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
-    ttl = settings.PORTOLAN["NODE_TTL"]
-    return build_graph(read_state(redis_client(), keys(), ttl), level)
+    conf = settings.PORTOLAN
+    if at is None:
+        state = read_state(redis_client(), keys(), conf["NODE_TTL"])
+    else:
+        state = read_state_at(redis_client(), keys(), at, conf["HISTORY_STEP"],
+                              conf["HISTORY_COARSE_STEP"])
+    return build_graph(state, level)
+
+
+def parse_time(text: str) -> float:
+    """An ISO 8601 time (UTC when no zone is given) or unix seconds, as unix time.
+
+    >>> parse_time("1970-01-01T00:01:00Z")
+    60.0
+    """
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
 
 
 def graph_payload(G: nx.DiGraph) -> dict:

@@ -7,6 +7,7 @@ and skipped; it never takes the rest of the map down with it.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -20,6 +21,7 @@ from collector.schema import (
     HostRecord,
     Keys,
     SchemaError,
+    decode_snapshot,
     parse_flow_field,
     validate_host_id,
 )
@@ -34,7 +36,10 @@ class TopologyState:
     hosts: dict[str, HostRecord] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
     containers: dict[str, dict[str, ContainerRecord]] = field(default_factory=dict)
-    addrs: dict[str, str] = field(default_factory=dict)  # ip -> node id, all hosts
+    # host id -> address-index entry -> target (see collector.schema)
+    addrs: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (host id, FlowKey) -> counter name -> per-second rate over the last interval
+    rates: dict[tuple[str, FlowKey], dict[str, float]] = field(default_factory=dict)
     # (host id, FlowKey) -> counter name -> total
     flows: dict[tuple[str, FlowKey], dict[str, int]] = field(default_factory=dict)
 
@@ -65,17 +70,80 @@ def read_state(
         pipe.hgetall(keys.containers(host_id))
         pipe.hgetall(keys.addrs(host_id))
         pipe.hgetall(keys.flows(host_id))
+        pipe.hgetall(keys.rates(host_id))
     results = pipe.execute()
     for i, (host_id, seen) in enumerate(hosts.items()):
-        raw_host, raw_containers, raw_addrs, raw_flows = results[4 * i : 4 * i + 4]
+        raw_host, raw_containers, raw_addrs, raw_flows, raw_rates = results[
+            5 * i : 5 * i + 5
+        ]
         state.last_seen[host_id] = seen
         state.hosts[host_id] = _host_record(host_id, raw_host)
         state.containers[host_id] = _containers(host_id, raw_containers)
-        for ip, node in raw_addrs.items():
-            state.addrs[ip.decode()] = node.decode()
-        for key, counters in _flows(host_id, raw_flows).items():
+        state.addrs[host_id] = {
+            a.decode(): t.decode() for a, t in raw_addrs.items()
+        }
+        for key, counters in _flows(host_id, raw_flows, int).items():
             state.flows[(host_id, key)] = counters
+        for key, rates in _flows(host_id, raw_rates, float).items():
+            state.rates[(host_id, key)] = rates
     return state
+
+
+def read_state_at(
+    client: redis.Redis, keys: Keys, at: float, step: float = 5.0,
+    coarse_step: float = 60.0,
+) -> TopologyState:
+    """The hosts' records as they were at unix time ``at``, from history.
+
+    Each host contributes its latest snapshot at or before ``at`` that is no
+    older than two steps (fine history first, then coarse); edges carry the
+    counts of that step and the rates then.
+    """
+    state = TopologyState()
+    candidates = [
+        m.decode() for m in client.zrangebyscore(keys.collectors, at - step, "+inf")
+    ]
+    for host_id in candidates:
+        try:
+            validate_host_id(host_id)
+        except SchemaError:
+            continue
+        snapshot = None
+        for resolution, horizon in (("fine", 2 * step), ("coarse", 2 * coarse_step)):
+            rows = client.zrevrangebyscore(
+                keys.history(host_id, resolution), at, at - horizon, start=0, num=1
+            )
+            if rows:
+                try:
+                    snapshot = decode_snapshot(rows[0])
+                    break
+                except SchemaError as exc:
+                    log.warning("host %s history: %s", host_id, exc)
+        if snapshot is not None:
+            _apply_snapshot(state, host_id, snapshot)
+    return state
+
+
+def _apply_snapshot(state: TopologyState, host_id: str, snapshot: dict) -> None:
+    state.last_seen[host_id] = float(snapshot["ts"])
+    state.hosts[host_id] = _host_record(
+        host_id, json.dumps(snapshot.get("host") or {}).encode()
+    )
+    state.containers[host_id] = _containers(host_id, {
+        str(c.get("id", "")).encode(): json.dumps(c).encode()
+        for c in snapshot.get("containers") or [] if isinstance(c, dict)
+    })
+    state.addrs[host_id] = {
+        str(a): str(t) for a, t in (snapshot.get("addrs") or {}).items()
+    }
+    counts = {f.encode(): str(v).encode() for f, v in
+              (snapshot.get("counts") or {}).items()}
+    rates = {f.encode(): str(v).encode() for f, v in
+             (snapshot.get("rates") or {}).items()}
+    for key, counters in _flows(host_id, counts, int).items():
+        state.flows[(host_id, key)] = counters
+    for key, values in _flows(host_id, rates, float).items():
+        state.rates[(host_id, key)] = values
 
 
 def _host_record(host_id: str, raw: bytes | None) -> HostRecord:
@@ -101,12 +169,12 @@ def _containers(host_id: str, raw: dict[bytes, bytes]) -> dict[str, ContainerRec
     return out
 
 
-def _flows(host_id: str, raw: dict[bytes, bytes]) -> dict[FlowKey, dict[str, int]]:
-    flows: dict[FlowKey, dict[str, int]] = defaultdict(dict)
+def _flows(host_id: str, raw: dict[bytes, bytes], kind=int) -> dict[FlowKey, dict]:
+    flows: dict[FlowKey, dict] = defaultdict(dict)
     for name, value in raw.items():
         try:
             key, counter = parse_flow_field(name.decode())
-            flows[key][counter] = int(value)
+            flows[key][counter] = kind(value)
         except (SchemaError, ValueError, UnicodeDecodeError) as exc:
             log.warning("host %s: skipping flow field: %s", host_id, exc)
     return flows

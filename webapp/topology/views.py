@@ -18,7 +18,8 @@ def healthz(request):
 
 @require_GET
 def api_graph(request):
-    """The live graph at ``?level=`` as NetworkX node-link JSON (login needed)."""
+    """The graph at ``?level=`` (live, or at ``?at=`` ISO time) as NetworkX
+    node-link JSON; login needed."""
     if not request.user.is_authenticated:
         return JsonResponse({"error": "authentication required"}, status=401)
     level = request.GET.get("level", "container")
@@ -27,8 +28,14 @@ def api_graph(request):
             {"error": f"unknown level; use one of {', '.join(service.LEVELS)}"},
             status=400,
         )
+    at = None
+    if request.GET.get("at"):
+        try:
+            at = service.parse_time(request.GET["at"])
+        except ValueError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
     try:
-        G = service.current_graph(level)
+        G = service.current_graph(level, at)
     except (redis.RedisError, OSError) as exc:
         return JsonResponse({"error": f"Redis unreachable: {exc}"}, status=503)
     return JsonResponse(service.graph_payload(G))

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from collector.reporter import HistoryPolicy
 from collector.runner import build_collector, dump_ebpf_program
 from collector.schema import SchemaError
 
@@ -34,6 +35,12 @@ class Command(BaseCommand):
                 host_id=settings.PORTOLAN["HOST_ID"],
                 node_ttl=settings.PORTOLAN["NODE_TTL"],
                 flow_ttl=settings.PORTOLAN["FLOW_TTL"],
+                history=HistoryPolicy(
+                    step=settings.PORTOLAN["HISTORY_STEP"],
+                    fine=settings.PORTOLAN["HISTORY_FINE"],
+                    coarse_step=settings.PORTOLAN["HISTORY_COARSE_STEP"],
+                    window=settings.PORTOLAN["HISTORY_WINDOW"],
+                ),
                 force_fallback=opts["fallback"],
             )
         except SchemaError as exc:

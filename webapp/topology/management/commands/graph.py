@@ -16,10 +16,15 @@ class Command(BaseCommand):
         parser.add_argument("--level", choices=service.LEVELS, default="container")
         parser.add_argument("--format", choices=("json", "graphml", "dot"),
                             default="json")
+        parser.add_argument("--at", help="ISO 8601 time: the graph as it was then")
 
     def handle(self, *args, **opts):
         try:
-            G = service.current_graph(opts["level"])
+            at = service.parse_time(opts["at"]) if opts["at"] else None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        try:
+            G = service.current_graph(opts["level"], at)
         except (redis.RedisError, OSError) as exc:
             raise CommandError(f"Redis unreachable: {exc}") from None
         if opts["format"] == "json":

@@ -1,0 +1,84 @@
+"""History in a real Redis: the graph as it was at time T, rates, retention."""
+
+from collections import Counter
+
+from collector.reporter import HistoryPolicy, HostReport, RedisReporter
+from collector.reporter import redis_client as reporter_client
+from collector.schema import (
+    ContainerRecord,
+    FlowKey,
+    HostRecord,
+    Keys,
+    container_node_id,
+)
+from webapp.topology.graph import build_graph
+from webapp.topology.store import read_state, read_state_at
+
+KEYS = Keys("portolan")
+
+
+def report(host, containers, flows=None, interval=1.0):
+    return HostReport(
+        host=HostRecord(id=host, hostname=host),
+        containers=[ContainerRecord(id=c, name=f"n-{c}", state="running",
+                                    ips=[ip]) for c, ip in containers],
+        addrs={ip: container_node_id(host, c) for c, ip in containers},
+        flows=Counter(flows or {}),
+        interval=interval,
+    )
+
+
+def test_time_travel_returns_the_earlier_graph(redis_client, redis_server):
+    policy = HistoryPolicy(step=5, fine=900, coarse_step=60, window=3600)
+    rep = RedisReporter(reporter_client(redis_server.url), KEYS, history=policy)
+    key = FlowKey(container_node_id("h", "a"), "out", "10.1.0.3", 80)
+    t0 = 1_000_000.0
+    # 0..20 s: a talks to b; from 30 s on, a is gone and c has appeared.
+    for t in range(0, 21):
+        rep.report(report("h", [("a", "10.1.0.2"), ("b", "10.1.0.3")],
+                          {(key, "connections"): 2}), now=t0 + t)
+    for t in range(30, 41):
+        rep.report(report("h", [("b", "10.1.0.3"), ("c", "10.1.0.4")]), now=t0 + t)
+
+    then = build_graph(read_state_at(redis_client, KEYS, t0 + 12, 5, 60), "container")
+    names = {d["name"] for _, d in then.nodes(data=True) if d["type"] == "container"}
+    assert names == {"n-a", "n-b"}
+    edge = then.edges[container_node_id("h", "a"), container_node_id("h", "b")]
+    assert edge["connections"] == 10  # the 5 s step holding t0+12: 5 reports of 2
+    assert edge["connections_per_s"] == 2.0
+
+    later = build_graph(read_state_at(redis_client, KEYS, t0 + 40, 5, 60), "container")
+    names = {d["name"] for _, d in later.nodes(data=True) if d["type"] == "container"}
+    assert names == {"n-b", "n-c"}
+
+    # Live: only hosts heard from recently; the expired host stays in history.
+    assert not read_state(redis_client, KEYS, ttl=10, now=t0 + 100).hosts
+    assert read_state_at(redis_client, KEYS, t0 + 12, 5, 60).hosts
+
+
+def test_history_is_downsampled_and_trimmed(redis_client, redis_server):
+    policy = HistoryPolicy(step=1, fine=60, coarse_step=30, window=300)
+    rep = RedisReporter(reporter_client(redis_server.url), KEYS, history=policy)
+    t0 = 2_000_000.0
+    for t in range(0, 400):
+        rep.report(report("h", [("a", "10.1.0.2")]), now=t0 + t)
+    fine = redis_client.zrange(KEYS.history("h", "fine"), 0, -1, withscores=True)
+    coarse = redis_client.zrange(KEYS.history("h", "coarse"), 0, -1, withscores=True)
+    # Fine: every second of the last 60 s. Coarse: every 30 s of the last 300 s.
+    assert [s for _, s in fine] == [t0 + t for t in range(340, 400)]
+    assert [s for _, s in coarse] == [t0 + t for t in range(120, 400, 30)]
+    # A time only the coarse history covers still answers.
+    old = read_state_at(redis_client, KEYS, t0 + 250, 1, 30)
+    assert list(old.containers["h"]) == ["a"]
+
+
+def test_rates_are_per_second_of_the_last_interval(redis_client, redis_server):
+    rep = RedisReporter(reporter_client(redis_server.url), KEYS)
+    key = FlowKey(container_node_id("h", "a"), "out", "10.1.0.3", 80)
+    rep.report(report("h", [("a", "10.1.0.2"), ("b", "10.1.0.3")],
+                      {(key, "connections"): 30, (key, "bytes_sent"): 3000},
+                      interval=2.0))
+    G = build_graph(read_state(redis_client, KEYS, ttl=10), "container")
+    edge = G.edges[container_node_id("h", "a"), container_node_id("h", "b")]
+    assert edge["connections_per_s"] == 15.0 and edge["bytes_sent_per_s"] == 1500.0
+    assert edge["connections"] == 30
