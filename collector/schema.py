@@ -40,6 +40,7 @@ container name or command can never forge a separator.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import zlib
@@ -126,10 +127,12 @@ def _q(part: str) -> str:
     return quote(str(part), safe="")
 
 
+@functools.lru_cache(maxsize=200_000)
 def host_node_id(host_id: str) -> str:
     return f"host:{_q(validate_host_id(host_id))}"
 
 
+@functools.lru_cache(maxsize=200_000)
 def container_node_id(host_id: str, container_id: str) -> str:
     return f"container:{_q(validate_host_id(host_id))}:{_q(container_id)}"
 
@@ -143,6 +146,7 @@ def external_node_id(address: str) -> str:
     return f"external:{_q(address)}"
 
 
+@functools.lru_cache(maxsize=200_000)
 def service_node_id(owner_node_id: str, port: int, proto: str = "tcp") -> str:
     """A listening port of a container or process: ``service:{owner}:{port}/{proto}``.
 
@@ -154,6 +158,7 @@ def service_node_id(owner_node_id: str, port: int, proto: str = "tcp") -> str:
 _NODE_KINDS = {"host": 1, "container": 2, "process": 2, "external": 1, "service": 2}
 
 
+@functools.lru_cache(maxsize=200_000)
 def parse_node_id(node_id: str) -> tuple[str, tuple[str, ...]]:
     """Split a node id into its kind and unquoted parts.
 
@@ -223,6 +228,7 @@ def make_address_target(node_id: str, port: int | None = None) -> str:
     return node_id if port is None else f"{node_id}#{int(port)}"
 
 
+@functools.lru_cache(maxsize=200_000)
 def parse_address_target(value: str) -> tuple[str, int | None]:
     """Inverse of make_address_target.
 

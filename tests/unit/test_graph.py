@@ -209,3 +209,16 @@ def test_rates_ride_on_edges_and_sum_when_zooming_out():
     H = build_graph(state, "host")
     assert H.edges[host_node_id("host0"), host_node_id("host1")][
         "connections_per_s"] == 5.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(flows_strategy)
+def test_direct_container_level_equals_coarsened_service_level(flows):
+    state = make_state(hosts=3, containers=4)
+    for sh, sc, dh, dc, port, counters in flows:
+        key = FlowKey(container_node_id(f"host{sh}", f"c{sh}{sc}"), "out",
+                      f"10.0.{dh}.{dc + 2}", port)
+        state.flows[(f"host{sh}", key)] = counters
+    direct = build_graph(state, "container")
+    via_services = coarsen(build_graph(state, "service"), "container")
+    assert nx.utils.graphs_equal(direct, via_services)

@@ -8,6 +8,7 @@ totals are preserved from level to level.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import networkx as nx
@@ -71,6 +72,7 @@ def edge_status(counters: dict) -> str:
     return "warning" if failed else "ok"
 
 
+@functools.lru_cache(maxsize=65536)
 def _is_loopback(ip: str) -> bool:
     try:
         return ipaddress.ip_address(ip).is_loopback
@@ -78,6 +80,7 @@ def _is_loopback(ip: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=65536)
 def external_group(ip: str) -> str:
     """The network an external address is shown under: its /24 (IPv4) or /64.
 
@@ -96,12 +99,15 @@ EDGE_ATTRS = COUNTERS + tuple(f"{name}_per_s" for name in RATE_COUNTERS)
 
 
 def _add_edge(G: nx.DiGraph, src: str, dst: str, values: dict) -> None:
-    if G.has_edge(src, dst):
-        data = G.edges[src, dst]
-        for name in EDGE_ATTRS:
-            data[name] += values.get(name, 0)
+    """Add ``values`` (edge attribute names only) onto edge src -> dst."""
+    data = G._succ[src].get(dst) if src in G else None  # the public view is slow
+    if data is not None:
+        for name, value in values.items():
+            data[name] += value
     else:
-        G.add_edge(src, dst, **{name: values.get(name, 0) for name in EDGE_ATTRS})
+        attrs = dict.fromkeys(EDGE_ATTRS, 0)
+        attrs.update(values)
+        G.add_edge(src, dst, **attrs)
 
 
 class AddressIndex:
@@ -140,13 +146,17 @@ class AddressIndex:
         return node, port if target_port is None else target_port
 
 
-def service_graph(state: TopologyState) -> nx.DiGraph:
+def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
     """Hosts, containers, host processes, services and externals, with flows.
 
     Each node has ``id``, ``type``, ``name``, ``status`` and ``parent`` (the
     node it merges into one level up, or None). Edges go client -> server and
-    carry the counters' totals and ``{counter}_per_s`` rates.
+    carry the counters' totals and ``{counter}_per_s`` rates. With
+    ``services=False`` edges end at the service's owner: the container level,
+    built directly (the same as ``coarsen(service_graph(state), "container")``,
+    without making the service nodes first).
     """
+    ensure_service = _ensure_service if services else _owner_of_port
     G = nx.DiGraph()
     for host_id, host in state.hosts.items():
         hid = host_node_id(host_id)
@@ -180,7 +190,7 @@ def service_graph(state: TopologyState) -> nx.DiGraph:
                 peer = _ensure_external(G, key.ip)
             else:
                 owner, port = found
-                peer = _ensure_service(G, _ensure_node(G, owner), port, key.proto)
+                peer = ensure_service(G, _ensure_node(G, owner), port, key.proto)
             _add_edge(G, local, peer, values)
         else:
             # The server's side of a connection. When the client is a node we
@@ -188,7 +198,7 @@ def service_graph(state: TopologyState) -> nx.DiGraph:
             if _is_loopback(key.ip) or index.lookup(host_id, key.ip) is not None:
                 continue
             client = _ensure_external(G, key.ip)
-            _add_edge(G, client, _ensure_service(G, local, key.port, key.proto),
+            _add_edge(G, client, ensure_service(G, local, key.port, key.proto),
                       values)
     for _, _, data in G.edges(data=True):
         data["status"] = edge_status(data)
@@ -228,6 +238,10 @@ def _ensure_node(G: nx.DiGraph, node_id: str) -> str:
         attrs.update(name=parts[0])
     G.add_node(node_id, **attrs)
     return node_id
+
+
+def _owner_of_port(G: nx.DiGraph, owner: str, port: int, proto: str) -> str:
+    return owner
 
 
 def _ensure_service(G: nx.DiGraph, owner: str, port: int, proto: str) -> str:
@@ -283,7 +297,8 @@ def coarsen(G: nx.DiGraph, level: str) -> nx.DiGraph:
                 [H.nodes[t].get("status"), data.get("status")]
             )
     for u, v, data in G.edges(data=True):
-        _add_edge(H, mapping[u], mapping[v], data)
+        _add_edge(H, mapping[u], mapping[v],
+                  {k: data[k] for k in EDGE_ATTRS if k in data})
     for _, _, data in H.edges(data=True):
         data["status"] = edge_status(data)
     _roll_up_status(H)
@@ -304,5 +319,12 @@ def build_graph(state: TopologyState, level: str) -> nx.DiGraph:
     """The graph at one zoom level: ``service``, ``container`` or ``host``."""
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
-    G = service_graph(state)
-    return G if level == "service" else coarsen(G, level)
+    if level == "service":
+        return _with_rolled_up_status(service_graph(state))
+    G = service_graph(state, services=False)
+    return coarsen(G, level) if level == "host" else _with_rolled_up_status(G)
+
+
+def _with_rolled_up_status(G: nx.DiGraph) -> nx.DiGraph:
+    _roll_up_status(G)
+    return G

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import redis
 
 from collector.schema import (
+    COUNTERS,
     ContainerRecord,
     FlowKey,
     HostRecord,
@@ -27,6 +28,7 @@ from collector.schema import (
 )
 
 log = logging.getLogger("portolan.topology.store")
+COUNTER_SET = frozenset(COUNTERS)
 
 
 @dataclass(slots=True)
@@ -171,9 +173,17 @@ def _containers(host_id: str, raw: dict[bytes, bytes]) -> dict[str, ContainerRec
 
 def _flows(host_id: str, raw: dict[bytes, bytes], kind=int) -> dict[FlowKey, dict]:
     flows: dict[FlowKey, dict] = defaultdict(dict)
+    # Many fields share one flow (one per counter): parse each flow once.
+    keys_by_prefix: dict[str, FlowKey | None] = {}
     for name, value in raw.items():
         try:
-            key, counter = parse_flow_field(name.decode())
+            text = name.decode()
+            prefix, _, counter = text.rpartition("\t")
+            if prefix not in keys_by_prefix:
+                keys_by_prefix[prefix] = parse_flow_field(text)[0]
+            key = keys_by_prefix[prefix]
+            if counter not in COUNTER_SET:
+                raise SchemaError(f"unknown counter in flow field {text!r}")
             flows[key][counter] = kind(value)
         except (SchemaError, ValueError, UnicodeDecodeError) as exc:
             log.warning("host %s: skipping flow field: %s", host_id, exc)
