@@ -166,14 +166,17 @@ def main():
               f"{args.edges} flows; container level {G.number_of_nodes()} nodes, "
               f"{G.number_of_edges()} edges")
         print(f"write one second of all hosts' reports: {t_write * 1000:.0f} ms")
-        print(f"read state from Redis:      median {statistics.median(reads)*1000:7.1f} ms")
+        read_ms = statistics.median(reads) * 1000
+        print(f"read state from Redis:      median {read_ms:7.1f} ms")
         for level, times in build.items():
-            total = statistics.median(reads) + statistics.median(times)
-            print(f"build {level:<9} level:     median {statistics.median(times)*1000:7.1f}"
-                  f" ms  (read+build {total*1000:.0f} ms, goal 1000 ms, "
-                  f"ratio {total:.2f})")
-        print(f"one second's changes (diff): median {statistics.median(diffs)*1000:6.1f}"
-              f" ms  (goal 100 ms, ratio {statistics.median(diffs)/0.1:.2f})")
+            build_ms = statistics.median(times) * 1000
+            total = read_ms + build_ms
+            print(f"build {level:<9} level:     median {build_ms:7.1f} ms  "
+                  f"(read+build {total:.0f} ms, goal 1000 ms, "
+                  f"ratio {total / 1000:.2f})")
+        diff_ms = statistics.median(diffs) * 1000
+        print(f"one second's changes (diff): median {diff_ms:6.1f} ms  "
+              f"(goal 100 ms, ratio {diff_ms / 100:.2f})")
         last = diff
         print(f"  changed edges in that second: {len(last.get('changed_edges', []))}")
         print(f"Redis memory: {memory / 1e6:.1f} MB in all, "

@@ -44,3 +44,6 @@ class TracerReading:
     flows: list[FlowSample] = field(default_factory=list)
     listens: list[ListenSample] = field(default_factory=list)
     lost: int = 0  # counts dropped since the previous read; never silent
+    # v2 cgroups created since the previous read, id -> path (eBPF only); feed
+    # them to CgroupResolver.learn() so short-lived containers stay attributed.
+    cgroups: dict[int, str] = field(default_factory=dict)

@@ -47,6 +47,15 @@
  *                       syscall carries.
  *   sys_enter/exit_sendto, sendmsg, recvfrom, recvmsg
  *                       the UDP peer address (user memory) for the above.
+ *                       A datagram received from a peer we never sent to
+ *                       makes that peer a client: its datagrams both ways go
+ *                       on an "in" key with our local port.
+ *   sys_enter/exit_bind the local port of a socket (per tgid and fd), for
+ *                       the local port of "in" UDP flows.
+ *   cgroup_mkdir        v2 cgroup id -> path as cgroups are created, so that
+ *                       a container that lived less than one scan interval
+ *                       is still attributed (one event per cgroup, not per
+ *                       connection).
  *
  * Exact, race-free deltas
  *   Counters live in two hash maps (flows_a, flows_b); control[0] selects the
@@ -66,12 +75,16 @@
  *   resets or retransmits for them). Server-side flows carry cgroup 0 (the
  *   handshake completes in softirq); userspace attributes them by local IP.
  *   A connect whose SYN_SENT ends in CLOSE without an RST (timeout, ICMP
- *   unreachable, or the application giving up) counts as a timeout. UDP on
- *   connected sockets without an address (send/write), and sendmmsg /
- *   recvmmsg, are not counted.
+ *   unreachable, or the application giving up) counts as a timeout. A UDP
+ *   connect() that fails synchronously (ENETUNREACH) counts as a TCP failure:
+ *   the socket type is not known without kernel structs. UDP on connected
+ *   sockets without an address (send/write), and sendmmsg / recvmmsg, are not
+ *   counted; a UDP socket bound before the tracer started gives "in" flows
+ *   local port 0. The drain in read() relies on every program leaving
+ *   inflight[] as it found it, which each handler does on every path.
  *
  * Placeholders filled by collector/ebpf/tracer.py: FLOW_MAP_SIZE,
- * SOCK_MAP_SIZE, LISTEN_MAP_SIZE. Optional hooks are compiled in by the
+ * SOCK_MAP_SIZE, LISTEN_MAP_SIZE, CGROUP_PATH_LEN. Optional hooks are compiled in by the
  * -DHAVE_* flags the tracer passes after checking the kernel.
  */
 
@@ -83,6 +96,7 @@
 #define PROTO_UDP 17
 #define DIR_OUT 0
 #define DIR_IN 1
+#define DIR_PEER 2 /* udp_clients keys only */
 
 #define ST_ESTABLISHED 1
 #define ST_SYN_SENT 2
@@ -166,6 +180,10 @@ struct dgram_arg_t {
     u8 addr[16];
 };
 
+struct cgroup_path_t {
+    char path[CGROUP_PATH_LEN];
+};
+
 struct sockaddr_in_t {
     u16 family;
     u16 port;
@@ -199,6 +217,13 @@ BPF_HASH(dgram_args, u64, struct dgram_arg_t, 10240);
 /* (tgid << 32 | fd) of sockets whose connect reached SYN_SENT; LRU because a
  * missed close only costs a stale mark. */
 BPF_TABLE("lru_hash", u64, u8, connected_fds, SOCK_MAP_SIZE);
+/* UDP: peers that sent to us first (keys with direction DIR_PEER and the
+ * peer's port), and bound local ports per (tgid << 32 | fd). */
+BPF_TABLE("lru_hash", struct flow_key_t, u8, udp_clients, SOCK_MAP_SIZE);
+BPF_TABLE("lru_hash", u64, u16, bound_ports, SOCK_MAP_SIZE);
+BPF_HASH(bind_args, u64, struct connect_arg_t, 10240);
+/* v2 cgroup id -> path of cgroups created since userspace last drained it. */
+BPF_TABLE("lru_hash", u64, struct cgroup_path_t, cgroup_paths, 4096);
 
 static __always_inline void count_lost(u32 what)
 {
@@ -386,6 +411,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_close)
 {
     u64 fdkey = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)args->fd;
     connected_fds.delete(&fdkey);
+    bound_ports.delete(&fdkey);
     return 0;
 }
 
@@ -518,6 +544,24 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         socks.delete(&sk);
     return 0;
 }
+
+/* ---------------------------------------------------------------- cgroups */
+
+#ifdef HAVE_CGROUP_MKDIR
+/* New v2 cgroups (root 0 is the default hierarchy) -> path, so that a
+ * container that exits before userspace scans /sys/fs/cgroup is still
+ * attributed. One event per cgroup creation, not per connection. */
+TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
+{
+    if (args->root != 0)
+        return 0;
+    u64 id = args->id;
+    struct cgroup_path_t p = {};
+    TP_DATA_LOC_READ_STR(p.path, path, sizeof(p.path));
+    cgroup_paths.update(&id, &p);
+    return 0;
+}
+#endif
 
 /* ----------------------------------------------------- resets, retransmits */
 
@@ -678,6 +722,7 @@ static __always_inline void dgram_exit(long ret, int sent)
     k.proto = PROTO_UDP;
     k.direction = DIR_OUT;
     u32 bytes = d->bytes;
+    u64 fdkey = (id & 0xffffffff00000000ULL) | (u32)d->fd;
     if (sent) {
         k.family = d->family;
         k.port = d->port;
@@ -687,11 +732,23 @@ static __always_inline void dgram_exit(long ret, int sent)
         return;
     }
     dgram_args.delete(&id);
-    if (!sent && !flow_exists(&k)) {
-        /* Not a reply to something we sent: a datagram in from that peer.
-         * The local port is unknown without kernel structs: port 0. */
+
+    /* Which way? A peer that first sent to us (a datagram received that is
+     * not a reply to one we sent) is a client of ours: its traffic goes on an
+     * "in" key with our bound port; everything else is "out" to the peer. */
+    struct flow_key_t peer = k;
+    peer.direction = DIR_PEER;
+    u16 *bound = bound_ports.lookup(&fdkey);
+    if (sent) {
+        if (udp_clients.lookup(&peer)) {
+            k.direction = DIR_IN;
+            k.port = bound ? *bound : 0;
+        }
+    } else if (!flow_exists(&k)) {
+        u8 one = 1;
+        udp_clients.update(&peer, &one);
         k.direction = DIR_IN;
-        k.port = 0;
+        k.port = bound ? *bound : 0;
     }
     u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &k);
@@ -706,6 +763,34 @@ static __always_inline void dgram_exit(long ret, int sent)
         set_owner(v, k.tgid);
     }
     buf_exit(buf);
+}
+
+/* bind(): remember the local port of UDP (and other) sockets per fd, for the
+ * local port of "in" UDP flows. */
+TRACEPOINT_PROBE(syscalls, sys_enter_bind)
+{
+    struct connect_arg_t a = {};
+    if (!read_sockaddr((u64)args->umyaddr, &a.family, &a.port, a.addr))
+        return 0;
+    a.fd = args->fd;
+    u64 id = bpf_get_current_pid_tgid();
+    bind_args.update(&id, &a);
+    return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_exit_bind)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct connect_arg_t *a = bind_args.lookup(&id);
+    if (!a)
+        return 0;
+    if (args->ret == 0 && a->port) {
+        u64 fdkey = (id & 0xffffffff00000000ULL) | (u32)a->fd;
+        u16 port = a->port;
+        bound_ports.update(&fdkey, &port);
+    }
+    bind_args.delete(&id);
+    return 0;
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_sendto)

@@ -36,6 +36,9 @@ OPTIONAL_HOOKS = {
         "refused connects count as timeouts; received resets are not counted"
     ),
     "tcp:tcp_send_reset": "sent resets are not counted",
+    "cgroup:cgroup_mkdir": (
+        "containers that exit between two cgroup scans are not attributed"
+    ),
     "tcp:tcp_retransmit_skb": "retransmits are not counted",
     "sock:sock_send_length": "bytes sent and UDP datagrams are not counted",
     "sock:sock_recv_length": "bytes received and UDP datagrams are not counted",
@@ -47,6 +50,8 @@ OPTIONAL_HOOKS = {
     "syscalls:sys_exit_recvfrom": "UDP recvfrom is not counted",
     "syscalls:sys_enter_recvmsg": "UDP recvmsg is not counted",
     "syscalls:sys_exit_recvmsg": "UDP recvmsg is not counted",
+    "syscalls:sys_enter_bind": "UDP flows in carry local port 0",
+    "syscalls:sys_exit_bind": "UDP flows in carry local port 0",
 }
 
 _TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")

@@ -16,14 +16,19 @@ optional, and what is lost without each
                             before 6.3 get connection counts only.
     syscalls:sys_{enter,exit}_{sendto,sendmsg,recvfrom,recvmsg}
                             UDP datagrams on that syscall.
+    cgroup:cgroup_mkdir     containers that live less than one cgroup scan
+                            interval are not attributed (TracerReading.cgroups
+                            stays empty).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import ipaddress
 import logging
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -44,12 +49,14 @@ PROGRAM_PATH = Path(__file__).with_name("connections.c")
 
 _PROTOS = {6: "tcp", 17: "udp"}
 _DIRECTIONS = {0: "out", 1: "in"}
+_ANY = {4: "0.0.0.0", 6: "::"}
 
 # Optional hook groups -> the -D flag that compiles them in.
 _FLAG_HOOKS = {
     "HAVE_TCP_RECEIVE_RESET": ("tcp:tcp_receive_reset",),
     "HAVE_TCP_SEND_RESET": ("tcp:tcp_send_reset",),
     "HAVE_TCP_RETRANSMIT_SKB": ("tcp:tcp_retransmit_skb",),
+    "HAVE_CGROUP_MKDIR": ("cgroup:cgroup_mkdir",),
     "HAVE_SOCK_LENGTH": (
         "sock:sock_send_length",
         "sock:sock_recv_length",
@@ -61,6 +68,8 @@ _FLAG_HOOKS = {
         "syscalls:sys_exit_recvfrom",
         "syscalls:sys_enter_recvmsg",
         "syscalls:sys_exit_recvmsg",
+        "syscalls:sys_enter_bind",
+        "syscalls:sys_exit_bind",
     ),
 }
 
@@ -79,6 +88,17 @@ def format_addr(family: int, raw: bytes) -> str:
         return ""
     addr = ipaddress.IPv6Address(data)
     return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
+
+
+class _class_or_instance:  # noqa: N801 - used as a decorator
+    """Bind a method to the instance when there is one, else to the class."""
+
+    def __init__(self, func):
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj, cls):
+        return functools.partial(self.func, cls if obj is None else obj)
 
 
 def _needs_rst_reason_enum() -> bool:
@@ -104,6 +124,7 @@ class ConnectionTracer:
     FLOW_MAP_SIZE = 16384
     SOCK_MAP_SIZE = 65536
     LISTEN_MAP_SIZE = 4096
+    CGROUP_PATH_LEN = 256
     # How long read() waits for programs still writing to the old buffer.
     DRAIN_TIMEOUT_S = 1.0
 
@@ -113,48 +134,74 @@ class ConnectionTracer:
             raise EbpfUnavailable(reason)
         from bcc import BPF  # imported late: bcc is optional for the collector
 
-        hooks = available_hooks()
-        self.missing_hooks = [
-            f"{hook}: {lost}"
-            for hook, lost in OPTIONAL_HOOKS.items()
-            if not hooks.get(hook, False)
-        ]
-        self._cflags = [
-            f"-D{flag}"
-            for flag, needed in _FLAG_HOOKS.items()
-            if all(hooks.get(h, False) for h in needed)
-        ]
-        if "-DHAVE_TCP_SEND_RESET" in self._cflags and _needs_rst_reason_enum():
-            self._cflags.append("-DNEED_SK_RST_REASON")
-        if "-DHAVE_SOCK_LENGTH" not in self._cflags:
-            # XXX: without sock_*_length the UDP syscall hooks have nothing to
-            # join to; drop them all rather than count datagrams without bytes.
-            for hook in _FLAG_HOOKS["HAVE_SOCK_LENGTH"]:
-                message = f"{hook}: {OPTIONAL_HOOKS[hook]}"
-                if message not in self.missing_hooks:
-                    self.missing_hooks.append(message)
-        self._sizes = {
-            "FLOW_MAP_SIZE": int(flow_map_size or self.FLOW_MAP_SIZE),
-            "SOCK_MAP_SIZE": self.SOCK_MAP_SIZE,
-            "LISTEN_MAP_SIZE": self.LISTEN_MAP_SIZE,
-        }
-        self._text = self._render(PROGRAM_PATH.read_text(), self._sizes)
-        self._bpf = BPF(text=self._text, cflags=self._cflags)
+        self._text, self._cflags, self.missing_hooks = self._configure(flow_map_size)
+        self._bpf = BPF(text=self._text.encode(), cflags=self._cflags)
         self._active = 0
         self._lost_seen = [0, 0, 0, 0]
         for hook in self.missing_hooks:
             log.warning("ebpf: hook missing, %s", hook)
 
+    @classmethod
+    def _configure(
+        cls, flow_map_size: int | None = None
+    ) -> tuple[str, list[str], list[str]]:
+        """The program text, its -D flags and the missing-hook messages here."""
+        hooks = available_hooks()
+        missing = [
+            f"{hook}: {lost}"
+            for hook, lost in OPTIONAL_HOOKS.items()
+            if not hooks.get(hook, False)
+        ]
+        cflags = [
+            f"-D{flag}"
+            for flag, needed in _FLAG_HOOKS.items()
+            if all(hooks.get(h, False) for h in needed)
+        ]
+        if "-DHAVE_TCP_SEND_RESET" in cflags and _needs_rst_reason_enum():
+            cflags.append("-DNEED_SK_RST_REASON")
+        if "-DHAVE_SOCK_LENGTH" not in cflags:
+            # The UDP syscall hooks join to sock_*_length: without it they are
+            # all left out, and reported so.
+            for hook in _FLAG_HOOKS["HAVE_SOCK_LENGTH"]:
+                message = f"{hook}: {OPTIONAL_HOOKS[hook]}"
+                if message not in missing:
+                    missing.append(message)
+        sizes = {
+            "FLOW_MAP_SIZE": int(flow_map_size or cls.FLOW_MAP_SIZE),
+            "SOCK_MAP_SIZE": cls.SOCK_MAP_SIZE,
+            "LISTEN_MAP_SIZE": cls.LISTEN_MAP_SIZE,
+            "CGROUP_PATH_LEN": cls.CGROUP_PATH_LEN,
+        }
+        return cls._render(PROGRAM_PATH.read_text(), sizes), cflags, missing
+
+    @classmethod
+    def render_program(cls, flow_map_size: int | None = None) -> str:
+        """The final C for this kernel without loading it (``collect --ebpf-dump``)."""
+        text, cflags, _ = cls._configure(flow_map_size)
+        return cls._with_flags(text, cflags)
+
+    @staticmethod
+    def _with_flags(text: str, cflags: list[str]) -> str:
+        return f"/* cflags: {' '.join(cflags) or '(none)'} */\n{text}"
+
     @staticmethod
     def _render(text: str, sizes: dict[str, int]) -> str:
+        # The header comment names the placeholders; fill only the code.
+        header, sep, code = text.partition("*/")
         for name, value in sizes.items():
-            text = text.replace(name, str(int(value)))
-        return text
+            code = re.sub(rf"\b{name}\b", str(int(value)), code)
+        return header + sep + code
 
-    def program_text(self) -> str:
-        """The final C program as loaded, with the enabled -D flags noted on top."""
-        flags = " ".join(self._cflags) or "(none)"
-        return f"/* cflags: {flags} */\n{self._text}"
+    @_class_or_instance
+    def program_text(self_or_cls) -> str:
+        """The final C with its -D flags on top: as loaded, or as it would load here.
+
+        ``ConnectionTracer.program_text()`` renders without loading anything
+        (``collect --ebpf-dump``); ``tracer.program_text()`` is what was loaded.
+        """
+        if isinstance(self_or_cls, type):
+            return self_or_cls.render_program()
+        return self_or_cls._with_flags(self_or_cls._text, self_or_cls._cflags)
 
     # ------------------------------------------------------------- reading
 
@@ -162,10 +209,10 @@ class ConnectionTracer:
         """Make the other flow map active; return the index of the old one."""
         old = self._active
         new = 1 - old
-        control = self._bpf["control"]
+        control = self._bpf[b"control"]
         control[ctypes.c_int(0)] = ctypes.c_uint32(new)
         self._active = new
-        inflight = self._bpf["inflight"]
+        inflight = self._bpf[b"inflight"]
         deadline = time.monotonic() + self.DRAIN_TIMEOUT_S
         while True:
             writers = sum(int(v) for v in inflight[ctypes.c_int(old)])
@@ -180,7 +227,7 @@ class ConnectionTracer:
     def read(self) -> TracerReading:
         """Counters grown since the previous read, current listens, lost counts."""
         old = self._flip()
-        table = self._bpf["flows_b" if old else "flows_a"]
+        table = self._bpf[b"flows_b" if old else b"flows_a"]
         flows = []
         entries = list(table.items())
         for key, val in entries:
@@ -209,16 +256,37 @@ class ConnectionTracer:
                 cgroup_id=int(v.cgroup_id),
                 pid=int(v.tgid),
                 comm=bytes(v.comm).split(b"\0", 1)[0].decode("utf-8", "replace"),
-                ip=format_addr(v.family, v.addr) or ("0.0.0.0" if v.family == 4 else "::"),
+                ip=format_addr(v.family, v.addr) or _ANY[v.family],
                 port=int(v.port),
                 proto="tcp",
             )
-            for v in self._bpf["listens"].values()
+            for v in self._bpf[b"listens"].values()
         ]
-        return TracerReading(flows=flows, listens=listens, lost=self._lost_delta())
+        return TracerReading(
+            flows=flows,
+            listens=listens,
+            lost=self._lost_delta(),
+            cgroups=self._drain_cgroups(),
+        )
+
+    def _drain_cgroups(self) -> dict[int, str]:
+        """v2 cgroups created since the previous read: id -> path."""
+        if "-DHAVE_CGROUP_MKDIR" not in self._cflags:
+            return {}
+        table = self._bpf[b"cgroup_paths"]
+        found = {}
+        for key, val in list(table.items()):
+            found[int(key.value)] = (
+                bytes(val.path).split(b"\0", 1)[0].decode("utf-8", "replace")
+            )
+            try:
+                del table[key]
+            except KeyError:
+                pass
+        return found
 
     def _lost_delta(self) -> int:
-        lost = self._bpf["lost"]
+        lost = self._bpf[b"lost"]
         now = [int(lost[ctypes.c_int(i)].value) for i in range(4)]
         delta = sum(n - s for n, s in zip(now, self._lost_seen, strict=True))
         self._lost_seen = now
