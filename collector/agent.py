@@ -211,6 +211,8 @@ class Collector:
         self.refresh_containers()
         self.host_ips = host_addresses()
         reading = self.tracer.read()
+        # Cgroups made since the last read, before their containers may be gone.
+        self.resolver.learn(reading.cgroups)
         now = time.monotonic()
         interval, self._last_step = now - self._last_step, now
         if reading.lost:

@@ -16,6 +16,8 @@ optional, and what is lost without each
                             before 6.3 get connection counts only.
     syscalls:sys_{enter,exit}_{sendto,sendmsg,recvfrom,recvmsg}
                             UDP datagrams on that syscall.
+    syscalls:sys_{enter,exit}_bind
+                            UDP "in" flows carry local port 0.
     cgroup:cgroup_mkdir     containers that live less than one cgroup scan
                             interval are not attributed (TracerReading.cgroups
                             stays empty).

@@ -1,0 +1,247 @@
+"""The map socket against a real Redis: auth, origin, snapshot, live diffs."""
+
+import asyncio
+from collections import Counter
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from collector.reporter import HostReport, RedisReporter
+from collector.reporter import redis_client as reporter_client
+from collector.schema import ContainerRecord, HostRecord, Keys, container_node_id
+from tests.conftest import RedisServer, free_port
+from webapp.asgi import application
+from webapp.topology import service
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ORIGIN = (b"origin", b"http://localhost")
+HOST = "sock-h1"
+
+
+@pytest.fixture
+def live_redis(settings, redis_client, redis_server):
+    """Point the web tier (and Channels' own layer) at the emptied test Redis."""
+    settings.REDIS_URL = redis_server.url
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_server.url], "prefix": "portolan-test"},
+        }
+    }
+    service.redis_client.cache_clear()
+    yield redis_server
+    service.redis_client.cache_clear()
+
+
+@pytest.fixture
+def session_cookie(db):
+    user = get_user_model().objects.create_user("grace", password="pw-for-tests-1")
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+def communicator(path="/ws/topology/?level=container", headers=(ORIGIN,)):
+    return WebsocketCommunicator(application, path, headers=list(headers))
+
+
+class Host:
+    """One fake collector writing through the real reporter."""
+
+    def __init__(self, url):
+        self.reporter = RedisReporter(reporter_client(url), Keys("portolan"))
+        self.containers = []
+
+    def add(self, cid, name):
+        self.containers.append(ContainerRecord(id=cid, name=name, state="running"))
+        assert self.reporter.report(
+            HostReport(
+                host=HostRecord(id=HOST),
+                containers=list(self.containers),
+                flows=Counter(),
+            )
+        )
+
+
+async def receive_until(comm, predicate, timeout):
+    """Messages until one matches ``predicate`` (returned) or time runs out."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    seen = []
+    while (left := deadline - loop.time()) > 0:
+        try:
+            message = await comm.receive_json_from(timeout=left)
+        except TimeoutError:
+            break
+        seen.append(message)
+        if predicate(message):
+            return message
+    raise AssertionError(f"no matching message within {timeout} s; got {seen!r}")
+
+
+async def test_anonymous_socket_is_refused(live_redis):
+    comm = communicator()
+    connected, code = await comm.connect()
+    assert not connected
+    assert code == 4401
+    await comm.disconnect()
+
+
+async def test_foreign_origin_is_refused(live_redis, session_cookie):
+    comm = communicator(
+        headers=[(b"origin", b"http://evil.example"), (b"cookie", session_cookie)]
+    )
+    connected, _ = await comm.connect()
+    assert not connected
+    await comm.disconnect()
+
+
+async def test_bad_level_is_refused(live_redis, session_cookie):
+    comm = communicator(
+        "/ws/topology/?level=galaxy", headers=[ORIGIN, (b"cookie", session_cookie)]
+    )
+    connected, code = await comm.connect()
+    assert not connected
+    assert code == 4400
+    await comm.disconnect()
+
+
+async def test_snapshot_then_diff_for_a_new_container(live_redis, session_cookie):
+    host = Host(live_redis.url)
+    await sync_to_async(host.add)("c1", "pt-first")
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    connected, _ = await comm.connect()
+    assert connected
+    try:
+        snapshot = await comm.receive_json_from(timeout=5)
+        assert snapshot["type"] == "snapshot"
+        assert snapshot["level"] == "container"
+        names = {n["id"]: n["name"] for n in snapshot["graph"]["nodes"]}
+        assert names[container_node_id(HOST, "c1")] == "pt-first"
+
+        await sync_to_async(host.add)("c2", "pt-second")
+        diff = await receive_until(
+            comm,
+            lambda m: (
+                m["type"] == "diff"
+                and any(n["name"] == "pt-second" for n in m["added_nodes"])
+            ),
+            timeout=2.0,
+        )
+        assert [n["id"] for n in diff["added_nodes"]] == [container_node_id(HOST, "c2")]
+        assert diff["removed_nodes"] == []
+    finally:
+        await comm.disconnect()
+    host.reporter.client.close()
+
+
+async def test_expired_host_is_removed_without_a_message(live_redis, session_cookie):
+    host = Host(live_redis.url)
+    await sync_to_async(host.add)("c1", "pt-fading")
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    assert (await comm.connect())[0]
+    try:
+        snapshot = await comm.receive_json_from(timeout=5)
+        assert any(n["name"] == "pt-fading" for n in snapshot["graph"]["nodes"])
+        # What TTL expiry does: keys vanish, nobody publishes.
+        await sync_to_async(live_redis_flush)(live_redis.url)
+        diff = await receive_until(
+            comm,
+            lambda m: (
+                m["type"] == "diff"
+                and container_node_id(HOST, "c1") in m["removed_nodes"]
+            ),
+            timeout=3.5,
+        )
+        assert f"host:{HOST}" in diff["removed_nodes"]
+    finally:
+        await comm.disconnect()
+    host.reporter.client.close()
+
+
+def live_redis_flush(url):
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    client.close()
+
+
+async def test_unreachable_redis_sends_an_error_and_keeps_the_socket(
+    settings, session_cookie
+):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    service.redis_client.cache_clear()
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    try:
+        assert (await comm.connect())[0]
+        message = await comm.receive_json_from(timeout=5)
+        assert message["type"] == "error"
+        assert "Redis" in message["message"]
+        # Still open: no close frame follows.
+        assert await comm.receive_nothing(timeout=0.5)
+    finally:
+        await comm.disconnect()
+        service.redis_client.cache_clear()
+
+
+async def test_socket_survives_a_redis_restart(settings, session_cookie):
+    server = RedisServer()
+    server.start()
+    settings.REDIS_URL = server.url
+    service.redis_client.cache_clear()
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    try:
+        assert (await comm.connect())[0]
+        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        await sync_to_async(server.stop)()
+        error = await receive_until(comm, lambda m: m["type"] == "error", timeout=5)
+        assert "Redis" in error["message"]
+        await sync_to_async(server.start)()
+        host = Host(server.url)
+        await sync_to_async(host.add)("c1", "pt-back")
+        # A fresh snapshot after the outage; the container is in it, or in a
+        # diff right after it if the socket reconnected before the write.
+        snapshot = await receive_until(
+            comm, lambda m: m["type"] == "snapshot", timeout=8
+        )
+        if not any(n["name"] == "pt-back" for n in snapshot["graph"]["nodes"]):
+            await receive_until(
+                comm,
+                lambda m: any(n["name"] == "pt-back" for n in m["added_nodes"]),
+                timeout=3,
+            )
+        host.reporter.client.close()
+    finally:
+        await comm.disconnect()
+        service.redis_client.cache_clear()
+        server.stop()
+
+
+async def test_bursts_are_batched(live_redis, session_cookie):
+    host = Host(live_redis.url)
+    await sync_to_async(host.add)("c0", "pt-burst-0")
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    assert (await comm.connect())[0]
+    try:
+        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for i in range(1, 21):  # 20 reports in about a second
+            await sync_to_async(host.add)(f"c{i}", f"pt-burst-{i}")
+            await asyncio.sleep(0.05)
+        added, diffs = set(), 0
+        while len(added) < 20:
+            diff = await receive_until(comm, lambda m: m["type"] == "diff", timeout=3)
+            diffs += 1
+            added |= {n["name"] for n in diff["added_nodes"]}
+        elapsed = loop.time() - started
+        assert added == {f"pt-burst-{i}" for i in range(1, 21)}
+        assert diffs <= 4 * elapsed + 1
+    finally:
+        await comm.disconnect()
+    host.reporter.client.close()

@@ -1,0 +1,518 @@
+"""The eBPF connection tracer against real containers on the local Docker engine.
+
+Workloads are host python (Debian's /usr/bin/python3) run inside busybox test
+containers with /usr, /lib and /lib64 bind-mounted read-only, so that every
+count is known exactly. Traffic stays between containers these tests create,
+or on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from collector.cgroups import CgroupResolver, find_cgroup2_mount, parse_proc_cgroup
+from tests.conftest import require, wait_for
+
+pytestmark = [pytest.mark.ebpf, pytest.mark.docker]
+
+SERVER = r"""
+import socket, sys
+host, port, k, m = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((host, port))
+srv.listen(1024)
+print("listening", flush=True)
+reply = b"s" * m
+while True:
+    c, _ = srv.accept()
+    got = 0
+    while got < k:
+        data = c.recv(k - got)
+        if not data:
+            break
+        got += len(data)
+    c.sendall(reply)
+    c.close()
+"""
+
+CLIENT = r"""
+import socket, sys, time
+host = sys.argv[1]
+port, n, k, m = (int(a) for a in sys.argv[2:6])
+payload = b"c" * k
+for _ in range(n):
+    s = socket.create_connection((host, port))
+    s.sendall(payload)
+    got = 0
+    while got < m:
+        data = s.recv(65536)
+        if not data:
+            break
+        got += len(data)
+    s.close()
+print("done", flush=True)
+if len(sys.argv) > 6:
+    time.sleep(float(sys.argv[6]))
+"""
+
+CONNECT = r"""
+import errno, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+try:
+    s.connect((host, port))
+    print("connected", flush=True)
+except OSError as exc:
+    print("error", errno.errorcode.get(exc.errno, exc.errno), flush=True)
+"""
+
+CONNECT_NONBLOCKING = r"""
+import errno, select, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.setblocking(False)
+first = s.connect_ex((host, port))
+select.select([], [s], [], 5)
+# Polling connect() again reports the stored error: not a second attempt.
+second = s.connect_ex((host, port))
+print("error", errno.errorcode.get(first), errno.errorcode.get(second), flush=True)
+"""
+
+UDP_SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("listening", flush=True)
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(data[:8], peer)
+"""
+
+UDP_CLIENT = r"""
+import socket, sys
+host, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+for i in range(n):
+    s.sendto(b"q" * size, (host, port))
+    s.recvfrom(2048)
+print("done", flush=True)
+"""
+
+SCRIPTS = {
+    "server.py": SERVER,
+    "client.py": CLIENT,
+    "connect.py": CONNECT,
+    "connect_nb.py": CONNECT_NONBLOCKING,
+    "udp_server.py": UDP_SERVER,
+    "udp_client.py": UDP_CLIENT,
+}
+
+
+@pytest.fixture(scope="module")
+def scripts(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("portolan-scripts")
+    for name, text in SCRIPTS.items():
+        (root / name).write_text(text)
+    root.chmod(0o755)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tracer(ebpf_ready):
+    from collector.ebpf.tracer import ConnectionTracer
+
+    t = ConnectionTracer()
+    yield t
+    t.close()
+
+
+def python_volumes(scripts: Path) -> dict:
+    vols = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64")}
+    vols[str(scripts)] = {"bind": "/scripts", "mode": "ro"}
+    return vols
+
+
+def py(script: str, *args) -> str:
+    return " ".join(["/usr/bin/python3", "-u", f"/scripts/{script}", *map(str, args)])
+
+
+def wait_log(container, text: str, timeout: float = 30.0) -> str:
+    def check():
+        logs = container.logs().decode(errors="replace")
+        return logs if text in logs else None
+
+    logs = wait_for(check, timeout=timeout, interval=0.1)
+    assert logs, f"{container.name} never printed {text!r}: {container.logs()!r}"
+    return logs
+
+
+def cgroup_id_of(container) -> int:
+    """The v2 cgroup id (directory inode) of a running container's init process."""
+    container.reload()
+    pid = container.attrs["State"]["Pid"]
+    path = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())[""]
+    root = find_cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+    return os.stat(root + path.rstrip("/")).st_ino
+
+
+def _docker_time(text: str) -> float:
+    """Seconds since the epoch from Docker's RFC 3339 timestamps (nanoseconds)."""
+    main, _, frac = text.rstrip("Z").partition(".")
+    stamp = datetime.fromisoformat(main).replace(tzinfo=UTC).timestamp()
+    return stamp + float("0." + (frac or "0"))
+
+
+class Collected:
+    """Every FlowSample read from the tracer during one test."""
+
+    def __init__(self, tracer):
+        self.tracer = tracer
+        self.flows = []
+        self.cgroups = {}
+        self.lost = 0
+        tracer.read()  # start from a clean delta
+
+    def poll(self):
+        reading = self.tracer.read()
+        self.flows.extend(reading.flows)
+        self.cgroups.update(reading.cgroups)
+        self.lost += reading.lost
+        return reading
+
+    def total(self, counter: str, **match) -> int:
+        return sum(
+            f.counters.get(counter, 0)
+            for f in self.flows
+            if all(getattr(f, k) == v for k, v in match.items())
+        )
+
+    def wait_total(self, counter: str, expected: int, timeout=10.0, **match) -> int:
+        """Read until the total reaches ``expected`` (then one more read)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll()
+            if self.total(counter, **match) >= expected:
+                break
+            time.sleep(0.2)
+        self.poll()
+        return self.total(counter, **match)
+
+
+def test_hooks_report(tracer):
+    assert tracer.mode == "ebpf"
+    assert isinstance(tracer.missing_hooks, list)
+    text = tracer.program_text()
+    assert "TRACEPOINT_PROBE(sock, inet_sock_set_state)" in text
+    from collector.ebpf.tracer import ConnectionTracer
+
+    assert text == tracer.render_program() == ConnectionTracer.program_text()
+    code = text.split("*/", 2)[2]  # after the cflags note and the header
+    assert "BPF_HASH(flows_a, struct flow_key_t, struct flow_val_t, 16384)" in code
+    assert "FLOW_MAP_SIZE" not in code
+
+
+def test_exact_short_connections_and_bytes(tracer, containers, scripts):
+    n, k, m, port = 2000, 100, 300, 8080
+    vols = python_volumes(scripts)
+    server = containers.run(py("server.py", "0.0.0.0", port, k, m), volumes=vols)
+    wait_log(server, "listening")
+    server_ip = containers.ip(server)
+    got = Collected(tracer)
+    client = containers.run(py("client.py", server_ip, port, n, k, m, 60), volumes=vols)
+    client_cgroup = cgroup_id_of(client)
+    # Read (and so flip the buffers) all through the burst: no count may fall
+    # between two reads.
+    deadline = time.monotonic() + 50
+    while b"done" not in client.logs() and time.monotonic() < deadline:
+        got.poll()
+        time.sleep(0.02)
+    wait_log(client, "done", timeout=1)
+    out = {
+        "direction": "out",
+        "cgroup_id": client_cgroup,
+        "ip": server_ip,
+        "port": port,
+        "proto": "tcp",
+    }
+    assert got.wait_total("connections", n, **out) == n
+    inbound = {"direction": "in", "local_ip": server_ip, "port": port, "proto": "tcp"}
+    assert got.wait_total("accepts", n, **inbound) == n
+    assert got.total("bytes_sent", **out) == n * k
+    assert got.total("bytes_received", **out) == n * m
+    assert got.total("connect_latency_count", **out) == n
+    assert got.total("connect_latency_us_sum", **out) > 0
+    assert got.total("failed", **out) == 0
+    assert got.total("bytes_received", **inbound) == n * k
+    assert got.total("bytes_sent", **inbound) == n * m
+    assert {f.comm for f in got.flows if f.cgroup_id == client_cgroup} == {"python3"}
+    assert got.lost == 0
+    listens = tracer.read().listens
+    assert any(ls.port == port and ls.ip == "0.0.0.0" for ls in listens)
+
+
+def test_refused(tracer, containers, scripts):
+    vols = python_volumes(scripts)
+    target = containers.run("sleep 60")
+    target_ip = containers.ip(target)
+    got = Collected(tracer)
+    client = containers.run(py("connect.py", target_ip, 9) + "; sleep 30", volumes=vols)
+    cgroup = cgroup_id_of(client)
+    assert "ECONNREFUSED" in wait_log(client, "error")
+    match = {"direction": "out", "cgroup_id": cgroup, "ip": target_ip, "port": 9}
+    assert got.wait_total("failed_refused", 1, **match) == 1
+    assert got.total("failed", **match) == 1
+    assert got.total("connections", **match) == 0
+    assert got.total("failed_timeout", **match) == 0
+
+
+def test_refused_nonblocking_counted_once(tracer, containers, scripts):
+    vols = python_volumes(scripts)
+    target = containers.run("sleep 60")
+    target_ip = containers.ip(target)
+    got = Collected(tracer)
+    client = containers.run(
+        py("connect_nb.py", target_ip, 9) + "; sleep 30", volumes=vols
+    )
+    cgroup = cgroup_id_of(client)
+    assert "EINPROGRESS ECONNREFUSED" in wait_log(client, "error")
+    match = {"direction": "out", "cgroup_id": cgroup, "ip": target_ip, "port": 9}
+    assert got.wait_total("failed_refused", 1, **match) == 1
+    time.sleep(0.3)
+    got.poll()
+    assert got.total("failed", **match) == 1
+
+
+def test_timeout_behind_drop_rule(tracer, containers, scripts):
+    iptables = subprocess.run(["which", "iptables"], capture_output=True, text=True)
+    require(iptables.returncode == 0, "iptables not installed")
+    vols = python_volumes(scripts)
+    target = containers.run("sleep 60")
+    target.reload()
+    pid = target.attrs["State"]["Pid"]
+    subprocess.run(
+        [
+            "nsenter",
+            "-t",
+            str(pid),
+            "-n",
+            "iptables",
+            "-A",
+            "INPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            "9",
+            "-j",
+            "DROP",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    target_ip = containers.ip(target)
+    got = Collected(tracer)
+    client = containers.run(
+        py("connect.py", target_ip, 9) + "; sleep 30",
+        volumes=vols,
+        sysctls={"net.ipv4.tcp_syn_retries": "1"},
+    )
+    cgroup = cgroup_id_of(client)
+    assert "ETIMEDOUT" in wait_log(client, "error", timeout=20)
+    match = {"direction": "out", "cgroup_id": cgroup, "ip": target_ip, "port": 9}
+    assert got.wait_total("failed_timeout", 1, **match) == 1
+    assert got.total("failed", **match) == 1
+    assert got.total("failed_refused", **match) == 0
+    assert got.total("retransmits", **match) >= 1  # the retried SYN
+
+
+def test_unreachable_without_route(tracer, containers, scripts):
+    vols = python_volumes(scripts)
+    peer = containers.run("sleep 60")
+    peer_ip = containers.ip(peer)
+    got = Collected(tracer)
+    # Only loopback in this namespace: connect() fails before any SYN.
+    client = containers.run(
+        py("connect.py", peer_ip, 80) + "; sleep 30", volumes=vols, network_mode="none"
+    )
+    cgroup = cgroup_id_of(client)
+    assert "ENETUNREACH" in wait_log(client, "error")
+    match = {"direction": "out", "cgroup_id": cgroup, "ip": peer_ip, "port": 80}
+    assert got.wait_total("failed_unreachable", 1, **match) == 1
+    assert got.total("failed", **match) == 1
+    assert got.total("failed_timeout", **match) == 0
+
+
+def test_short_lived_container_is_attributed(tracer, containers, scripts):
+    vols = python_volumes(scripts)
+    port = 8081
+    server = containers.run(py("server.py", "0.0.0.0", port, 1, 1), volumes=vols)
+    wait_log(server, "listening")
+    server_ip = containers.ip(server)
+    got = Collected(tracer)
+    client = containers.run(py("client.py", server_ip, port, 1, 1, 1), volumes=vols)
+    client_id = client.id
+    client.wait(timeout=20)
+    client.reload()
+    assert "done" in client.logs().decode()
+    state = client.attrs["State"]
+    lifetime = _docker_time(state["FinishedAt"]) - _docker_time(state["StartedAt"])
+    client.remove(force=True)  # its cgroup directory is gone now
+    match = {"direction": "out", "ip": server_ip, "port": port}
+    assert got.wait_total("connections", 1, **match) == 1
+    flow = next(
+        f
+        for f in got.flows
+        if f.counters.get("connections")
+        and all(getattr(f, k) == v for k, v in match.items())
+    )
+    resolver = CgroupResolver()
+    resolver.learn(got.cgroups)
+    assert resolver.container_for_cgroup_id(flow.cgroup_id) == client_id
+    assert lifetime < 1.0, f"the client container lived {lifetime:.2f}s"
+
+
+def test_loopback_inside_one_container(tracer, containers, scripts):
+    vols = python_volumes(scripts)
+    port, n = 7000, 25
+    got = Collected(tracer)
+    both = containers.run(
+        py("server.py", "127.0.0.1", port, 10, 20)
+        + " & sleep 0.5; "
+        + py("client.py", "127.0.0.1", port, n, 10, 20)
+        + "; sleep 30",
+        volumes=vols,
+    )
+    cgroup = cgroup_id_of(both)
+    wait_log(both, "done")
+    out = {"direction": "out", "cgroup_id": cgroup, "ip": "127.0.0.1", "port": port}
+    assert got.wait_total("connections", n, **out) == n
+    assert got.total("bytes_sent", **out) == n * 10
+    # The server side is the same connection seen from the accepting end.
+    inbound = {"direction": "in", "local_ip": "127.0.0.1", "port": port}
+    assert got.wait_total("accepts", n, **inbound) >= n
+    assert any(
+        ls.port == port and ls.cgroup_id == cgroup and ls.ip == "127.0.0.1"
+        for ls in tracer.read().listens
+    )
+
+
+def test_udp_datagrams(tracer, containers, scripts):
+    vols = python_volumes(scripts)
+    n, size = 500, 40
+    server = containers.run(py("udp_server.py", 53), volumes=vols)
+    wait_log(server, "listening")
+    server_ip = containers.ip(server)
+    server_cgroup = cgroup_id_of(server)
+    got = Collected(tracer)
+    client = containers.run(
+        py("udp_client.py", server_ip, 53, n, size) + "; sleep 30", volumes=vols
+    )
+    cgroup = cgroup_id_of(client)
+    wait_log(client, "done")
+    out = {
+        "direction": "out",
+        "cgroup_id": cgroup,
+        "ip": server_ip,
+        "port": 53,
+        "proto": "udp",
+    }
+    assert got.wait_total("datagrams_sent", n, **out) == n
+    assert got.total("bytes_sent", **out) == n * size
+    assert got.total("datagrams_received", **out) == n
+    assert got.total("bytes_received", **out) == n * 8
+    # The server saw a client: an "in" flow on its bound port 53.
+    inbound = {
+        "direction": "in",
+        "cgroup_id": server_cgroup,
+        "port": 53,
+        "proto": "udp",
+    }
+    assert got.total("datagrams_received", **inbound) == n
+    assert got.total("datagrams_sent", **inbound) == n
+
+
+def _serve(listener: socket.socket, k: int, m: int, count: int) -> None:
+    for _ in range(count):
+        conn, _ = listener.accept()
+        with conn:
+            got = 0
+            while got < k:
+                data = conn.recv(k - got)
+                if not data:
+                    break
+                got += len(data)
+            conn.sendall(b"s" * m)
+
+
+def _own_cgroup_id() -> int:
+    path = parse_proc_cgroup(Path("/proc/self/cgroup").read_text())[""]
+    root = find_cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+    return os.stat(root + path.rstrip("/")).st_ino
+
+
+def test_ipv6_loopback_host_process(tracer):
+    require(socket.has_ipv6 and Path("/proc/net/if_inet6").exists(), "no IPv6")
+    n, k, m = 40, 11, 13
+    listener = socket.socket(socket.AF_INET6)
+    try:
+        listener.bind(("::1", 0))
+    except OSError:
+        listener.close()
+        require(False, "::1 is not configured")
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    got = Collected(tracer)
+    server = threading.Thread(target=_serve, args=(listener, k, m, n), daemon=True)
+    server.start()
+    for _ in range(n):
+        with socket.create_connection(("::1", port)) as c:
+            c.sendall(b"c" * k)
+            received = 0
+            while received < m:
+                data = c.recv(64)
+                if not data:
+                    break
+                received += len(data)
+    server.join(timeout=10)
+    listener.close()
+    udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    for _ in range(n):
+        udp.sendto(b"d" * 7, ("::1", 53))
+    udp.close()
+    me = {"cgroup_id": _own_cgroup_id(), "pid": os.getpid(), "ip": "::1"}
+    out = {"direction": "out", "port": port, "proto": "tcp", **me}
+    assert got.wait_total("connections", n, **out) == n
+    assert got.total("bytes_sent", **out) == n * k
+    assert got.total("bytes_received", **out) == n * m
+    inbound = {"direction": "in", "local_ip": "::1", "port": port, "ip": "::1"}
+    assert got.total("accepts", **inbound) == n
+    dns = {"direction": "out", "port": 53, "proto": "udp", **me}
+    assert got.wait_total("datagrams_sent", n, **dns) == n
+    assert got.total("bytes_sent", **dns) == n * 7
+
+
+def test_full_flow_map_is_counted_as_lost(ebpf_ready):
+    from collector.ebpf.tracer import ConnectionTracer
+
+    small = ConnectionTracer(flow_map_size=2)
+    try:
+        small.read()
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for port in range(40000, 40010):
+            udp.sendto(b"x", ("127.0.0.1", port))
+        udp.close()
+        reading = small.read()
+        assert len(reading.flows) <= 2
+        assert reading.lost >= 10 - 2
+        assert small.read().lost == 0  # a delta, not a running total
+    finally:
+        small.close()

@@ -1,0 +1,117 @@
+"""The map socket's diff: pure functions over node-link graphs."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from webapp.maps.diff import DIFF_FIELDS, apply_diff, graph_diff, is_empty
+
+
+def graph(nodes=(), links=()):
+    return {
+        "directed": True,
+        "multigraph": False,
+        "graph": {},
+        "nodes": list(nodes),
+        "links": list(links),
+    }
+
+
+def node(node_id, **attrs):
+    return {"id": node_id, "type": "container", "status": "ok", **attrs}
+
+
+def link(source, target, **attrs):
+    return {"source": source, "target": target, "connections": 1, **attrs}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "expected"),
+    [
+        (graph(), graph([node("a")]), "added_nodes", [node("a")]),
+        (graph([node("a")]), graph(), "removed_nodes", ["a"]),
+        (
+            graph([node("a")]),
+            graph([node("a", status="critical")]),
+            "changed_nodes",
+            [node("a", status="critical")],
+        ),
+        (
+            graph([node("a"), node("b")]),
+            graph([node("a"), node("b")], [link("a", "b")]),
+            "added_edges",
+            [link("a", "b")],
+        ),
+        (
+            graph([node("a"), node("b")], [link("a", "b")]),
+            graph([node("a"), node("b")]),
+            "removed_edges",
+            [["a", "b"]],
+        ),
+        (
+            graph([node("a"), node("b")], [link("a", "b")]),
+            graph([node("a"), node("b")], [link("a", "b", connections=7)]),
+            "changed_edges",
+            [link("a", "b", connections=7)],
+        ),
+    ],
+    ids=[
+        "add-node",
+        "remove-node",
+        "change-node",
+        "add-edge",
+        "remove-edge",
+        "change-edge",
+    ],
+)
+def test_each_kind_of_change_lands_in_its_field(old, new, field, expected):
+    diff = graph_diff(old, new)
+    assert diff["type"] == "diff"
+    assert diff[field] == expected
+    assert all(not diff[other] for other in DIFF_FIELDS if other != field)
+
+
+def test_equal_graphs_give_an_empty_diff():
+    g = graph([node("a"), node("b")], [link("a", "b")])
+    assert is_empty(graph_diff(g, g))
+
+
+def test_direction_matters_for_edges():
+    old = graph([node("a"), node("b")], [link("a", "b")])
+    new = graph([node("a"), node("b")], [link("b", "a")])
+    diff = graph_diff(old, new)
+    assert diff["removed_edges"] == [["a", "b"]]
+    assert [(e["source"], e["target"]) for e in diff["added_edges"]] == [("b", "a")]
+
+
+def test_hostile_ids_are_plain_data():
+    evil = "container:h:%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E"
+    diff = graph_diff(graph(), graph([node(evil, name="<img src=x onerror=alert(1)>")]))
+    assert diff["added_nodes"][0]["name"] == "<img src=x onerror=alert(1)>"
+
+
+ids = st.sampled_from(["a", "b", "c", "d", "e"])
+statuses = st.sampled_from(["ok", "warning", "critical"])
+graphs = st.builds(
+    lambda ns, es: graph(
+        [node(n, status=s) for n, s in sorted(ns.items())],
+        [
+            link(u, v, connections=c)
+            for (u, v), c in sorted(es.items())
+            if u in ns and v in ns
+        ],
+    ),
+    st.dictionaries(ids, statuses),
+    st.dictionaries(st.tuples(ids, ids), st.integers(0, 5)),
+)
+
+
+@given(graphs, graphs)
+def test_applying_the_diff_gives_the_new_graph(old, new):
+    diff = graph_diff(old, new)
+    result = apply_diff(old, diff)
+    assert result["nodes"] == sorted(new["nodes"], key=lambda n: n["id"])
+    assert result["links"] == sorted(
+        new["links"], key=lambda e: (e["source"], e["target"])
+    )
+    assert is_empty(graph_diff(result, new))
