@@ -341,6 +341,7 @@ class ContainerRecord:
     ports: list[int] = field(default_factory=list)  # listening ports seen
     published: list[dict] = field(default_factory=list)  # {ip, port, target, proto}
     metrics: dict = field(default_factory=dict)  # latest cgroup metrics
+    processes: list[dict] = field(default_factory=list)  # {pid, command, user, port}
     pid: int = 0
     started_at: str = ""
 

@@ -14,5 +14,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", topology_views.healthz, name="healthz"),
     path("api/graph/", topology_views.api_graph, name="api-graph"),
+    path("api/node/", topology_views.api_node, name="api-node"),
     path("", include("webapp.maps.urls")),
 ]

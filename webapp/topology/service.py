@@ -14,9 +14,15 @@ import networkx as nx
 import redis
 from django.conf import settings
 
-from collector.schema import Keys
+from collector.schema import Keys, host_of_node, parse_node_id
+from webapp.topology import details
 from webapp.topology.graph import LEVELS, build_graph
-from webapp.topology.store import live_collectors, read_state, read_state_at
+from webapp.topology.store import (
+    live_collectors,
+    read_history,
+    read_state,
+    read_state_at,
+)
 
 __all__ = [
     "LEVELS",
@@ -24,6 +30,8 @@ __all__ = [
     "graph_payload",
     "health",
     "keys",
+    "level_of",
+    "node_details",
     "parse_time",
     "redis_client",
 ]
@@ -70,6 +78,24 @@ def parse_time(text: str) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
     return when.timestamp()
+
+
+def level_of(node_id: str) -> str:
+    """The zoom level whose graph holds a node of this id."""
+    kind, _ = parse_node_id(node_id)
+    return {"host": "host", "service": "service"}.get(kind, "container")
+
+
+def node_details(node_id: str, window: float = 900.0) -> dict:
+    """The details panel's data for one node (KeyError when it is not live)."""
+    G = current_graph(level_of(node_id))
+    if node_id not in G:
+        raise KeyError(node_id)
+    host = host_of_node(node_id)
+    snapshots = []
+    if host is not None:
+        snapshots = read_history(redis_client(), keys(), host, time.time() - window)
+    return details.node_details(G, node_id, snapshots)
 
 
 def graph_payload(G: nx.DiGraph) -> dict:

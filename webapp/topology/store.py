@@ -188,3 +188,19 @@ def _flows(host_id: str, raw: dict[bytes, bytes], kind=int) -> dict[FlowKey, dic
         except (SchemaError, ValueError, UnicodeDecodeError) as exc:
             log.warning("host %s: skipping flow field: %s", host_id, exc)
     return flows
+
+
+def read_history(
+    client: redis.Redis, keys: Keys, host_id: str, since: float,
+    until: float = float("inf"),
+) -> list[dict]:
+    """A host's fine-grained history snapshots between two times, oldest first."""
+    rows = client.zrangebyscore(keys.history(host_id, "fine"), since,
+                                "+inf" if until == float("inf") else until)
+    snapshots = []
+    for blob in rows:
+        try:
+            snapshots.append(decode_snapshot(blob))
+        except SchemaError as exc:
+            log.warning("host %s history: %s", host_id, exc)
+    return snapshots

@@ -6,6 +6,7 @@ import redis
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from collector.schema import SchemaError
 from webapp.topology import service
 
 
@@ -41,4 +42,25 @@ def api_graph(request):
     return JsonResponse(service.graph_payload(G))
 
 
-__all__ = ["api_graph", "healthz"]
+@require_GET
+def api_node(request):
+    """One node's details for the map's panel (login needed)."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "authentication required"}, status=401)
+    node_id = request.GET.get("id", "")
+    try:
+        window = float(request.GET.get("window", "900"))
+        service.level_of(node_id)
+    except (ValueError, SchemaError):
+        return JsonResponse({"error": "bad node id or window"}, status=400)
+    window = min(max(window, 1.0), 3600.0)
+    try:
+        body = service.node_details(node_id, window)
+    except KeyError:
+        return JsonResponse({"error": "no such node on the live map"}, status=404)
+    except (redis.RedisError, OSError) as exc:
+        return JsonResponse({"error": f"Redis unreachable: {exc}"}, status=503)
+    return JsonResponse(body)
+
+
+__all__ = ["api_graph", "api_node", "healthz"]
