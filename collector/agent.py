@@ -15,7 +15,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from collector.container_metrics import disk_used_ratio
 from collector.host_addresses import host_addresses
+from collector.host_info import read_host_info
 from collector.readings import FlowSample, TracerReading
 from collector.reporter import HostReport, RedisReporter, add_flow
 from collector.schema import (
@@ -174,23 +176,74 @@ def remember_addresses(
     return owners
 
 
+def record_from_details(details: dict) -> ContainerRecord:
+    """A ContainerRecord from DockerWatcher's details of one container.
+
+    >>> r = record_from_details({"id": "ab", "name": "web", "state": "running",
+    ...     "ports": [{"container_port": 80, "proto": "tcp", "host_ip": "0.0.0.0",
+    ...                "host_port": 8080}]})
+    >>> r.published
+    [{'ip': '0.0.0.0', 'port': 8080, 'target': 80, 'proto': 'tcp'}]
+    """
+    published = [
+        {"ip": p.get("host_ip") or "0.0.0.0", "port": int(p["host_port"]),
+         "target": int(p["container_port"]), "proto": p.get("proto") or "tcp"}
+        for p in details.get("ports") or []
+        if p.get("host_port") and p.get("container_port")
+    ]
+    return ContainerRecord(
+        id=details.get("id", ""),
+        name=details.get("name") or details.get("id", "")[:12],
+        image=details.get("image", ""),
+        state=details.get("state", "unknown"),
+        exit_code=int(details.get("exit_code") or 0),
+        ips=list(details.get("ips") or []),
+        labels=dict(details.get("labels") or {}),
+        published=published,
+        pid=int(details.get("pid") or 0),
+        started_at=details.get("started_at", ""),
+        command=details.get("command", ""),
+        compose_project=details.get("compose_project", ""),
+        compose_service=details.get("compose_service", ""),
+        k8s_pod=details.get("k8s_pod", ""),
+        k8s_namespace=details.get("k8s_namespace", ""),
+    )
+
+
+def host_metrics(info) -> dict:
+    """The host's load and capacity, as the map and the anomaly rules read them."""
+    return {
+        "cpus": info.cpus,
+        "memory_total_bytes": info.memory_total_bytes,
+        "memory_available_bytes": info.memory_available_bytes,
+        "load1": info.load1,
+        "load5": info.load5,
+        "load15": info.load15,
+        "uptime_seconds": info.uptime_seconds,
+        "disk_used_ratio": disk_used_ratio(),
+    }
+
+
 class Collector:
     """One host's collector: call ``step()`` once per interval."""
 
-    def __init__(self, host_id, tracer, docker_source, resolver, reporter:
-                 RedisReporter, mode_reason: str = "", labels=None):
+    def __init__(self, host_id, tracer, watcher, resolver, reporter: RedisReporter,
+                 sampler=None, mode_reason: str = ""):
+        info = read_host_info()
         self.host = HostRecord(
             id=host_id,
-            hostname=socket.gethostname(),
-            kernel=platform.release(),
+            hostname=info.hostname or socket.gethostname(),
+            kernel=info.kernel or platform.release(),
             mode=getattr(tracer, "mode", "unknown"),
             mode_reason=mode_reason,
-            labels=dict(labels or {}),
+            labels=dict(info.labels),
         )
         self.tracer = tracer
-        self.docker = docker_source
+        self.watcher = watcher
+        self.sampler = sampler
         self.resolver = resolver
         self.reporter = reporter
+        self.details: dict[str, dict] = {}
         self.attribution = Attribution(host_id=host_id)
         # Node id -> (port, proto) listened on; kept: listen() is seen once.
         self.listeners: dict[str, set[tuple[int, str]]] = {}
@@ -198,9 +251,10 @@ class Collector:
         self._last_step = time.monotonic()
 
     def refresh_containers(self) -> None:
-        records = self.docker.containers()
-        if records is None:
-            return  # engine away: keep what we knew
+        if self.watcher.connected or self.watcher.syncs:
+            self.details = self.watcher.snapshot()
+        # else: the engine has not answered yet; keep what we knew
+        records = [record_from_details(d) for d in self.details.values()]
         self.attribution.containers = {r.id: r for r in records}
         self.attribution.ip_owner = remember_addresses(
             self.attribution.ip_owner, records
@@ -221,11 +275,18 @@ class Collector:
         listening = listening_ports(reading, self.attribution, self.resolver)
         for node, ports in listening.items():
             self.listeners.setdefault(node, set()).update(ports)
+        metrics = self.sampler.sample(self.details) if self.sampler else {}
+        self.host.metrics = host_metrics(read_host_info())
         containers = []
         for record in self.attribution.containers.values():
             record.host = self.host.id
             node = container_node_id(self.host.id, record.id)
-            record.ports = sorted({p for p, _ in self.listeners.get(node, ())})
+            record.metrics = metrics.get(record.id, {})
+            record.processes = self.sampler.services(record.id) if self.sampler else []
+            record.ports = sorted(
+                {p for p, _ in self.listeners.get(node, ())}
+                | {s["port"] for s in record.processes if s.get("port")}
+            )
             containers.append(record)
         addrs = address_index(self.host.id, self.host_ips, self.attribution,
                               self.listeners)
@@ -251,4 +312,4 @@ class Collector:
             # One last read so that nothing counted since the last step is lost.
             self.step()
             self.tracer.close()
-            self.docker.close()
+            self.watcher.close()

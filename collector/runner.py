@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collector.agent import Collector, open_tracer
 from collector.cgroups import CgroupResolver
-from collector.docker_source import DockerSource
+from collector.container_metrics import MetricsSampler
+from collector.docker_events import DockerWatcher
 from collector.reporter import HistoryPolicy, RedisReporter, redis_client
 from collector.schema import Keys, validate_host_id
 
@@ -18,8 +19,10 @@ def build_collector(*, redis_url: str, prefix: str, host_id: str,
     tracer, reason = open_tracer(force_fallback)
     reporter = RedisReporter(redis_client(redis_url), keys, node_ttl=node_ttl,
                              flow_ttl=flow_ttl, history=history)
-    return Collector(host_id, tracer, DockerSource(), CgroupResolver(), reporter,
-                     mode_reason=reason)
+    watcher = DockerWatcher().start()
+    watcher.wait_synced(timeout=5)
+    return Collector(host_id, tracer, watcher, CgroupResolver(), reporter,
+                     sampler=MetricsSampler(), mode_reason=reason)
 
 
 def dump_ebpf_program() -> str:

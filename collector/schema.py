@@ -344,6 +344,11 @@ class ContainerRecord:
     processes: list[dict] = field(default_factory=list)  # {pid, command, user, port}
     pid: int = 0
     started_at: str = ""
+    command: str = ""
+    compose_project: str = ""
+    compose_service: str = ""
+    k8s_pod: str = ""
+    k8s_namespace: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -378,6 +383,7 @@ class HostRecord:
     mode: str = ""  # "ebpf" or "procfs"
     mode_reason: str = ""  # why eBPF is not in use, when it is not
     labels: dict[str, str] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # memory, load, cpus, disk
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -22,6 +22,9 @@ import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TEST_LABEL = "portolan.test"
+# Each test session labels its containers with its own id and removes only
+# those, so sessions running side by side leave each other's containers alone.
+TEST_SESSION = uuid.uuid4().hex[:12]
 BUSYBOX = "/bin/busybox"
 BUSYBOX_APPLETS = (
     "sh", "nc", "httpd", "wget", "sleep", "cat", "echo", "ls", "seq", "true",
@@ -197,7 +200,8 @@ def docker_client():
     require(client is not None, "no Docker engine and cannot start dockerd")
     build_test_image(client)
     yield client
-    for c in client.containers.list(all=True, filters={"label": TEST_LABEL}):
+    session_label = f"{TEST_LABEL}={TEST_SESSION}"
+    for c in client.containers.list(all=True, filters={"label": session_label}):
         try:
             c.remove(force=True)
         except Exception:  # noqa: BLE001, S110 - best-effort cleanup
@@ -213,7 +217,7 @@ def containers(docker_client):
             self.started = []
 
         def run(self, command, name=None, **kwargs):
-            labels = {TEST_LABEL: "1", **kwargs.pop("labels", {})}
+            labels = {TEST_LABEL: TEST_SESSION, **kwargs.pop("labels", {})}
             name = name or f"pt-{uuid.uuid4().hex[:8]}"
             c = docker_client.containers.run(
                 TEST_IMAGE, ["sh", "-c", command], name=name, detach=True,

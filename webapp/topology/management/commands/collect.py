@@ -47,6 +47,8 @@ class Command(BaseCommand):
             raise CommandError(
                 f"PORTOLAN_HOST_ID / PORTOLAN_KEY_PREFIX: {exc}"
             ) from None
+        except ValueError as exc:  # a malformed setting, named in the message
+            raise CommandError(str(exc)) from None
         self.stderr.write(f"collector {collector.host.id}: {collector.host.mode} mode"
                           + (f" ({collector.host.mode_reason})"
                              if collector.host.mode_reason else ""))
