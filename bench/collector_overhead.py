@@ -1,0 +1,231 @@
+"""Collector overhead: connection throughput with the collector on vs off.
+
+A client container opens short TCP connections to a server container as fast
+as the machine goes, alternately with nothing tracing, with Portolan's
+collector (`manage.py collect`, eBPF, reporting to a real Redis), and with
+bcc's per-event tracers tcplife and tcpstates as peers. Prints throughput and
+its ratio to "off", each tracer's CPU (% of one core) and RSS, and whether the
+collector's edge count equals the connections the client made. Then a run at
+a fixed 1,000 connections/s for the collector's CPU there.
+
+    .venv/bin/python bench/collector_overhead.py [--seconds 10] [--rounds 3]
+
+Needs root, eBPF, Docker (started if not running) and redis-server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from collector.schema import Keys, container_node_id, parse_flow_field  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    TEST_IMAGE,
+    RedisServer,
+    build_test_image,
+    ensure_dockerd,
+    wait_for,
+)
+
+PORT = 9000
+HOST_ID = "bench-host"
+HOST_MOUNTS = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64")}
+PEERS = {
+    "tcplife": ["tcplife-bpfcc", "/usr/sbin/tcplife-bpfcc"],
+    "tcpstates": ["tcpstates-bpfcc", "/usr/sbin/tcpstates-bpfcc"],
+}
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and its reaped children, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Tracer:
+    """One tracing configuration: started before a load run, stopped after."""
+
+    def __init__(self, name: str, redis_url: str):
+        self.name = name
+        self.redis_url = redis_url
+        self.proc = None
+
+    def start(self) -> None:
+        if self.name == "off":
+            return
+        if self.name == "portolan":
+            env = dict(os.environ, REDIS_URL=self.redis_url, PORTOLAN_HOST_ID=HOST_ID,
+                       PORTOLAN_VAR_DIR="/tmp/portolan-bench")
+            self.proc = subprocess.Popen(
+                [sys.executable, "manage.py", "collect"], cwd=ROOT, env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            client = redis.Redis.from_url(self.redis_url)
+            client.delete(Keys().collectors)
+            if not wait_for(lambda: client.zscore(Keys().collectors, HOST_ID), 60):
+                raise RuntimeError("the collector did not report")
+        else:
+            tool = next(t for t in PEERS[self.name] if shutil.which(t))
+            self.proc = subprocess.Popen(
+                [tool], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            time.sleep(6)  # bcc compiles and attaches
+        self.cpu0 = proc_cpu_seconds(self.proc.pid)
+        self.t0 = time.monotonic()
+
+    def sample(self) -> tuple[float, float]:
+        """CPU % of one core since start, and RSS in MB."""
+        if self.proc is None:
+            return 0.0, 0.0
+        cpu = proc_cpu_seconds(self.proc.pid) - self.cpu0
+        return 100 * cpu / (time.monotonic() - self.t0), proc_rss_mb(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+
+def run_load(docker_client, server_ip: str, seconds: float, rate: float,
+             concurrency: int):
+    c = docker_client.containers.run(
+        TEST_IMAGE,
+        ["/usr/bin/python3", "/bench/conn_workload.py", "client", server_ip,
+         str(PORT), str(seconds), str(rate), str(concurrency)],
+        detach=True, labels={"portolan.test": "1"},
+        volumes={**HOST_MOUNTS, str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}},
+    )
+    c.wait(timeout=seconds + 120)
+    out = c.logs(stdout=True, stderr=False).decode().strip().splitlines()
+    c.reload()
+    return c, json.loads(out[-1])
+
+
+def counted_connections(client, container_id: str, server_ip: str) -> int:
+    node = container_node_id(HOST_ID, container_id)
+    total = 0
+    for field, value in client.hgetall(Keys().flows(HOST_ID)).items():
+        key, counter = parse_flow_field(field.decode())
+        if (counter == "connections" and key.node == node and key.ip == server_ip
+                and key.port == PORT):
+            total += int(value)
+    return total
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--peers", default="tcplife,tcpstates")
+    args = parser.parse_args()
+
+    docker_client = ensure_dockerd()
+    if docker_client is None:
+        sys.exit("no Docker engine")
+    build_test_image(docker_client)
+    server = RedisServer()
+    server.start()
+    rclient = redis.Redis.from_url(server.url)
+    srv = docker_client.containers.run(
+        TEST_IMAGE, ["/usr/bin/python3", "/bench/conn_workload.py", "server",
+                     str(PORT)],
+        detach=True, labels={"portolan.test": "1"},
+        volumes={**HOST_MOUNTS, str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}},
+    )
+    configs = ["off", "portolan"] + [p for p in args.peers.split(",") if p]
+    results = {c: {"rate": [], "cpu": [], "rss": [], "lost": []} for c in configs}
+    clients = []
+    try:
+        srv.reload()
+        server_ip = next(iter(srv.attrs["NetworkSettings"]["Networks"].values()))[
+            "IPAddress"]
+        time.sleep(1)
+        for rnd in range(args.rounds):
+            for name in configs:
+                tracer = Tracer(name, server.url)
+                tracer.start()
+                try:
+                    c, load = run_load(docker_client, server_ip, args.seconds, 0,
+                                       args.concurrency)
+                    clients.append(c)
+                    cpu, rss = tracer.sample()
+                    if name == "portolan":
+                        time.sleep(2.5)  # two intervals for the last counts
+                finally:
+                    tracer.stop()
+                rate = load["connections"] / load["seconds"]
+                res = results[name]
+                res["rate"].append(rate)
+                res["cpu"].append(cpu)
+                res["rss"].append(rss)
+                if name == "portolan":
+                    counted = counted_connections(rclient, c.id, server_ip)
+                    res["lost"].append(load["connections"] - counted)
+                print(f"round {rnd + 1} {name:<10} {rate:8.0f} conn/s  "
+                      f"tracer CPU {cpu:5.1f}%  RSS {rss:6.1f} MB"
+                      + (f"  made {load['connections']} counted {counted}"
+                         if name == "portolan" else ""), flush=True)
+
+        base = statistics.median(results["off"]["rate"])
+        print("\nmedian over rounds, top rate (connections as fast as they go):")
+        print(f"{'config':<10} {'conn/s':>8} {'ratio':>6} {'CPU%':>6} {'RSS MB':>7}")
+        for name in configs:
+            r = results[name]
+            print(f"{name:<10} {statistics.median(r['rate']):8.0f} "
+                  f"{statistics.median(r['rate']) / base:6.3f} "
+                  f"{statistics.median(r['cpu']):6.1f} "
+                  f"{statistics.median(r['rss']):7.1f}")
+        lost = results["portolan"]["lost"]
+        print(f"portolan lost counts per round: {lost} (goal: all 0)")
+
+        tracer = Tracer("portolan", server.url)
+        tracer.start()
+        try:
+            c, load = run_load(docker_client, server_ip, args.seconds, 1000, 1)
+            clients.append(c)
+            cpu, rss = tracer.sample()
+            time.sleep(2.5)
+        finally:
+            tracer.stop()
+        counted = counted_connections(rclient, c.id, server_ip)
+        print(f"\nat {load['connections'] / load['seconds']:.0f} conn/s: collector "
+              f"CPU {cpu:.1f}% of one core (goal < 5%), RSS {rss:.1f} MB, "
+              f"made {load['connections']} counted {counted}")
+    finally:
+        for c in [srv, *clients]:
+            try:
+                c.remove(force=True)
+            except Exception:  # noqa: BLE001, S110 - cleanup
+                pass
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
