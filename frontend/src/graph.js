@@ -21,21 +21,63 @@ export function edgeId(source, target) {
   return `edge:${source}\u2192${target}`;
 }
 
-// Width on a log scale, so one busy edge does not drown the rest.
-export function edgeWidth(connections) {
-  const n = Math.max(0, Number(connections) || 0);
+// The figure an edge is drawn by: its current connection rate when there is
+// one, else its totals (an idle edge still shows what it carried).
+export function edgeTraffic(edge) {
+  const rate = Number(edge.connections_per_s) || 0;
+  if (rate > 0) return { value: rate, rate: true };
+  const total = (Number(edge.connections) || 0) + (Number(edge.accepts) || 0);
+  return { value: total, rate: false };
+}
+
+// Width on a log scale, so one busy edge does not drown the rest. Rates are
+// scaled up a little: 1 connection a second is busier than 1 in all.
+export function edgeWidth(edge) {
+  const { value, rate } = edgeTraffic(edge);
+  const n = Math.max(0, rate ? value * 10 : value);
   return Math.min(12, 1.5 + 1.8 * Math.log10(1 + n));
 }
 
-export function edgeLabel(edge) {
-  const conns = Number(edge.connections) || 0;
-  const failed = Number(edge.failed) || 0;
-  const text = `${conns} conn`;
-  return failed ? `${text} · ${failed} failed` : text;
+// A number short enough for a label: 3, 12.5, 4.2k, 1.3M.
+export function shortNumber(value) {
+  const n = Number(value) || 0;
+  const abs = Math.abs(n);
+  if (abs >= 1e9) return `${(n / 1e9).toFixed(1)}G`;
+  if (abs >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (abs >= 1e4) return `${Math.round(n / 1e3)}k`;
+  if (abs >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  if (Number.isInteger(n)) return String(n);
+  return abs >= 10 ? n.toFixed(0) : n.toFixed(abs >= 1 ? 1 : 2);
 }
+
+export function shortBytes(value) {
+  return `${shortNumber(value)}B`;
+}
+
+export function edgeLabel(edge) {
+  const { value, rate } = edgeTraffic(edge);
+  const failedRate = Number(edge.failed_per_s) || 0;
+  const failed = Number(edge.failed) || 0;
+  let text = rate ? `${shortNumber(value)}/s` : `${shortNumber(value)} conn`;
+  if (rate && failedRate) text += ` · ${shortNumber(failedRate)} failed/s`;
+  else if (failed) text += ` · ${shortNumber(failed)} failed`;
+  return text;
+}
+
+// Whether an edge carries traffic right now (any rate above zero).
+export function edgeActive(edge) {
+  return Object.entries(edge).some(
+    ([key, value]) => key.endsWith("_per_s") && Number(value) > 0,
+  );
+}
+
+// The labels of a container node under well-known keys, for the filters.
+export const NAMESPACE_LABEL = "io.kubernetes.pod.namespace";
+export const PROJECT_LABEL = "com.docker.compose.project";
 
 // Data of a Cytoscape node; ``parent`` is set separately, once it exists.
 export function nodeData(node) {
+  const labels = node.labels && typeof node.labels === "object" ? node.labels : {};
   return {
     id: node.id,
     label: String(node.name ?? node.id),
@@ -44,6 +86,9 @@ export function nodeData(node) {
     status: String(node.status ?? "unknown"),
     colour: statusColour(node.status),
     wantParent: node.parent ?? null,
+    namespace: labels[NAMESPACE_LABEL] == null ? "" : String(labels[NAMESPACE_LABEL]),
+    project: labels[PROJECT_LABEL] == null ? "" : String(labels[PROJECT_LABEL]),
+    image: node.image == null ? "" : String(node.image),
     attrs: node,
   };
 }
@@ -55,8 +100,9 @@ export function edgeData(edge) {
     target: edge.target,
     status: String(edge.status ?? "ok"),
     colour: edge.status === "ok" || !edge.status ? "#7b8797" : statusColour(edge.status),
-    width: edgeWidth(edge.connections),
+    width: edgeWidth(edge),
     label: edgeLabel(edge),
+    active: edgeActive(edge) ? 1 : 0,
     attrs: edge,
   };
 }
@@ -218,7 +264,68 @@ export const MAP_STYLE = [
     style: { "border-color": "#2563eb", "border-width": 3 },
   },
   {
+    selector: "edge[active = 0]",
+    style: { opacity: 0.55 },
+  },
+  {
     selector: ".faded",
-    style: { opacity: 0.25 },
+    style: { opacity: 0.2 },
+  },
+  {
+    selector: ".match",
+    style: { "border-color": "#2563eb", "border-width": 4 },
+  },
+  {
+    // The host or container the view was opened on.
+    selector: "node.focus",
+    style: { "border-color": "#2563eb", "border-width": 3, "border-style": "solid" },
+  },
+  {
+    selector: ".hidden",
+    style: { display: "none" },
   },
 ];
+
+// Node ids are made by collector/schema.py (kind:part:part, each part
+// percent-quoted); these read them without re-quoting any part.
+export function nodeKind(id) {
+  return String(id).split(":", 1)[0];
+}
+
+// The host node a node id belongs to, or null (externals, malformed ids).
+export function hostOf(id) {
+  const parts = String(id).split(":");
+  const kind = parts[0];
+  if (kind === "host") return id;
+  if ((kind === "container" || kind === "process") && parts.length === 3) {
+    return `host:${parts[1]}`;
+  }
+  if (kind === "service") {
+    const owner = ownerOf(id);
+    return owner ? hostOf(owner) : null;
+  }
+  return null;
+}
+
+// The container or process a service node id belongs to.
+export function ownerOf(id) {
+  const parts = String(id).split(":");
+  if (parts[0] !== "service" || parts.length !== 3) return null;
+  try {
+    return decodeURIComponent(parts[1]);
+  } catch {
+    return null;
+  }
+}
+
+// A readable name from an id alone, for nodes not on the map right now.
+export function nameFromId(id) {
+  const parts = String(id).split(":");
+  const last = parts[parts.length - 1] || String(id);
+  try {
+    const name = decodeURIComponent(last);
+    return parts[0] === "container" ? name.slice(0, 12) : name;
+  } catch {
+    return last;
+  }
+}

@@ -1,15 +1,29 @@
 // Portolan's live map: the page's entry point (bundled to static/portolan/map.js).
 //
-// The server sends a snapshot, then diffs (webapp/maps/consumers.py). The map
-// keeps every node it already shows where it is and places only new nodes,
-// next to their neighbours, so an update never reshuffles what you look at.
+// The server sends a snapshot, then diffs (webapp/maps/consumers.py), for one
+// zoom level at a time. Zooming past a threshold (or double-clicking) switches
+// level: hosts -> the containers of the host under the pointer -> the services
+// of a container. The map keeps every node it already shows where it is and
+// places only new nodes, next to their neighbours, so an update never
+// reshuffles what you look at. The URL always holds the view (viewstate.js).
 
 import cytoscape from "cytoscape";
 import fcose from "cytoscape-fcose";
 import "./map.css";
-import { MAP_STYLE, diffAgainst, edgeData, edgeId, nodeData } from "./graph.js";
+import {
+  MAP_STYLE,
+  diffAgainst,
+  edgeData,
+  edgeId,
+  hostOf,
+  nameFromId,
+  nodeData,
+  nodeKind,
+  ownerOf,
+} from "./graph.js";
 import { TopologySocket } from "./socket.js";
-import { Details, StatusBar, Tooltip } from "./ui.js";
+import { Details, SearchResults, StatusBar, Tooltip } from "./ui.js";
+import { LEVELS, formatView, nameMatches, parseView, passesFilters } from "./viewstate.js";
 
 // fCoSE keeps compound nodes (hosts around containers) apart, unlike plain CoSE.
 cytoscape.use(fcose);
@@ -18,26 +32,90 @@ const MAX_FIT_ZOOM = 1.4;
 const PLACE_RADII = [140, 200, 280, 380];
 const PLACE_ANGLES = 12;
 const MIN_GAP = 110; // node plus its label, roughly
+// Semantic zoom: a user's zoom past these values switches level. The gap
+// between a level's thresholds and where a switch lands is the hysteresis
+// that keeps one wheel notch from bouncing between levels.
+const FINER_AT = { host: 2.2, container: 2.6 };
+const COARSER_AT = { container: 0.3, service: 0.45 };
+const LANDING_MARGIN = 1.5;
+// Above this many nodes the first layout is fCoSE's fast draft (spectral
+// placement only): the full force pass costs seconds on a 2,000-node map.
+const DRAFT_LAYOUT_NODES = 600;
+
+function finer(level) {
+  return LEVELS[LEVELS.indexOf(level) + 1] || null;
+}
+
+function coarser(level) {
+  return LEVELS[LEVELS.indexOf(level) - 1] || null;
+}
+
+// A small seeded PRNG: fCoSE's random start made repeatable, so that two
+// people opening the same link on the same graph get the same picture.
+function seeded(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function rendererOptions(name) {
+  // XXX: Cytoscape's WebGL renderer is experimental (3.31+); kept selectable
+  // by ?renderer= for bench/map_render.py, not the default (see BENCHMARKS.md).
+  if (name === "webgl") return { renderer: { name: "canvas", webgl: true } };
+  if (name === "fast") return { hideEdgesOnViewport: true, textureOnViewport: true };
+  return {};
+}
 
 export class LiveMap {
-  constructor(container) {
+  constructor(container, level, renderer = "") {
     this.cy = cytoscape({
       container,
       style: MAP_STYLE,
       elements: [],
-      minZoom: 0.05,
-      maxZoom: 4,
+      minZoom: 0.02,
+      maxZoom: 6,
       boxSelectionEnabled: false,
       selectionType: "single",
+      wheelSensitivity: 1,
+      ...rendererOptions(renderer),
     });
+    this.level = level;
     this.shownNodes = new Map(); // id -> node as the server sent it
     this.shownEdges = new Map(); // edge id -> edge as the server sent it
+    // Where nodes were at each level, so going back finds them where they were.
+    this.positions = Object.fromEntries(LEVELS.map((l) => [l, new Map()]));
+  }
+
+  // Empty the map for another level, remembering where everything was.
+  setLevel(level) {
+    this.savePositions();
+    this.level = level;
+    this.cy.elements().remove();
+    this.shownNodes.clear();
+    this.shownEdges.clear();
+  }
+
+  savePositions() {
+    const saved = this.positions[this.level];
+    this.cy.nodes().forEach((n) => {
+      if (n.isChildless()) saved.set(n.id(), { ...n.position() });
+    });
   }
 
   applySnapshot(graph) {
-    this.applyDiff(diffAgainst(this.shownNodes, this.shownEdges, graph || {}));
+    const sorted = {
+      nodes: [...((graph && graph.nodes) || [])].sort((a, b) => (a.id < b.id ? -1 : 1)),
+      links: (graph && graph.links) || [],
+    };
+    return this.applyDiff(diffAgainst(this.shownNodes, this.shownEdges, sorted));
   }
 
+  // Returns whether the whole map was laid out afresh.
   applyDiff(diff) {
     const cy = this.cy;
     const wasEmpty = cy.nodes().empty();
@@ -84,10 +162,27 @@ export class LiveMap {
         this.shownEdges.set(id, edge);
       }
     });
-    if (addedIds.length) {
-      if (wasEmpty) this.layoutAll();
-      else this.place(addedIds);
+    if (!addedIds.length) return false;
+    if (wasEmpty) {
+      // Back at a level seen before: what was there goes back where it was.
+      const saved = this.positions[this.level];
+      const known = addedIds.filter((id) => saved.has(id));
+      if (!known.length) {
+        this.layoutAll();
+        return true;
+      }
+      cy.batch(() => {
+        for (const id of known) {
+          const node = cy.getElementById(id);
+          if (node.isChildless()) node.position(saved.get(id));
+        }
+      });
+      const knownSet = new Set(known);
+      this.place(addedIds.filter((id) => !knownSet.has(id)));
+      return false;
     }
+    this.place(addedIds);
+    return false;
   }
 
   // Put each node under its ``parent`` when that node is shown, else at top level.
@@ -106,31 +201,39 @@ export class LiveMap {
 
   layoutAll() {
     const cy = this.cy;
-    cy.layout({
-      name: "fcose",
-      quality: "proof",
-      animate: false,
-      randomize: true,
-      fit: false,
-      padding: 40,
-      nodeDimensionsIncludeLabels: true,
-      idealEdgeLength: () => 130,
-      nodeRepulsion: () => 6000,
-      nestingFactor: 0.3,
-      gravity: 0.3,
-      numIter: 2500,
-      tile: true,
-      packComponents: true,
-    }).run();
-    this.fit();
+    const large = cy.nodes().length > DRAFT_LAYOUT_NODES;
+    const random = Math.random;
+    Math.random = seeded(cy.nodes().length * 7919 + cy.edges().length);
+    try {
+      cy.layout({
+        name: "fcose",
+        quality: large ? "draft" : "proof",
+        animate: false,
+        randomize: true,
+        fit: false,
+        padding: 40,
+        nodeDimensionsIncludeLabels: !large,
+        idealEdgeLength: () => 130,
+        nodeRepulsion: () => 6000,
+        nestingFactor: 0.3,
+        gravity: 0.3,
+        numIter: large ? 300 : 2500,
+        tile: true,
+        packComponents: true,
+      }).run();
+    } finally {
+      Math.random = random;
+    }
   }
 
-  fit() {
+  fit(eles) {
     const cy = this.cy;
-    cy.fit(undefined, 60);
-    if (cy.zoom() > MAX_FIT_ZOOM) {
-      cy.zoom(MAX_FIT_ZOOM);
-      cy.center();
+    cy.fit(eles, 60);
+    const high = Math.min(MAX_FIT_ZOOM, (FINER_AT[this.level] || Infinity) / LANDING_MARGIN);
+    if (cy.zoom() > high) {
+      cy.zoom(high);
+      if (eles) cy.center(eles);
+      else cy.center();
     }
   }
 
@@ -174,21 +277,94 @@ export class LiveMap {
     return anchors.map((n) => ({ ...n.position() }));
   }
 
+  // Hide what the filters exclude (search only highlights). Returns how many
+  // nodes are hidden.
+  applyFilters(view) {
+    const cy = this.cy;
+    const containerFilter = Boolean(view.ns || view.project || view.image || view.label);
+    const hideIdle = view.hide.includes("idle");
+    let hidden = 0;
+    cy.batch(() => {
+      const visible = new Set();
+      // Leaves first: containers and services by their own (or owner's) facts.
+      cy.nodes().forEach((n) => {
+        if (n.isParent()) return;
+        const data = n.data();
+        let ok;
+        if (data.kind === "service" && n.isChild()) {
+          ok = passesFilters({ ...n.parent().data(), kind: "container" }, view);
+        } else {
+          ok = passesFilters(data, view);
+        }
+        if (ok && containerFilter && data.kind === "host" && this.level !== "host") {
+          ok = false; // a host without containers holds nothing that matches
+        }
+        if (ok && hideIdle && !n.connectedEdges("[active = 1]").nonempty()) ok = false;
+        if (ok) visible.add(n.id());
+      });
+      // Compounds: shown while anything inside them is (innermost first).
+      const parents = cy.nodes(":parent").sort((a, b) => b.ancestors().length - a.ancestors().length);
+      parents.forEach((p) => {
+        const anyChild = p.children().some((c) => visible.has(c.id()));
+        const ok = anyChild && !(view.hide.includes("external") && p.data("kind") === "external");
+        if (ok) visible.add(p.id());
+      });
+      // Externals and host processes: only next to something still shown.
+      if (containerFilter) {
+        cy.nodes().forEach((n) => {
+          const kind = n.data("kind");
+          if ((kind === "external" || kind === "process") && visible.has(n.id())) {
+            if (!n.neighborhood("node").some((m) => visible.has(m.id()))) visible.delete(n.id());
+          }
+        });
+      }
+      cy.nodes().forEach((n) => {
+        const show = visible.has(n.id());
+        if (!show) hidden += 1;
+        if (show === n.hasClass("hidden")) n.toggleClass("hidden", !show);
+      });
+    });
+    return hidden;
+  }
+
+  // Highlight the nodes whose name contains ``query``; returns the matches.
+  search(query) {
+    const cy = this.cy;
+    const matches = [];
+    cy.batch(() => {
+      cy.nodes().forEach((n) => {
+        const hit = Boolean(query) && !n.hasClass("hidden") && nameMatches(n.data(), query);
+        n.toggleClass("match", hit);
+        if (hit) matches.push({ id: n.id(), name: n.data("name"), kind: n.data("kind") });
+      });
+      const fade = Boolean(query) && matches.length > 0;
+      cy.elements().forEach((e) => {
+        const keep = !fade || e.hasClass("match") || (e.isNode() && e.isParent());
+        e.toggleClass("faded", !keep);
+      });
+    });
+    return matches;
+  }
+
   // Plain summaries for tests and the console; the page itself never reads them.
   summary() {
     return {
+      level: this.level,
       nodes: this.cy.nodes().map((n) => ({
         id: n.id(),
         name: n.data("label"),
         type: n.data("kind"),
         status: n.data("status"),
         parent: n.isChild() ? n.parent().id() : null,
+        hidden: n.hasClass("hidden"),
       })),
       edges: this.cy.edges().map((e) => ({
         source: e.source().id(),
         target: e.target().id(),
         connections: e.data("attrs").connections ?? 0,
         failed: e.data("attrs").failed ?? 0,
+        connections_per_s: e.data("attrs").connections_per_s ?? 0,
+        width: e.data("width"),
       })),
     };
   }
@@ -216,89 +392,566 @@ function freeSpot(origin, points) {
   return best;
 }
 
+// ---------------------------------------------------------------- the page
+
+class MapPage {
+  constructor(config) {
+    this.config = config;
+    const params = new URLSearchParams(window.location.search);
+    this.renderer = ["webgl", "fast", "canvas"].includes(params.get("renderer"))
+      ? params.get("renderer")
+      : "";
+    this.view = parseView(window.location.search, config.level);
+    this.container = document.getElementById("map");
+    this.map = new LiveMap(this.container, this.view.level, this.renderer);
+    this.cy = this.map.cy;
+    this.status = new StatusBar(document.getElementById("statusbar"));
+    this.tooltip = new Tooltip(document.getElementById("tooltip"));
+    this.results = new SearchResults(document.getElementById("search-results"), (id) => {
+      this.results.hide();
+      this.select(id, true);
+    });
+    this.details = new Details(
+      document.getElementById("details"),
+      {
+        element: (id) => this.cy.getElementById(id),
+        nameOf: (id) => this.nameOf(id),
+        edgesOf: (ele) => ({
+          inbound: ele.incomers("edge").map((e) => e.data("attrs")),
+          outbound: ele.outgoers("edge").map((e) => e.data("attrs")),
+        }),
+      },
+      () => this.closeDetails(),
+    );
+    // The first snapshot at a level restores the URL's viewport or focus.
+    this.pendingView = { restore: this.view.zoom !== null, select: this.view.sel };
+    this.switching = false;
+    this.pointer = null;
+    this.firstDrawMs = null;
+    this.urlTimer = null;
+    this.socket = new TopologySocket(config.socketPath, this.view.level, {
+      onState: (state, delay) => this.onSocketState(state, delay),
+      onMessage: (message) => this.onMessage(message),
+    });
+  }
+
+  start() {
+    this.bindMap();
+    this.bindControls();
+    this.status.setLevel(this.view.level);
+    this.showLevelNav();
+    this.syncControls();
+    if (this.view.at !== null) this.loadPast(this.view.at);
+    else this.socket.connect();
+    this.exposeHandle();
+  }
+
+  // -------------------------------------------------------------- data in
+
+  onSocketState(state, delay) {
+    if (state === "connecting") this.status.setState("connecting", "connecting…");
+    else if (state === "open") this.status.setState("open", "connected, waiting for data");
+    else if (state === "paused") this.status.setState("past", "viewing the past: live updates paused");
+    else {
+      const seconds = Math.round((delay || 0) / 100) / 10;
+      this.status.setState("closed", `disconnected, retrying in ${seconds} s`);
+    }
+  }
+
+  onMessage(message) {
+    if (message.type === "snapshot") {
+      if (message.level && message.level !== this.map.level) return;
+      this.applyGraph(message.graph, true);
+      this.status.setState("live", "live");
+    } else if (message.type === "diff") {
+      this.map.applyDiff(message);
+      this.status.setState("live", "live");
+      this.afterData();
+    } else if (message.type === "error") {
+      this.status.setState("error", `server: ${message.message}`);
+    }
+  }
+
+  applyGraph(graph, snapshot) {
+    const laidOut = this.map.applySnapshot(graph);
+    const pending = this.pendingView;
+    this.pendingView = null;
+    if (pending) this.arrive(pending, laidOut);
+    else if (laidOut) this.map.fit();
+    this.afterData();
+    if (snapshot && this.firstDrawMs === null && this.cy.nodes().nonempty()) {
+      // Time to the first drawn map, for bench/map_render.py.
+      this.cy.one("render", () => {
+        window.requestAnimationFrame(() => {
+          this.firstDrawMs = performance.now();
+        });
+      });
+      this.cy.forceRender();
+    }
+    this.switching = false;
+  }
+
+  // Where the view lands after a level's first snapshot.
+  arrive(pending, laidOut) {
+    const cy = this.cy;
+    const focus = this.view.focus ? cy.getElementById(this.view.focus) : cy.collection();
+    cy.nodes().removeClass("focus");
+    if (focus.nonempty()) focus.addClass("focus");
+    if (pending.restore && this.view.zoom !== null) {
+      cy.zoom(this.view.zoom);
+      if (this.view.x !== null && this.view.y !== null) {
+        const z = cy.zoom();
+        cy.pan({
+          x: cy.width() / 2 - this.view.x * z,
+          y: cy.height() / 2 - this.view.y * z,
+        });
+      }
+    } else if (focus.nonempty()) {
+      this.map.fit(focus.union(focus.descendants()));
+      const low = (COARSER_AT[this.map.level] || 0) * LANDING_MARGIN;
+      if (cy.zoom() < low) {
+        cy.zoom(low);
+        cy.center(focus);
+      }
+    } else if (laidOut || pending.fit) {
+      this.map.fit();
+    }
+    if (pending.select) {
+      const ele = cy.getElementById(pending.select);
+      if (ele.nonempty()) this.select(pending.select, false);
+    }
+  }
+
+  afterData() {
+    const hidden = this.map.applyFilters(this.view);
+    this.status.setCounts(this.cy.nodes().length, this.cy.edges().length, hidden);
+    this.status.touch();
+    if (this.view.q) this.runSearch(false);
+    this.fillFilterChoices();
+    if (this.details.current !== null) this.details.render();
+    this.showCrumbs();
+  }
+
+  // -------------------------------------------------------------- levels
+
+  // Show ``level``, focused on node ``focus`` (an id, or "" for everything).
+  switchLevel(level, focus = "", { fit = true } = {}) {
+    if (!LEVELS.includes(level)) return;
+    this.switching = true;
+    this.tooltip.hide();
+    this.closeDetails();
+    this.map.setLevel(level);
+    this.view.level = level;
+    this.view.focus = focus;
+    this.view.zoom = null;
+    this.view.x = null;
+    this.view.y = null;
+    this.pendingView = { restore: false, fit, select: "" };
+    this.status.setLevel(level);
+    this.status.setCounts(0, 0, 0);
+    this.showLevelNav();
+    this.showCrumbs();
+    if (this.view.at !== null) this.loadPast(this.view.at);
+    else this.socket.setLevel(level);
+    this.syncUrl();
+  }
+
+  // After a wheel or pinch: past a threshold, change level around the pointer.
+  checkSemanticZoom(direction) {
+    if (this.switching) return;
+    const level = this.map.level;
+    const zoom = this.cy.zoom();
+    if (direction > 0 && FINER_AT[level] && zoom >= FINER_AT[level]) {
+      const kind = level === "host" ? "host" : "container";
+      const target = this.nodeNearPointer(kind);
+      this.switchLevel(finer(level), target ? target.id() : "");
+    } else if (direction < 0 && COARSER_AT[level] && zoom <= COARSER_AT[level]) {
+      this.switchLevel(coarser(level), this.upFocus());
+    }
+  }
+
+  // The focus one level up: the host of what we looked at.
+  upFocus() {
+    const focus = this.view.focus;
+    if (!focus) return "";
+    if (this.map.level === "service") {
+      return nodeKind(focus) === "container" ? hostOf(focus) || "" : "";
+    }
+    return "";
+  }
+
+  nodeNearPointer(kind) {
+    const cy = this.cy;
+    const p = this.pointer || { x: cy.width() / 2, y: cy.height() / 2 };
+    let best = null;
+    let bestDistance = Infinity;
+    cy.nodes(`[kind = "${kind}"]`).forEach((n) => {
+      if (n.hasClass("hidden")) return;
+      const box = n.renderedBoundingBox({ includeLabels: false });
+      // Inside a node's box counts as on it (a host frame is large).
+      const dx = Math.max(box.x1 - p.x, 0, p.x - box.x2);
+      const dy = Math.max(box.y1 - p.y, 0, p.y - box.y2);
+      const d = Math.hypot(dx, dy) + (n.isParent() ? 1 : 0);
+      if (d < bestDistance) {
+        best = n;
+        bestDistance = d;
+      }
+    });
+    return best;
+  }
+
+  // Double-click: a host opens into its containers, a container its services.
+  openNode(node) {
+    const kind = node.data("kind");
+    const level = this.map.level;
+    if (kind === "host" && level === "host") this.switchLevel("container", node.id());
+    else if (kind === "host" && level === "container") {
+      this.view.focus = node.id();
+      this.cy.nodes().removeClass("focus");
+      node.addClass("focus");
+      this.map.fit(node.union(node.descendants()));
+      this.showCrumbs();
+    } else if (kind === "container" && level === "container") this.switchLevel("service", node.id());
+    else if (kind === "service") this.select(node.id(), false);
+  }
+
+  // -------------------------------------------------------------- time
+
+  async loadPast(at) {
+    this.socket.pause();
+    this.view.at = at;
+    const level = this.map.level;
+    this.syncControls();
+    this.syncUrl();
+    try {
+      const url = `/api/graph/?level=${encodeURIComponent(level)}&at=${encodeURIComponent(String(at))}`;
+      const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (response.status === 401) {
+        this.socket.toLogin();
+        return;
+      }
+      if (!response.ok) {
+        this.status.setState("error", `history unavailable (HTTP ${response.status})`);
+        return;
+      }
+      const graph = await response.json();
+      if (this.view.at !== at || this.map.level !== level) return; // moved on meanwhile
+      this.applyGraph(graph, true);
+      this.status.setState("past", `as it was at ${new Date(at * 1000).toLocaleString()} · live updates paused`);
+    } catch {
+      this.status.setState("error", "history unavailable: the server did not answer");
+    }
+  }
+
+  goLive() {
+    this.view.at = null;
+    this.syncControls();
+    this.syncUrl();
+    // The socket's snapshot is applied against what is shown: kept nodes stay.
+    this.socket.resume();
+  }
+
+  // -------------------------------------------------------------- selection
+
+  select(id, move) {
+    const ele = this.cy.getElementById(id);
+    if (ele.empty()) return;
+    this.cy.elements().unselect();
+    ele.select();
+    if (move) {
+      this.cy.animate({ center: { eles: ele }, zoom: Math.max(this.cy.zoom(), 0.8) }, { duration: 250 });
+    }
+    this.details.show(ele);
+    this.view.sel = id;
+    this.syncUrl();
+  }
+
+  closeDetails() {
+    this.cy.elements().unselect();
+    this.details.hide();
+    this.view.sel = "";
+    this.syncUrl();
+  }
+
+  nameOf(id) {
+    const ele = this.cy.getElementById(id);
+    return ele.nonempty() ? ele.data("label") : nameFromId(id);
+  }
+
+  // -------------------------------------------------------------- events
+
+  bindMap() {
+    const cy = this.cy;
+    cy.on("mouseover", "node, edge", (event) => {
+      const p = event.renderedPosition || { x: 0, y: 0 };
+      this.tooltip.show(event.target, p.x, p.y);
+    });
+    cy.on("mouseout", "node, edge", () => this.tooltip.hide());
+    cy.on("viewport", () => {
+      this.tooltip.hide();
+      const z = cy.zoom();
+      const pan = cy.pan();
+      this.view.zoom = z;
+      this.view.x = (cy.width() / 2 - pan.x) / z;
+      this.view.y = (cy.height() / 2 - pan.y) / z;
+      this.syncUrl();
+    });
+    cy.on("tap", (event) => {
+      if (event.target === cy) {
+        this.closeDetails();
+        return;
+      }
+      this.select(event.target.id(), false);
+    });
+    cy.on("dbltap", "node", (event) => this.openNode(event.target));
+    let direction = 0;
+    this.container.addEventListener(
+      "wheel",
+      (event) => {
+        const box = this.container.getBoundingClientRect();
+        this.pointer = { x: event.clientX - box.left, y: event.clientY - box.top };
+        direction = event.deltaY < 0 ? 1 : -1;
+      },
+      { capture: true, passive: true },
+    );
+    cy.on("scrollzoom", () => this.checkSemanticZoom(direction));
+    let pinchStart = null;
+    cy.on("pinchzoom", () => {
+      const z = cy.zoom();
+      if (pinchStart !== null) this.checkSemanticZoom(z > pinchStart ? 1 : -1);
+      pinchStart = z;
+    });
+    window.addEventListener("keydown", (event) => {
+      if (event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement) return;
+      if (event.key === "f" && !event.ctrlKey && !event.metaKey && !event.altKey) this.map.fit();
+      if (event.key === "Escape") this.closeDetails();
+    });
+  }
+
+  bindControls() {
+    const $ = (id) => document.getElementById(id);
+    const search = $("search");
+    search.addEventListener("input", () => {
+      this.view.q = search.value;
+      this.runSearch(true);
+      this.syncUrl();
+    });
+    search.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        const first = this.runSearch(true)[0];
+        if (first) {
+          this.results.hide();
+          this.select(first.id, true);
+        }
+      } else if (event.key === "Escape") {
+        search.value = "";
+        this.view.q = "";
+        this.runSearch(true);
+        this.syncUrl();
+      }
+    });
+    search.addEventListener("focus", () => this.view.q && this.runSearch(true));
+    document.addEventListener("click", (event) => {
+      if (!event.target.closest(".search")) this.results.hide();
+    });
+    for (const key of ["ns", "project", "image"]) {
+      $(`filter-${key}`).addEventListener("change", (event) => {
+        this.view[key] = event.target.value;
+        this.filtersChanged();
+      });
+    }
+    $("filter-label").addEventListener("change", (event) => {
+      this.view.label = event.target.value.trim();
+      this.filtersChanged();
+    });
+    for (const option of ["idle", "external"]) {
+      $(`hide-${option}`).addEventListener("change", (event) => {
+        const hide = new Set(this.view.hide);
+        if (event.target.checked) hide.add(option);
+        else hide.delete(option);
+        this.view.hide = ["idle", "external"].filter((h) => hide.has(h));
+        this.filtersChanged();
+      });
+    }
+    $("zoom-in").addEventListener("click", () => this.zoomBy(1.4));
+    $("zoom-out").addEventListener("click", () => this.zoomBy(1 / 1.4));
+    $("fit").addEventListener("click", () => this.map.fit());
+    for (const link of document.querySelectorAll("nav.levels a[data-level]")) {
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        const level = link.dataset.level;
+        const focus = level === "container" ? hostOf(this.view.focus || "") || "" : "";
+        this.switchLevel(level, focus);
+      });
+    }
+    const slider = $("time");
+    const timeLabel = $("time-label");
+    slider.addEventListener("input", () => {
+      const ago = -Number(slider.value);
+      timeLabel.textContent = ago ? `${formatAgo(ago)} ago` : "live";
+    });
+    slider.addEventListener("change", () => {
+      const ago = -Number(slider.value);
+      if (ago <= 0) this.goLive();
+      else this.loadPast(Date.now() / 1000 - ago);
+    });
+    $("live").addEventListener("click", () => this.goLive());
+  }
+
+  zoomBy(factor) {
+    const cy = this.cy;
+    const level = cy.zoom() * factor;
+    this.pointer = { x: cy.width() / 2, y: cy.height() / 2 };
+    cy.zoom({ level, renderedPosition: this.pointer });
+    this.checkSemanticZoom(factor > 1 ? 1 : -1);
+  }
+
+  filtersChanged() {
+    const hidden = this.map.applyFilters(this.view);
+    this.status.setCounts(this.cy.nodes().length, this.cy.edges().length, hidden);
+    if (this.view.q) this.runSearch(false);
+    this.syncUrl();
+  }
+
+  runSearch(showList) {
+    const matches = this.map.search(this.view.q.trim());
+    if (showList && this.view.q.trim()) this.results.show(matches);
+    else if (!this.view.q.trim()) this.results.hide();
+    return matches;
+  }
+
+  // The filter menus list the values present on the map (and the chosen one).
+  fillFilterChoices() {
+    const values = { ns: new Set(), project: new Set(), image: new Set() };
+    this.cy.nodes('[kind = "container"]').forEach((n) => {
+      if (n.data("namespace")) values.ns.add(n.data("namespace"));
+      if (n.data("project")) values.project.add(n.data("project"));
+      if (n.data("image")) values.image.add(n.data("image"));
+    });
+    for (const [key, set] of Object.entries(values)) {
+      if (this.view[key]) set.add(this.view[key]);
+      const select = document.getElementById(`filter-${key}`);
+      const wanted = [...set].sort();
+      const have = [...select.options].slice(1).map((o) => o.value);
+      if (wanted.join("\u0000") === have.join("\u0000")) continue;
+      const first = select.options[0];
+      select.replaceChildren(first, ...wanted.map((v) => new Option(v, v)));
+      select.value = this.view[key];
+    }
+  }
+
+  syncControls() {
+    const $ = (id) => document.getElementById(id);
+    $("search").value = this.view.q;
+    $("filter-label").value = this.view.label;
+    $("hide-idle").checked = this.view.hide.includes("idle");
+    $("hide-external").checked = this.view.hide.includes("external");
+    for (const key of ["ns", "project", "image"]) {
+      const select = $(`filter-${key}`);
+      if (this.view[key] && ![...select.options].some((o) => o.value === this.view[key])) {
+        select.append(new Option(this.view[key], this.view[key]));
+      }
+      select.value = this.view[key];
+    }
+    const slider = $("time");
+    const live = this.view.at === null;
+    const ago = live ? 0 : Math.max(0, Math.round(Date.now() / 1000 - this.view.at));
+    slider.value = String(-Math.min(ago, Number(-slider.min)));
+    $("time-label").textContent = live ? "live" : `${formatAgo(ago)} ago`;
+    $("live").disabled = live;
+    document.body.dataset.time = live ? "live" : "past";
+  }
+
+  showLevelNav() {
+    for (const link of document.querySelectorAll("nav.levels a[data-level]")) {
+      const current = link.dataset.level === this.map.level;
+      link.classList.toggle("current", current);
+      if (current) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+  }
+
+  // Hosts › host › container: where the focus is, each step a way back up.
+  showCrumbs() {
+    const root = document.getElementById("crumbs");
+    const focus = this.view.focus;
+    const steps = [["Hosts", () => this.switchLevel("host", "")]];
+    const host = focus ? hostOf(focus) : null;
+    if (host && this.map.level !== "host") {
+      steps.push([this.nameOf(host), () => this.switchLevel("container", host)]);
+    }
+    const container =
+      focus && nodeKind(focus) === "container" ? focus : focus && ownerOf(focus);
+    if (container && this.map.level === "service") {
+      steps.push([this.nameOf(container), () => this.switchLevel("service", container)]);
+    }
+    const items = steps.map(([name, go], i) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = name;
+      button.disabled = i === steps.length - 1;
+      button.addEventListener("click", go);
+      return button;
+    });
+    const hint = document.createElement("span");
+    hint.className = "crumb-hint";
+    hint.textContent =
+      this.map.level === "service"
+        ? "zoom out to go back"
+        : "zoom in or double-click to open";
+    root.replaceChildren(...items, hint);
+  }
+
+  syncUrl() {
+    window.clearTimeout(this.urlTimer);
+    this.urlTimer = window.setTimeout(() => {
+      const url = formatView(this.view, { renderer: this.renderer });
+      if (url !== window.location.search) window.history.replaceState(null, "", url);
+    }, 200);
+  }
+
+  // A read-only handle for tests, the benchmark and the console.
+  exposeHandle() {
+    const page = this;
+    const container = this.container;
+    window.portolanMap = Object.freeze({
+      get level() {
+        return page.map.level;
+      },
+      get firstDrawMs() {
+        return page.firstDrawMs;
+      },
+      renderer: this.renderer || "canvas",
+      cy: this.cy,
+      summary: () => page.map.summary(),
+      nodeNames: () => page.cy.nodes().map((n) => n.data("label")),
+      visibleNames: () => page.cy.nodes().filter((n) => !n.hasClass("hidden")).map((n) => n.data("label")),
+      edgeCount: () => page.cy.edges().length,
+      state: () => document.getElementById("statusbar").dataset.state,
+      view: () => ({ ...page.view, hide: [...page.view.hide] }),
+      zoom: () => page.cy.zoom(),
+      switching: () => page.switching,
+      // Where a node is drawn, in page coordinates (to point at it).
+      pagePosition(id) {
+        const node = page.cy.getElementById(id);
+        if (node.empty()) return null;
+        const box = container.getBoundingClientRect();
+        const p = node.renderedPosition();
+        return { x: box.left + p.x, y: box.top + p.y };
+      },
+    });
+  }
+}
+
+function formatAgo(seconds) {
+  if (seconds < 60) return `${seconds} s`;
+  const minutes = Math.round(seconds / 60);
+  return minutes < 60 ? `${minutes} min` : `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
 function start() {
   const config = JSON.parse(document.getElementById("portolan-config").textContent);
-  const container = document.getElementById("map");
-  const map = new LiveMap(container);
-  const status = new StatusBar(document.getElementById("statusbar"));
-  const tooltip = new Tooltip(document.getElementById("tooltip"));
-  const details = new Details(document.getElementById("details"), () => {
-    map.cy.elements().unselect();
-    details.hide();
-  });
-
-  const refresh = () => {
-    status.setCounts(map.cy.nodes().length, map.cy.edges().length);
-    status.touch();
-    if (details.current !== null) {
-      const ele = map.cy.getElementById(details.current);
-      if (ele.nonempty()) details.show(ele);
-      else details.hide();
-    }
-  };
-
-  map.cy.on("mouseover", "node, edge", (event) => {
-    const p = event.renderedPosition || { x: 0, y: 0 };
-    tooltip.show(event.target, p.x, p.y);
-  });
-  map.cy.on("mouseout", "node, edge", () => tooltip.hide());
-  map.cy.on("viewport", () => tooltip.hide());
-  map.cy.on("tap", (event) => {
-    if (event.target === map.cy) {
-      details.hide();
-      return;
-    }
-    details.show(event.target);
-  });
-
-  const socket = new TopologySocket(config.socketPath, config.level, {
-    onState(state, delay) {
-      if (state === "connecting") status.setState("connecting", "connecting…");
-      else if (state === "open") status.setState("open", "connected, waiting for data");
-      else {
-        const seconds = Math.round((delay || 0) / 100) / 10;
-        status.setState("closed", `disconnected, retrying in ${seconds} s`);
-      }
-    },
-    onMessage(message) {
-      if (message.type === "snapshot") {
-        map.applySnapshot(message.graph);
-        status.setState("live", "live");
-      } else if (message.type === "diff") {
-        map.applyDiff(message);
-        status.setState("live", "live");
-      } else if (message.type === "error") {
-        status.setState("error", `server: ${message.message}`);
-        return;
-      } else {
-        return;
-      }
-      refresh();
-    },
-  });
-  socket.connect();
-
-  window.addEventListener("keydown", (event) => {
-    if (event.key === "f" && !event.ctrlKey && !event.metaKey && !event.altKey) map.fit();
-    if (event.key === "Escape") details.hide();
-  });
-
-  // A read-only handle for tests and the console.
-  window.portolanMap = Object.freeze({
-    level: config.level,
-    summary: () => map.summary(),
-    nodeNames: () => map.cy.nodes().map((n) => n.data("label")),
-    edgeCount: () => map.cy.edges().length,
-    state: () => document.getElementById("statusbar").dataset.state,
-    // Where a node is drawn, in page coordinates (to point at it).
-    pagePosition(id) {
-      const node = map.cy.getElementById(id);
-      if (node.empty()) return null;
-      const box = container.getBoundingClientRect();
-      const p = node.renderedPosition();
-      return { x: box.left + p.x, y: box.top + p.y };
-    },
-  });
+  new MapPage(config).start();
 }
 
 if (document.readyState === "loading") {

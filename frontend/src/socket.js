@@ -1,5 +1,8 @@
 // The topology socket: connects, reconnects with backoff, and hands each
 // message to the map. See webapp/maps/consumers.py for the protocol.
+//
+// One socket follows one level. Switching level or looking at the past closes
+// it on purpose; a generation number drops what an old socket still delivers.
 
 const CLOSE_UNAUTHENTICATED = 4401;
 
@@ -12,19 +15,32 @@ export class TopologySocket {
     this.onState = onState;
     this.failures = 0;
     this.socket = null;
+    this.generation = 0;
+    this.retryTimer = null;
+    this.paused = false;
+  }
+
+  get level() {
+    return this.url.searchParams.get("level");
   }
 
   connect() {
+    this.stop();
+    this.paused = false;
+    const generation = ++this.generation;
+    const current = () => generation === this.generation;
     this.onState("connecting");
     const socket = new WebSocket(this.url);
     let opened = false;
     this.socket = socket;
     socket.addEventListener("open", () => {
+      if (!current()) return;
       opened = true;
       this.failures = 0;
       this.onState("open");
     });
     socket.addEventListener("message", (event) => {
+      if (!current()) return;
       let message;
       try {
         message = JSON.parse(event.data);
@@ -34,6 +50,7 @@ export class TopologySocket {
       this.onMessage(message);
     });
     socket.addEventListener("close", (event) => {
+      if (!current()) return;
       if (event.code === CLOSE_UNAUTHENTICATED) {
         this.toLogin();
         return;
@@ -43,11 +60,37 @@ export class TopologySocket {
     });
   }
 
+  // Follow another level: a fresh socket, whose snapshot replaces the map.
+  setLevel(level) {
+    this.url.searchParams.set("level", level);
+    if (!this.paused) this.connect();
+  }
+
+  // Stop following (the map shows the past); resume() reconnects.
+  pause() {
+    this.stop();
+    this.paused = true;
+    this.onState("paused");
+  }
+
+  resume() {
+    this.connect();
+  }
+
+  stop() {
+    this.generation += 1;
+    window.clearTimeout(this.retryTimer);
+    if (this.socket) {
+      this.socket.close(1000);
+      this.socket = null;
+    }
+  }
+
   retry() {
     const delay = Math.min(10000, 500 * 2 ** this.failures);
     this.failures += 1;
     this.onState("closed", delay);
-    window.setTimeout(() => this.connect(), delay);
+    this.retryTimer = window.setTimeout(() => this.connect(), delay);
   }
 
   // A refused handshake looks like a network error in the browser: ask the

@@ -1,4 +1,4 @@
-"""The map in Debian's Chromium: login, live graph, updates, hostile names.
+"""The map in Debian's Chromium: semantic zoom, live updates, panel, URL state.
 
 Daphne runs as a subprocess against the test Redis, with its own database and
 var/ directory; hosts and containers are written through the collector's real
@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -158,9 +159,13 @@ def page(browser, server, redis_client):
         dialog.dismiss()
 
     page.on("dialog", on_dialog)
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.base_url = server
     yield page
     context.close()
+    # Shown by pytest when the test failed; a script error fails it anyway.
+    print("page errors:", page.errors)
 
 
 def log_in(page, path="/"):
@@ -182,28 +187,37 @@ class FakeHost:
         self.containers: list[ContainerRecord] = []
         self.flows: Counter = Counter()
 
+    @property
+    def node_id(self) -> str:
+        return f"host:{self.host}"
+
     def node(self, cid: str) -> str:
         return container_node_id(self.host, cid)
 
     def add(self, cid: str, name: str, ip: str, **attrs) -> None:
-        self.containers.append(
-            ContainerRecord(id=cid, name=name, ips=[ip], state="running", **attrs)
-        )
+        attrs.setdefault("state", "running")
+        self.containers.append(ContainerRecord(id=cid, name=name, ips=[ip], **attrs))
+
+    def set_state(self, cid: str, state: str, exit_code: int = 0) -> None:
+        for record in self.containers:
+            if record.id == cid:
+                record.state, record.exit_code = state, exit_code
 
     def connect(self, client: str, server_ip: str, port: int, **counters) -> None:
         key = FlowKey(self.node(client), "out", server_ip, port)
         for name, value in counters.items():
             self.flows[(key, name)] += value
 
-    def report(self) -> None:
+    def report(self, interval: float = 1.0, now: float | None = None) -> None:
         report = HostReport(
             host=HostRecord(id=self.host, hostname=self.host, mode="procfs"),
             containers=list(self.containers),
             addrs={ip: self.node(c.id) for c in self.containers for ip in c.ips},
             flows=self.flows,
+            interval=interval,
         )
         self.flows = Counter()
-        assert self.reporter.report(report)
+        assert self.reporter.report(report, now=now)
 
 
 def wait_for_map(page, predicate_js: str, timeout_ms: int = 10_000) -> None:
@@ -213,61 +227,162 @@ def wait_for_map(page, predicate_js: str, timeout_ms: int = 10_000) -> None:
     )
 
 
-def test_map_shows_two_containers_and_their_edge(page, redis_server):
-    host = FakeHost(redis_server.url)
-    host.add("c-client", "pt-client", "10.88.0.2", image="busybox")
-    host.add("c-server", "pt-server", "10.88.0.3", image="busybox", ports=[80])
-    host.connect("c-client", "10.88.0.3", 80, connections=12, failed=1)
-    host.report()
+def wait_for_live(page, level: str) -> None:
+    wait_for_map(
+        page, f"m.level === {level!r} && m.state() === 'live' && !m.switching()"
+    )
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.wait_for_timeout(350)  # let the canvas draw its last frame
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
+def url_params(page) -> dict:
+    return {k: v[-1] for k, v in parse_qs(urlparse(page.url).query).items()}
+
+
+def two_hosts(url: str) -> tuple[FakeHost, FakeHost]:
+    """A web host with a client, a server and a database; a second quiet host."""
+    web = FakeHost(url)
+    web.add("c-client", "pt-client", "10.88.0.2", image="busybox:1",
+            labels={"com.docker.compose.project": "shop"})
+    web.add("c-server", "pt-server", "10.88.0.3", image="nginx:1", ports=[80],
+            labels={"com.docker.compose.project": "shop", "tier": "front"},
+            published=[{"ip": "0.0.0.0", "port": 8080, "target": 80, "proto": "tcp"}])
+    web.add("c-db", "pt-db", "10.88.0.4", image="postgres:16", ports=[5432],
+            labels={"io.kubernetes.pod.namespace": "data"})
+    web.connect("c-client", "10.88.0.3", 80, connections=12, failed=2,
+                failed_refused=2, bytes_sent=4000, bytes_received=90000)
+    web.connect("c-server", "10.88.0.4", 5432, connections=4, bytes_sent=800)
+    web.connect("c-server", "203.0.113.9", 443, connections=1)
+    web.report(interval=2.0)
+    other = FakeHost(url, "br-h2")
+    other.add("c-batch", "pt-batch", "10.89.0.2", image="busybox:1")
+    other.report()
+    return web, other
+
+
+def test_zoom_from_hosts_into_containers_panel_and_services(page, redis_server):
+    web, _other = two_hosts(redis_server.url)
 
     log_in(page)
-    wait_for_map(
-        page,
-        "m.nodeNames().includes('pt-client') && m.nodeNames().includes('pt-server')"
-        " && m.edgeCount() === 1",
-    )
+    wait_for_live(page, "host")
+    wait_for_map(page, "m.nodeNames().includes('br-h2')")
+    names = page.evaluate("() => window.portolanMap.nodeNames()")
+    assert {HOST, "br-h2"} <= set(names)
+    assert "pt-client" not in names
+    shot(page, "map-host.png")
+
+    # Zoom in with the wheel over a host: its containers open, focused on it.
+    point = page.evaluate(f"() => window.portolanMap.pagePosition({web.node_id!r})")
+    page.mouse.move(point["x"], point["y"])
+    for _ in range(40):
+        page.mouse.wheel(0, -400)
+        page.wait_for_timeout(50)
+        if page.evaluate("() => window.portolanMap.level") == "container":
+            break
+    wait_for_live(page, "container")
+    wait_for_map(page, "m.nodeNames().includes('pt-server') && m.edgeCount() >= 3")
+    assert page.evaluate("() => window.portolanMap.view().focus") == web.node_id
     summary = page.evaluate("() => window.portolanMap.summary()")
     nodes = {n["id"]: n for n in summary["nodes"]}
-    assert nodes[host.node("c-client")]["parent"] == f"host:{HOST}"
-    assert nodes[host.node("c-server")]["status"] == "ok"
-    assert summary["edges"] == [
-        {
-            "source": host.node("c-client"),
-            "target": host.node("c-server"),
-            "connections": 12,
-            "failed": 1,
-        }
-    ]
-    bar = page.locator("#statusbar")
-    assert bar.get_attribute("data-state") == "live"
-    assert bar.get_attribute("data-edges") == "1"
-    assert "3 nodes" in bar.inner_text()
+    assert nodes[web.node("c-server")]["parent"] == web.node_id
+    edge = next(e for e in summary["edges"] if e["target"] == web.node("c-server"))
+    assert edge["connections"] == 12
+    assert edge["connections_per_s"] == 6  # 12 in a 2 s interval
+    shot(page, "map-container.png")
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_timeout(300)  # let the canvas draw its last frame
-    page.screenshot(path=str(ARTIFACTS / "map-container.png"))
+    # Click a container: the panel shows its identity and live numbers.
+    point = page.evaluate(
+        f"() => window.portolanMap.pagePosition({web.node('c-server')!r})"
+    )
+    page.mouse.click(point["x"], point["y"])
+    details = page.locator("#details")
+    details.wait_for(state="visible")
+    assert page.locator("#details .details-title").text_content() == "pt-server"
+    assert "nginx:1" in page.locator("#details .identity").text_content()
+    inbound = page.locator("#details .inbound")
+    assert "pt-client" in inbound.text_content()
+    page.wait_for_function(
+        "() => document.querySelector('#details .figures').textContent"
+        ".includes('6/s')"
+    )
+    # Numbers follow the next report without a click.
+    web.connect("c-client", "10.88.0.3", 80, connections=30)
+    web.report(interval=1.0)
+    page.wait_for_function(
+        "() => document.querySelector('#details .figures').textContent"
+        ".includes('30/s')",
+        timeout=2_500,
+    )
+    page.wait_for_function("() => location.search.includes('sel=')")
+    assert url_params(page)["sel"] == web.node("c-server")
+    shot(page, "map-panel.png")
 
-    # The other levels of the same graph, from the level switcher.
-    page.click("nav.levels >> text=Hosts")
-    wait_for_map(page, "m.level === 'host' && m.state() === 'live'")
-    assert page.evaluate("() => window.portolanMap.nodeNames()") == [HOST]
-    page.screenshot(path=str(ARTIFACTS / "map-host.png"))
-    page.click("nav.levels >> text=Services")
-    wait_for_map(page, "m.level === 'service' && m.edgeCount() === 1")
+    # Double-click the container: its services.
+    page.keyboard.press("Escape")
+    page.mouse.dblclick(point["x"], point["y"])
+    wait_for_live(page, "service")
+    wait_for_map(page, "m.nodeNames().includes('pt-server:80/tcp')")
     summary = page.evaluate("() => window.portolanMap.summary()")
-    service = next(n for n in summary["nodes"] if n["type"] == "service")
-    assert service["name"] == "pt-server:80/tcp"
-    assert service["parent"] == host.node("c-server")
-    page.wait_for_timeout(300)
-    page.screenshot(path=str(ARTIFACTS / "map-service.png"))
+    service = next(n for n in summary["nodes"] if n["name"] == "pt-server:80/tcp")
+    assert service["parent"] == web.node("c-server")
+    page.wait_for_function("() => location.search.includes('level=service')")
+    params = url_params(page)
+    assert params["focus"] == web.node("c-server")
+    shot(page, "map-service.png")
+
+    # Zooming out goes back up a level.
+    page.mouse.move(640, 400)
+    for _ in range(40):
+        page.mouse.wheel(0, 400)
+        page.wait_for_timeout(50)
+        print("DBG", page.evaluate("() => [window.portolanMap.level, window.portolanMap.zoom(), window.portolanMap.state(), window.portolanMap.switching()]"))
+        if page.evaluate("() => window.portolanMap.level") == "container":
+            break
+    wait_for_live(page, "container")
     assert page.dialogs == []
+
+
+def test_shared_url_restores_the_view(page, redis_server):
+    web, _other = two_hosts(redis_server.url)
+    log_in(page, f"/?level=container&focus={web.node_id}&ns=data&hide=external"
+                 f"&q=pt-d&zoom=1.100&sel={web.node('c-db')}")
+    wait_for_live(page, "container")
+    wait_for_map(page, "m.nodeNames().includes('pt-db')")
+    view = page.evaluate("() => window.portolanMap.view()")
+    assert view["ns"] == "data" and view["hide"] == ["external"]
+    assert abs(page.evaluate("() => window.portolanMap.zoom()") - 1.1) < 1e-6
+    visible = set(page.evaluate("() => window.portolanMap.visibleNames()"))
+    assert "pt-db" in visible
+    assert "pt-client" not in visible and "pt-batch" not in visible
+    assert "203.0.113.0/24" not in visible
+    assert page.locator("#search").input_value() == "pt-d"
+    assert page.locator("#filter-ns").input_value() == "data"
+    assert page.locator("#hide-external").is_checked()
+    page.locator("#details").wait_for(state="visible")
+    assert page.locator("#details .details-title").text_content() == "pt-db"
+
+    # Changing a filter rewrites the URL (so a link carries it).
+    page.select_option("#filter-ns", "")
+    page.uncheck("#hide-external")
+    page.wait_for_function("() => !location.search.includes('ns=')")
+    assert "hide=" not in page.url
+    visible = set(page.evaluate("() => window.portolanMap.visibleNames()"))
+    assert {"pt-client", "pt-batch", "203.0.113.0/24"} <= visible
+    page.select_option("#filter-project", "shop")
+    page.wait_for_function("() => location.search.includes('project=shop')")
+    visible = set(page.evaluate("() => window.portolanMap.visibleNames()"))
+    assert {"pt-client", "pt-server"} <= visible and "pt-db" not in visible
 
 
 def test_new_container_appears_without_reload(page, redis_server):
     host = FakeHost(redis_server.url)
     host.add("c-a", "pt-alpha", "10.88.1.2")
     host.report()
-    log_in(page)
+    log_in(page, "/?level=container")
     wait_for_map(page, "m.nodeNames().includes('pt-alpha')")
     before = page.evaluate(
         f"() => window.portolanMap.pagePosition({host.node('c-a')!r})"
@@ -288,9 +403,69 @@ def test_new_container_appears_without_reload(page, redis_server):
     )
     # Stable layout: the node already shown did not move.
     assert after == before
-    assert page.url.endswith("/")  # no reload, no redirect
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "map-update.png"))
+    assert "/login/" not in page.url
+    shot(page, "map-update.png")
+
+
+def test_failing_container_turns_red_at_every_level(page, redis_server):
+    host = FakeHost(redis_server.url)
+    host.add("c-a", "pt-steady", "10.88.3.2")
+    host.add("c-b", "pt-doomed", "10.88.3.3")
+    host.report()
+    log_in(page, "/?level=container")
+    wait_for_map(page, "m.nodeNames().includes('pt-doomed')")
+    status = f"m.summary().nodes.find(n => n.id === {host.node('c-b')!r}).status"
+    wait_for_map(page, f"{status} === 'ok'")
+
+    host.set_state("c-b", "exited", exit_code=1)
+    started = time.monotonic()
+    host.report()
+    wait_for_map(page, f"{status} === 'critical'", timeout_ms=2_000)
+    assert time.monotonic() - started < 2.5
+    colour = page.evaluate(
+        f"() => window.portolanMap.cy.getElementById({host.node('c-b')!r})"
+        ".style('background-color')"
+    )
+    assert colour == "rgb(214,69,69)"
+
+    # Why is it red: said in the panel.
+    point = page.evaluate(
+        f"() => window.portolanMap.pagePosition({host.node('c-b')!r})"
+    )
+    page.mouse.click(point["x"], point["y"])
+    why = page.locator("#details .why")
+    why.wait_for(state="visible")
+    assert "exit code 1" in why.text_content()
+
+    # Rolled up: the host is red when zoomed out.
+    page.click("nav.levels >> text=Hosts")
+    wait_for_live(page, "host")
+    wait_for_map(page, "m.summary().nodes[0].status === 'critical'")
+
+
+def test_time_slider_shows_the_past_and_pauses(page, redis_server):
+    host = FakeHost(redis_server.url)
+    now = time.time()
+    host.add("c-old", "pt-old", "10.88.4.2")
+    host.report(now=now - 600)
+    host.containers = []
+    host.add("c-new", "pt-new", "10.88.4.3")
+    host.report(now=now)
+
+    log_in(page, f"/?level=container&at={int(now - 598)}")
+    wait_for_map(page, "m.nodeNames().includes('pt-old') && m.state() === 'past'")
+    assert "pt-new" not in page.evaluate("() => window.portolanMap.nodeNames()")
+    assert page.locator("#time-label").text_content().startswith("10 min")
+    # Paused: a live change does not reach the past view.
+    host.add("c-newer", "pt-newer", "10.88.4.4")
+    host.report()
+    page.wait_for_timeout(1_500)
+    assert "pt-newer" not in page.evaluate("() => window.portolanMap.nodeNames()")
+
+    page.click("#live")
+    wait_for_map(page, "m.state() === 'live' && m.nodeNames().includes('pt-newer')")
+    assert "pt-old" not in page.evaluate("() => window.portolanMap.nodeNames()")
+    assert "at" not in url_params(page)
 
 
 def test_hostile_names_render_as_text(page, redis_server):
@@ -299,11 +474,13 @@ def test_hostile_names_render_as_text(page, redis_server):
         "c-evil",
         EVIL,
         "10.88.2.2",
-        labels={"com.example.note": "<script>alert(2)</script>"},
+        image=EVIL,
+        labels={"com.example.note": "<script>alert(2)</script>",
+                "com.docker.compose.project": EVIL},
     )
     host.report()
 
-    log_in(page)
+    log_in(page, "/?level=container")
     wait_for_map(page, f"m.nodeNames().includes({EVIL!r})")
     point = page.evaluate(
         f"() => window.portolanMap.pagePosition({host.node('c-evil')!r})"
@@ -320,10 +497,26 @@ def test_hostile_names_render_as_text(page, redis_server):
     assert page.locator("#details .details-title").text_content() == EVIL
     assert "<script>alert(2)</script>" in details.text_content()
 
+    # The search results list it as text too, and the filter menus.
+    page.fill("#search", "<img")
+    results = page.locator("#search-results")
+    results.wait_for(state="visible")
+    assert EVIL in results.text_content()
+    assert EVIL in page.locator("#filter-project").text_content()
+    page.locator("#search-results button").first.click()
+
     # Shown as text, never parsed: no element came out of the data.
     assert page.locator("img").count() == 0
-    assert page.locator("#details script, #tooltip script").count() == 0
+    scripts = page.locator("#details script, #tooltip script, .toolbar script")
+    assert scripts.count() == 0
     page.wait_for_timeout(300)
     assert page.dialogs == []
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "map-hostile-name.png"))
+    shot(page, "map-hostile-name.png")
+
+
+def test_unauthenticated_page_and_api_are_refused(page):
+    page.goto(page.base_url + "/?level=container&focus=host%3Ax")
+    assert "/login/" in page.url
+    assert "focus" in page.url  # the view survives the login
+    response = page.request.get(page.base_url + "/api/graph/?level=host")
+    assert response.status == 401

@@ -11,7 +11,8 @@ from webapp.topology.service import LEVELS
 
 __all__ = ["DEFAULT_LEVEL", "map_view"]
 
-DEFAULT_LEVEL = "container"
+# Zoomed out: hosts first, as on a map; zooming in opens them.
+DEFAULT_LEVEL = "host"
 
 
 @require_GET
