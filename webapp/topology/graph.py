@@ -164,6 +164,7 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
             hid, id=hid, type="host", name=host.hostname or host_id, status="ok",
             parent=None, kernel=host.kernel, mode=host.mode,
             mode_reason=host.mode_reason, labels=dict(host.labels),
+            metrics=dict(host.metrics),
         )
         for record in state.containers.get(host_id, {}).values():
             cid = container_node_id(host_id, record.id)
@@ -173,7 +174,11 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
                 state=record.state, exit_code=record.exit_code, ips=list(record.ips),
                 labels=dict(record.labels), ports=list(record.ports),
                 published=list(record.published), metrics=dict(record.metrics),
-                container_id=record.id,
+                container_id=record.id, command=record.command,
+                compose_project=record.compose_project,
+                compose_service=record.compose_service, k8s_pod=record.k8s_pod,
+                k8s_namespace=record.k8s_namespace,
+                processes=list(record.processes),
             )
     index = AddressIndex(state.addrs)
     for (host_id, key), counters in state.flows.items():

@@ -1,0 +1,103 @@
+"""The whole collector (eBPF, Docker events, cgroups) into Redis and the graph.
+
+One `manage.py collect` runs for the module; each test starts containers and
+reads the container-level graph back from the real Redis, as the map does.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from collector.schema import Keys
+from tests.conftest import wait_for
+from webapp.topology.graph import build_graph
+from webapp.topology.store import read_state
+
+pytestmark = [pytest.mark.ebpf, pytest.mark.docker]
+
+HOST = "pipeline-host"
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def collector(redis_server, docker_client, ebpf_ready, tmp_path_factory, repo_root):
+    env = dict(os.environ, REDIS_URL=redis_server.url, PORTOLAN_HOST_ID=HOST,
+               PORTOLAN_VAR_DIR=str(tmp_path_factory.mktemp("var")),
+               PORTOLAN_INTERVAL="0.5", PORTOLAN_HISTORY_STEP="1")
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "collect"], cwd=repo_root, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    assert wait_for(lambda: client.zscore(Keys().collectors, HOST), timeout=60)
+    yield client
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def node_named(client, name):
+    G = build_graph(read_state(client, Keys(), ttl=30), "container")
+    for _, data in G.nodes(data=True):
+        if data.get("type") == "container" and data.get("name") == name:
+            return data
+    return None
+
+
+def wait_node(client, name, predicate=lambda n: True, timeout=10.0):
+    return wait_for(lambda: (n := node_named(client, name)) and predicate(n) and n,
+                    timeout=timeout, interval=0.2)
+
+
+def test_limits_and_usage_follow_a_load(collector, containers):
+    c = containers.run("sleep 3600", mem_limit="96m", nano_cpus=500_000_000)
+    node = wait_node(collector, c.name, lambda n: n["metrics"].get("cpu_cores")
+                     is not None)
+    assert node, "container never showed with metrics"
+    m = node["metrics"]
+    assert m["memory_limit_bytes"] == 96 * MiB
+    assert m["cpu_limit_cores"] == pytest.approx(0.5)
+    assert m["cpu_cores"] < 0.1
+    c.exec_run(["sh", "-c", "yes > /dev/null"], detach=True)
+    c.exec_run(["dd", "if=/dev/zero", "of=/dev/shm/fill", "bs=1M", "count=40"])
+    busy = wait_node(collector, c.name, lambda n: (n["metrics"].get("cpu_cores")
+                                                   or 0) > 0.3)
+    assert busy, "CPU usage never rose under load"
+    assert busy["metrics"]["memory_working_set_bytes"] >= 35 * MiB
+    assert busy["metrics"]["cpu_percent_of_limit"] > 60
+
+
+def test_oom_kill_shows(collector, containers):
+    c = containers.run("dd if=/dev/zero of=/dev/shm/fill bs=1M count=200; sleep 60",
+                       mem_limit="32m", memswap_limit="32m")
+    node = wait_node(collector, c.name,
+                     lambda n: n["metrics"].get("memory_oom_kills", 0) >= 1,
+                     timeout=15)
+    assert node, "OOM kill never showed"
+
+
+def test_compose_labels_rename_and_service_port(collector, containers):
+    c = containers.run(
+        "httpd -f -p 8080 -h /var/www",
+        labels={"com.docker.compose.project": "shop",
+                "com.docker.compose.service": "web"},
+    )
+    node = wait_node(collector, c.name, lambda n: 8080 in n.get("ports", []))
+    assert node, "the service's port never showed"
+    assert node["compose_project"] == "shop" and node["compose_service"] == "web"
+    assert any(p["command"] == "httpd" and p["port"] == 8080
+               for p in node["processes"])
+    c.rename(c.name + "-renamed")
+    assert wait_node(collector, c.name + "-renamed", timeout=2.5), \
+        "rename did not show within 2 s"
+
+
+def test_restarts_are_counted(collector, containers):
+    c = containers.run("sleep 0.3; exit 3",
+                       restart_policy={"Name": "on-failure", "MaximumRetryCount": 3})
+    node = wait_node(collector, c.name,
+                     lambda n: n["metrics"].get("restart_count", 0) >= 2, timeout=30)
+    assert node, "restarts never counted"
