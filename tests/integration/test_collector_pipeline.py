@@ -101,3 +101,41 @@ def test_restarts_are_counted(collector, containers):
     node = wait_node(collector, c.name,
                      lambda n: n["metrics"].get("restart_count", 0) >= 2, timeout=30)
     assert node, "restarts never counted"
+
+
+def test_host_to_published_port_reaches_the_container(collector, containers):
+    import socket
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    c = containers.run("httpd -f -p 80 -h /var/www",
+                       ports={"80/tcp": ("127.0.0.1", port)})
+    assert wait_node(collector, c.name, lambda n: n["published"]), "not published"
+    made = 0
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            while s.recv(4096):
+                pass
+        made += 1
+
+    def edge_from_this_process():
+        G = build_graph(read_state(collector, Keys(), ttl=30), "service")
+        for u, v, data in G.edges(data=True):
+            target = G.nodes[v]
+            if (G.nodes[u]["type"] == "process" and target.get("type") == "service"
+                    and target.get("port") == 80
+                    and G.nodes[target["parent"]]["name"] == c.name
+                    and data["connections"] >= made):
+                return data
+        return None
+
+    assert wait_for(edge_from_this_process, timeout=5, interval=0.3), \
+        "host -> published port edge not attributed to the container's service"
+
+
+def test_ebpf_dump_prints_the_program(repo_root):
+    out = subprocess.run([sys.executable, "manage.py", "collect", "--ebpf-dump"],
+                         cwd=repo_root, capture_output=True, text=True, check=True)
+    assert "inet_sock_set_state" in out.stdout and "cflags:" in out.stdout
