@@ -115,3 +115,43 @@ def test_graph_command_reports_redis_down(collector_env, repo_root):
         capture_output=True, text=True,
     )
     assert out.returncode != 0 and "Redis unreachable" in out.stderr
+
+
+def test_redis_outage_loses_no_connection(ebpf_ready, containers, collector_env,
+                                          repo_root):
+    from tests.conftest import RedisServer
+
+    own = RedisServer()
+    own.start()
+    env = dict(collector_env, REDIS_URL=own.url)
+    server = containers.run("httpd -f -p 8080 -h /var/www")
+    server_ip = containers.ip(server)
+    proc = run_collector(env, repo_root, 120)
+    try:
+        import redis
+
+        client = redis.Redis.from_url(own.url)
+        assert wait_for(lambda: client.zscore(Keys().collectors, "slice-host"),
+                        timeout=30)
+        own.stop()  # Redis goes away while the client works
+        c = containers.run(
+            f"for i in $(seq {N}); do wget -q -O /dev/null http://{server_ip}:8080/ "
+            "|| exit 1; done"
+        )
+        assert c.wait(timeout=60)["StatusCode"] == 0
+        time.sleep(2)
+        own.start()  # back, empty, on the same port
+
+        def edge():
+            g = graph_json(env, repo_root)
+            names = {n["id"]: n for n in g["nodes"]}
+            return next((link for link in g["links"]
+                         if names[link["source"]].get("name") == c.name
+                         and names[link["target"]].get("name") == server.name), None)
+
+        link = wait_for(edge, timeout=20, interval=0.5)
+        assert link and link["connections"] == N
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        own.stop()
