@@ -25,6 +25,10 @@ Redis layout (``P`` is the key prefix, ``portolan`` by default)
                                    every ``HISTORY_STEP`` s, kept ``HISTORY_FINE`` s
 ``P:history:{host}:coarse`` ZSET  the same every ``HISTORY_COARSE_STEP`` s, kept
                                    for the whole history window
+``P:anomaly:status``        HASH  target -> JSON status and reasons (analyzer); TTL
+``P:anomaly:causes``        STR   JSON likely-cause ranking (analyzer); TTL
+``P:anomaly:events``        STREAM anomaly started/changed/ended, capped
+``P:anomaly:lock``          STR   the one active analyzer's id; TTL
 ``P:applied:{host}``        STR   id of the last flow batch written (exactly-once
                                    counting across lost replies)
 ``P:changes``               PUBSUB JSON ``{"host": ..., "ts": ...}`` after each
@@ -321,6 +325,12 @@ class Keys:
         if resolution not in ("fine", "coarse"):
             raise SchemaError(f"unknown history resolution {resolution!r}")
         return f"{self.prefix}:history:{validate_host_id(host_id)}:{resolution}"
+
+    def anomaly(self, part: str) -> str:
+        """The analyzer's keys: status, causes, events, lock (see webapp.anomalies)."""
+        if part not in ("status", "causes", "events", "lock"):
+            raise SchemaError(f"unknown anomaly key {part!r}")
+        return f"{self.prefix}:anomaly:{part}"
 
     def applied(self, host_id: str) -> str:
         return f"{self.prefix}:applied:{validate_host_id(host_id)}"

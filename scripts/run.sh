@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: everything needed to open the map on this host, then the map.
-# Starts a Redis if none answers at REDIS_URL, one collector and Daphne;
+# Starts a Redis if none answers at REDIS_URL, one collector, the analyzer
+# and Daphne;
 # Ctrl-C stops all it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,8 @@ if ! $PY -c 'import os, redis; redis.Redis.from_url(os.environ["REDIS_URL"], soc
 fi
 
 $PY manage.py collect &
+pids+=($!)
+$PY manage.py analyze &
 pids+=($!)
 .venv/bin/daphne -b "$PORTOLAN_BIND" -p "$PORTOLAN_PORT" webapp.asgi:application &
 pids+=($!)

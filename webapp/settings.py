@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "channels",
     "webapp.topology",
     "webapp.maps",
+    "webapp.anomalies",
 ]
 
 MIDDLEWARE = [

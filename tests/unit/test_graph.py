@@ -112,8 +112,10 @@ def test_host_process_rolls_into_its_host():
 
 
 def test_status_helpers():
-    assert edge_status({"connections": 0, "failed": 3}) == "critical"
-    assert edge_status({"connections": 1}) == "ok"
+    assert edge_status({"connections_per_s": 0, "failed_per_s": 3}) == "critical"
+    assert edge_status({"connections_per_s": 1}) == "ok"
+    # A failure long ago (in the totals only) no longer colours the edge.
+    assert edge_status({"connections": 5, "failed": 3, "failed_per_s": 0}) == "ok"
     assert worst_status([]) == "unknown"
     with pytest.raises(ValueError):
         build_graph(TopologyState(), "galaxy")

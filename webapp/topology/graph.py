@@ -60,14 +60,18 @@ def worst_status(statuses) -> str:
     return max(ranked, key=STATUS_ORDER.index) if ranked else "unknown"
 
 
-def edge_status(counters: dict) -> str:
-    """Critical when every attempt failed, warning when some did.
+def edge_status(values: dict) -> str:
+    """From the last interval's rates: critical when every attempt failed,
+    warning when some did (cumulative totals would keep an edge red long after
+    it healed).
 
-    >>> edge_status({"connections": 5, "failed": 1})
+    >>> edge_status({"connections_per_s": 5.0, "failed_per_s": 1.0})
     'warning'
     """
-    failed = counters.get("failed", 0)
-    if failed and not counters.get("connections", 0) and not counters.get("accepts"):
+    failed = values.get("failed_per_s", 0)
+    if failed and not values.get("connections_per_s") and not values.get(
+        "accepts_per_s"
+    ):
         return "critical"
     return "warning" if failed else "ok"
 

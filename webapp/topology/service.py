@@ -15,6 +15,7 @@ import redis
 from django.conf import settings
 
 from collector.schema import Keys, host_of_node, parse_node_id
+from webapp.anomalies.merge import apply_analysis, read_analysis
 from webapp.topology import details
 from webapp.topology.graph import LEVELS, build_graph
 from webapp.topology.store import (
@@ -53,12 +54,14 @@ def current_graph(level: str = "container", at: float | None = None) -> nx.DiGra
     if level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
     conf = settings.PORTOLAN
-    if at is None:
-        state = read_state(redis_client(), keys(), conf["NODE_TTL"])
-    else:
+    if at is not None:
         state = read_state_at(redis_client(), keys(), at, conf["HISTORY_STEP"],
                               conf["HISTORY_COARSE_STEP"])
-    return build_graph(state, level)
+        return build_graph(state, level)
+    state = read_state(redis_client(), keys(), conf["NODE_TTL"])
+    # The analyzer's statuses, reasons and likely causes colour the live map.
+    statuses, causes = read_analysis(redis_client(), keys().prefix)
+    return apply_analysis(build_graph(state, level), statuses, causes)
 
 
 def parse_time(text: str) -> float:

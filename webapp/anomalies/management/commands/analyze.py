@@ -1,0 +1,21 @@
+"""``manage.py analyze``: run the anomaly analyzer (one active per Redis)."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from webapp.anomalies import ConfigError
+from webapp.anomalies.analyzer import Analyzer
+
+
+class Command(BaseCommand):
+    help = "Judge the live topology every interval: statuses, causes, events."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--duration", type=float, help="stop after S seconds")
+        parser.add_argument("--interval", type=float, help="seconds between steps")
+
+    def handle(self, *args, **opts):
+        try:
+            analyzer = Analyzer.from_settings(interval=opts["interval"])
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        analyzer.run(duration=opts["duration"])
