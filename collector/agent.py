@@ -141,9 +141,12 @@ def address_index(
                     index[published_address(ip, port, proto)] = node
     for ip, cid in attribution.ip_owner.items():
         index[ip] = container_node_id(host_id, cid)
-    for record in attribution.containers.values():
-        if record.state != "running":
-            continue
+    # Stopped containers first, so that a running one wins a shared address: a
+    # stopped server keeps its published ports, and its clients' failed
+    # connects still point at it.
+    ordered = sorted(attribution.containers.values(),
+                     key=lambda r: r.state == "running")
+    for record in ordered:
         node = container_node_id(host_id, record.id)
         for pub in record.published:
             target = make_address_target(node, pub["target"])
@@ -244,6 +247,7 @@ class Collector:
         self.resolver = resolver
         self.reporter = reporter
         self.details: dict[str, dict] = {}
+        self.published: dict[str, list[dict]] = {}  # container id -> last seen
         self.attribution = Attribution(host_id=host_id)
         # Node id -> (port, proto) listened on; kept: listen() is seen once.
         self.listeners: dict[str, set[tuple[int, str]]] = {}
@@ -255,6 +259,14 @@ class Collector:
             self.details = self.watcher.snapshot()
         # else: the engine has not answered yet; keep what we knew
         records = [record_from_details(d) for d in self.details.values()]
+        for r in records:
+            # The engine forgets a stopped container's published ports; we don't.
+            if r.state == "running" and r.published:
+                self.published[r.id] = r.published
+            elif not r.published and r.id in self.published:
+                r.published = self.published[r.id]
+        self.published = {cid: p for cid, p in self.published.items()
+                          if cid in self.details}
         self.attribution.containers = {r.id: r for r in records}
         self.attribution.ip_owner = remember_addresses(
             self.attribution.ip_owner, records

@@ -191,8 +191,13 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
             values[f"{name}_per_s"] = rate
         local = _ensure_node(G, key.node)
         if key.direction == "out":
+            found = None
             if _is_loopback(key.ip) and G.nodes[local]["type"] == "container":
-                found = (local, key.port)
+                # Its own port inside its own namespace; else (a container on
+                # the host's network) a port published on the host.
+                if key.port not in G.nodes[local].get("ports", ()):
+                    found = index.resolve(host_id, key.ip, key.port, key.proto)
+                found = found or (local, key.port)
             else:
                 found = index.resolve(host_id, key.ip, key.port, key.proto)
             if found is None:

@@ -1,0 +1,253 @@
+"""Real faults in real containers turn the map red for a stated reason.
+
+The whole back end runs as users run it: `manage.py collect` (eBPF, Docker,
+cgroups) and `manage.py analyze` (rules, status, likely cause, webhook) against
+one Redis; a webhook receiver listens on loopback. Each fault must show within
+5 s of when it happens.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import redis
+
+from collector.schema import Keys
+from tests.conftest import RedisServer, free_port, wait_for
+from webapp.anomalies.keys import edge_target
+from webapp.anomalies.merge import read_analysis
+from webapp.topology.graph import build_graph
+from webapp.topology.store import read_state
+
+pytestmark = [pytest.mark.ebpf, pytest.mark.docker]
+
+HOST = "faults-host"
+SEEN_WITHIN = 5.0
+HOST_MOUNTS = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64")}
+
+
+class Webhook:
+    """A loopback HTTP receiver that records every POSTed JSON body."""
+
+    def __init__(self):
+        self.bodies = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def for_target(self, target):
+        return [b for b in self.bodies if b.get("target") == target]
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def backend(docker_client, ebpf_ready, tmp_path_factory, repo_root):
+    server = RedisServer()
+    server.start()
+    hook = Webhook()
+    env = dict(
+        os.environ, REDIS_URL=server.url, PORTOLAN_HOST_ID=HOST,
+        PORTOLAN_VAR_DIR=str(tmp_path_factory.mktemp("var")),
+        PORTOLAN_INTERVAL="0.5", PORTOLAN_WEBHOOK_URL=hook.url,
+        PORTOLAN_ANOMALY_INTERVAL="0.5",
+        # Learn baselines within the test's time, so that they are judged too.
+        PORTOLAN_ANOMALY_WARMUP_SECONDS="5", PORTOLAN_ANOMALY_WARMUP_SAMPLES="5",
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "manage.py", cmd], cwd=repo_root, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for cmd in ("collect", "analyze")
+    ]
+    client = redis.Redis.from_url(server.url)
+    assert wait_for(lambda: client.zscore(Keys().collectors, HOST), timeout=60)
+    yield client, hook
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=30)
+    hook.close()
+    server.stop()
+
+
+def node_id_of(client, name):
+    state = read_state(client, Keys(), ttl=30)
+    for host, containers in state.containers.items():
+        for record in containers.values():
+            if record.name == name:
+                return f"container:{host}:{record.id}"
+    return None
+
+
+def analysis_of(client, target):
+    statuses, causes = read_analysis(client, "portolan")
+    return statuses.get(target), causes
+
+
+def wait_reason(client, target, words, timeout=SEEN_WITHIN):
+    def seen():
+        entry, _ = analysis_of(client, target)
+        if entry and entry["status"] in ("warning", "critical") and any(
+            words in reason for reason in entry["reasons"]
+        ):
+            return entry
+        return None
+
+    return wait_for(seen, timeout=timeout, interval=0.1)
+
+
+def test_oom_kill_goes_red_and_notifies_once(backend, containers):
+    client, hook = backend
+    c = containers.run("sleep 2; dd if=/dev/zero of=/dev/shm/fill bs=1M count=200; "
+                       "sleep 120", mem_limit="32m", memswap_limit="32m")
+    node = wait_for(lambda: node_id_of(client, c.name), timeout=10)
+    assert node
+    time.sleep(2)  # the allocation starts now
+    entry = wait_reason(client, node, "OOM killed", timeout=2 + SEEN_WITHIN)
+    assert entry and entry["status"] == "critical", analysis_of(client, node)
+    time.sleep(3)  # a storm would show by now
+    changes = hook.for_target(node)
+    assert [(b["from"], b["to"]) for b in changes] == [("ok", "critical")]
+
+
+def test_stopped_server_is_ranked_the_cause_of_refused_connections(
+    backend, containers, repo_root
+):
+    client, hook = backend
+    port = free_port()
+    server = containers.run("httpd -f -p 80 -h /var/www",
+                            ports={"80/tcp": ("127.0.0.1", port)})
+    # Clients on the host's network reach the server through its published port
+    # (host python: busybox's static wget crashes in the host's namespace).
+    loop = (
+        "import socket, time\n"
+        "while True:\n"
+        "    try:\n"
+        f"        s = socket.create_connection(('127.0.0.1', {port}), 2)\n"
+        "        s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); s.recv(64); s.close()\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "    time.sleep(0.1)\n"
+    )
+    clients = [
+        containers.run(f"/usr/bin/python3 -c \"{loop}\"", network_mode="host",
+                       volumes=HOST_MOUNTS)
+        for _ in range(2)
+    ]
+    server_node = wait_for(lambda: node_id_of(client, server.name), timeout=10)
+    client_nodes = [wait_for(lambda c=c: node_id_of(client, c.name), timeout=10)
+                    for c in clients]
+
+    def edges_live():
+        G = build_graph(read_state(client, Keys(), ttl=30), "container")
+        return all(G.has_edge(n, server_node) for n in client_nodes)
+
+    assert wait_for(edges_live, timeout=10), "client edges never appeared"
+    time.sleep(2)
+    server.kill()
+    stopped_at = time.monotonic()
+
+    for node in client_nodes:
+        entry = wait_reason(client, edge_target(node, server_node),
+                            "connection refused")
+        assert entry and entry["status"] == "critical", analysis_of(
+            client, edge_target(node, server_node))
+
+    def ranked_first():
+        _, causes = analysis_of(client, None)
+        return causes and causes[0]["target"] == server_node and causes
+
+    causes = wait_for(ranked_first, timeout=SEEN_WITHIN, interval=0.1)
+    assert causes, analysis_of(client, None)[1]
+    assert time.monotonic() - stopped_at < 2 * SEEN_WITHIN
+    assert hook.for_target(server_node), "no notification for the stopped server"
+
+
+def test_crash_loop_shows_its_restart_loop(backend, containers):
+    client, _ = backend
+    c = containers.run("usleep 200000; exit 1", restart_policy={"Name": "always"})
+    node = wait_for(lambda: node_id_of(client, c.name), timeout=10)
+    entry = wait_reason(client, node, "restart loop", timeout=10)
+    assert entry and entry["status"] == "critical"
+
+
+def test_cpu_hog_at_its_limit_shows_throttling(backend, containers):
+    client, _ = backend
+    c = containers.run("yes > /dev/null", nano_cpus=200_000_000)
+    node = wait_for(lambda: node_id_of(client, c.name), timeout=10)
+    entry = wait_reason(client, node, "CPU throttled", timeout=3 + SEEN_WITHIN)
+    assert entry, analysis_of(client, node)
+
+
+CHAIN_SERVER = """
+import socket, sys, threading
+port, upstream = int(sys.argv[1]), sys.argv[2:]
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("0.0.0.0", port)); ls.listen(128)
+def handle(conn):
+    with conn:
+        conn.recv(64)
+        if upstream:
+            with socket.create_connection((upstream[0], int(upstream[1])), 5) as up:
+                up.sendall(b"q"); up.recv(64)
+        conn.sendall(b"ok")
+while True:
+    conn, _ = ls.accept()
+    threading.Thread(target=handle, args=(conn,), daemon=True).start()
+"""
+
+CHAIN_CLIENT = """
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+while True:
+    with socket.create_connection((host, port), 5) as s:
+        s.sendall(b"q"); s.recv(64)
+    time.sleep(0.05)
+"""
+
+
+def test_healthy_three_tier_chain_stays_green(backend, containers, tmp_path):
+    client, hook = backend
+    (tmp_path / "server.py").write_text(CHAIN_SERVER)
+    (tmp_path / "client.py").write_text(CHAIN_CLIENT)
+    vols = {**HOST_MOUNTS, str(tmp_path): {"bind": "/chain", "mode": "ro"}}
+    py = "/usr/bin/python3 /chain/"
+    db = containers.run(f"{py}server.py 5432", volumes=vols)
+    api = containers.run(f"{py}server.py 8080 {containers.ip(db)} 5432", volumes=vols)
+    front = containers.run(f"{py}client.py {containers.ip(api)} 8080", volumes=vols)
+    nodes = [wait_for(lambda c=c: node_id_of(client, c.name), timeout=10)
+             for c in (front, api, db)]
+    targets = nodes + [edge_target(nodes[0], nodes[1]), edge_target(nodes[1], nodes[2])]
+
+    def chain_edges():
+        G = build_graph(read_state(client, Keys(), ttl=30), "container")
+        return (G.has_edge(nodes[0], nodes[1]) and G.has_edge(nodes[1], nodes[2])
+                and G.edges[nodes[0], nodes[1]]["connections"] > 0)
+
+    assert wait_for(chain_edges, timeout=10), "the chain never showed"
+    end = time.monotonic() + 20  # past the baselines' warm-up
+    while time.monotonic() < end:
+        statuses, _ = read_analysis(client, "portolan")
+        red = {t: statuses[t] for t in targets if t in statuses}
+        assert not red, f"false positive on a healthy chain: {red}"
+        G = build_graph(read_state(client, Keys(), ttl=30), "container")
+        assert all(G.nodes[n]["status"] == "ok" for n in nodes)
+        time.sleep(0.5)
+    assert not any(hook.for_target(t) for t in targets)
