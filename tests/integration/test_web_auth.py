@@ -72,8 +72,8 @@ def test_map_page_passes_config_as_json_script(user_client):
 
 def test_map_page_ignores_an_unknown_level(user_client):
     body = user_client.get("/?level=<script>").content.decode()
-    assert '"level": "container"' in body
-    assert "level: container" in body
+    assert '"level": "host"' in body  # the default: zoomed out, as on a map
+    assert "<script>" not in body  # the page's own script tags all have attributes
 
 
 def test_api_graph_needs_login(client, live_redis):
