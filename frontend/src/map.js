@@ -36,11 +36,20 @@ const MIN_GAP = 110; // node plus its label, roughly
 // between a level's thresholds and where a switch lands is the hysteresis
 // that keeps one wheel notch from bouncing between levels.
 const FINER_AT = { host: 2.2, container: 2.6 };
-const COARSER_AT = { container: 0.3, service: 0.45 };
+const COARSER_AT = { container: 0.45, service: 0.6 };
 const LANDING_MARGIN = 1.5;
+// The rest of a wheel flick that switched level must not carry on.
+const QUIET_AFTER_SWITCH_MS = 500;
+// Cytoscape 3.34 zooms a mouse wheel notch by under 3 %; levels are meant to
+// be a few notches apart.
+const WHEEL_SENSITIVITY = 2.5;
 // Above this many nodes the first layout is fCoSE's fast draft (spectral
 // placement only): the full force pass costs seconds on a 2,000-node map.
 const DRAFT_LAYOUT_NODES = 600;
+// Above this many nodes, edges hide and a cached picture moves while the user
+// pans or zooms: bench/map_render.py measured it the fastest here (canvas
+// 20 fps, this 25 fps, WebGL 15 fps panning 2,000 containers).
+const FAST_VIEWPORT_NODES = 500;
 
 function finer(level) {
   return LEVELS[LEVELS.indexOf(level) + 1] || null;
@@ -81,7 +90,7 @@ export class LiveMap {
       maxZoom: 6,
       boxSelectionEnabled: false,
       selectionType: "single",
-      wheelSensitivity: 1,
+      wheelSensitivity: WHEEL_SENSITIVITY,
       ...rendererOptions(renderer),
     });
     this.level = level;
@@ -426,6 +435,7 @@ class MapPage {
     // The first snapshot at a level restores the URL's viewport or focus.
     this.pendingView = { restore: this.view.zoom !== null, select: this.view.sel };
     this.switching = false;
+    this.quietUntil = 0;
     this.pointer = null;
     this.firstDrawMs = null;
     this.urlTimer = null;
@@ -461,7 +471,9 @@ class MapPage {
   onMessage(message) {
     if (message.type === "snapshot") {
       if (message.level && message.level !== this.map.level) return;
-      this.applyGraph(message.graph, true);
+      const graph = this.joinParts(message);
+      if (!graph) return;
+      this.applyGraph(graph, true);
       this.status.setState("live", "live");
     } else if (message.type === "diff") {
       this.map.applyDiff(message);
@@ -470,6 +482,23 @@ class MapPage {
     } else if (message.type === "error") {
       this.status.setState("error", `server: ${message.message}`);
     }
+  }
+
+  // A large snapshot comes in parts (nodes first, then links): the whole graph
+  // once the last part is in, else null.
+  joinParts(message) {
+    const parts = Number(message.parts) || 1;
+    const part = Number(message.part) || 0;
+    const graph = message.graph || {};
+    if (parts === 1) return graph;
+    if (part === 0) this.partial = { nodes: [], links: [] };
+    if (!this.partial) return null;
+    this.partial.nodes.push(...(graph.nodes || []));
+    this.partial.links.push(...(graph.links || []));
+    if (part < parts - 1) return null;
+    const whole = this.partial;
+    this.partial = null;
+    return whole;
   }
 
   applyGraph(graph, snapshot) {
@@ -481,12 +510,12 @@ class MapPage {
     this.afterData();
     if (snapshot && this.firstDrawMs === null && this.cy.nodes().nonempty()) {
       // Time to the first drawn map, for bench/map_render.py.
-      this.cy.one("render", () => {
+      // Cytoscape draws on its next animation frame; the one after it is shown.
+      window.requestAnimationFrame(() =>
         window.requestAnimationFrame(() => {
           this.firstDrawMs = performance.now();
-        });
-      });
-      this.cy.forceRender();
+        }),
+      );
     }
     this.switching = false;
   }
@@ -507,7 +536,12 @@ class MapPage {
         });
       }
     } else if (focus.nonempty()) {
-      this.map.fit(focus.union(focus.descendants()));
+      let eles = focus.union(focus.descendants());
+      // A container is small: show who it talks to as well.
+      if (focus.data("kind") !== "host") {
+        eles = eles.union(eles.neighborhood("node").filter((n) => n.isChildless()));
+      }
+      this.map.fit(eles);
       const low = (COARSER_AT[this.map.level] || 0) * LANDING_MARGIN;
       if (cy.zoom() < low) {
         cy.zoom(low);
@@ -523,6 +557,13 @@ class MapPage {
   }
 
   afterData() {
+    if (!this.renderer) {
+      // Renderer flags Cytoscape reads on every frame (see FAST_VIEWPORT_NODES).
+      const r = this.cy.renderer();
+      const large = this.cy.nodes().length > FAST_VIEWPORT_NODES;
+      r.hideEdgesOnViewport = large;
+      r.textureOnViewport = large;
+    }
     const hidden = this.map.applyFilters(this.view);
     this.status.setCounts(this.cy.nodes().length, this.cy.edges().length, hidden);
     this.status.touch();
@@ -538,6 +579,7 @@ class MapPage {
   switchLevel(level, focus = "", { fit = true } = {}) {
     if (!LEVELS.includes(level)) return;
     this.switching = true;
+    this.quietUntil = performance.now() + QUIET_AFTER_SWITCH_MS;
     this.tooltip.hide();
     this.closeDetails();
     this.map.setLevel(level);
@@ -558,7 +600,7 @@ class MapPage {
 
   // After a wheel or pinch: past a threshold, change level around the pointer.
   checkSemanticZoom(direction) {
-    if (this.switching) return;
+    if (this.switching || performance.now() < this.quietUntil) return;
     const level = this.map.level;
     const zoom = this.cy.zoom();
     if (direction > 0 && FINER_AT[level] && zoom >= FINER_AT[level]) {
@@ -682,6 +724,9 @@ class MapPage {
 
   bindMap() {
     const cy = this.cy;
+    // Cytoscape caches where its container is on the page; the toolbar above
+    // it can wrap (long filter values) and move it, so tell it on any change.
+    new ResizeObserver(() => cy.resize()).observe(this.container);
     cy.on("mouseover", "node, edge", (event) => {
       const p = event.renderedPosition || { x: 0, y: 0 };
       this.tooltip.show(event.target, p.x, p.y);

@@ -2,10 +2,13 @@
 
 Protocol (server -> client, JSON; the client sends nothing):
 
-``{"type": "snapshot", "level": ..., "graph": <node-link JSON>}``
+``{"type": "snapshot", "level": ..., "graph": <node-link JSON>, "part": i, "parts": n}``
     On connect, and again after an error, so the client can resynchronise.
+    A large graph comes in ``n`` parts (nodes first, then links) that the
+    client joins: Daphne refuses WebSocket messages over 1 MiB.
 ``{"type": "diff", "added_nodes": [...], "removed_nodes": [ids], ...}``
-    See ``webapp.maps.diff.graph_diff``; empty diffs are not sent.
+    See ``webapp.maps.diff.graph_diff``; empty diffs are not sent; a large
+    one is sent as several smaller diffs, applied in order.
 ``{"type": "error", "message": ...}``
     Redis is unreachable (or the graph failed); the socket stays open and
     retries with backoff, then sends a fresh snapshot.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from urllib.parse import parse_qs
 
@@ -30,7 +34,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
 
-from webapp.maps.diff import graph_diff, is_empty
+from webapp.maps.diff import graph_diff, is_empty, split_diff, split_snapshot
 from webapp.topology import service
 
 log = logging.getLogger("portolan.maps.consumer")
@@ -42,6 +46,8 @@ CLOSE_BAD_REQUEST = 4400
 MIN_INTERVAL = 0.25  # seconds between two updates: at most 4 a second
 RECHECK_INTERVAL = 2.0  # seconds: rebuild even when nobody published
 DRAIN_LIMIT = 1000  # pub/sub messages folded into one update at most
+# Bytes of JSON per message at most: Daphne (autobahn) refuses over 1 MiB.
+MESSAGE_LIMIT = 512 * 1024
 
 
 class TopologyConsumer(AsyncJsonWebsocketConsumer):
@@ -76,6 +82,11 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+    @classmethod
+    async def encode_json(cls, content):
+        # Compact: a 2,000-container map is megabytes of JSON.
+        return json.dumps(content, separators=(",", ":"))
 
     async def receive_json(self, content, **kwargs):
         """The client has nothing to say yet; ignore what it sends."""
@@ -130,14 +141,14 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
         payload = await sync_to_async(self._payload, thread_sensitive=False)()
         self.last_refresh = asyncio.get_running_loop().time()
         if self.sent is None:
-            await self.send_json(
-                {"type": "snapshot", "level": self.level, "graph": payload}
-            )
+            messages = split_snapshot(self.level, payload, MESSAGE_LIMIT)
         else:
             diff = graph_diff(self.sent, payload)
             if is_empty(diff):
                 return
-            await self.send_json(diff)
+            messages = split_diff(diff, MESSAGE_LIMIT)
+        for message in messages:
+            await self.send_json(message)
         self.sent = payload
         self.error_sent = False
 

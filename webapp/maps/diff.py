@@ -8,7 +8,16 @@ edge is sent whole, in its new form.
 
 from __future__ import annotations
 
-__all__ = ["DIFF_FIELDS", "apply_diff", "graph_diff", "is_empty"]
+import json
+
+__all__ = [
+    "DIFF_FIELDS",
+    "apply_diff",
+    "graph_diff",
+    "is_empty",
+    "split_diff",
+    "split_snapshot",
+]
 
 DIFF_FIELDS = (
     "added_nodes",
@@ -98,3 +107,69 @@ def apply_diff(payload: dict, diff: dict) -> dict:
         "nodes": [nodes[n] for n in sorted(nodes)],
         "links": [edges[e] for e in sorted(edges)],
     }
+
+
+def _size(item) -> int:
+    return len(json.dumps(item, separators=(",", ":")))
+
+
+def _chunks(items: list, limit: int):
+    """Consecutive runs of ``items`` whose JSON stays under ``limit`` bytes."""
+    run, size = [], 0
+    for item in items:
+        n = _size(item) + 1
+        if run and size + n > limit:
+            yield run
+            run, size = [], 0
+        run.append(item)
+        size += n
+    if run:
+        yield run
+
+
+def split_diff(diff: dict, limit: int) -> list[dict]:
+    """``diff`` as several diff messages, each under about ``limit`` bytes.
+
+    Applied in order they equal the whole: removals, then nodes, then edges,
+    so an edge never arrives before its ends.
+
+    >>> d = graph_diff({}, {"nodes": [{"id": "a"}, {"id": "b"}]})
+    >>> [[n["id"] for n in m["added_nodes"]] for m in split_diff(d, 10)]
+    [['a'], ['b']]
+    """
+    parts = []
+    for name in DIFF_FIELDS:
+        for run in _chunks(diff[name], limit):
+            part = {"type": "diff", **{field: [] for field in DIFF_FIELDS}}
+            part[name] = run
+            parts.append(part)
+    if len(parts) <= 1:
+        return [diff]
+    return parts
+
+
+def split_snapshot(level: str, payload: dict, limit: int) -> list[dict]:
+    """The snapshot message(s) of node-link ``payload``, each under about
+    ``limit`` bytes: ``part`` i of ``parts``; the client joins them.
+
+    >>> g = {"nodes": [{"id": "a"}, {"id": "b"}], "links": []}
+    >>> [(m["part"], m["parts"], len(m["graph"]["nodes"]))
+    ...  for m in split_snapshot("host", g, 10)]
+    [(0, 2, 1), (1, 2, 1)]
+    """
+    rest = {k: v for k, v in payload.items() if k not in ("nodes", "links")}
+    graphs = [
+        {**rest, "nodes": run, "links": []}
+        for run in _chunks(payload.get("nodes", []), limit)
+    ] + [
+        {**rest, "nodes": [], "links": run}
+        for run in _chunks(payload.get("links", []), limit)
+    ]
+    if len(graphs) <= 1:
+        graphs = [{**rest, "nodes": payload.get("nodes", []),
+                   "links": payload.get("links", [])}]
+    return [
+        {"type": "snapshot", "level": level, "graph": g, "part": i,
+         "parts": len(graphs)}
+        for i, g in enumerate(graphs)
+    ]
