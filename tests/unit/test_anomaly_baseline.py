@@ -17,7 +17,9 @@ def test_mean_follows_a_steady_series_and_variance_stays_small():
 
 
 def test_halflife_is_in_seconds_not_samples():
-    fast, slow = Baselines(halflife=10), Baselines(halflife=10)
+    # Past warm-up (one sample), where the time-based half-life applies.
+    fast = Baselines(halflife=10, warmup_samples=1)
+    slow = Baselines(halflife=10, warmup_samples=1)
     fast.update("e", "r", 0.0, 0.0)
     slow.update("e", "r", 0.0, 0.0)
     for i in range(1, 11):  # ten samples over ten seconds ...
@@ -79,3 +81,14 @@ def test_mean_stays_within_the_samples_and_variance_non_negative(values, halflif
     assert min(values) - 1e-6 <= series.mean <= max(values) + 1e-6
     assert series.var >= -1e-6
     assert series.count == len(values)
+
+
+def test_a_partial_first_sample_does_not_become_the_usual_value():
+    b = Baselines(halflife=120, warmup_seconds=5, warmup_samples=5,
+                  relearn_after=600)
+    b.update("edge", "connections_per_s", 2.0, now=0.0)  # the first, partial interval
+    for t in range(1, 10):
+        b.update("edge", "connections_per_s", 20.0, now=float(t))
+    warm = b.warm("edge", "connections_per_s", now=9.0)
+    # It weighs as one sample in five, not as the start of a 120 s half-life.
+    assert warm is not None and warm.mean > 16

@@ -86,6 +86,10 @@ class Baselines:
         # Time-based weight: the share of the new sample grows with the gap.
         dt = max(now - b.last, 1e-3)
         alpha = 1.0 - math.exp(-dt * math.log(2) / self.halflife)
+        if b.count < self.warmup_samples:
+            # During warm-up, the plain mean of the samples so far: the first
+            # (often partial) interval must not stand as "usual" for minutes.
+            alpha = max(alpha, 1.0 / (b.count + 1))
         diff = value - b.mean
         incr = alpha * diff
         b.mean += incr
