@@ -13,6 +13,8 @@ level once per renderer (``?renderer=``, see frontend/src/map.js):
                                          [--edges 4000] [--seconds 3]
 
 Goals (issue 6): first map under 2 s, pan at 30 fps or better.
+With PORTOLAN_PROFILE=1 it also prints the page's JavaScript self time per
+function up to the first drawn map (a CDP CPU profile).
 """
 
 from __future__ import annotations
@@ -148,6 +150,20 @@ def start_stack(tmp: Path) -> tuple[list[subprocess.Popen], str, str]:
     return [web, redis_proc], redis_url, web_url
 
 
+def print_profile(profile: dict, top: int = 15) -> None:
+    """Self time per function of a CDP CPU profile, largest first."""
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    deltas = profile.get("timeDeltas", [])
+    self_ms: dict[str, float] = {}
+    for sample, delta in zip(profile.get("samples", []), deltas, strict=False):
+        frame = nodes[sample]["callFrame"]
+        name = (f"{frame['functionName'] or '(anon)'} "
+                f"{frame['url'].rsplit('/', 1)[-1]}:{frame['lineNumber']}")
+        self_ms[name] = self_ms.get(name, 0.0) + delta / 1000
+    for name, ms in sorted(self_ms.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"    {ms:8.1f} ms  {name}")
+
+
 def measure(context, web_url: str, renderer: str, level: str, seconds: float,
             runs: int) -> dict:
     first, pans, zooms, p95 = [], [], [], []
@@ -156,6 +172,11 @@ def measure(context, web_url: str, renderer: str, level: str, seconds: float,
         messages = []
         page.on("console", lambda m, out=messages: out.append(m.text))
         page.on("pageerror", lambda e, out=messages: out.append(f"error: {e}"))
+        cdp = None
+        if os.environ.get("PORTOLAN_PROFILE"):
+            cdp = context.new_cdp_session(page)
+            cdp.send("Profiler.enable")
+            cdp.send("Profiler.start")
         page.goto(f"{web_url}/?level={level}&renderer={renderer}")
         try:
             page.wait_for_function(
@@ -167,6 +188,14 @@ def measure(context, web_url: str, renderer: str, level: str, seconds: float,
                 "() => location.href + ' ' + document.body.innerText.slice(0, 300)"))
             raise
         first.append(page.evaluate("() => window.portolanMap.firstDrawMs"))
+        if cdp is not None:
+            print_profile(cdp.send("Profiler.stop")["profile"])
+        marks = page.evaluate("() => window.portolanMap.marks")
+        print(f"  {level} {renderer}: first snapshot part at "
+              f"{marks['firstPart']:.0f} ms, whole graph in at "
+              f"{marks['graphIn']:.0f} ms, applied and laid out at "
+              f"{marks['applied']:.0f} ms, panel and filters at "
+              f"{marks['ready']:.0f} ms, drawn at {first[-1]:.0f} ms", flush=True)
         nodes = page.evaluate("() => window.portolanMap.cy.nodes().length")
         edges = page.evaluate("() => window.portolanMap.edgeCount()")
         # Dragging a node would move it: make every drag pan the map.

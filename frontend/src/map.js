@@ -50,6 +50,31 @@ const DRAFT_LAYOUT_NODES = 600;
 // pans or zooms: bench/map_render.py measured it the fastest here (canvas
 // 20 fps, this 25 fps, WebGL 15 fps panning 2,000 containers).
 const FAST_VIEWPORT_NODES = 500;
+// Above this many nodes even fCoSE's draft takes seconds: a grid per host,
+// in linear time (bench/map_render.py: first map under 2 s at 2,000).
+const GRID_LAYOUT_NODES = 1000;
+const GRID_CELL = 110;
+// Above this many nodes the map is drawn without edge labels (see setDense).
+const DENSE_NODES = 1000;
+
+// The box around the centres of leaf nodes, grown by half a node each side.
+function positionBounds(nodes) {
+  let x1 = Infinity;
+  let y1 = Infinity;
+  let x2 = -Infinity;
+  let y2 = -Infinity;
+  nodes.forEach((n) => {
+    if (!n.isChildless()) return;
+    const p = n.position();
+    x1 = Math.min(x1, p.x);
+    y1 = Math.min(y1, p.y);
+    x2 = Math.max(x2, p.x);
+    y2 = Math.max(y2, p.y);
+  });
+  if (x1 === Infinity) return { x1: 0, y1: 0, w: 0, h: 0 };
+  const half = 45;
+  return { x1: x1 - half, y1: y1 - half, w: x2 - x1 + 2 * half, h: y2 - y1 + 2 * half };
+}
 
 function finer(level) {
   return LEVELS[LEVELS.indexOf(level) + 1] || null;
@@ -94,6 +119,7 @@ export class LiveMap {
       ...rendererOptions(renderer),
     });
     this.level = level;
+    this.dense = false;
     this.shownNodes = new Map(); // id -> node as the server sent it
     this.shownEdges = new Map(); // edge id -> edge as the server sent it
     // Where nodes were at each level, so going back finds them where they were.
@@ -117,11 +143,28 @@ export class LiveMap {
   }
 
   applySnapshot(graph) {
+    this.setDense(((graph && graph.nodes) || []).length > DENSE_NODES);
     const sorted = {
       nodes: [...((graph && graph.nodes) || [])].sort((a, b) => (a.id < b.id ? -1 : 1)),
       links: (graph && graph.links) || [],
     };
     return this.applyDiff(diffAgainst(this.shownNodes, this.shownEdges, sorted));
+  }
+
+  // A dense map draws no edge labels (the hover card has them) and does not
+  // shorten node labels: measuring thousands of texts for the first frame cost
+  // more than a second (bench/map_render.py).
+  setDense(dense) {
+    if (dense === this.dense) return;
+    this.dense = dense;
+    const style = this.cy.style();
+    if (dense) {
+      style.selector("edge").style({ label: "", "curve-style": "straight" });
+      style.selector("node").style({ "text-wrap": "none", "text-background-opacity": 0 });
+      style.update();
+    } else {
+      this.cy.style(MAP_STYLE);
+    }
   }
 
   // Returns whether the whole map was laid out afresh.
@@ -144,16 +187,31 @@ export class LiveMap {
         }
         this.shownNodes.delete(id);
       }
+      const fresh = [];
       for (const node of [...(diff.added_nodes || []), ...(diff.changed_nodes || [])]) {
         const ele = cy.getElementById(node.id);
         if (ele.nonempty()) {
           ele.data(nodeData(node));
         } else {
-          cy.add({ group: "nodes", data: nodeData(node), position: { x: 0, y: 0 } });
+          fresh.push(node);
           addedIds.push(node.id);
         }
         this.shownNodes.set(node.id, node);
       }
+      // New nodes go in with their parent already set (one add, no moves):
+      // moving thousands of nodes into hosts one by one costs seconds.
+      const freshIds = new Set(fresh.map((n) => n.id));
+      cy.add(
+        fresh.map((node) => {
+          const data = nodeData(node);
+          const want = data.wantParent;
+          if (want && want !== node.id && (freshIds.has(want) ||
+              cy.getElementById(want).nonempty())) {
+            data.parent = want;
+          }
+          return { group: "nodes", data, position: { x: 0, y: 0 } };
+        }),
+      );
     });
     this.reparent();
     cy.batch(() => {
@@ -210,6 +268,10 @@ export class LiveMap {
 
   layoutAll() {
     const cy = this.cy;
+    if (cy.nodes().length > GRID_LAYOUT_NODES) {
+      this.layoutGrid();
+      return;
+    }
     const large = cy.nodes().length > DRAFT_LAYOUT_NODES;
     const random = Math.random;
     Math.random = seeded(cy.nodes().length * 7919 + cy.edges().length);
@@ -235,9 +297,59 @@ export class LiveMap {
     }
   }
 
+  // Large maps: each parent's leaves in a square grid, the groups in rows, in
+  // id order. Linear time and the same picture for the same graph.
+  layoutGrid() {
+    const cy = this.cy;
+    const groups = new Map();
+    cy.nodes().forEach((n) => {
+      if (!n.isChildless()) return;
+      const key = n.isChild() ? n.parent().id() : "";
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(n);
+    });
+    const keys = [...groups.keys()].sort();
+    const perRow = Math.max(1, Math.ceil(Math.sqrt(keys.length)));
+    let x = 0;
+    let y = 0;
+    let rowHeight = 0;
+    cy.batch(() => {
+      keys.forEach((key, i) => {
+        const leaves = groups.get(key).sort((a, b) => (a.id() < b.id() ? -1 : 1));
+        const cols = Math.max(1, Math.ceil(Math.sqrt(leaves.length)));
+        leaves.forEach((n, k) => {
+          n.position({ x: x + (k % cols) * GRID_CELL, y: y + Math.floor(k / cols) * GRID_CELL });
+        });
+        x += (cols + 2) * GRID_CELL;
+        rowHeight = Math.max(rowHeight, Math.ceil(leaves.length / cols) * GRID_CELL);
+        if ((i + 1) % perRow === 0) {
+          x = 0;
+          y += rowHeight + 2 * GRID_CELL;
+          rowHeight = 0;
+        }
+      });
+    });
+  }
+
   fit(eles) {
     const cy = this.cy;
-    cy.fit(eles, 60);
+    // Fit to where the nodes are: Cytoscape's own bounding box computes every
+    // style first, over a second on a 2,000-node map.
+    const bb = positionBounds((eles || cy.elements()).nodes());
+    const pad = 60;
+    if (bb.w > 0 && bb.h > 0) {
+      const zoom = Math.min(
+        (cy.width() - 2 * pad) / bb.w,
+        (cy.height() - 2 * pad) / bb.h,
+      );
+      cy.zoom(Math.max(cy.minZoom(), Math.min(cy.maxZoom(), zoom)));
+      cy.pan({
+        x: cy.width() / 2 - cy.zoom() * (bb.x1 + bb.w / 2),
+        y: cy.height() / 2 - cy.zoom() * (bb.y1 + bb.h / 2),
+      });
+    } else {
+      cy.fit(eles, pad);
+    }
     const high = Math.min(MAX_FIT_ZOOM, (FINER_AT[this.level] || Infinity) / LANDING_MARGIN);
     if (cy.zoom() > high) {
       cy.zoom(high);
@@ -438,6 +550,8 @@ class MapPage {
     this.quietUntil = 0;
     this.pointer = null;
     this.firstDrawMs = null;
+    // Milestones of the first map (ms since navigation), for bench/map_render.py.
+    this.marks = { firstPart: null, graphIn: null, applied: null, ready: null };
     this.urlTimer = null;
     this.socket = new TopologySocket(config.socketPath, this.view.level, {
       onState: (state, delay) => this.onSocketState(state, delay),
@@ -469,6 +583,9 @@ class MapPage {
   }
 
   onMessage(message) {
+    if (message.type === "snapshot" && !this.marks.firstPart) {
+      this.marks.firstPart = performance.now();
+    }
     if (message.type === "snapshot") {
       if (message.level && message.level !== this.map.level) return;
       const graph = this.joinParts(message);
@@ -502,12 +619,15 @@ class MapPage {
   }
 
   applyGraph(graph, snapshot) {
+    if (snapshot && !this.marks.graphIn) this.marks.graphIn = performance.now();
     const laidOut = this.map.applySnapshot(graph);
+    if (snapshot && !this.marks.applied) this.marks.applied = performance.now();
     const pending = this.pendingView;
     this.pendingView = null;
     if (pending) this.arrive(pending, laidOut);
     else if (laidOut) this.map.fit();
     this.afterData();
+    if (snapshot && !this.marks.ready) this.marks.ready = performance.now();
     if (snapshot && this.firstDrawMs === null && this.cy.nodes().nonempty()) {
       // Time to the first drawn map, for bench/map_render.py.
       // Cytoscape draws on its next animation frame; the one after it is shown.
@@ -962,6 +1082,9 @@ class MapPage {
     window.portolanMap = Object.freeze({
       get level() {
         return page.map.level;
+      },
+      get marks() {
+        return { ...page.marks };
       },
       get firstDrawMs() {
         return page.firstDrawMs;
