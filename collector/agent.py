@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from collector.cgroups import containers_in_cgroup_tree
 from collector.container_metrics import disk_used_ratio
 from collector.host_addresses import host_addresses
 from collector.host_info import read_host_info
@@ -34,6 +35,9 @@ from collector.schema import (
 )
 
 log = logging.getLogger("portolan.collector")
+
+# Seconds between walks of the cgroup tree for containers no runtime reports.
+CGROUP_SCAN_EVERY = 5.0
 
 
 def open_tracer(force_fallback: bool = False):
@@ -248,6 +252,8 @@ class Collector:
         self.reporter = reporter
         self.details: dict[str, dict] = {}
         self.published: dict[str, list[dict]] = {}  # container id -> last seen
+        self._cgroup_scan_at = -CGROUP_SCAN_EVERY
+        self._cgroup_found: dict[str, tuple[str, str]] = {}
         self.attribution = Attribution(host_id=host_id)
         # Node id -> (port, proto) listened on; kept: listen() is seen once.
         self.listeners: dict[str, set[tuple[int, str]]] = {}
@@ -258,6 +264,7 @@ class Collector:
         if self.watcher.connected or self.watcher.syncs:
             self.details = self.watcher.snapshot()
         # else: the engine has not answered yet; keep what we knew
+        self.details.update(self.cgroup_only_containers())
         records = [record_from_details(d) for d in self.details.values()]
         for r in records:
             # The engine forgets a stopped container's published ports; we don't.
@@ -271,6 +278,23 @@ class Collector:
         self.attribution.ip_owner = remember_addresses(
             self.attribution.ip_owner, records
         )
+
+    def cgroup_only_containers(self) -> dict[str, dict]:
+        """Containers of runtimes we cannot ask (containerd, CRI-O, Podman,
+        LXC...), found by their cgroup paths, every ``CGROUP_SCAN_EVERY`` s."""
+        now = time.monotonic()
+        if now - self._cgroup_scan_at >= CGROUP_SCAN_EVERY:
+            self._cgroup_scan_at = now
+            self._cgroup_found = containers_in_cgroup_tree(self.resolver.root)
+        return {
+            cid: {"id": cid, "name": f"{runtime}-{cid[:12]}", "state": "running",
+                  "labels": {"portolan.runtime": runtime, "portolan.cgroup": path}}
+            for cid, (runtime, path) in self._cgroup_found.items()
+            # Docker's own are asked of the engine, once it has answered.
+            if not (runtime == "docker" and self.watcher.syncs)
+            and (cid not in self.details
+                 or self.details[cid].get("labels", {}).get("portolan.runtime"))
+        }
 
     def step(self) -> bool:
         """Read one interval's deltas and report them; True if Redis took them."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 __all__ = [
     "CgroupResolver",
+    "containers_in_cgroup_tree",
     "container_for_proc_cgroup",
     "container_id_from_cgroup_path",
     "find_cgroup2_mount",
@@ -62,6 +63,29 @@ def container_id_from_cgroup_path(path: str) -> tuple[str, str] | None:
         if match:
             return runtime, match.group("id")
     return None
+
+
+def containers_in_cgroup_tree(root: str | os.PathLike | None,
+                              max_depth: int = 8) -> dict[str, tuple[str, str]]:
+    """Container id -> (runtime, cgroup path) for every container cgroup under
+    ``root`` (a cgroup v2 mount), whatever runtime made it: the containers that
+    no runtime API is asked about still show, by id and cgroup.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    if root is None:
+        return found
+    root = os.fspath(root)
+    base_depth = root.rstrip(os.sep).count(os.sep)
+    for dirpath, dirnames, _files in os.walk(root):
+        rel = "/" + os.path.relpath(dirpath, root).replace(os.sep, "/")
+        match = container_id_from_cgroup_path(rel) if rel != "/." else None
+        if match:
+            runtime, cid = match
+            found.setdefault(cid, (runtime, rel))
+            dirnames.clear()  # a container's own sub-cgroups are the same one
+        elif dirpath.count(os.sep) - base_depth >= max_depth:
+            dirnames.clear()
+    return found
 
 
 def parse_proc_cgroup(text: str) -> dict[str, str]:

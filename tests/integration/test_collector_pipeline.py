@@ -139,3 +139,26 @@ def test_ebpf_dump_prints_the_program(repo_root):
     out = subprocess.run([sys.executable, "manage.py", "collect", "--ebpf-dump"],
                          cwd=repo_root, capture_output=True, text=True, check=True)
     assert "inet_sock_set_state" in out.stdout and "cflags:" in out.stdout
+
+
+def test_container_of_an_unaskable_runtime_shows_by_cgroup(collector):
+    """A Kubernetes-layout cgroup made in the real v2 hierarchy shows as a node."""
+    from collector.cgroups import CgroupResolver
+
+    root = CgroupResolver().root
+    assert root is not None, "no cgroup v2 hierarchy mounted"
+    cid = "e" * 64
+    pod = root / "kubepods" / "besteffort" / "podportolan-test"
+    path = pod / cid
+    path.mkdir(parents=True)
+    try:
+        node = wait_node(collector, f"kubernetes-{cid[:12]}", timeout=15)
+        assert node, "the cgroup-only container never showed"
+        assert node["labels"]["portolan.runtime"] == "kubernetes"
+        assert node["container_id"] == cid
+    finally:
+        for d in (path, pod, pod.parent, pod.parent.parent):
+            try:
+                d.rmdir()
+            except OSError:
+                pass

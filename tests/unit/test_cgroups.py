@@ -174,3 +174,27 @@ def test_resolver_container_for_pid(tmp_path):
     resolver = CgroupResolver(root=tmp_path, proc=tmp_path)
     assert resolver.container_for_pid(42) == CID
     assert resolver.container_for_pid(43) is None
+
+
+def test_containers_in_cgroup_tree_finds_every_runtime(tmp_path):
+    from collector.cgroups import containers_in_cgroup_tree
+
+    ids = {name: (name[0] * 64) for name in ("a", "b", "c", "d")}
+    layout = {
+        f"kubepods/besteffort/pod1234/{ids['a']}": "kubernetes",
+        f"system.slice/crio-{ids['b']}.scope": "crio",
+        f"machine.slice/libpod-{ids['c']}.scope/container": "podman",
+        f"system.slice/cri-containerd-{ids['d']}.scope": "containerd",
+        "lxc.payload.web1": "lxc",
+        "user.slice/user-0.slice": None,
+    }
+    for path in layout:
+        (tmp_path / path).mkdir(parents=True)
+    found = containers_in_cgroup_tree(tmp_path)
+    assert found[ids["a"]][0] == "kubernetes"
+    assert found[ids["b"]] == ("crio", f"/system.slice/crio-{ids['b']}.scope")
+    assert found[ids["c"]] == ("podman", f"/machine.slice/libpod-{ids['c']}.scope")
+    assert found[ids["d"]][0] == "containerd"
+    assert found["web1"][0] == "lxc"
+    assert len(found) == 5
+    assert containers_in_cgroup_tree(None) == {}
