@@ -517,6 +517,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         return 0;
     }
 
+    /* Only the end of a connect and the end of a socket matter from here:
+     * the teardown states in between (FIN_WAIT*, CLOSE_WAIT, LAST_ACK...) skip
+     * the socket lookup, half of this hook's runs per connection. */
+    if (os != ST_SYN_SENT && ns != ST_CLOSE)
+        return 0;
     struct sock_info_t *si = socks.lookup(&sk);
     if (!si)
         return 0;
