@@ -245,3 +245,32 @@ async def test_bursts_are_batched(live_redis, session_cookie):
     finally:
         await comm.disconnect()
     host.reporter.client.close()
+
+
+async def test_sockets_at_one_level_share_one_build(
+    live_redis, session_cookie, monkeypatch
+):
+    from webapp.maps import consumers
+
+    monkeypatch.setattr(consumers, "RECHECK_INTERVAL", 60.0)  # only real changes
+    host = Host(live_redis.url)
+    await sync_to_async(host.add)("c1", "pt-shared-1")
+    comms = [communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+             for _ in range(5)]
+    try:
+        for comm in comms:
+            assert (await comm.connect())[0]
+            assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        feed = consumers.LevelFeed.for_level("container")
+        assert len(feed.sockets) == 5
+        builds = feed.builds
+        await sync_to_async(host.add)("c2", "pt-shared-2")
+        for comm in comms:
+            diff = await receive_until(comm, lambda m: m["type"] == "diff", timeout=3)
+            assert [n["name"] for n in diff["added_nodes"]] == ["pt-shared-2"]
+        assert feed.builds - builds == 1  # one build for five sockets
+    finally:
+        for comm in comms:
+            await comm.disconnect()
+    host.reporter.client.close()
+    assert not consumers.LevelFeed.for_level("container").sockets

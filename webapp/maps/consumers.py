@@ -13,10 +13,14 @@ Protocol (server -> client, JSON; the client sends nothing):
     Redis is unreachable (or the graph failed); the socket stays open and
     retries with backoff, then sends a fresh snapshot.
 
-The collectors publish on ``Keys.changes`` after each report; the consumer
-rebuilds at most every ``MIN_INTERVAL`` seconds and also every
+The collectors publish on ``Keys.changes`` after each report. One
+``LevelFeed`` per level and process follows them for every socket at that
+level: it rebuilds the graph at most every ``MIN_INTERVAL`` seconds (and every
 ``RECHECK_INTERVAL`` seconds without messages, because a host whose keys expire
-publishes nothing.
+publishes nothing), diffs it once, encodes it once, and fans the same messages
+out to its sockets. A hundred open maps cost one build per update, not a
+hundred. A socket that is behind (it just joined, or missed an update) gets a
+snapshot instead of the diff.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from webapp.topology import service
 
 log = logging.getLogger("portolan.maps.consumer")
 
-__all__ = ["TopologyConsumer"]
+__all__ = ["LevelFeed", "TopologyConsumer"]
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_BAD_REQUEST = 4400
@@ -50,49 +54,57 @@ DRAIN_LIMIT = 1000  # pub/sub messages folded into one update at most
 MESSAGE_LIMIT = 512 * 1024
 
 
-class TopologyConsumer(AsyncJsonWebsocketConsumer):
-    """Streams the live graph at one level to one logged-in browser."""
+def _encode(message: dict) -> str:
+    # Compact: a 2,000-container map is megabytes of JSON.
+    return json.dumps(message, separators=(",", ":"))
 
+
+class LevelFeed:
+    """The live graph at one level, built once per update for all its sockets."""
+
+    feeds: dict[str, LevelFeed] = {}
     backoff = ExponentialBackoff(cap=10.0, base=0.5)
-    # No channel layer: this consumer follows Redis pub/sub itself and rides
-    # out Redis outages; a layer's receive loop would end the socket instead.
-    # (get_channel_layer returns None for an alias that is not configured.)
-    channel_layer_alias = None
-
-    async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            # Refuse the handshake: nothing is accepted for anonymous sockets.
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        self.level = query.get("level", ["container"])[-1]
-        if self.level not in service.LEVELS:
-            await self.close(code=CLOSE_BAD_REQUEST)
-            return
-        self.sent = None  # the payload the client has; None: send a snapshot
-        self.error_sent = False  # told the client about the current outage
-        self.last_refresh = 0.0
-        await self.accept()
-        self.watcher = asyncio.create_task(self._watch())
-
-    async def disconnect(self, code):
-        watcher = getattr(self, "watcher", None)
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
 
     @classmethod
-    async def encode_json(cls, content):
-        # Compact: a 2,000-container map is megabytes of JSON.
-        return json.dumps(content, separators=(",", ":"))
+    def for_level(cls, level: str) -> LevelFeed:
+        if level not in cls.feeds:
+            cls.feeds[level] = cls(level)
+        return cls.feeds[level]
 
-    async def receive_json(self, content, **kwargs):
-        """The client has nothing to say yet; ignore what it sends."""
+    def __init__(self, level: str):
+        self.level = level
+        self.sockets: set[TopologyConsumer] = set()
+        self.payload: dict | None = None  # the latest graph; None: none yet
+        self.seq = 0  # bumped on every change; sockets at seq - 1 take the diff
+        self.builds = 0
+        self.last_refresh = 0.0
+        self.task: asyncio.Task | None = None
+        self._snapshot: tuple[int, list[str]] | None = None
+
+    def join(self, socket: TopologyConsumer) -> None:
+        self.sockets.add(socket)
+        if self.task is None:
+            self.task = asyncio.create_task(self._watch())
+
+    async def leave(self, socket: TopologyConsumer) -> None:
+        self.sockets.discard(socket)
+        if not self.sockets and self.task is not None:
+            task, self.task = self.task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            # The next socket starts from a fresh build (settings may differ).
+            self.payload, self._snapshot = None, None
+
+    def snapshot_texts(self) -> list[str]:
+        """The current graph as encoded snapshot messages (cached per change)."""
+        if self._snapshot is None or self._snapshot[0] != self.seq:
+            messages = split_snapshot(self.level, self.payload, MESSAGE_LIMIT)
+            self._snapshot = (self.seq, [_encode(m) for m in messages])
+        return self._snapshot[1]
 
     async def _watch(self) -> None:
-        """Follow Redis for the socket's lifetime, reconnecting with backoff."""
+        """Follow Redis while sockets are open, reconnecting with backoff."""
         failures = 0
         while True:
             client = redis.asyncio.Redis.from_url(
@@ -108,9 +120,9 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
                 raise
             except (redis.RedisError, OSError) as exc:
                 # The details (addresses) go to the log, not to the page.
-                log.warning("map socket (%s): Redis unreachable: %s", self.level, exc)
+                log.warning("map feed (%s): Redis unreachable: %s", self.level, exc)
                 await self._fail("Redis unreachable; retrying")
-            except Exception as exc:  # noqa: BLE001 - a socket must never die of it
+            except Exception as exc:  # noqa: BLE001 - a feed must never die of it
                 log.exception("building the %s graph failed", self.level)
                 await self._fail(f"graph update failed: {type(exc).__name__}")
             finally:
@@ -137,27 +149,92 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
             await self._refresh()
 
     async def _refresh(self) -> None:
-        """Send a snapshot, or the diff against what the client has."""
-        payload = await sync_to_async(self._payload, thread_sensitive=False)()
+        """Build once; send the diff (or a snapshot to sockets that are behind)."""
+        payload = await sync_to_async(self._build, thread_sensitive=False)()
         self.last_refresh = asyncio.get_running_loop().time()
-        if self.sent is None:
-            messages = split_snapshot(self.level, payload, MESSAGE_LIMIT)
-        else:
-            diff = graph_diff(self.sent, payload)
+        texts = None
+        if self.payload is not None:
+            diff = graph_diff(self.payload, payload)
             if is_empty(diff):
                 return
-            messages = split_diff(diff, MESSAGE_LIMIT)
-        for message in messages:
-            await self.send_json(message)
-        self.sent = payload
-        self.error_sent = False
+            texts = [_encode(m) for m in split_diff(diff, MESSAGE_LIMIT)]
+        self.payload = payload
+        self.seq += 1
+        await asyncio.gather(
+            *(s.feed_update(self, texts) for s in list(self.sockets)),
+            return_exceptions=True,
+        )
 
-    def _payload(self) -> dict:
+    def _build(self) -> dict:
+        self.builds += 1
         return service.graph_payload(service.current_graph(self.level))
 
     async def _fail(self, message: str) -> None:
-        """Tell the client once per outage; resend a snapshot after it."""
+        # After an outage everyone gets a fresh snapshot, changed or not.
+        self.payload = None
+        await asyncio.gather(
+            *(s.feed_error(message) for s in list(self.sockets)),
+            return_exceptions=True,
+        )
+
+
+class TopologyConsumer(AsyncJsonWebsocketConsumer):
+    """Streams the live graph at one level to one logged-in browser."""
+
+    # No channel layer: the level's feed follows Redis pub/sub itself and rides
+    # out Redis outages; a layer's receive loop would end the socket instead.
+    # (get_channel_layer returns None for an alias that is not configured.)
+    channel_layer_alias = None
+
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            # Refuse the handshake: nothing is accepted for anonymous sockets.
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        self.level = query.get("level", ["container"])[-1]
+        if self.level not in service.LEVELS:
+            await self.close(code=CLOSE_BAD_REQUEST)
+            return
+        self.seq = None  # the feed's seq the client is at; None: needs a snapshot
+        self.error_sent = False  # told the client about the current outage
+        await self.accept()
+        self.feed = LevelFeed.for_level(self.level)
+        self.feed.join(self)
+        if self.feed.payload is not None:
+            await self._send_snapshot()
+
+    async def disconnect(self, code):
+        feed = getattr(self, "feed", None)
+        if feed is not None:
+            await feed.leave(self)
+
+    @classmethod
+    async def encode_json(cls, content):
+        return _encode(content)
+
+    async def receive_json(self, content, **kwargs):
+        """The client has nothing to say yet; ignore what it sends."""
+
+    async def _send_snapshot(self) -> None:
+        for text in self.feed.snapshot_texts():
+            await self.send(text_data=text)
+        self.seq = self.feed.seq
+        self.error_sent = False
+
+    async def feed_update(self, feed: LevelFeed, diff_texts: list[str] | None):
+        """The feed changed: the shared diff if this client is one step behind."""
+        if diff_texts is None or self.seq != feed.seq - 1:
+            await self._send_snapshot()
+            return
+        for text in diff_texts:
+            await self.send(text_data=text)
+        self.seq = feed.seq
+
+    async def feed_error(self, message: str) -> None:
+        """Tell the client once per outage; a snapshot follows the recovery."""
         if not self.error_sent:
             await self.send_json({"type": "error", "message": message})
         self.error_sent = True
-        self.sent = None
+        self.seq = None
