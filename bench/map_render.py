@@ -13,6 +13,7 @@ level once per renderer (``?renderer=``, see frontend/src/map.js):
                                          [--edges 4000] [--seconds 3]
 
 Goals (issue 6): first map under 2 s, pan at 30 fps or better.
+With PORTOLAN_SCREENSHOTS=DIR it saves each first map as a PNG there.
 With PORTOLAN_PROFILE=1 it also prints the page's JavaScript self time per
 function up to the first drawn map (a CDP CPU profile).
 """
@@ -188,6 +189,11 @@ def measure(context, web_url: str, renderer: str, level: str, seconds: float,
                 "() => location.href + ' ' + document.body.innerText.slice(0, 300)"))
             raise
         first.append(page.evaluate("() => window.portolanMap.firstDrawMs"))
+        if os.environ.get("PORTOLAN_SCREENSHOTS"):
+            out = Path(os.environ["PORTOLAN_SCREENSHOTS"])
+            out.mkdir(parents=True, exist_ok=True)
+            page.wait_for_timeout(300)
+            page.screenshot(path=str(out / f"render-{level}-{renderer}.png"))
         if cdp is not None:
             print_profile(cdp.send("Profiler.stop")["profile"])
         marks = page.evaluate("() => window.portolanMap.marks")

@@ -57,23 +57,27 @@ const GRID_CELL = 110;
 // Above this many nodes the map is drawn without edge labels (see setDense).
 const DENSE_NODES = 1000;
 
-// The box around the centres of leaf nodes, grown by half a node each side.
+// The box around leaf nodes: their centres grown by half a node each side, or
+// by half a frame for the host frames of dense maps.
 function positionBounds(nodes) {
   let x1 = Infinity;
   let y1 = Infinity;
   let x2 = -Infinity;
   let y2 = -Infinity;
+  const half = 45;
   nodes.forEach((n) => {
     if (!n.isChildless()) return;
     const p = n.position();
-    x1 = Math.min(x1, p.x);
-    y1 = Math.min(y1, p.y);
-    x2 = Math.max(x2, p.x);
-    y2 = Math.max(y2, p.y);
+    // A host frame (dense maps) spans its containers.
+    const hw = (n.data("frameW") || 0) / 2 || half;
+    const hh = (n.data("frameH") || 0) / 2 || half;
+    x1 = Math.min(x1, p.x - hw);
+    y1 = Math.min(y1, p.y - hh);
+    x2 = Math.max(x2, p.x + hw);
+    y2 = Math.max(y2, p.y + hh);
   });
   if (x1 === Infinity) return { x1: 0, y1: 0, w: 0, h: 0 };
-  const half = 45;
-  return { x1: x1 - half, y1: y1 - half, w: x2 - x1 + 2 * half, h: y2 - y1 + 2 * half };
+  return { x1, y1, w: x2 - x1, h: y2 - y1 };
 }
 
 function finer(level) {
@@ -159,8 +163,22 @@ export class LiveMap {
     this.dense = dense;
     const style = this.cy.style();
     if (dense) {
-      style.selector("edge").style({ label: "", "curve-style": "straight" });
-      style.selector("node").style({ "text-wrap": "none", "text-background-opacity": 0 });
+      style.selector("edge").style({
+        label: "", "curve-style": "straight", "z-index-compare": "manual", "z-index": 5,
+      });
+      style.selector("node").style({
+        "text-wrap": "none", "text-background-opacity": 0,
+        "z-index-compare": "manual", "z-index": 10,
+      });
+      // Hosts frame their containers as plain nodes drawn underneath: Cytoscape's
+      // compound nodes cost about a second on a 2,000-container first frame.
+      style.selector("node.frame").style({
+        shape: "round-rectangle", width: "data(frameW)", height: "data(frameH)",
+        "background-color": "#eef2f7", "background-opacity": 0.7,
+        "border-width": 1, "border-color": "#c6d0dc", "text-valign": "top",
+        "text-halign": "center", "text-margin-y": -6, "font-size": 15,
+        "font-weight": 600, "z-index": 0,
+      });
       style.update();
     } else {
       this.cy.style(MAP_STYLE);
@@ -205,7 +223,7 @@ export class LiveMap {
         fresh.map((node) => {
           const data = nodeData(node);
           const want = data.wantParent;
-          if (want && want !== node.id && (freshIds.has(want) ||
+          if (!this.dense && want && want !== node.id && (freshIds.has(want) ||
               cy.getElementById(want).nonempty())) {
             data.parent = want;
           }
@@ -254,6 +272,7 @@ export class LiveMap {
 
   // Put each node under its ``parent`` when that node is shown, else at top level.
   reparent() {
+    if (this.dense) return; // dense maps draw hosts as frames, not compounds
     const cy = this.cy;
     cy.nodes().forEach((node) => {
       const want = node.data("wantParent");
@@ -302,13 +321,25 @@ export class LiveMap {
   layoutGrid() {
     const cy = this.cy;
     const groups = new Map();
+    const dense = this.dense;
+    const frames = new Set();
     cy.nodes().forEach((n) => {
       if (!n.isChildless()) return;
-      const key = n.isChild() ? n.parent().id() : "";
+      let key = n.isChild() ? n.parent().id() : "";
+      if (dense) {
+        const want = n.data("wantParent");
+        key = want && want !== n.id() && cy.getElementById(want).nonempty() ? want : "";
+        if (key) frames.add(key);
+      }
       if (!groups.has(key)) groups.set(key, []);
       groups.get(key).push(n);
     });
-    const keys = [...groups.keys()].sort();
+    for (const id of frames) {
+      // A frame is laid out with its members, not as a member of the top row.
+      const top = groups.get("");
+      if (top) groups.set("", top.filter((n) => n.id() !== id));
+    }
+    const keys = [...groups.keys()].filter((k) => groups.get(k).length).sort();
     const perRow = Math.max(1, Math.ceil(Math.sqrt(keys.length)));
     let x = 0;
     let y = 0;
@@ -320,6 +351,16 @@ export class LiveMap {
         leaves.forEach((n, k) => {
           n.position({ x: x + (k % cols) * GRID_CELL, y: y + Math.floor(k / cols) * GRID_CELL });
         });
+        if (frames.has(key)) {
+          const rows = Math.ceil(leaves.length / cols);
+          const frame = cy.getElementById(key);
+          frame.data({ frameW: cols * GRID_CELL, frameH: rows * GRID_CELL + 20 });
+          frame.addClass("frame");
+          frame.position({
+            x: x + ((cols - 1) * GRID_CELL) / 2,
+            y: y + ((rows - 1) * GRID_CELL) / 2 - 10,
+          });
+        }
         x += (cols + 2) * GRID_CELL;
         rowHeight = Math.max(rowHeight, Math.ceil(leaves.length / cols) * GRID_CELL);
         if ((i + 1) % perRow === 0) {

@@ -519,3 +519,33 @@ def test_unauthenticated_page_and_api_are_refused(page):
     assert "focus" in page.url  # the view survives the login
     response = page.request.get(page.base_url + "/api/graph/?level=host")
     assert response.status == 401
+
+
+def test_dense_map_frames_hosts_and_opens_one(page, redis_server):
+    """Above 1,000 nodes hosts are frames under their containers (no compounds)."""
+    hosts = []
+    for h in range(6):
+        host = FakeHost(redis_server.url, f"dense-{h}")
+        for c in range(180):
+            host.add(f"d{h}-{c}", f"pt-dense-{h}-{c}", f"10.{90 + h}.0.{c + 2}")
+        host.connect(f"d{h}-0", f"10.{90 + (h + 1) % 6}.0.2", 80, connections=3)
+        host.report()
+        hosts.append(host)
+    log_in(page, "/?level=container")
+    wait_for_map(page, "m.summary().nodes.length >= 1086", timeout_ms=20_000)
+    wait_for_live(page, "container")
+    info = page.evaluate(
+        """() => { const cy = window.portolanMap.cy;
+                   return { frames: cy.nodes('.frame').length,
+                            compounds: cy.nodes(':parent').length,
+                            edges: cy.edges().length }; }"""
+    )
+    assert info == {"frames": 6, "compounds": 0, "edges": 6}
+    shot(page, "map-dense.png")
+    # Double-clicking a host frame focuses its containers.
+    page.evaluate("() => window.portolanMap.cy.getElementById('host:dense-2')"
+                  ".emit('dbltap')")
+    wait_for_map(page, "new URL(location.href).searchParams.get('focus') === "
+                       "'host:dense-2'")
+    zoom = page.evaluate("() => window.portolanMap.cy.zoom()")
+    assert zoom > 0.2, "focusing a host frame should zoom in on it"
