@@ -15,12 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -39,32 +35,12 @@ from collector.schema import (  # noqa: E402
     Keys,
     container_node_id,
 )
+from tests.conftest import RedisServer  # noqa: E402
 from webapp.maps.diff import graph_diff  # noqa: E402
 from webapp.topology.graph import build_graph  # noqa: E402
 from webapp.topology.store import read_state  # noqa: E402
 
 KEYS = Keys("bench")
-
-
-def start_redis() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", tempfile.mkdtemp()],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    return proc, url
 
 
 def make_world(hosts: int, containers: int, edges: int, seed: int = 1):
@@ -135,7 +111,9 @@ def main():
     import django
 
     django.setup()
-    proc, url = start_redis()
+    server = RedisServer()
+    server.start()
+    url = server.url
     try:
         client = redis.Redis.from_url(url)
         base_memory = client.info("memory")["used_memory"]
@@ -183,7 +161,7 @@ def main():
               f"{memory / args.containers / 1e3:.1f} kB per container "
               "(records, address index, flow counters, rates, history)")
     finally:
-        proc.terminate()
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from synthetic_world import make_world, write_world  # noqa: E402
+
+from tests.conftest import RedisServer, free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -95,12 +95,6 @@ def motion(page, kind: str, seconds: float) -> dict:
     return page.evaluate(COUNT_STOP_JS)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait(predicate, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -120,13 +114,9 @@ def healthy(url: str) -> bool:
 
 def start_stack(tmp: Path) -> tuple[list[subprocess.Popen], str, str]:
     """redis-server and Daphne on free loopback ports; returns (procs, redis, web)."""
-    redis_port = free_port()
-    redis_proc = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(redis_port),
-         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-        stdout=subprocess.DEVNULL,
-    )
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    redis_server = RedisServer()
+    redis_server.start()
+    redis_proc, redis_url = redis_server.proc, redis_server.url
     env = {
         **os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings",
         "REDIS_URL": redis_url, "DATABASE_PATH": str(tmp / "db.sqlite3"),

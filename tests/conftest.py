@@ -244,6 +244,17 @@ def containers(docker_client):
 # ---------------------------------------------------------------- kernel
 
 
+def cgroup_id_of(container) -> int:
+    """The v2 cgroup id (directory inode) of a running container's init process."""
+    from collector.cgroups import find_cgroup2_mount, parse_proc_cgroup
+
+    container.reload()
+    pid = container.attrs["State"]["Pid"]
+    path = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())[""]
+    root = find_cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+    return os.stat(root + path.rstrip("/")).st_ino
+
+
 def ebpf_unavailable_reason() -> str | None:
     """Why bcc tracepoint programs cannot load here, or None if they can."""
     from collector.ebpf.support import ebpf_unavailable_reason as reason

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from collector.cgroups import CgroupResolver, find_cgroup2_mount, parse_proc_cgroup
-from tests.conftest import require, wait_for
+from tests.conftest import cgroup_id_of, require, wait_for
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.docker]
 
@@ -154,15 +154,6 @@ def wait_log(container, text: str, timeout: float = 30.0) -> str:
     logs = wait_for(check, timeout=timeout, interval=0.1)
     assert logs, f"{container.name} never printed {text!r}: {container.logs()!r}"
     return logs
-
-
-def cgroup_id_of(container) -> int:
-    """The v2 cgroup id (directory inode) of a running container's init process."""
-    container.reload()
-    pid = container.attrs["State"]["Pid"]
-    path = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())[""]
-    root = find_cgroup2_mount(Path("/proc/self/mountinfo").read_text())
-    return os.stat(root + path.rstrip("/")).st_ino
 
 
 def _docker_time(text: str) -> float:

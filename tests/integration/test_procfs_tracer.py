@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
 
-from collector.cgroups import find_cgroup2_mount, parse_proc_cgroup
 from collector.procfs import ProcfsTracer
-from tests.conftest import wait_for
+from tests.conftest import cgroup_id_of, wait_for
 
 pytestmark = pytest.mark.docker
-
-
-def cgroup_id_of(container) -> int:
-    container.reload()
-    pid = container.attrs["State"]["Pid"]
-    path = parse_proc_cgroup(Path(f"/proc/{pid}/cgroup").read_text())[""]
-    root = find_cgroup2_mount(Path("/proc/self/mountinfo").read_text())
-    return os.stat(root + path.rstrip("/")).st_ino
 
 
 def total(flows, counter, **match) -> int:
