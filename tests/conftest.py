@@ -156,9 +156,22 @@ def ensure_dockerd():
         return client
     if os.geteuid() != 0 or not shutil.which("dockerd"):
         return None
-    log = open("/tmp/portolan-dockerd.log", "ab")  # noqa: SIM115
-    subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+    # Started through a shell that exits at once, so dockerd is nobody's child
+    # here: a test that stops it sees it gone, not left as our zombie.
+    subprocess.run(
+        ["sh", "-c", "setsid dockerd >>/tmp/portolan-dockerd.log 2>&1 </dev/null &"],
+        check=True,
+    )
     return wait_for(_docker_ping, timeout=60, interval=0.5)
+
+
+def process_running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie awaiting its reaper is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def build_test_image(client) -> str:

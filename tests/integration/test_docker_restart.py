@@ -14,7 +14,7 @@ import time
 import pytest
 
 from collector.docker_events import DockerWatcher
-from tests.conftest import ensure_dockerd, require, wait_for
+from tests.conftest import ensure_dockerd, process_running, require, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -45,7 +45,7 @@ def test_watcher_recovers_from_dockerd_restart(containers):
         assert watcher.syncs == 1
 
         os.kill(pid, signal.SIGTERM)
-        gone = wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=60)
+        gone = wait_for(lambda: not process_running(pid), timeout=60)
         assert gone, "dockerd did not exit on SIGTERM"
         assert wait_for(lambda: not watcher.connected, timeout=10)
         down_at = time.monotonic()
