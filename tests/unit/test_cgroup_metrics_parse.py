@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,7 @@ from collector.cgroup_metrics import (
 from collector.netns_metrics import InterfaceStats, parse_net_dev, read_net_dev, total
 from collector.services import (
     ServiceRecord,
+    _read_listeners,
     listening_sockets,
     parse_passwd,
     parse_status_uid,
@@ -536,6 +538,43 @@ def test_listening_sockets():
         1003: ("::", 8080, "tcp"),
         2001: ("0.0.0.0", 53, "udp"),
     }
+
+
+def test_read_listeners_stops_at_the_first_connection(tmp_path):
+    header, listen, established = TCP.splitlines()
+    # Listeners first, then a long established/TIME_WAIT table, as the kernel
+    # prints it; more than one read chunk of each.
+    text = "\n".join([header] + [listen] * 500 + [established] * 5000) + "\n"
+    path = tmp_path / "tcp"
+    path.write_text(text)
+    head = _read_listeners(str(path), chunk=4096)
+    assert head.splitlines() == [header] + [listen] * 500
+    only_listeners = tmp_path / "tcp-listen"
+    only_listeners.write_text("\n".join([header, listen]) + "\n")
+    assert _read_listeners(str(only_listeners)).splitlines() == [header, listen]
+    assert _read_listeners(str(tmp_path / "missing")) is None
+
+
+def test_kernel_prints_listeners_before_connections():
+    """The early stop above relies on this order in the real /proc/net/tcp."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    try:
+        table = Path("/proc/self/net/tcp").read_text().splitlines()[1:]
+        states = [ln.split()[3] for ln in table]
+        first_other = next(i for i, st in enumerate(states) if st != "0A")
+        assert all(st != "0A" for st in states[first_other:])
+        port = f"{listener.getsockname()[1]:04X}"
+        head = _read_listeners("/proc/self/net/tcp")
+        assert any(f":{port} " in ln.split(" 0A ")[0] for ln in head.splitlines()[1:])
+    finally:
+        for s in (client, accepted, listener):
+            s.close()
 
 
 def test_process_services_credits_each_port_once():
