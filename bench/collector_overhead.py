@@ -8,7 +8,12 @@ its ratio to "off", each tracer's CPU (% of one core) and RSS, and whether the
 collector's edge count equals the connections the client made. Then a run at
 a fixed 1,000 connections/s for the collector's CPU there.
 
-    .venv/bin/python bench/collector_overhead.py [--seconds 10] [--rounds 3]
+Throughput on a small VM drifts by +-10 % from one run to the next, more than
+the effect measured. So each round pairs a traced run with an untraced run
+beside it (alternating which goes first), the ratio is taken per round, and
+the median over many short rounds is reported with its quartiles.
+
+    .venv/bin/python bench/collector_overhead.py [--seconds 5] [--rounds 10]
 
 Needs root, eBPF, Docker (started if not running) and redis-server.
 """
@@ -112,13 +117,22 @@ class Tracer:
             self.proc = None
 
 
+def quartiles(values: list[float]) -> tuple[float, float]:
+    """First and third quartile (the median's spread over rounds)."""
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4)
+    return q[0], q[2]
+
+
 def run_load(docker_client, server_ip: str, seconds: float, rate: float,
-             concurrency: int):
+             concurrency: int, pin: bool = False):
     c = docker_client.containers.run(
         TEST_IMAGE,
         ["/usr/bin/python3", "/bench/conn_workload.py", "client", server_ip,
          str(PORT), str(seconds), str(rate), str(concurrency)],
         detach=True, labels={"portolan.test": "1"},
+        **({"cpuset_cpus": "0"} if pin else {}),
         volumes={**HOST_MOUNTS, str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}},
     )
     c.wait(timeout=seconds + 120)
@@ -140,10 +154,14 @@ def counted_connections(client, container_id: str, server_ip: str) -> int:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--peers", default="tcplife,tcpstates")
+    parser.add_argument("--peer-rounds", type=int, default=3,
+                        help="rounds that also measure the peers (the first N)")
+    parser.add_argument("--pin", action="store_true",
+                        help="client on CPU 0, server on CPU 1 (docker cpusets)")
     args = parser.parse_args()
 
     docker_client = ensure_dockerd()
@@ -157,58 +175,81 @@ def main():
         TEST_IMAGE, ["/usr/bin/python3", "/bench/conn_workload.py", "server",
                      str(PORT)],
         detach=True, labels={"portolan.test": "1"},
+        **({"cpuset_cpus": "1"} if args.pin else {}),
         volumes={**HOST_MOUNTS, str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}},
     )
-    configs = ["off", "portolan"] + [p for p in args.peers.split(",") if p]
-    results = {c: {"rate": [], "cpu": [], "rss": [], "lost": []} for c in configs}
+    peers = [p for p in args.peers.split(",") if p]
+    results = {c: {"rate": [], "ratio": [], "cpu": [], "rss": [], "lost": []}
+               for c in ["off", "portolan", *peers]}
     clients = []
+
+    def measure(name: str, rnd: int) -> float:
+        """One load run under one configuration; returns connections/s."""
+        tracer = Tracer(name, server.url)
+        tracer.start()
+        try:
+            c, load = run_load(docker_client, server_ip, args.seconds, 0,
+                               args.concurrency, pin=args.pin)
+            clients.append(c)
+            cpu, rss = tracer.sample()
+            if name == "portolan":
+                time.sleep(2.5)  # two intervals for the last counts
+        finally:
+            tracer.stop()
+        rate = load["connections"] / load["seconds"]
+        res = results[name]
+        res["rate"].append(rate)
+        res["cpu"].append(cpu)
+        res["rss"].append(rss)
+        counted = None
+        if name == "portolan":
+            counted = counted_connections(rclient, c.id, server_ip)
+            res["lost"].append(load["connections"] - counted)
+        print(f"round {rnd + 1:>2} {name:<10} {rate:8.0f} conn/s  "
+              f"tracer CPU {cpu:5.1f}%  RSS {rss:6.1f} MB"
+              + (f"  made {load['connections']} counted {counted}"
+                 if counted is not None else ""), flush=True)
+        return rate
+
     try:
         srv.reload()
         server_ip = next(iter(srv.attrs["NetworkSettings"]["Networks"].values()))[
             "IPAddress"]
         time.sleep(1)
+        # Each round pairs a traced run with an untraced one right beside it,
+        # and alternates which goes first: the machine's drift over minutes
+        # (and any first/second position effect) cancels in the round's ratio.
         for rnd in range(args.rounds):
-            for name in configs:
-                tracer = Tracer(name, server.url)
-                tracer.start()
-                try:
-                    c, load = run_load(docker_client, server_ip, args.seconds, 0,
-                                       args.concurrency)
-                    clients.append(c)
-                    cpu, rss = tracer.sample()
-                    if name == "portolan":
-                        time.sleep(2.5)  # two intervals for the last counts
-                finally:
-                    tracer.stop()
-                rate = load["connections"] / load["seconds"]
-                res = results[name]
-                res["rate"].append(rate)
-                res["cpu"].append(cpu)
-                res["rss"].append(rss)
-                if name == "portolan":
-                    counted = counted_connections(rclient, c.id, server_ip)
-                    res["lost"].append(load["connections"] - counted)
-                print(f"round {rnd + 1} {name:<10} {rate:8.0f} conn/s  "
-                      f"tracer CPU {cpu:5.1f}%  RSS {rss:6.1f} MB"
-                      + (f"  made {load['connections']} counted {counted}"
-                         if name == "portolan" else ""), flush=True)
+            traced = ["portolan"] + [p for p in peers if rnd < args.peer_rounds]
+            for name in traced:
+                order = ["off", name] if rnd % 2 == 0 else [name, "off"]
+                rates = {n: measure(n, rnd) for n in order}
+                results[name]["ratio"].append(rates[name] / rates["off"])
 
-        base = statistics.median(results["off"]["rate"])
-        print("\nmedian over rounds, top rate (connections as fast as they go):")
-        print(f"{'config':<10} {'conn/s':>8} {'ratio':>6} {'CPU%':>6} {'RSS MB':>7}")
-        for name in configs:
-            r = results[name]
-            print(f"{name:<10} {statistics.median(r['rate']):8.0f} "
-                  f"{statistics.median(r['rate']) / base:6.3f} "
+        print("\ntop rate (connections as fast as they go); ratio = median over "
+              "rounds of traced / untraced in the same round:")
+        print(f"{'config':<10} {'rounds':>6} {'conn/s':>8} {'ratio':>6} "
+              f"{'ratio IQR':>13} {'CPU%':>6} {'RSS MB':>7}")
+        for name, r in results.items():
+            if not r["rate"]:
+                continue
+            ratio, spread = "1.000", ""
+            if r["ratio"]:
+                ratio = f"{statistics.median(r['ratio']):.3f}"
+                q = quartiles(r["ratio"])
+                spread = f"{q[0]:.3f}-{q[1]:.3f}"
+            print(f"{name:<10} {len(r['rate']):>6} "
+                  f"{statistics.median(r['rate']):8.0f} {ratio:>6} {spread:>13} "
                   f"{statistics.median(r['cpu']):6.1f} "
                   f"{statistics.median(r['rss']):7.1f}")
         lost = results["portolan"]["lost"]
-        print(f"portolan lost counts per round: {lost} (goal: all 0)")
+        print(f"portolan lost counts per run: {lost} (goal: all 0)")
 
         tracer = Tracer("portolan", server.url)
         tracer.start()
         try:
-            c, load = run_load(docker_client, server_ip, args.seconds, 1000, 1)
+            c, load = run_load(docker_client, server_ip, args.seconds, 1000, 1,
+                               pin=args.pin)
             clients.append(c)
             cpu, rss = tracer.sample()
             time.sleep(2.5)

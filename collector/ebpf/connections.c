@@ -10,25 +10,21 @@
  *   add to counters in BPF hash maps, which userspace reads once an interval.
  *
  * Kernel facility
- *   Tracepoints only (no kprobes, no fentry): sock:inet_sock_set_state (4.16+),
- *   tcp:tcp_retransmit_skb, tcp:tcp_receive_reset / tcp_send_reset (4.15+),
- *   sock:sock_send_length / sock_recv_length (6.3+), and the syscalls:
- *   tracepoints. Only tracepoint arguments, syscall arguments and return
- *   values and user memory (bpf_probe_read_user) are read, never a kernel
+ *   Tracepoints only (no kprobes, no fentry, and no syscalls: tracepoints):
+ *   sock:inet_sock_set_state (4.16+), tcp:tcp_retransmit_skb,
+ *   tcp:tcp_receive_reset / tcp_send_reset (4.15+), sock:sock_send_length /
+ *   sock_recv_length (6.3+), fib:fib_table_lookup and fib6:fib6_table_lookup,
+ *   cgroup:cgroup_mkdir. Only tracepoint arguments are read, never a kernel
  *   struct field, so the program is correct whatever headers bcc compiles it
  *   with. Socket addresses (skaddr, sk) are used as opaque map keys only.
  *   bpf_get_current_cgroup_id() (4.18+) gives the cgroup v2 id.
  *
+ *   Why no syscall tracepoints: enabling any one of them puts every syscall
+ *   of every process on the kernel's tracing slow path, and socket syscalls
+ *   run for every connection. Everything they gave (UDP peer addresses,
+ *   connects failing before a SYN) comes from the route lookup instead.
+ *
  * Why each hook
- *   sys_enter_connect   the destination sockaddr, read from user memory, for
- *                       errors that happen before any TCP state change
- *                       (ENETUNREACH, EACCES, ...).
- *   sys_exit_connect    counts those synchronous failures, and only those: a
- *                       connect that reached SYN_SENT is counted by the state
- *                       machine, and a repeated connect() on a socket that
- *                       already reached SYN_SENT (non-blocking polling) is
- *                       ignored, so nothing is counted twice.
- *   sys_enter_close     forgets the (tgid, fd) -> "reached SYN_SENT" mark.
  *   inet_sock_set_state CLOSE->SYN_SENT runs inside connect() in the caller's
  *                       context: remember skaddr -> flow key (cgroup, tgid,
  *                       comm, peer, start time). SYN_SENT->ESTABLISHED is a
@@ -38,24 +34,34 @@
  *                       process: keyed by local addr:port and peer, cgroup
  *                       0). CLOSE->LISTEN (listen(), process context) adds a
  *                       listening socket; any ->CLOSE forgets the socket.
+ *                       A connect that fails after SYN_SENT but before any
+ *                       packet (no free local port) also ends SYN_SENT->CLOSE.
+ *   fib_table_lookup /  the output route lookup, in the sending process:
+ *   fib6_table_lookup   for UDP, the peer address and both ports of the
+ *                       datagram being sent (joined to sock_send_length on
+ *                       the same thread); for TCP, a lookup in the main
+ *                       table that fails is a connect that fails before any
+ *                       SYN (no route: unreachable).
  *   tcp_receive_reset   marks refused connects; counts resets.
  *   tcp_send_reset      counts resets we send on a tracked socket.
  *   tcp_retransmit_skb  counts retransmits (SYN retransmits included).
  *   sock_send_length /  bytes on tracked TCP sockets (process context, sk is
- *   sock_recv_length    the opaque key); for UDP, joined to the peer address
- *                       that the enclosing sendto/sendmsg/recvfrom/recvmsg
- *                       syscall carries.
- *   sys_enter/exit_sendto, sendmsg, recvfrom, recvmsg
- *                       the UDP peer address (user memory) for the above.
- *                       A datagram received from a peer we never sent to
- *                       makes that peer a client: its datagrams both ways go
- *                       on an "in" key with our local port.
- *   sys_enter/exit_bind the local port of a socket (per tgid and fd), for
- *                       the local port of "in" UDP flows.
+ *   sock_recv_length    the opaque key); UDP datagrams and bytes, on the
+ *                       peer the route lookup named (sends) or the socket's
+ *                       last peer (receives, see UDP below).
  *   cgroup_mkdir        v2 cgroup id -> path as cgroups are created, so that
  *                       a container that lived less than one scan interval
  *                       is still attributed (one event per cgroup, not per
  *                       connection).
+ *
+ * UDP
+ *   Per (socket, process), the first thing a socket does decides its side: a
+ *   socket that sends first is a client, and its datagrams both ways go on
+ *   an "out" key to the peer it last sent to; a socket that receives first
+ *   serves, its replies go on an "in" key with its own port, and what it
+ *   received is credited to the peer it next replies to (DNS-style request
+ *   and answer are exact). A send whose local port differs from the one
+ *   remembered is a new socket at a reused address: it starts over.
  *
  * Exact, race-free deltas
  *   Counters live in two hash maps (flows_a, flows_b); control[0] selects the
@@ -66,22 +72,23 @@
  *   being read. Failed map inserts are counted in lost[0], never silent.
  *
  * Overhead
- *   A few map operations per connection state change and per socket
- *   send/recv; syscall hooks on close/sendto/sendmsg/recvfrom/recvmsg return
- *   after one map operation for non-INET traffic.
+ *   A few map operations per TCP state change and per socket send/recv, and
+ *   per UDP route lookup; no syscall hook, so no syscall slow path.
  *
  * Caveats
  *   Sockets that existed before the tracer started are not tracked (no bytes,
  *   resets or retransmits for them). Server-side flows carry cgroup 0 (the
  *   handshake completes in softirq); userspace attributes them by local IP.
  *   A connect whose SYN_SENT ends in CLOSE without an RST (timeout, ICMP
- *   unreachable, or the application giving up) counts as a timeout. A UDP
- *   connect() that fails synchronously (ENETUNREACH) counts as a TCP failure:
- *   the socket type is not known without kernel structs. UDP on connected
- *   sockets without an address (send/write), and sendmmsg / recvmmsg, are not
- *   counted; a UDP socket bound before the tracer started gives "in" flows
- *   local port 0. The drain in read() relies on every program leaving
- *   inflight[] as it found it, which each handler does on every path.
+ *   unreachable, no free local port, or the application giving up) counts as
+ *   a timeout. Connects failing for want of a route are counted from the
+ *   main table's lookup: with policy routing, a miss in the main table that
+ *   another table then routes is counted too, and an unreachable route in
+ *   another table is not. UDP: a server that never replies has its received
+ *   datagrams counted nowhere; a socket connected before the tracer started
+ *   sends datagrams whose peer is unknown (counted in lost[3]). The drain in
+ *   read() relies on every program leaving inflight[] as it found it, which
+ *   each handler does on every path.
  *
  * Placeholders filled by collector/ebpf/tracer.py: FLOW_MAP_SIZE,
  * SOCK_MAP_SIZE, LISTEN_MAP_SIZE, CGROUP_PATH_LEN. Optional hooks are compiled in by the
@@ -96,7 +103,6 @@
 #define PROTO_UDP 17
 #define DIR_OUT 0
 #define DIR_IN 1
-#define DIR_PEER 2 /* udp_clients keys only */
 
 #define ST_ESTABLISHED 1
 #define ST_SYN_SENT 2
@@ -158,70 +164,50 @@ struct listen_t {
     char comm[16];
 };
 
-/* connect() in flight, per thread. */
-struct connect_arg_t {
-    u64 fd;
-    u16 port;
+/* A UDP route lookup on this thread: the datagram being sent. Ports in host
+ * order; addresses v4 in the first 4 bytes. */
+struct udp_route_t {
+    u16 sport;
+    u16 dport;
     u8 family;
-    u8 syn_sent;
-    u8 pad[4];
-    u8 addr[16];
+    u8 pad[3];
+    u8 src[16];
+    u8 dst[16];
 };
 
-/* UDP send/recv syscall in flight, per thread. */
-struct dgram_arg_t {
-    u64 uaddr;      /* user pointer to the sockaddr (recv: filled at exit) */
-    u64 fd;
-    u32 bytes;      /* from sock_*_length */
-    u32 seen;       /* a UDP sock_*_length fired inside this syscall */
-    u16 port;
-    u8 family;
-    u8 pad[5];
-    u8 addr[16];
+/* Per UDP socket and process. */
+struct udp_sock_key_t {
+    u64 sk;
+    u32 tgid;
+    u32 pad;
+};
+
+struct udp_sock_t {
+    struct flow_key_t key;  /* the last peer's key, when has_key */
+    u64 rx_datagrams;       /* server: received, not yet tied to a peer */
+    u64 rx_bytes;
+    u16 sport;              /* local port, from the route lookup */
+    u8 role;                /* UDP_CLIENT or UDP_SERVER */
+    u8 has_key;
+    u32 pad;
 };
 
 struct cgroup_path_t {
     char path[CGROUP_PATH_LEN];
 };
 
-struct sockaddr_in_t {
-    u16 family;
-    u16 port;
-    u8 addr[4];
-    u8 zero[8];
-};
-
-struct sockaddr_in6_t {
-    u16 family;
-    u16 port;
-    u32 flowinfo;
-    u8 addr[16];
-    u32 scope_id;
-};
-
-struct user_msghdr_t {
-    u64 msg_name;
-    u32 msg_namelen;
-};
-
 BPF_HASH(flows_a, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_HASH(flows_b, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_ARRAY(control, u32, 1);            /* [0]: active flow map, 0=a 1=b */
 BPF_PERCPU_ARRAY(inflight, s64, 2);    /* programs writing to map [i] */
-BPF_ARRAY(lost, u64, 4);               /* [0] flows [1] socks [2] listens [3] args */
+BPF_ARRAY(lost, u64, 4);  /* [0] flows [1] socks [2] listens [3] UDP peer unknown */
 BPF_ARRAY(zero_val, struct flow_val_t, 1);
 BPF_HASH(socks, u64, struct sock_info_t, SOCK_MAP_SIZE);
 BPF_HASH(listens, u64, struct listen_t, LISTEN_MAP_SIZE);
-BPF_HASH(connect_args, u64, struct connect_arg_t, 10240);
-BPF_HASH(dgram_args, u64, struct dgram_arg_t, 10240);
-/* (tgid << 32 | fd) of sockets whose connect reached SYN_SENT; LRU because a
- * missed close only costs a stale mark. */
-BPF_TABLE("lru_hash", u64, u8, connected_fds, SOCK_MAP_SIZE);
-/* UDP: peers that sent to us first (keys with direction DIR_PEER and the
- * peer's port), and bound local ports per (tgid << 32 | fd). */
-BPF_TABLE("lru_hash", struct flow_key_t, u8, udp_clients, SOCK_MAP_SIZE);
-BPF_TABLE("lru_hash", u64, u16, bound_ports, SOCK_MAP_SIZE);
-BPF_HASH(bind_args, u64, struct connect_arg_t, 10240);
+/* UDP route lookups not yet joined to their send, per thread. */
+BPF_HASH(udp_routes, u64, struct udp_route_t, 10240);
+/* UDP sockets; LRU: nothing tells us when a UDP socket is closed. */
+BPF_TABLE("lru_hash", struct udp_sock_key_t, struct udp_sock_t, udp_socks, SOCK_MAP_SIZE);
 /* v2 cgroup id -> path of cgroups created since userspace last drained it. */
 BPF_TABLE("lru_hash", u64, struct cgroup_path_t, cgroup_paths, 4096);
 
@@ -278,12 +264,6 @@ static __always_inline struct flow_val_t *flow_get(u32 buf, struct flow_key_t *k
     return v;
 }
 
-/* Existing entry only, in either buffer (used to match UDP replies). */
-static __always_inline int flow_exists(struct flow_key_t *k)
-{
-    return flows_a.lookup(k) != 0 || flows_b.lookup(k) != 0;
-}
-
 static __always_inline void set_owner(struct flow_val_t *v, u32 tgid)
 {
     v->last_tgid = tgid;
@@ -302,35 +282,6 @@ static __always_inline void copy4(u8 *dst, const u8 *src)
 #pragma unroll
     for (int i = 0; i < 4; i++)
         dst[i] = src[i];
-}
-
-/* Read a user sockaddr; returns 1 and fills family/port/addr for INET(6). */
-static __always_inline int read_sockaddr(u64 uaddr, u8 *family, u16 *port, u8 *addr)
-{
-    u16 fam = 0;
-    if (!uaddr)
-        return 0;
-    if (bpf_probe_read_user(&fam, sizeof(fam), (void *)uaddr))
-        return 0;
-    if (fam == AF_INET_) {
-        struct sockaddr_in_t sa = {};
-        if (bpf_probe_read_user(&sa, sizeof(sa), (void *)uaddr))
-            return 0;
-        *family = 4;
-        *port = ntohs(sa.port);
-        copy4(addr, sa.addr);
-        return 1;
-    }
-    if (fam == AF_INET6_) {
-        struct sockaddr_in6_t sa6 = {};
-        if (bpf_probe_read_user(&sa6, sizeof(sa6), (void *)uaddr))
-            return 0;
-        *family = 6;
-        *port = ntohs(sa6.port);
-        copy16(addr, sa6.addr);
-        return 1;
-    }
-    return 0;
 }
 
 static __always_inline u32 fail_index(long err)
@@ -358,62 +309,96 @@ static __always_inline void count_failure(struct flow_val_t *v, u32 idx)
         __sync_fetch_and_add(&v->failed_other, 1);
 }
 
-/* ------------------------------------------------------------- connect() */
+/* ------------------------------------------------------------ routes */
 
-TRACEPOINT_PROBE(syscalls, sys_enter_connect)
-{
-    struct connect_arg_t a = {};
-    if (!read_sockaddr((u64)args->uservaddr, &a.family, &a.port, a.addr))
-        return 0;
-    a.fd = args->fd;
-    u64 id = bpf_get_current_pid_tgid();
-    if (connect_args.update(&id, &a))
-        count_lost(3);
-    return 0;
-}
+#define RT_TABLE_MAIN_ 254
+#define UDP_CLIENT 1
+#define UDP_SERVER 2
 
-TRACEPOINT_PROBE(syscalls, sys_exit_connect)
+/* A TCP connect with no route: it fails before any state change. */
+static __always_inline void route_failure(u8 family, const u8 *dst, u16 dport, int err)
 {
+    struct flow_key_t k = {};
     u64 id = bpf_get_current_pid_tgid();
-    struct connect_arg_t *a = connect_args.lookup(&id);
-    if (!a)
-        return 0;
-    long ret = args->ret;
-    u64 fdkey = (id & 0xffffffff00000000ULL) | (u32)a->fd;
-    if (a->syn_sent) {
-        u8 one = 1;
-        connected_fds.update(&fdkey, &one);
-    } else if (ret < 0 && ret != -115 && ret != -114 && ret != -106 && ret != -4 &&
-               !connected_fds.lookup(&fdkey)) {
-        /* Failed before any TCP state change (not EINPROGRESS, EALREADY,
-         * EISCONN, EINTR), on a socket that never reached SYN_SENT. */
-        struct flow_key_t k = {};
-        k.cgroup_id = bpf_get_current_cgroup_id();
-        k.tgid = id >> 32;
-        k.direction = DIR_OUT;
-        k.proto = PROTO_TCP;
-        k.family = a->family;
-        k.port = a->port;
-        copy16(k.addr, a->addr);
-        u32 buf = buf_enter();
-        struct flow_val_t *v = flow_get(buf, &k);
-        if (v) {
-            count_failure(v, fail_index(ret));
-            set_owner(v, k.tgid);
-        }
-        buf_exit(buf);
+    k.cgroup_id = bpf_get_current_cgroup_id();
+    k.tgid = id >> 32;
+    k.direction = DIR_OUT;
+    k.proto = PROTO_TCP;
+    k.family = family;
+    k.port = dport;
+    if (family == 4)
+        copy4(k.addr, dst);
+    else
+        copy16(k.addr, dst);
+    u32 buf = buf_enter();
+    struct flow_val_t *v = flow_get(buf, &k);
+    if (v) {
+        /* EAGAIN: no route in the table (connect() says ENETUNREACH). */
+        count_failure(v, (err == -11 || err == -101 || err == -113) ? 2 : 3);
+        set_owner(v, k.tgid);
     }
-    connect_args.delete(&id);
-    return 0;
+    buf_exit(buf);
 }
 
-TRACEPOINT_PROBE(syscalls, sys_enter_close)
+static __always_inline int same16(const u8 *a, const u8 *b)
 {
-    u64 fdkey = (bpf_get_current_pid_tgid() & 0xffffffff00000000ULL) | (u32)args->fd;
-    connected_fds.delete(&fdkey);
-    bound_ports.delete(&fdkey);
+    u8 diff = 0;
+#pragma unroll
+    for (int i = 0; i < 16; i++)
+        diff |= a[i] ^ b[i];
+    return diff == 0;
+}
+
+static __always_inline void udp_route(u8 family, const u8 *src, const u8 *dst,
+                                      u16 sport, u16 dport)
+{
+    struct udp_route_t r = {};
+    r.family = family;
+    r.sport = sport;
+    r.dport = dport;
+    if (family == 4) {
+        copy4(r.src, src);
+        copy4(r.dst, dst);
+    } else {
+        copy16(r.src, src);
+        copy16(r.dst, dst);
+    }
+    u64 id = bpf_get_current_pid_tgid();
+    struct udp_route_t *e = udp_routes.lookup(&id);
+    if (e && e->sport == dport && e->dport == sport && e->family == family &&
+        same16(e->dst, r.src))
+        return; /* the mirror of our own datagram: the peer's ICMP error being
+                 * routed back, in softirq on our stack before our send ends */
+    udp_routes.update(&id, &r);
+}
+
+#ifdef HAVE_FIB4
+TRACEPOINT_PROBE(fib, fib_table_lookup)
+{
+    if (args->proto == PROTO_UDP) {
+        if (args->err == 0 && args->dport)
+            udp_route(4, args->src, args->dst, args->sport, args->dport);
+        return 0;
+    }
+    if (args->proto == PROTO_TCP && args->err != 0 && args->tb_id == RT_TABLE_MAIN_)
+        route_failure(4, args->dst, args->dport, args->err);
     return 0;
 }
+#endif
+
+#ifdef HAVE_FIB6
+TRACEPOINT_PROBE(fib6, fib6_table_lookup)
+{
+    if (args->proto == PROTO_UDP) {
+        if (args->err == 0 && args->dport)
+            udp_route(6, args->src, args->dst, args->sport, args->dport);
+        return 0;
+    }
+    if (args->proto == PROTO_TCP && args->err != 0 && args->tb_id == RT_TABLE_MAIN_)
+        route_failure(6, args->dst, args->dport, args->err);
+    return 0;
+}
+#endif
 
 /* --------------------------------------------------------- state machine */
 
@@ -468,9 +453,6 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         bpf_get_current_comm(&si.comm, sizeof(si.comm));
         if (socks.update(&sk, &si))
             count_lost(1);
-        struct connect_arg_t *a = connect_args.lookup(&id);
-        if (a)
-            a->syn_sent = 1;
         return 0;
     }
 
@@ -634,16 +616,6 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 /* ------------------------------------------------------------------ bytes */
 
 #ifdef HAVE_SOCK_LENGTH
-static __always_inline void udp_length(int ret)
-{
-    u64 id = bpf_get_current_pid_tgid();
-    struct dgram_arg_t *d = dgram_args.lookup(&id);
-    if (!d)
-        return;
-    d->seen = 1;
-    d->bytes = ret > 0 ? ret : 0;
-}
-
 static __always_inline void tcp_length(u64 sk, int ret, int sent)
 {
     struct sock_info_t *si = socks.lookup(&sk);
@@ -660,195 +632,124 @@ static __always_inline void tcp_length(u64 sk, int ret, int sent)
     buf_exit(buf);
 }
 
+#if defined(HAVE_FIB4) || defined(HAVE_FIB6)
+#define COUNT_UDP 1
+/* A datagram sent: on the peer this thread's route lookup named, else on the
+ * socket's last peer (a connected socket sends without a lookup). */
+static __always_inline void udp_sent(u64 sk, int ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct udp_sock_key_t sid = {.sk = sk, .tgid = id >> 32};
+    struct udp_sock_t st = {};
+    struct udp_sock_t *known = udp_socks.lookup(&sid);
+    if (known)
+        st = *known;
+    struct udp_route_t *rp = udp_routes.lookup(&id);
+    struct udp_route_t r = {};
+    if (rp) {
+        r = *rp;
+        udp_routes.delete(&id);
+    }
+    if (!known || (rp && st.sport && r.sport != st.sport)) {
+        /* A new socket (or a new one at a reused address): it sent first. */
+        __builtin_memset(&st, 0, sizeof(st));
+        st.role = UDP_CLIENT;
+    }
+    if (rp) {
+        struct flow_key_t k = {};
+        k.cgroup_id = bpf_get_current_cgroup_id();
+        k.tgid = id >> 32;
+        k.proto = PROTO_UDP;
+        k.family = r.family;
+        if (st.role == UDP_SERVER) {
+            k.direction = DIR_IN;   /* a reply: keyed by our own port */
+            k.port = r.sport;
+        } else {
+            k.direction = DIR_OUT;
+            k.port = r.dport;
+        }
+        copy16(k.addr, r.dst);
+        copy16(k.laddr, r.src);
+        st.key = k;
+        st.has_key = 1;
+        st.sport = r.sport;
+    } else if (!st.has_key) {
+        count_lost(3);
+        return;
+    }
+    u64 rx = st.rx_datagrams, rx_bytes = st.rx_bytes;
+    st.rx_datagrams = 0;
+    st.rx_bytes = 0;
+    udp_socks.update(&sid, &st);
+    u32 buf = buf_enter();
+    struct flow_val_t *v = flow_get(buf, &st.key);
+    if (v) {
+        __sync_fetch_and_add(&v->datagrams_sent, 1);
+        __sync_fetch_and_add(&v->bytes_sent, ret);
+        if (rx) {
+            __sync_fetch_and_add(&v->datagrams_received, rx);
+            __sync_fetch_and_add(&v->bytes_received, rx_bytes);
+        }
+        set_owner(v, st.key.tgid);
+    }
+    buf_exit(buf);
+}
+
+/* A datagram received: a client's reply goes on its peer's key at once; a
+ * server holds it until it answers (see UDP in the header). */
+static __always_inline void udp_received(u64 sk, int ret)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    struct udp_sock_key_t sid = {.sk = sk, .tgid = id >> 32};
+    struct udp_sock_t *s = udp_socks.lookup(&sid);
+    if (!s) {
+        struct udp_sock_t st = {};
+        st.role = UDP_SERVER;
+        st.rx_datagrams = 1;
+        st.rx_bytes = ret;
+        udp_socks.update(&sid, &st);
+        return;
+    }
+    if (s->role == UDP_SERVER || !s->has_key) {
+        __sync_fetch_and_add(&s->rx_datagrams, 1);
+        __sync_fetch_and_add(&s->rx_bytes, ret);
+        return;
+    }
+    u32 buf = buf_enter();
+    struct flow_val_t *v = flow_get(buf, &s->key);
+    if (v) {
+        __sync_fetch_and_add(&v->datagrams_received, 1);
+        __sync_fetch_and_add(&v->bytes_received, ret);
+    }
+    buf_exit(buf);
+}
+#endif
+
 TRACEPOINT_PROBE(sock, sock_send_length)
 {
     int ret = args->ret;
-    if (args->protocol == PROTO_UDP) {
-        udp_length(ret);
+    if (ret <= 0)
         return 0;
-    }
-    if (ret <= 0 || args->protocol != PROTO_TCP)
-        return 0;
-    tcp_length((u64)args->sk, ret, 1);
+    if (args->protocol == PROTO_TCP)
+        tcp_length((u64)args->sk, ret, 1);
+#ifdef COUNT_UDP
+    else if (args->protocol == PROTO_UDP)
+        udp_sent((u64)args->sk, ret);
+#endif
     return 0;
 }
 
 TRACEPOINT_PROBE(sock, sock_recv_length)
 {
     int ret = args->ret;
-    if (args->protocol == PROTO_UDP) {
-        udp_length(ret);
+    if (ret <= 0)
         return 0;
-    }
-    if (ret <= 0 || args->protocol != PROTO_TCP)
-        return 0;
-    tcp_length((u64)args->sk, ret, 0);
-    return 0;
-}
-
-/* ------------------------------------------------------------------- UDP */
-
-static __always_inline void dgram_enter_send(u64 uaddr, u64 fd)
-{
-    struct dgram_arg_t d = {};
-    if (!read_sockaddr(uaddr, &d.family, &d.port, d.addr))
-        return;
-    d.fd = fd;
-    u64 id = bpf_get_current_pid_tgid();
-    if (dgram_args.update(&id, &d))
-        count_lost(3);
-}
-
-static __always_inline void dgram_enter_recv(u64 uaddr, u64 fd)
-{
-    if (!uaddr)
-        return;
-    struct dgram_arg_t d = {};
-    d.uaddr = uaddr;
-    d.fd = fd;
-    u64 id = bpf_get_current_pid_tgid();
-    if (dgram_args.update(&id, &d))
-        count_lost(3);
-}
-
-static __always_inline void dgram_exit(long ret, int sent)
-{
-    u64 id = bpf_get_current_pid_tgid();
-    struct dgram_arg_t *d = dgram_args.lookup(&id);
-    if (!d)
-        return;
-    if (ret < 0 || !d->seen) {
-        dgram_args.delete(&id);
-        return;
-    }
-    struct flow_key_t k = {};
-    k.cgroup_id = bpf_get_current_cgroup_id();
-    k.tgid = id >> 32;
-    k.proto = PROTO_UDP;
-    k.direction = DIR_OUT;
-    u32 bytes = d->bytes;
-    u64 fdkey = (id & 0xffffffff00000000ULL) | (u32)d->fd;
-    if (sent) {
-        k.family = d->family;
-        k.port = d->port;
-        copy16(k.addr, d->addr);
-    } else if (!read_sockaddr(d->uaddr, &k.family, &k.port, k.addr)) {
-        dgram_args.delete(&id);
-        return;
-    }
-    dgram_args.delete(&id);
-
-    /* Which way? A peer that first sent to us (a datagram received that is
-     * not a reply to one we sent) is a client of ours: its traffic goes on an
-     * "in" key with our bound port; everything else is "out" to the peer. */
-    struct flow_key_t peer = k;
-    peer.direction = DIR_PEER;
-    u16 *bound = bound_ports.lookup(&fdkey);
-    if (sent) {
-        if (udp_clients.lookup(&peer)) {
-            k.direction = DIR_IN;
-            k.port = bound ? *bound : 0;
-        }
-    } else if (!flow_exists(&k)) {
-        u8 one = 1;
-        udp_clients.update(&peer, &one);
-        k.direction = DIR_IN;
-        k.port = bound ? *bound : 0;
-    }
-    u32 buf = buf_enter();
-    struct flow_val_t *v = flow_get(buf, &k);
-    if (v) {
-        if (sent) {
-            __sync_fetch_and_add(&v->datagrams_sent, 1);
-            __sync_fetch_and_add(&v->bytes_sent, bytes);
-        } else {
-            __sync_fetch_and_add(&v->datagrams_received, 1);
-            __sync_fetch_and_add(&v->bytes_received, bytes);
-        }
-        set_owner(v, k.tgid);
-    }
-    buf_exit(buf);
-}
-
-/* bind(): remember the local port of UDP (and other) sockets per fd, for the
- * local port of "in" UDP flows. */
-TRACEPOINT_PROBE(syscalls, sys_enter_bind)
-{
-    struct connect_arg_t a = {};
-    if (!read_sockaddr((u64)args->umyaddr, &a.family, &a.port, a.addr))
-        return 0;
-    a.fd = args->fd;
-    u64 id = bpf_get_current_pid_tgid();
-    bind_args.update(&id, &a);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_bind)
-{
-    u64 id = bpf_get_current_pid_tgid();
-    struct connect_arg_t *a = bind_args.lookup(&id);
-    if (!a)
-        return 0;
-    if (args->ret == 0 && a->port) {
-        u64 fdkey = (id & 0xffffffff00000000ULL) | (u32)a->fd;
-        u16 port = a->port;
-        bound_ports.update(&fdkey, &port);
-    }
-    bind_args.delete(&id);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_sendto)
-{
-    dgram_enter_send((u64)args->addr, args->fd);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_sendto)
-{
-    dgram_exit(args->ret, 1);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_sendmsg)
-{
-    struct user_msghdr_t m = {};
-    if (bpf_probe_read_user(&m, sizeof(m), (void *)args->msg))
-        return 0;
-    dgram_enter_send(m.msg_name, args->fd);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_sendmsg)
-{
-    dgram_exit(args->ret, 1);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_recvfrom)
-{
-    dgram_enter_recv((u64)args->addr, args->fd);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_recvfrom)
-{
-    dgram_exit(args->ret, 0);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_enter_recvmsg)
-{
-    struct user_msghdr_t m = {};
-    if (bpf_probe_read_user(&m, sizeof(m), (void *)args->msg))
-        return 0;
-    dgram_enter_recv(m.msg_name, args->fd);
-    return 0;
-}
-
-TRACEPOINT_PROBE(syscalls, sys_exit_recvmsg)
-{
-    dgram_exit(args->ret, 0);
+    if (args->protocol == PROTO_TCP)
+        tcp_length((u64)args->sk, ret, 0);
+#ifdef COUNT_UDP
+    else if (args->protocol == PROTO_UDP)
+        udp_received((u64)args->sk, ret);
+#endif
     return 0;
 }
 #endif /* HAVE_SOCK_LENGTH */

@@ -25,9 +25,6 @@ __all__ = [
 # Without these there is no connection tracing at all.
 REQUIRED_HOOKS = {
     "sock:inet_sock_set_state": "TCP connects, accepts and listening sockets",
-    "syscalls:sys_enter_connect": "destination of connects that fail early",
-    "syscalls:sys_exit_connect": "connects that fail before a SYN is sent",
-    "syscalls:sys_enter_close": "forgetting closed sockets",
 }
 
 # hook -> what is lost without it (the tracer reports this in missing_hooks).
@@ -42,16 +39,12 @@ OPTIONAL_HOOKS = {
     "tcp:tcp_retransmit_skb": "retransmits are not counted",
     "sock:sock_send_length": "bytes sent and UDP datagrams are not counted",
     "sock:sock_recv_length": "bytes received and UDP datagrams are not counted",
-    "syscalls:sys_enter_sendto": "UDP sendto is not counted",
-    "syscalls:sys_exit_sendto": "UDP sendto is not counted",
-    "syscalls:sys_enter_sendmsg": "UDP sendmsg is not counted",
-    "syscalls:sys_exit_sendmsg": "UDP sendmsg is not counted",
-    "syscalls:sys_enter_recvfrom": "UDP recvfrom is not counted",
-    "syscalls:sys_exit_recvfrom": "UDP recvfrom is not counted",
-    "syscalls:sys_enter_recvmsg": "UDP recvmsg is not counted",
-    "syscalls:sys_exit_recvmsg": "UDP recvmsg is not counted",
-    "syscalls:sys_enter_bind": "UDP flows in carry local port 0",
-    "syscalls:sys_exit_bind": "UDP flows in carry local port 0",
+    "fib:fib_table_lookup": (
+        "IPv4 UDP is not counted; IPv4 connects with no route are not counted"
+    ),
+    "fib6:fib6_table_lookup": (
+        "IPv6 UDP is not counted; IPv6 connects with no route are not counted"
+    ),
 }
 
 _TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")

@@ -1,23 +1,20 @@
 """Load connections.c and read its in-kernel counters as deltas.
 
-Hooks (tracepoints only; see the header of connections.c for why each):
+Hooks (tracepoints only, and no syscall tracepoints; see the header of
+connections.c for why each):
 
 required
-    sock:inet_sock_set_state, syscalls:sys_enter_connect / sys_exit_connect,
-    syscalls:sys_enter_close. Without them nothing loads and the collector
+    sock:inet_sock_set_state. Without it nothing loads and the collector
     falls back to /proc polling (collector.procfs).
 optional, and what is lost without each
     tcp:tcp_receive_reset   refused connects count as timeouts; received
                             resets are not counted.
     tcp:tcp_send_reset      sent resets are not counted.
     tcp:tcp_retransmit_skb  retransmits are not counted.
-    sock:sock_send_length,  bytes each way and all UDP counting (the UDP
-    sock:sock_recv_length   syscall hooks are joined to them), so kernels
-                            before 6.3 get connection counts only.
-    syscalls:sys_{enter,exit}_{sendto,sendmsg,recvfrom,recvmsg}
-                            UDP datagrams on that syscall.
-    syscalls:sys_{enter,exit}_bind
-                            UDP "in" flows carry local port 0.
+    sock:sock_send_length,  bytes each way and all UDP counting, so kernels
+    sock:sock_recv_length   before 6.3 get connection counts only.
+    fib:fib_table_lookup,   UDP peers (IPv4, IPv6), and connects that fail
+    fib6:fib6_table_lookup  for want of a route.
     cgroup:cgroup_mkdir     containers that live less than one cgroup scan
                             interval are not attributed (TracerReading.cgroups
                             stays empty).
@@ -59,20 +56,9 @@ _FLAG_HOOKS = {
     "HAVE_TCP_SEND_RESET": ("tcp:tcp_send_reset",),
     "HAVE_TCP_RETRANSMIT_SKB": ("tcp:tcp_retransmit_skb",),
     "HAVE_CGROUP_MKDIR": ("cgroup:cgroup_mkdir",),
-    "HAVE_SOCK_LENGTH": (
-        "sock:sock_send_length",
-        "sock:sock_recv_length",
-        "syscalls:sys_enter_sendto",
-        "syscalls:sys_exit_sendto",
-        "syscalls:sys_enter_sendmsg",
-        "syscalls:sys_exit_sendmsg",
-        "syscalls:sys_enter_recvfrom",
-        "syscalls:sys_exit_recvfrom",
-        "syscalls:sys_enter_recvmsg",
-        "syscalls:sys_exit_recvmsg",
-        "syscalls:sys_enter_bind",
-        "syscalls:sys_exit_bind",
-    ),
+    "HAVE_SOCK_LENGTH": ("sock:sock_send_length", "sock:sock_recv_length"),
+    "HAVE_FIB4": ("fib:fib_table_lookup",),
+    "HAVE_FIB6": ("fib6:fib6_table_lookup",),
 }
 
 
@@ -162,12 +148,10 @@ class ConnectionTracer:
         if "-DHAVE_TCP_SEND_RESET" in cflags and _needs_rst_reason_enum():
             cflags.append("-DNEED_SK_RST_REASON")
         if "-DHAVE_SOCK_LENGTH" not in cflags:
-            # The UDP syscall hooks join to sock_*_length: without it they are
-            # all left out, and reported so.
-            for hook in _FLAG_HOOKS["HAVE_SOCK_LENGTH"]:
-                message = f"{hook}: {OPTIONAL_HOOKS[hook]}"
-                if message not in missing:
-                    missing.append(message)
+            # UDP is counted on sock_*_length: without it, the route hooks
+            # give connect failures only.
+            message = "UDP: no datagrams are counted without sock:sock_*_length"
+            missing.append(message)
         sizes = {
             "FLOW_MAP_SIZE": int(flow_map_size or cls.FLOW_MAP_SIZE),
             "SOCK_MAP_SIZE": cls.SOCK_MAP_SIZE,

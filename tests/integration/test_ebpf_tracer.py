@@ -108,6 +108,20 @@ for i in range(n):
 print("done", flush=True)
 """
 
+# The glibc resolver's way: a new socket per query, connect(), send(), recv().
+UDP_CONNECTED_CLIENT = r"""
+import socket, sys
+host, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for i in range(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.connect((host, port))
+    s.send(b"q" * size)
+    s.recv(2048)
+    s.close()
+print("done", flush=True)
+"""
+
 SCRIPTS = {
     "server.py": SERVER,
     "client.py": CLIENT,
@@ -115,6 +129,7 @@ SCRIPTS = {
     "connect_nb.py": CONNECT_NONBLOCKING,
     "udp_server.py": UDP_SERVER,
     "udp_client.py": UDP_CLIENT,
+    "udp_connected.py": UDP_CONNECTED_CLIENT,
 }
 
 
@@ -429,6 +444,31 @@ def test_udp_datagrams(tracer, containers, scripts):
     }
     assert got.total("datagrams_received", **inbound) == n
     assert got.total("datagrams_sent", **inbound) == n
+
+
+def test_udp_connected_sockets(tracer, containers, scripts):
+    """send() on connected sockets carries no address: the connect's route does."""
+    vols = python_volumes(scripts)
+    n, size = 300, 30
+    server = containers.run(py("udp_server.py", 53), volumes=vols)
+    wait_log(server, "listening")
+    server_ip = containers.ip(server)
+    got = Collected(tracer)
+    client = containers.run(
+        py("udp_connected.py", server_ip, 53, n, size) + "; sleep 30", volumes=vols
+    )
+    cgroup = cgroup_id_of(client)
+    wait_log(client, "done")
+    out = {"direction": "out", "cgroup_id": cgroup, "ip": server_ip, "port": 53,
+           "proto": "udp"}
+    assert got.wait_total("datagrams_sent", n, **out) == n
+    assert got.total("bytes_sent", **out) == n * size
+    assert got.total("datagrams_received", **out) == n
+    inbound = {"direction": "in", "cgroup_id": cgroup_id_of(server), "port": 53,
+               "proto": "udp"}
+    assert got.wait_total("datagrams_received", n, **inbound) == n
+    assert got.total("datagrams_sent", **inbound) == n
+    assert got.lost == 0
 
 
 def _serve(listener: socket.socket, k: int, m: int, count: int) -> None:
