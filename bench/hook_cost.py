@@ -3,8 +3,9 @@
 Loads the eBPF tracer, turns on the kernel's BPF run-time statistics
 (kernel.bpf_stats_enabled), runs the connection workload of
 bench/collector_overhead.py between two containers, and prints each program's
-nanoseconds and runs per connection. The syscall tracing slow path that any
-syscall tracepoint turns on for every syscall is not in these figures.
+nanoseconds and runs per connection. What the kernel spends around each run
+(building the tracepoint's record, calling into BPF) is not in these figures;
+`perf record -a` during the workload shows it (trace_call_bpf, perf_trace_*).
 
     .venv/bin/python bench/hook_cost.py [--seconds 5]
 

@@ -1,0 +1,168 @@
+"""Share of all CPU time spent tracing, from kernel profiles: collector on vs off.
+
+Throughput on a small VM drifts by +-10 % between runs, more than the effect
+bench/collector_overhead.py measures. This measures the cost directly: during
+the same connection workload, `perf record -a` samples every CPU, and the
+samples in tracing code (BPF programs, the tracepoint glue that calls them,
+BPF map operations) are counted against all samples. The collector's own
+process CPU is added from /proc. With the workload saturating the machine,
+1 - (tracing share + collector share) is the throughput ratio to expect.
+
+    .venv/bin/python bench/tracing_share.py [--seconds 6] [--rounds 3]
+
+Needs root, eBPF, Docker, redis-server and perf (Debian package linux-perf).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from collector_overhead import (  # noqa: E402
+    HOST_MOUNTS,
+    PORT,
+    Tracer,
+    proc_cpu_seconds,
+    run_load,
+)
+
+from tests.conftest import (  # noqa: E402
+    TEST_IMAGE,
+    RedisServer,
+    build_test_image,
+    ensure_dockerd,
+)
+
+# Kernel symbols that only run because something is tracing.
+TRACING_SYMBOLS = re.compile(
+    r"^(bpf_prog_\w+|trace_call_bpf|perf_trace_\w+|perf_call_bpf_\w+|"
+    r"perf_syscall_\w+|perf_swevent_\w+recursion\w*|htab_\w+|__htab_\w+|"
+    r"bpf_lru_\w+|pcpu_freelist_\w+|bpf_get_current_\w+|bpf_ktime_get_ns|"
+    r"bpf_map_\w+|call_trace_\w+)$"
+)
+
+
+def symbol_shares(report: str) -> dict[str, float]:
+    """symbol -> % of samples, from `perf report --sort sym --stdio -g none`.
+
+    >>> symbol_shares("     1.19%  [k] trace_call_bpf\\n# comment\\n")
+    {'trace_call_bpf': 1.19}
+    """
+    shares = {}
+    for line in report.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+\[[k.]\]\s+(\S+)", line)
+        if m:
+            shares[m.group(2)] = shares.get(m.group(2), 0.0) + float(m.group(1))
+    return shares
+
+
+def tracing_share(shares: dict[str, float]) -> float:
+    """% of all samples in tracing code.
+
+    >>> tracing_share({"trace_call_bpf": 1.0, "tcp_ack": 5.0, "htab_map_hash": 0.5})
+    1.5
+    """
+    return sum(v for k, v in shares.items() if TRACING_SYMBOLS.match(k))
+
+
+def profile(docker_client, server_ip: str, seconds: float, out: Path) -> int:
+    """perf-record every CPU during a load run; returns the connections made."""
+    result = {}
+    load = threading.Thread(
+        target=lambda: result.update(
+            run=run_load(docker_client, server_ip, seconds + 4, 0, 2)
+        )
+    )
+    load.start()
+    time.sleep(2)  # past the client's start
+    subprocess.run(
+        ["perf", "record", "-a", "-e", "cpu-clock", "-F", "1999", "-o", str(out),
+         "--", "sleep", str(seconds)],
+        capture_output=True, check=True,
+    )
+    load.join()
+    container, counts = result["run"]
+    container.remove(force=True)
+    return counts["connections"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not shutil.which("perf"):
+        sys.exit("perf is not installed (Debian package linux-perf)")
+
+    docker_client = ensure_dockerd()
+    build_test_image(docker_client)
+    redis_server = RedisServer()
+    redis_server.start()
+    server = docker_client.containers.run(
+        TEST_IMAGE, ["/usr/bin/python3", "/bench/conn_workload.py", "server",
+                     str(PORT)],
+        detach=True, labels={"portolan.test": "1"},
+        volumes={**HOST_MOUNTS, str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}},
+    )
+    shares = {"off": [], "portolan": []}
+    collector_cpu = []
+    try:
+        server.reload()
+        server_ip = next(iter(server.attrs["NetworkSettings"]["Networks"].values()))[
+            "IPAddress"]
+        with tempfile.TemporaryDirectory() as tmp:
+            for rnd in range(args.rounds):
+                for name in ("off", "portolan"):
+                    tracer = Tracer(name, redis_server.url)
+                    tracer.start()
+                    data = Path(tmp, f"{name}-{rnd}.data")
+                    try:
+                        cpu0 = (proc_cpu_seconds(tracer.proc.pid)
+                                if tracer.proc else 0.0)
+                        t0 = time.monotonic()
+                        profile(docker_client, server_ip, args.seconds, data)
+                        if tracer.proc:
+                            used = proc_cpu_seconds(tracer.proc.pid) - cpu0
+                            # % of the whole machine, like the profile shares.
+                            collector_cpu.append(
+                                100 * used / (time.monotonic() - t0) / os.cpu_count()
+                            )
+                    finally:
+                        tracer.stop()
+                    report = subprocess.run(
+                        ["perf", "report", "-i", str(data), "--no-children",
+                         "--sort", "sym", "--stdio", "-g", "none"],
+                        capture_output=True, text=True, check=True,
+                    ).stdout
+                    share = tracing_share(symbol_shares(report))
+                    shares[name].append(share)
+                    print(f"round {rnd + 1} {name:<9} tracing {share:5.2f}% of all "
+                          "CPU samples", flush=True)
+        off = statistics.median(shares["off"])
+        on = statistics.median(shares["portolan"])
+        own = statistics.median(collector_cpu)
+        print(f"\ntracing code, % of all CPU samples (median): off {off:.2f}%, "
+              f"portolan {on:.2f}% (+{on - off:.2f})")
+        print(f"collector process: {own:.2f}% of the machine")
+        print(f"expected throughput ratio when CPU-bound: "
+              f"{1 - (on - off + own) / 100:.3f}")
+    finally:
+        server.remove(force=True)
+        redis_server.stop()
+
+
+if __name__ == "__main__":
+    main()
