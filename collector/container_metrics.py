@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from collector.cgroup_metrics import CgroupMetricsReader, ContainerMetrics, cpu_cores
 from collector.netns_metrics import read_net_dev, total
-from collector.services import services_for_container
+from collector.services import ListeningCache, services_for_container
 
 log = logging.getLogger("portolan.collector.metrics")
 
@@ -101,6 +101,7 @@ class MetricsSampler:
         self.services_every = max(1, services_every)
         self._last: dict[str, _Last] = {}
         self._services: dict[str, list[dict]] = {}
+        self._listening = ListeningCache()
         self._calls = 0
 
     def sample(self, containers: dict[str, dict]) -> dict[str, dict]:
@@ -151,8 +152,8 @@ class MetricsSampler:
         if paths is None:
             return []
         try:
-            return [s.to_dict() for s in services_for_container(paths.procs_dir,
-                                                                self.proc)]
+            return [s.to_dict() for s in services_for_container(
+                paths.procs_dir, self.proc, self._listening)]
         except OSError as exc:
             log.debug("services of %s: %s", cid[:12], exc)
             return []

@@ -19,11 +19,13 @@ with that port too.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import asdict, dataclass
 
 from collector.procfs import parse_proc_net_tcp
 
 __all__ = [
+    "ListeningCache",
     "ServiceRecord",
     "cgroup_pids",
     "listening_sockets",
@@ -232,11 +234,54 @@ def _socket_inodes(proc: str, pid: int) -> set[int]:
     return inodes
 
 
+class ListeningCache:
+    """Listening sockets per network namespace, re-read at most every ``ttl`` s.
+
+    Reading a namespace's /proc/net/tcp makes the kernel walk the whole
+    established table, which all namespaces share, to find that namespace's
+    first connection: on a busy host every read is costly, and listeners
+    rarely change. A namespace is read again at once when the processes in it
+    change (a new server is the usual reason for a new listener); a process
+    that starts listening later is seen within ``ttl`` (and by the eBPF
+    tracer at once).
+    """
+
+    def __init__(self, ttl: float = 30.0, clock=time.monotonic):
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: dict[int, tuple[tuple[int, ...], float, dict]] = {}
+
+    def get(self, netns: int, pids: tuple[int, ...], read) -> dict:
+        """The cached table of ``netns`` for this process set, else ``read()``."""
+        now = self.clock()
+        hit = self._entries.get(netns)
+        if hit and hit[0] == pids and now - hit[1] < self.ttl:
+            return hit[2]
+        value = read()
+        self._entries[netns] = (pids, now, value)
+        # Namespaces not asked for in two periods are gone: forget them.
+        self._entries = {k: v for k, v in self._entries.items()
+                         if now - v[1] < 2 * self.ttl}
+        return value
+
+
+def _read_tables(proc: str, pid: int) -> dict[int, tuple[str, int, str]]:
+    tables = {}
+    for name in ("tcp", "tcp6", "udp", "udp6"):
+        path = f"{proc}/{pid}/net/{name}"
+        text = _read_listeners(path) if name.startswith("tcp") else _read(path)
+        if text:
+            tables[name] = text
+    return listening_sockets(tables)
+
+
 def services_for_pids(
-    pids: list[int], proc: str | os.PathLike = "/proc"
+    pids: list[int], proc: str | os.PathLike = "/proc",
+    cache: ListeningCache | None = None,
 ) -> list[ServiceRecord]:
     """Services of a set of processes (e.g. one container's), read from /proc."""
     proc = os.fspath(proc)
+    key = tuple(sorted(pids))
     processes = []
     sockets_of: dict[int, set[int]] = {}
     listening: dict[int, tuple[str, int, str]] = {}
@@ -273,21 +318,21 @@ def services_for_pids(
         if netns in seen_netns:
             continue
         seen_netns.add(netns)
-        tables = {}
-        for name in ("tcp", "tcp6", "udp", "udp6"):
-            path = f"{proc}/{pid}/net/{name}"
-            text = _read_listeners(path) if name.startswith("tcp") else _read(path)
-            if text:
-                tables[name] = text
-        listening.update(listening_sockets(tables))
+        if cache is None:
+            listening.update(_read_tables(proc, pid))
+        else:
+            listening.update(
+                cache.get(netns, key, lambda pid=pid: _read_tables(proc, pid))
+            )
     return process_services(processes, sockets_of, listening)
 
 
 def services_for_container(
-    cgroup_dir: str | os.PathLike, proc: str | os.PathLike = "/proc"
+    cgroup_dir: str | os.PathLike, proc: str | os.PathLike = "/proc",
+    cache: ListeningCache | None = None,
 ) -> list[ServiceRecord]:
     """Services of the container whose cgroup directory is ``cgroup_dir``.
 
     ``cgroup_dir`` is e.g. ``CgroupMetricsReader.locate(cid).procs_dir``.
     """
-    return services_for_pids(cgroup_pids(cgroup_dir), proc)
+    return services_for_pids(cgroup_pids(cgroup_dir), proc, cache)

@@ -32,6 +32,7 @@ from collector.cgroup_metrics import (
 )
 from collector.netns_metrics import InterfaceStats, parse_net_dev, read_net_dev, total
 from collector.services import (
+    ListeningCache,
     ServiceRecord,
     _read_listeners,
     listening_sockets,
@@ -553,6 +554,30 @@ def test_read_listeners_stops_at_the_first_connection(tmp_path):
     only_listeners.write_text("\n".join([header, listen]) + "\n")
     assert _read_listeners(str(only_listeners)).splitlines() == [header, listen]
     assert _read_listeners(str(tmp_path / "missing")) is None
+
+
+def test_listening_cache_rereads_on_new_processes_or_age():
+    now = [100.0]
+    cache = ListeningCache(ttl=30, clock=lambda: now[0])
+    reads = []
+
+    def read(value):
+        def reader():
+            reads.append(value)
+            return {value: ("0.0.0.0", 80, "tcp")}
+        return reader
+
+    assert cache.get(1, (10,), read(1)) == {1: ("0.0.0.0", 80, "tcp")}
+    now[0] += 5
+    assert cache.get(1, (10,), read(2)) == {1: ("0.0.0.0", 80, "tcp")}  # cached
+    assert cache.get(1, (10, 11), read(3))[3]  # a new process: read again
+    now[0] += 31
+    assert cache.get(1, (10, 11), read(4))[4]  # too old: read again
+    assert reads == [1, 3, 4]
+    cache.get(2, (20,), read(5))
+    now[0] += 61
+    cache.get(2, (20,), read(6))
+    assert set(cache._entries) == {2}  # namespace 1 was not asked for: forgotten
 
 
 def test_kernel_prints_listeners_before_connections():
