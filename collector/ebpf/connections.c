@@ -86,7 +86,11 @@
  *   another table then routes is counted too, and an unreachable route in
  *   another table is not. UDP: a server that never replies has its received
  *   datagrams counted nowhere; a socket connected before the tracer started
- *   sends datagrams whose peer is unknown (counted in lost[3]). The drain in
+ *   sends datagrams whose peer is unknown (counted in lost[3], on no flow). A
+ *   route lookup made in softirq on a thread's stack may be taken for that
+ *   thread's next send on a connected socket; the one that happens on every
+ *   IPv6 datagram to a closed port (the ICMP error routed back) is
+ *   recognised as the mirror of our own lookup and ignored. The drain in
  *   read() relies on every program leaving inflight[] as it found it, which
  *   each handler does on every path.
  *
@@ -200,7 +204,7 @@ BPF_HASH(flows_a, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_HASH(flows_b, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_ARRAY(control, u32, 1);            /* [0]: active flow map, 0=a 1=b */
 BPF_PERCPU_ARRAY(inflight, s64, 2);    /* programs writing to map [i] */
-BPF_ARRAY(lost, u64, 4);  /* [0] flows [1] socks [2] listens [3] UDP peer unknown */
+BPF_ARRAY(lost, u64, 4);  /* [0] flows [1] socks [2] listens full; [3] UDP peer unknown */
 BPF_ARRAY(zero_val, struct flow_val_t, 1);
 BPF_HASH(socks, u64, struct sock_info_t, SOCK_MAP_SIZE);
 BPF_HASH(listens, u64, struct listen_t, LISTEN_MAP_SIZE);

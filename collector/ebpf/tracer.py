@@ -248,10 +248,12 @@ class ConnectionTracer:
             )
             for v in self._bpf[b"listens"].values()
         ]
+        lost, unattributed = self._lost_delta()
         return TracerReading(
             flows=flows,
             listens=listens,
-            lost=self._lost_delta(),
+            lost=lost,
+            unattributed=unattributed,
             cgroups=self._drain_cgroups(),
         )
 
@@ -271,12 +273,14 @@ class ConnectionTracer:
                 pass
         return found
 
-    def _lost_delta(self) -> int:
+    def _lost_delta(self) -> tuple[int, int]:
+        """Counts lost to full maps (lost[0..2]), and UDP sends whose peer is
+        unknown (lost[3]), since the previous read."""
         lost = self._bpf[b"lost"]
         now = [int(lost[ctypes.c_int(i)].value) for i in range(4)]
-        delta = sum(n - s for n, s in zip(now, self._lost_seen, strict=True))
+        delta = [n - s for n, s in zip(now, self._lost_seen, strict=True)]
         self._lost_seen = now
-        return delta
+        return sum(delta[:3]), delta[3]
 
     def close(self) -> None:
         """Detach every program and free the maps."""

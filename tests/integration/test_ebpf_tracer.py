@@ -531,6 +531,31 @@ def test_ipv6_loopback_host_process(tracer):
     assert got.total("bytes_sent", **dns) == n * 7
 
 
+def test_udp_socket_connected_before_the_tracer(ebpf_ready):
+    """Its peer is unknown: counted as unattributed, not as lost, not on a flow."""
+    from collector.ebpf.tracer import ConnectionTracer
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    port = sink.getsockname()[1]
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.connect(("127.0.0.1", port))
+    late = ConnectionTracer()
+    try:
+        late.read()
+        for _ in range(5):
+            udp.send(b"x")
+        reading = late.read()
+        assert reading.unattributed == 5
+        assert reading.lost == 0
+        assert not [f for f in reading.flows
+                    if f.proto == "udp" and f.direction == "out" and f.port == port]
+    finally:
+        udp.close()
+        sink.close()
+        late.close()
+
+
 def test_full_flow_map_is_counted_as_lost(ebpf_ready):
     from collector.ebpf.tracer import ConnectionTracer
 
