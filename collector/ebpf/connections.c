@@ -640,53 +640,77 @@ static __always_inline void tcp_length(u64 sk, int ret, int sent)
 #define COUNT_UDP 1
 /* A datagram sent: on the peer this thread's route lookup named, else on the
  * socket's last peer (a connected socket sends without a lookup). */
+static __always_inline void udp_key(struct flow_key_t *k, struct udp_route_t *r,
+                                    u64 id, int server)
+{
+    k->cgroup_id = bpf_get_current_cgroup_id();
+    k->tgid = id >> 32;
+    k->proto = PROTO_UDP;
+    k->family = r->family;
+    if (server) {
+        k->direction = DIR_IN;  /* a reply: keyed by our own port */
+        k->port = r->sport;
+    } else {
+        k->direction = DIR_OUT;
+        k->port = r->dport;
+    }
+    copy16(k->addr, r->dst);
+    copy16(k->laddr, r->src);
+}
+
 static __always_inline void udp_sent(u64 sk, int ret)
 {
     u64 id = bpf_get_current_pid_tgid();
     struct udp_sock_key_t sid = {.sk = sk, .tgid = id >> 32};
-    struct udp_sock_t st = {};
-    struct udp_sock_t *known = udp_socks.lookup(&sid);
-    if (known)
-        st = *known;
     struct udp_route_t *rp = udp_routes.lookup(&id);
     struct udp_route_t r = {};
+    int routed = 0;
     if (rp) {
         r = *rp;
+        routed = 1;
         udp_routes.delete(&id);
     }
-    if (!known || (rp && st.sport && r.sport != st.sport)) {
-        /* A new socket (or a new one at a reused address): it sent first. */
-        __builtin_memset(&st, 0, sizeof(st));
-        st.role = UDP_CLIENT;
-    }
-    if (rp) {
-        struct flow_key_t k = {};
-        k.cgroup_id = bpf_get_current_cgroup_id();
-        k.tgid = id >> 32;
-        k.proto = PROTO_UDP;
-        k.family = r.family;
-        if (st.role == UDP_SERVER) {
-            k.direction = DIR_IN;   /* a reply: keyed by our own port */
-            k.port = r.sport;
-        } else {
-            k.direction = DIR_OUT;
-            k.port = r.dport;
+    struct flow_key_t k = {};
+    u64 rx = 0, rx_bytes = 0;
+    struct udp_sock_t *known = udp_socks.lookup(&sid);
+    if (known && routed && known->sport && r.sport != known->sport)
+        known = 0;  /* a new socket at a reused address: it starts over */
+    if (!known) {
+        /* A new socket that sends first: a client. */
+        if (!routed) {
+            count_lost(3);
+            return;
         }
-        copy16(k.addr, r.dst);
-        copy16(k.laddr, r.src);
+        udp_key(&k, &r, id, 0);
+        struct udp_sock_t st = {};
+        st.role = UDP_CLIENT;
         st.key = k;
         st.has_key = 1;
         st.sport = r.sport;
-    } else if (!st.has_key) {
-        count_lost(3);
-        return;
+        udp_socks.update(&sid, &st);
+    } else {
+        if (routed) {
+            udp_key(&k, &r, id, known->role == UDP_SERVER);
+            known->key = k;
+            known->has_key = 1;
+            known->sport = r.sport;
+        } else if (known->has_key) {
+            k = known->key;
+        } else {
+            count_lost(3);
+            return;
+        }
+        /* Take what the socket received so far; a datagram arriving on
+         * another thread meanwhile stays for the next reply. */
+        rx = known->rx_datagrams;
+        rx_bytes = known->rx_bytes;
+        if (rx) {
+            __sync_fetch_and_add(&known->rx_datagrams, -rx);
+            __sync_fetch_and_add(&known->rx_bytes, -rx_bytes);
+        }
     }
-    u64 rx = st.rx_datagrams, rx_bytes = st.rx_bytes;
-    st.rx_datagrams = 0;
-    st.rx_bytes = 0;
-    udp_socks.update(&sid, &st);
     u32 buf = buf_enter();
-    struct flow_val_t *v = flow_get(buf, &st.key);
+    struct flow_val_t *v = flow_get(buf, &k);
     if (v) {
         __sync_fetch_and_add(&v->datagrams_sent, 1);
         __sync_fetch_and_add(&v->bytes_sent, ret);
@@ -694,7 +718,7 @@ static __always_inline void udp_sent(u64 sk, int ret)
             __sync_fetch_and_add(&v->datagrams_received, rx);
             __sync_fetch_and_add(&v->bytes_received, rx_bytes);
         }
-        set_owner(v, st.key.tgid);
+        set_owner(v, k.tgid);
     }
     buf_exit(buf);
 }
