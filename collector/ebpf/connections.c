@@ -376,31 +376,29 @@ static __always_inline void udp_route(u8 family, const u8 *src, const u8 *dst,
     udp_routes.update(&id, &r);
 }
 
+/* Both families' lookups carry the same fields (v4 addresses in 4 bytes). */
+#define ROUTE_LOOKUP(FAMILY)                                                  \
+    if (args->proto == PROTO_UDP) {                                           \
+        if (args->err == 0 && args->dport)                                    \
+            udp_route(FAMILY, args->src, args->dst, args->sport, args->dport); \
+        return 0;                                                             \
+    }                                                                         \
+    if (args->proto == PROTO_TCP && args->err != 0 &&                         \
+        args->tb_id == RT_TABLE_MAIN_)                                        \
+        route_failure(FAMILY, args->dst, args->dport, args->err);             \
+    return 0;
+
 #ifdef HAVE_FIB4
 TRACEPOINT_PROBE(fib, fib_table_lookup)
 {
-    if (args->proto == PROTO_UDP) {
-        if (args->err == 0 && args->dport)
-            udp_route(4, args->src, args->dst, args->sport, args->dport);
-        return 0;
-    }
-    if (args->proto == PROTO_TCP && args->err != 0 && args->tb_id == RT_TABLE_MAIN_)
-        route_failure(4, args->dst, args->dport, args->err);
-    return 0;
+    ROUTE_LOOKUP(4)
 }
 #endif
 
 #ifdef HAVE_FIB6
 TRACEPOINT_PROBE(fib6, fib6_table_lookup)
 {
-    if (args->proto == PROTO_UDP) {
-        if (args->err == 0 && args->dport)
-            udp_route(6, args->src, args->dst, args->sport, args->dport);
-        return 0;
-    }
-    if (args->proto == PROTO_TCP && args->err != 0 && args->tb_id == RT_TABLE_MAIN_)
-        route_failure(6, args->dst, args->dport, args->err);
-    return 0;
+    ROUTE_LOOKUP(6)
 }
 #endif
 

@@ -411,61 +411,47 @@ def test_loopback_inside_one_container(tracer, containers, scripts):
     )
 
 
-def test_udp_datagrams(tracer, containers, scripts):
+def udp_exchange(tracer, containers, scripts, client: str, n: int, size: int):
+    """A UDP echo server container and a client container doing ``n``
+    request/reply exchanges; returns what was read and the match filters for
+    the client's "out" flow and the server's "in" flow on port 53."""
     vols = python_volumes(scripts)
-    n, size = 500, 40
     server = containers.run(py("udp_server.py", 53), volumes=vols)
     wait_log(server, "listening")
     server_ip = containers.ip(server)
-    server_cgroup = cgroup_id_of(server)
     got = Collected(tracer)
-    client = containers.run(
-        py("udp_client.py", server_ip, 53, n, size) + "; sleep 30", volumes=vols
-    )
-    cgroup = cgroup_id_of(client)
-    wait_log(client, "done")
-    out = {
-        "direction": "out",
-        "cgroup_id": cgroup,
-        "ip": server_ip,
-        "port": 53,
-        "proto": "udp",
-    }
+    peer = containers.run(py(client, server_ip, 53, n, size) + "; sleep 30",
+                          volumes=vols)
+    out = {"direction": "out", "cgroup_id": cgroup_id_of(peer), "ip": server_ip,
+           "port": 53, "proto": "udp"}
+    wait_log(peer, "done")
+    inbound = {"direction": "in", "cgroup_id": cgroup_id_of(server), "port": 53,
+               "proto": "udp"}
+    return got, out, inbound
+
+
+def test_udp_datagrams(tracer, containers, scripts):
+    n, size = 500, 40
+    got, out, inbound = udp_exchange(tracer, containers, scripts, "udp_client.py",
+                                     n, size)
     assert got.wait_total("datagrams_sent", n, **out) == n
     assert got.total("bytes_sent", **out) == n * size
     assert got.total("datagrams_received", **out) == n
     assert got.total("bytes_received", **out) == n * 8
     # The server saw a client: an "in" flow on its bound port 53.
-    inbound = {
-        "direction": "in",
-        "cgroup_id": server_cgroup,
-        "port": 53,
-        "proto": "udp",
-    }
-    assert got.total("datagrams_received", **inbound) == n
+    assert got.wait_total("datagrams_received", n, **inbound) == n
     assert got.total("datagrams_sent", **inbound) == n
 
 
 def test_udp_connected_sockets(tracer, containers, scripts):
-    """send() on connected sockets carries no address: the connect's route does."""
-    vols = python_volumes(scripts)
+    """send() on connected sockets carries no address: the connect's route does.
+    A new socket per query also reuses freed socket addresses."""
     n, size = 300, 30
-    server = containers.run(py("udp_server.py", 53), volumes=vols)
-    wait_log(server, "listening")
-    server_ip = containers.ip(server)
-    got = Collected(tracer)
-    client = containers.run(
-        py("udp_connected.py", server_ip, 53, n, size) + "; sleep 30", volumes=vols
-    )
-    cgroup = cgroup_id_of(client)
-    wait_log(client, "done")
-    out = {"direction": "out", "cgroup_id": cgroup, "ip": server_ip, "port": 53,
-           "proto": "udp"}
+    got, out, inbound = udp_exchange(tracer, containers, scripts,
+                                     "udp_connected.py", n, size)
     assert got.wait_total("datagrams_sent", n, **out) == n
     assert got.total("bytes_sent", **out) == n * size
     assert got.total("datagrams_received", **out) == n
-    inbound = {"direction": "in", "cgroup_id": cgroup_id_of(server), "port": 53,
-               "proto": "udp"}
     assert got.wait_total("datagrams_received", n, **inbound) == n
     assert got.total("datagrams_sent", **inbound) == n
     assert got.lost == 0
