@@ -48,6 +48,9 @@ from tests.conftest import (  # noqa: E402
 PORT = 9000
 HOST_ID = "bench-host"
 HOST_MOUNTS = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64")}
+# The host's python and this directory, for bench/conn_workload.py.
+WORKLOAD_MOUNTS = {**HOST_MOUNTS,
+                   str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}}
 PEERS = {
     "tcplife": ["tcplife-bpfcc", "/usr/sbin/tcplife-bpfcc"],
     "tcpstates": ["tcpstates-bpfcc", "/usr/sbin/tcpstates-bpfcc"],
@@ -125,6 +128,20 @@ def quartiles(values: list[float]) -> tuple[float, float]:
     return q[0], q[2]
 
 
+def start_server(docker_client, pin: bool = False):
+    """The workload's server container and its IP address."""
+    server = docker_client.containers.run(
+        TEST_IMAGE, ["/usr/bin/python3", "/bench/conn_workload.py", "server",
+                     str(PORT)],
+        detach=True, labels={"portolan.test": "1"},
+        **({"cpuset_cpus": "1"} if pin else {}),
+        volumes=WORKLOAD_MOUNTS,
+    )
+    server.reload()
+    networks = server.attrs["NetworkSettings"]["Networks"]
+    return server, next(iter(networks.values()))["IPAddress"]
+
+
 def run_load(docker_client, server_ip: str, seconds: float, rate: float,
              concurrency: int, pin: bool = False):
     c = docker_client.containers.run(
@@ -133,7 +150,7 @@ def run_load(docker_client, server_ip: str, seconds: float, rate: float,
          str(PORT), str(seconds), str(rate), str(concurrency)],
         detach=True, labels={"portolan.test": "1"},
         **({"cpuset_cpus": "0"} if pin else {}),
-        volumes={**HOST_MOUNTS, str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}},
+        volumes=WORKLOAD_MOUNTS,
     )
     c.wait(timeout=seconds + 120)
     out = c.logs(stdout=True, stderr=False).decode().strip().splitlines()
@@ -171,13 +188,7 @@ def main():
     server = RedisServer()
     server.start()
     rclient = redis.Redis.from_url(server.url)
-    srv = docker_client.containers.run(
-        TEST_IMAGE, ["/usr/bin/python3", "/bench/conn_workload.py", "server",
-                     str(PORT)],
-        detach=True, labels={"portolan.test": "1"},
-        **({"cpuset_cpus": "1"} if args.pin else {}),
-        volumes={**HOST_MOUNTS, str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}},
-    )
+    srv, server_ip = start_server(docker_client, pin=args.pin)
     peers = [p for p in args.peers.split(",") if p]
     results = {c: {"rate": [], "ratio": [], "cpu": [], "rss": [], "lost": []}
                for c in ["off", "portolan", *peers]}
@@ -212,9 +223,6 @@ def main():
         return rate
 
     try:
-        srv.reload()
-        server_ip = next(iter(srv.attrs["NetworkSettings"]["Networks"].values()))[
-            "IPAddress"]
         time.sleep(1)
         # Each round pairs a traced run with an untraced one right beside it,
         # and alternates which goes first: the machine's drift over minutes

@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from collector_overhead import HOST_MOUNTS, PORT, run_load  # noqa: E402
+from collector_overhead import run_load, start_server  # noqa: E402
 
 from collector.ebpf.tracer import ConnectionTracer  # noqa: E402
-from tests.conftest import TEST_IMAGE, build_test_image, ensure_dockerd  # noqa: E402
+from tests.conftest import build_test_image, ensure_dockerd  # noqa: E402
 
 
 def programs() -> dict[int, dict]:
@@ -44,17 +44,8 @@ def main() -> None:
     build_test_image(client)
     subprocess.run(["sysctl", "-q", "kernel.bpf_stats_enabled=1"], check=True)
     tracer = ConnectionTracer()
-    bench = {str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}}
-    server = client.containers.run(
-        TEST_IMAGE, ["/usr/bin/python3", "/bench/conn_workload.py", "server",
-                     str(PORT)],
-        detach=True, labels={"portolan.test": "hook-cost"},
-        volumes={**HOST_MOUNTS, **bench},
-    )
+    server, ip = start_server(client)
     try:
-        server.reload()
-        ip = next(iter(server.attrs["NetworkSettings"]["Networks"].values()))[
-            "IPAddress"]
         time.sleep(1)
         before = programs()
         load_container, load = run_load(client, ip, args.seconds, 0, 2)

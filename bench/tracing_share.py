@@ -32,15 +32,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from collector_overhead import (  # noqa: E402
-    HOST_MOUNTS,
-    PORT,
     Tracer,
     proc_cpu_seconds,
     run_load,
+    start_server,
 )
 
 from tests.conftest import (  # noqa: E402
-    TEST_IMAGE,
     RedisServer,
     build_test_image,
     ensure_dockerd,
@@ -111,18 +109,10 @@ def main() -> None:
     build_test_image(docker_client)
     redis_server = RedisServer()
     redis_server.start()
-    server = docker_client.containers.run(
-        TEST_IMAGE, ["/usr/bin/python3", "/bench/conn_workload.py", "server",
-                     str(PORT)],
-        detach=True, labels={"portolan.test": "1"},
-        volumes={**HOST_MOUNTS, str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}},
-    )
+    server, server_ip = start_server(docker_client)
     shares = {"off": [], "portolan": []}
     collector_cpu = []
     try:
-        server.reload()
-        server_ip = next(iter(server.attrs["NetworkSettings"]["Networks"].values()))[
-            "IPAddress"]
         with tempfile.TemporaryDirectory() as tmp:
             for rnd in range(args.rounds):
                 for name in ("off", "portolan"):

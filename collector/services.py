@@ -119,11 +119,6 @@ def listening_sockets(tables: dict[str, str]) -> dict[int, tuple[str, int, str]]
     found: dict[int, tuple[str, int, str]] = {}
     for name, text in tables.items():
         proto = "udp" if name.startswith("udp") else "tcp"
-        wanted = f" {TCP_LISTEN:02X} " if proto == "tcp" else f" {UDP_UNCONNECTED:02X} "
-        # Decode only the lines in the wanted state: a busy server's table
-        # holds tens of thousands of TIME_WAIT lines that are never listeners.
-        lines = text.splitlines()
-        text = "\n".join(lines[:1] + [ln for ln in lines[1:] if wanted in ln])
         for s in parse_proc_net_tcp(text):
             if proto == "tcp":
                 if s.state != TCP_LISTEN:
@@ -184,26 +179,23 @@ def _read_listeners(path: str, chunk: int = 8192) -> str | None:
     """The head of a /proc/net/tcp{,6} table, up to its last listening socket.
 
     The kernel prints listening sockets first, then the established table
-    (TIME_WAIT included). Reading stops at the first line that is not
-    LISTEN, so the kernel never formats the thousands of connections of a
-    busy server, and we never parse them.
+    (TIME_WAIT included), formatting only as much as each read asks for.
+    Reading stops at the first line that is not LISTEN, so the kernel never
+    formats the thousands of connections of a busy server, and we never
+    parse them.
     """
+    kept = []
     try:
-        with open(path, "rb") as f:
-            data = b""
-            while True:
-                block = f.read(chunk)
-                if not block:
+        with open(path, "rb", buffering=chunk) as f:
+            kept.append(f.readline())  # the header
+            for line in f:
+                fields = line.split()
+                if len(fields) > 3 and fields[3] != b"0A":
                     break
-                data += block
-                lines = data.split(b"\n")
-                for i, line in enumerate(lines[1:-1], start=1):
-                    fields = line.split()
-                    if len(fields) > 3 and fields[3] != b"0A":
-                        return b"\n".join(lines[:i]).decode("utf-8", "replace")
+                kept.append(line)
     except OSError:
         return None
-    return data.decode("utf-8", "replace")
+    return b"".join(kept).decode("utf-8", "replace")
 
 
 def cgroup_pids(cgroup_dir: str | os.PathLike) -> list[int]:

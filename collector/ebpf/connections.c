@@ -288,6 +288,15 @@ static __always_inline void copy4(u8 *dst, const u8 *src)
         dst[i] = src[i];
 }
 
+/* A tracepoint's address field: 4 bytes for family 4, else 16. */
+static __always_inline void copy_addr(u8 *dst, const u8 *src, u8 family)
+{
+    if (family == 4)
+        copy4(dst, src);
+    else
+        copy16(dst, src);
+}
+
 static __always_inline u32 fail_index(long err)
 {
     /* 0 refused, 1 timeout, 2 unreachable, 3 other */
@@ -295,7 +304,8 @@ static __always_inline u32 fail_index(long err)
         return 0;
     if (err == -110)                /* ETIMEDOUT */
         return 1;
-    if (err == -101 || err == -113) /* ENETUNREACH, EHOSTUNREACH */
+    /* EAGAIN is a route table's "no route" (connect() says ENETUNREACH). */
+    if (err == -101 || err == -113 || err == -11) /* ENETUNREACH, EHOSTUNREACH */
         return 2;
     return 3;
 }
@@ -330,15 +340,11 @@ static __always_inline void route_failure(u8 family, const u8 *dst, u16 dport, i
     k.proto = PROTO_TCP;
     k.family = family;
     k.port = dport;
-    if (family == 4)
-        copy4(k.addr, dst);
-    else
-        copy16(k.addr, dst);
+    copy_addr(k.addr, dst, family);
     u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &k);
     if (v) {
-        /* EAGAIN: no route in the table (connect() says ENETUNREACH). */
-        count_failure(v, (err == -11 || err == -101 || err == -113) ? 2 : 3);
+        count_failure(v, fail_index(err));
         set_owner(v, k.tgid);
     }
     buf_exit(buf);
@@ -360,13 +366,8 @@ static __always_inline void udp_route(u8 family, const u8 *src, const u8 *dst,
     r.family = family;
     r.sport = sport;
     r.dport = dport;
-    if (family == 4) {
-        copy4(r.src, src);
-        copy4(r.dst, dst);
-    } else {
-        copy16(r.src, src);
-        copy16(r.dst, dst);
-    }
+    copy_addr(r.src, src, family);
+    copy_addr(r.dst, dst, family);
     u64 id = bpf_get_current_pid_tgid();
     struct udp_route_t *e = udp_routes.lookup(&id);
     if (e && e->sport == dport && e->dport == sport && e->family == family &&
@@ -636,8 +637,7 @@ static __always_inline void tcp_length(u64 sk, int ret, int sent)
 
 #if defined(HAVE_FIB4) || defined(HAVE_FIB6)
 #define COUNT_UDP 1
-/* A datagram sent: on the peer this thread's route lookup named, else on the
- * socket's last peer (a connected socket sends without a lookup). */
+/* The flow key of a datagram on the route of this thread's lookup. */
 static __always_inline void udp_key(struct flow_key_t *k, struct udp_route_t *r,
                                     u64 id, int server)
 {
@@ -656,6 +656,8 @@ static __always_inline void udp_key(struct flow_key_t *k, struct udp_route_t *r,
     copy16(k->laddr, r->src);
 }
 
+/* A datagram sent: on the peer this thread's route lookup named, else on the
+ * socket's last peer (a connected socket sends without a lookup). */
 static __always_inline void udp_sent(u64 sk, int ret)
 {
     u64 id = bpf_get_current_pid_tgid();
