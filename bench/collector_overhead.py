@@ -94,9 +94,12 @@ class Tracer:
             if not wait_for(lambda: client.zscore(Keys().collectors, HOST_ID), 60):
                 raise RuntimeError("the collector did not report")
         else:
-            tool = next(t for t in PEERS[self.name] if shutil.which(t))
+            if self.name == "empty-hooks":
+                command = [sys.executable, str(ROOT / "bench" / "empty_hooks.py")]
+            else:
+                command = [next(t for t in PEERS[self.name] if shutil.which(t))]
             self.proc = subprocess.Popen(
-                [tool], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             time.sleep(6)  # bcc compiles and attaches
         self.cpu0 = proc_cpu_seconds(self.proc.pid)
@@ -158,6 +161,19 @@ def run_load(docker_client, server_ip: str, seconds: float, rate: float,
     return c, json.loads(out[-1])
 
 
+def pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:4.1f}%" if whole else "  n/a"
+
+
+def median_and_spread(ratios: list[float], width: int = 6) -> str:
+    """"median quartile-quartile" columns; "1.000" for the baseline itself."""
+    if not ratios:
+        return f"{'1.000':>{width}} {'':>13}"
+    q = quartiles(ratios)
+    return (f"{statistics.median(ratios):>{width}.3f} "
+            f"{f'{q[0]:.3f}-{q[1]:.3f}':>13}")
+
+
 def counted_connections(client, container_id: str, server_ip: str) -> int:
     node = container_node_id(HOST_ID, container_id)
     total = 0
@@ -190,12 +206,14 @@ def main():
     rclient = redis.Redis.from_url(server.url)
     srv, server_ip = start_server(docker_client, pin=args.pin)
     peers = [p for p in args.peers.split(",") if p]
-    results = {c: {"rate": [], "ratio": [], "cpu": [], "rss": [], "lost": []}
+    results = {c: {"rate": [], "ratio": [], "cpu": [], "rss": [], "lost": [],
+                   "work": [], "work_ratio": []}
                for c in ["off", "portolan", *peers]}
     clients = []
 
-    def measure(name: str, rnd: int) -> float:
-        """One load run under one configuration; returns connections/s."""
+    def measure(name: str, rnd: int) -> tuple[float, float]:
+        """One load run under one configuration; returns connections/s and the
+        machine's CPU time per connection (µs, tracer and all)."""
         tracer = Tracer(name, server.url)
         tracer.start()
         try:
@@ -208,8 +226,11 @@ def main():
         finally:
             tracer.stop()
         rate = load["connections"] / load["seconds"]
+        work = 1e6 * load["cpu_busy_s"] / max(1, load["connections"])
+        machine = load["cpu_busy_s"] + load["cpu_idle_s"] + load["cpu_steal_s"]
         res = results[name]
         res["rate"].append(rate)
+        res["work"].append(work)
         res["cpu"].append(cpu)
         res["rss"].append(rss)
         counted = None
@@ -217,10 +238,12 @@ def main():
             counted = counted_connections(rclient, c.id, server_ip)
             res["lost"].append(load["connections"] - counted)
         print(f"round {rnd + 1:>2} {name:<10} {rate:8.0f} conn/s  "
+              f"{work:5.0f} µs CPU/conn (idle {pct(load['cpu_idle_s'], machine)}, "
+              f"steal {pct(load['cpu_steal_s'], machine)})  "
               f"tracer CPU {cpu:5.1f}%  RSS {rss:6.1f} MB"
               + (f"  made {load['connections']} counted {counted}"
                  if counted is not None else ""), flush=True)
-        return rate
+        return rate, work
 
     try:
         time.sleep(1)
@@ -231,23 +254,26 @@ def main():
             traced = ["portolan"] + [p for p in peers if rnd < args.peer_rounds]
             for name in traced:
                 order = ["off", name] if rnd % 2 == 0 else [name, "off"]
-                rates = {n: measure(n, rnd) for n in order}
-                results[name]["ratio"].append(rates[name] / rates["off"])
+                runs = {n: measure(n, rnd) for n in order}
+                results[name]["ratio"].append(runs[name][0] / runs["off"][0])
+                results[name]["work_ratio"].append(runs["off"][1] / runs[name][1])
 
         print("\ntop rate (connections as fast as they go); ratio = median over "
-              "rounds of traced / untraced in the same round:")
+              "rounds of traced / untraced in the same round.\n"
+              "work ratio = the same from the machine's CPU time per connection "
+              "(untraced / traced): the throughput ratio\nwhen CPU-bound, "
+              "without the run-to-run drift in how much CPU the VM gets.")
         print(f"{'config':<10} {'rounds':>6} {'conn/s':>8} {'ratio':>6} "
-              f"{'ratio IQR':>13} {'CPU%':>6} {'RSS MB':>7}")
+              f"{'ratio IQR':>13} {'µs/conn':>8} {'work ratio':>10} "
+              f"{'work IQR':>13} {'CPU%':>6} {'RSS MB':>7}")
         for name, r in results.items():
             if not r["rate"]:
                 continue
-            ratio, spread = "1.000", ""
-            if r["ratio"]:
-                ratio = f"{statistics.median(r['ratio']):.3f}"
-                q = quartiles(r["ratio"])
-                spread = f"{q[0]:.3f}-{q[1]:.3f}"
             print(f"{name:<10} {len(r['rate']):>6} "
-                  f"{statistics.median(r['rate']):8.0f} {ratio:>6} {spread:>13} "
+                  f"{statistics.median(r['rate']):8.0f} "
+                  f"{median_and_spread(r['ratio'])} "
+                  f"{statistics.median(r['work']):8.0f} "
+                  f"{median_and_spread(r['work_ratio'], 10)} "
                   f"{statistics.median(r['cpu']):6.1f} "
                   f"{statistics.median(r['rss']):7.1f}")
         lost = results["portolan"]["lost"]

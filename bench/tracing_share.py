@@ -76,6 +76,16 @@ def tracing_share(shares: dict[str, float]) -> float:
     return sum(v for k, v in shares.items() if TRACING_SYMBOLS.match(k))
 
 
+def top_tracing_symbols(shares: dict[str, float], n: int) -> list[tuple[str, float]]:
+    """The n tracing symbols with the most samples, most first.
+
+    >>> top_tracing_symbols({"htab_map_hash": 0.5, "tcp_ack": 5.0, "trace_call_bpf": 1.0}, 1)
+    [('trace_call_bpf', 1.0)]
+    """
+    tracing = [(k, v) for k, v in shares.items() if TRACING_SYMBOLS.match(k)]
+    return sorted(tracing, key=lambda kv: -kv[1])[:n]
+
+
 def profile(docker_client, server_ip: str, seconds: float, out: Path) -> int:
     """perf-record every CPU during a load run; returns the connections made."""
     result = {}
@@ -101,6 +111,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--empty-hooks", action="store_true",
+                        help="also profile bench/empty_hooks.py: the same hooks "
+                             "with programs that do nothing (the hooks' floor)")
+    parser.add_argument("--symbols", type=int, default=0, metavar="N",
+                        help="print the N costliest tracing symbols of each traced run")
     args = parser.parse_args()
     if not shutil.which("perf"):
         sys.exit("perf is not installed (Debian package linux-perf)")
@@ -110,12 +125,13 @@ def main() -> None:
     redis_server = RedisServer()
     redis_server.start()
     server, server_ip = start_server(docker_client)
-    shares = {"off": [], "portolan": []}
+    configs = ["off", "portolan", *(["empty-hooks"] if args.empty_hooks else [])]
+    shares = {name: [] for name in configs}
     collector_cpu = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for rnd in range(args.rounds):
-                for name in ("off", "portolan"):
+                for name in configs:
                     tracer = Tracer(name, redis_server.url)
                     tracer.start()
                     data = Path(tmp, f"{name}-{rnd}.data")
@@ -124,7 +140,7 @@ def main() -> None:
                                 if tracer.proc else 0.0)
                         t0 = time.monotonic()
                         profile(docker_client, server_ip, args.seconds, data)
-                        if tracer.proc:
+                        if name == "portolan":
                             used = proc_cpu_seconds(tracer.proc.pid) - cpu0
                             # % of the whole machine, like the profile shares.
                             collector_cpu.append(
@@ -137,15 +153,23 @@ def main() -> None:
                          "--sort", "sym", "--stdio", "-g", "none"],
                         capture_output=True, text=True, check=True,
                     ).stdout
-                    share = tracing_share(symbol_shares(report))
+                    by_symbol = symbol_shares(report)
+                    share = tracing_share(by_symbol)
                     shares[name].append(share)
                     print(f"round {rnd + 1} {name:<9} tracing {share:5.2f}% of all "
                           "CPU samples", flush=True)
+                    if args.symbols and name == "portolan":
+                        for sym, pct in top_tracing_symbols(by_symbol, args.symbols):
+                            print(f"    {pct:5.2f}%  {sym}")
         off = statistics.median(shares["off"])
         on = statistics.median(shares["portolan"])
         own = statistics.median(collector_cpu)
         print(f"\ntracing code, % of all CPU samples (median): off {off:.2f}%, "
               f"portolan {on:.2f}% (+{on - off:.2f})")
+        if "empty-hooks" in shares:
+            floor = statistics.median(shares["empty-hooks"]) - off
+            print(f"the same hooks with empty programs: +{floor:.2f}% "
+                  f"(the collector's own BPF work: +{on - off - floor:.2f}%)")
         print(f"collector process: {own:.2f}% of the machine")
         print(f"expected throughput ratio when CPU-bound: "
               f"{1 - (on - off + own) / 100:.3f}")

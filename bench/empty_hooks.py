@@ -1,0 +1,63 @@
+"""The collector's hooks with programs that do nothing: the floor of its cost.
+
+Attaches one BPF program that only returns to every tracepoint the collector
+uses on this kernel (or to the ones named), then waits for SIGINT/SIGTERM.
+Run beside a workload, its cost is what the kernel charges for each
+tracepoint hit (building the event record, calling into BPF) before any of
+the collector's own work: no counting design on these hooks costs less.
+bench/tracing_share.py runs it as the "empty-hooks" configuration.
+
+    .venv/bin/python bench/empty_hooks.py [--hooks sock:inet_sock_set_state,...]
+
+Needs root and bcc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from collector.ebpf.support import (  # noqa: E402
+    OPTIONAL_HOOKS,
+    REQUIRED_HOOKS,
+    available_hooks,
+)
+
+EMPTY_PROGRAM = b"int empty(void *ctx) { return 0; }"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hooks", default="",
+                        help="comma-separated category:event (default: all the "
+                             "collector's hooks this kernel has)")
+    args = parser.parse_args()
+    here = available_hooks()
+    wanted = [h for h in args.hooks.split(",") if h] or [
+        *REQUIRED_HOOKS, *OPTIONAL_HOOKS]
+    missing = [h for h in wanted if not here.get(h)]
+    if args.hooks and missing:
+        sys.exit(f"not on this kernel: {', '.join(missing)}")
+
+    from bcc import BPF
+
+    bpf = BPF(text=EMPTY_PROGRAM)
+    for hook in wanted:
+        if here.get(hook):
+            bpf.attach_tracepoint(tp=hook, fn_name=b"empty")
+    print("attached: " + ", ".join(h for h in wanted if here.get(h)), flush=True)
+
+    def stop(*_):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.pause()
+
+
+if __name__ == "__main__":
+    main()
