@@ -38,6 +38,8 @@ log = logging.getLogger("portolan.collector")
 
 # Seconds between walks of the cgroup tree for containers no runtime reports.
 CGROUP_SCAN_EVERY = 5.0
+# The host's own addresses change rarely; /proc/net/fib_trie costs 1 ms a read.
+HOST_ADDRESSES_EVERY = 5.0
 
 
 def open_tracer(force_fallback: bool = False):
@@ -258,6 +260,7 @@ class Collector:
         # Node id -> (port, proto) listened on; kept: listen() is seen once.
         self.listeners: dict[str, set[tuple[int, str]]] = {}
         self.host_ips: list[str] = []
+        self._host_ips_at = -HOST_ADDRESSES_EVERY
         self._last_step = time.monotonic()
         self._unattributed, self._unattributed_said = 0, self._last_step
 
@@ -300,7 +303,9 @@ class Collector:
     def step(self) -> bool:
         """Read one interval's deltas and report them; True if Redis took them."""
         self.refresh_containers()
-        self.host_ips = host_addresses()
+        if time.monotonic() - self._host_ips_at >= HOST_ADDRESSES_EVERY:
+            self.host_ips = host_addresses()
+            self._host_ips_at = time.monotonic()
         reading = self.tracer.read()
         # Cgroups made since the last read, before their containers may be gone.
         self.resolver.learn(reading.cgroups)

@@ -159,8 +159,8 @@ class RedisReporter:
                   now: float) -> bytes:
         return encode_snapshot({
             "ts": now,
-            "host": json.loads(report.host.to_json()),
-            "containers": [json.loads(c.to_json()) for c in report.containers],
+            "host": report.host.to_dict(),
+            "containers": [c.to_dict() for c in report.containers],
             "addrs": report.addrs,
             "counts": {make_flow_field(k, c): v for (k, c), v in counts.items() if v},
             "rates": rates,

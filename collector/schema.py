@@ -48,7 +48,7 @@ import functools
 import json
 import re
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 __all__ = [
@@ -336,6 +336,16 @@ class Keys:
         return f"{self.prefix}:applied:{validate_host_id(host_id)}"
 
 
+def plain_fields(record) -> dict:
+    """A dataclass's fields as a dict, for records whose fields are plain data.
+
+    ``dataclasses.asdict`` recurses and deep-copies every value; the collector
+    encodes its records every second, and that copy was most of the cost. The
+    dict shares the record's lists and dicts: encode it, do not mutate it.
+    """
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
 @dataclass(slots=True)
 class ContainerRecord:
     """What one host knows about one container."""
@@ -360,8 +370,11 @@ class ContainerRecord:
     k8s_pod: str = ""
     k8s_namespace: str = ""
 
+    def to_dict(self) -> dict:
+        return plain_fields(self)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(plain_fields(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ContainerRecord:
@@ -395,8 +408,11 @@ class HostRecord:
     labels: dict[str, str] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # memory, load, cpus, disk
 
+    def to_dict(self) -> dict:
+        return plain_fields(self)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(plain_fields(self), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> HostRecord:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from collector.procfs import parse_proc_net_tcp
+from collector.schema import plain_fields
 
 __all__ = [
     "ListeningCache",
@@ -65,7 +66,7 @@ class ServiceRecord:
         return f"{self.command} :{self.port}{suffix}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return plain_fields(self)
 
 
 # ------------------------------------------------------------------ parsers
