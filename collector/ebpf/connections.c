@@ -69,7 +69,9 @@
  *   atomic add) before it re-checks control and writes, and withdraws after.
  *   Userspace flips control, waits until inflight[old] sums to zero, then
  *   reads and clears the old map: no increment can land in a map that is
- *   being read. Failed map inserts are counted in lost[0], never silent.
+ *   being read. Failed map inserts are counted in lost[0], never silent; so
+ *   are events the kernel skipped because another tracing program was
+ *   running on that CPU (userspace reads each program's recursion_misses).
  *
  * Overhead
  *   A few map operations per TCP state change and per socket send/recv, and

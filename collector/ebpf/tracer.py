@@ -31,6 +31,7 @@ import re
 import time
 from pathlib import Path
 
+from collector.ebpf.prog_info import ProgramMisses
 from collector.ebpf.support import (
     OPTIONAL_HOOKS,
     available_hooks,
@@ -124,6 +125,8 @@ class ConnectionTracer:
 
         self._text, self._cflags, self.missing_hooks = self._configure(flow_map_size)
         self._bpf = BPF(text=self._text.encode(), cflags=self._cflags)
+        # Every program was loaded and attached by BPF() (TRACEPOINT_PROBE).
+        self._misses = ProgramMisses([f.fd for f in self._bpf.funcs.values()])
         self._active = 0
         self._lost_seen = [0, 0, 0, 0]
         for hook in self.missing_hooks:
@@ -249,6 +252,7 @@ class ConnectionTracer:
             for v in self._bpf[b"listens"].values()
         ]
         lost, unattributed = self._lost_delta()
+        lost += self._misses.delta()
         return TracerReading(
             flows=flows,
             listens=listens,
@@ -275,7 +279,8 @@ class ConnectionTracer:
 
     def _lost_delta(self) -> tuple[int, int]:
         """Counts lost to full maps (lost[0..2]), and UDP sends whose peer is
-        unknown (lost[3]), since the previous read."""
+        unknown (lost[3]), since the previous read. Runs the kernel skipped are
+        added by read() (see collector.ebpf.prog_info)."""
         lost = self._bpf[b"lost"]
         now = [int(lost[ctypes.c_int(i)].value) for i in range(4)]
         delta = [n - s for n, s in zip(now, self._lost_seen, strict=True)]
