@@ -51,6 +51,8 @@ HOST_MOUNTS = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64")}
 # The host's python and this directory, for bench/conn_workload.py.
 WORKLOAD_MOUNTS = {**HOST_MOUNTS,
                    str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}}
+# The collector's configurations: name -> PORTOLAN_TRACE_UDP.
+COLLECTORS = {"portolan": "1", "portolan-no-udp": "0"}
 PEERS = {
     "tcplife": ["tcplife-bpfcc", "/usr/sbin/tcplife-bpfcc"],
     "tcpstates": ["tcpstates-bpfcc", "/usr/sbin/tcpstates-bpfcc"],
@@ -82,9 +84,10 @@ class Tracer:
     def start(self) -> None:
         if self.name == "off":
             return
-        if self.name == "portolan":
+        if self.name in COLLECTORS:
             env = dict(os.environ, REDIS_URL=self.redis_url, PORTOLAN_HOST_ID=HOST_ID,
-                       PORTOLAN_VAR_DIR="/tmp/portolan-bench")
+                       PORTOLAN_VAR_DIR="/tmp/portolan-bench",
+                       PORTOLAN_TRACE_UDP=COLLECTORS[self.name])
             self.proc = subprocess.Popen(
                 [sys.executable, "manage.py", "collect"], cwd=ROOT, env=env,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -190,6 +193,8 @@ def main():
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--collectors", default="portolan,portolan-no-udp",
+                        help=f"of {', '.join(COLLECTORS)}")
     parser.add_argument("--peers", default="tcplife,tcpstates")
     parser.add_argument("--peer-rounds", type=int, default=3,
                         help="rounds that also measure the peers (the first N)")
@@ -206,9 +211,12 @@ def main():
     rclient = redis.Redis.from_url(server.url)
     srv, server_ip = start_server(docker_client, pin=args.pin)
     peers = [p for p in args.peers.split(",") if p]
+    collectors = [c for c in args.collectors.split(",") if c]
+    if not collectors or set(collectors) - set(COLLECTORS):
+        sys.exit(f"--collectors: some of {', '.join(COLLECTORS)}")
     results = {c: {"rate": [], "ratio": [], "cpu": [], "rss": [], "lost": [],
                    "work": [], "work_ratio": []}
-               for c in ["off", "portolan", *peers]}
+               for c in ["off", *collectors, *peers]}
     clients = []
 
     def measure(name: str, rnd: int) -> tuple[float, float]:
@@ -221,7 +229,7 @@ def main():
                                args.concurrency, pin=args.pin)
             clients.append(c)
             cpu, rss = tracer.sample()
-            if name == "portolan":
+            if name in COLLECTORS:
                 time.sleep(2.5)  # two intervals for the last counts
         finally:
             tracer.stop()
@@ -234,10 +242,10 @@ def main():
         res["cpu"].append(cpu)
         res["rss"].append(rss)
         counted = None
-        if name == "portolan":
+        if name in COLLECTORS:
             counted = counted_connections(rclient, c.id, server_ip)
             res["lost"].append(load["connections"] - counted)
-        print(f"round {rnd + 1:>2} {name:<10} {rate:8.0f} conn/s  "
+        print(f"round {rnd + 1:>2} {name:<16} {rate:8.0f} conn/s  "
               f"{work:5.0f} µs CPU/conn (idle {pct(load['cpu_idle_s'], machine)}, "
               f"steal {pct(load['cpu_steal_s'], machine)})  "
               f"tracer CPU {cpu:5.1f}%  RSS {rss:6.1f} MB"
@@ -251,7 +259,7 @@ def main():
         # and alternates which goes first: the machine's drift over minutes
         # (and any first/second position effect) cancels in the round's ratio.
         for rnd in range(args.rounds):
-            traced = ["portolan"] + [p for p in peers if rnd < args.peer_rounds]
+            traced = collectors + [p for p in peers if rnd < args.peer_rounds]
             for name in traced:
                 order = ["off", name] if rnd % 2 == 0 else [name, "off"]
                 runs = {n: measure(n, rnd) for n in order}
@@ -263,23 +271,23 @@ def main():
               "work ratio = the same from the machine's CPU time per connection "
               "(untraced / traced): the throughput ratio\nwhen CPU-bound, "
               "without the run-to-run drift in how much CPU the VM gets.")
-        print(f"{'config':<10} {'rounds':>6} {'conn/s':>8} {'ratio':>6} "
+        print(f"{'config':<16} {'rounds':>6} {'conn/s':>8} {'ratio':>6} "
               f"{'ratio IQR':>13} {'µs/conn':>8} {'work ratio':>10} "
               f"{'work IQR':>13} {'CPU%':>6} {'RSS MB':>7}")
         for name, r in results.items():
             if not r["rate"]:
                 continue
-            print(f"{name:<10} {len(r['rate']):>6} "
+            print(f"{name:<16} {len(r['rate']):>6} "
                   f"{statistics.median(r['rate']):8.0f} "
                   f"{median_and_spread(r['ratio'])} "
                   f"{statistics.median(r['work']):8.0f} "
                   f"{median_and_spread(r['work_ratio'], 10)} "
                   f"{statistics.median(r['cpu']):6.1f} "
                   f"{statistics.median(r['rss']):7.1f}")
-        lost = results["portolan"]["lost"]
-        print(f"portolan lost counts per run: {lost} (goal: all 0)")
+        for name in collectors:
+            print(f"{name} lost counts per run: {results[name]['lost']} (goal: all 0)")
 
-        tracer = Tracer("portolan", server.url)
+        tracer = Tracer(collectors[0], server.url)
         tracer.start()
         try:
             c, load = run_load(docker_client, server_ip, args.seconds, 1000, 1,
@@ -290,7 +298,8 @@ def main():
         finally:
             tracer.stop()
         counted = counted_connections(rclient, c.id, server_ip)
-        print(f"\nat {load['connections'] / load['seconds']:.0f} conn/s: collector "
+        rate = load["connections"] / load["seconds"]
+        print(f"\nat {rate:.0f} conn/s: {collectors[0]} "
               f"CPU {cpu:.1f}% of one core (goal < 5%), RSS {rss:.1f} MB, "
               f"made {load['connections']} counted {counted}")
     finally:

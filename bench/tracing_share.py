@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from collector_overhead import (  # noqa: E402
+    COLLECTORS,
     Tracer,
     proc_cpu_seconds,
     run_load,
@@ -79,7 +80,8 @@ def tracing_share(shares: dict[str, float]) -> float:
 def top_tracing_symbols(shares: dict[str, float], n: int) -> list[tuple[str, float]]:
     """The n tracing symbols with the most samples, most first.
 
-    >>> top_tracing_symbols({"htab_map_hash": 0.5, "tcp_ack": 5.0, "trace_call_bpf": 1.0}, 1)
+    >>> shares = {"htab_map_hash": 0.5, "tcp_ack": 5.0, "trace_call_bpf": 1.0}
+    >>> top_tracing_symbols(shares, 1)
     [('trace_call_bpf', 1.0)]
     """
     tracing = [(k, v) for k, v in shares.items() if TRACING_SYMBOLS.match(k)]
@@ -111,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-udp", action="store_true",
+                        help="also profile the collector with PORTOLAN_TRACE_UDP=0")
     parser.add_argument("--empty-hooks", action="store_true",
                         help="also profile bench/empty_hooks.py: the same hooks "
                              "with programs that do nothing (the hooks' floor)")
@@ -125,9 +129,10 @@ def main() -> None:
     redis_server = RedisServer()
     redis_server.start()
     server, server_ip = start_server(docker_client)
-    configs = ["off", "portolan", *(["empty-hooks"] if args.empty_hooks else [])]
+    configs = ["off", "portolan", *(["portolan-no-udp"] if args.no_udp else []),
+               *(["empty-hooks"] if args.empty_hooks else [])]
     shares = {name: [] for name in configs}
-    collector_cpu = []
+    collector_cpu = {name: [] for name in configs if name in COLLECTORS}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for rnd in range(args.rounds):
@@ -140,10 +145,10 @@ def main() -> None:
                                 if tracer.proc else 0.0)
                         t0 = time.monotonic()
                         profile(docker_client, server_ip, args.seconds, data)
-                        if name == "portolan":
+                        if name in COLLECTORS:
                             used = proc_cpu_seconds(tracer.proc.pid) - cpu0
                             # % of the whole machine, like the profile shares.
-                            collector_cpu.append(
+                            collector_cpu[name].append(
                                 100 * used / (time.monotonic() - t0) / os.cpu_count()
                             )
                     finally:
@@ -158,21 +163,22 @@ def main() -> None:
                     shares[name].append(share)
                     print(f"round {rnd + 1} {name:<9} tracing {share:5.2f}% of all "
                           "CPU samples", flush=True)
-                    if args.symbols and name == "portolan":
+                    if args.symbols and name in COLLECTORS:
                         for sym, pct in top_tracing_symbols(by_symbol, args.symbols):
                             print(f"    {pct:5.2f}%  {sym}")
         off = statistics.median(shares["off"])
-        on = statistics.median(shares["portolan"])
-        own = statistics.median(collector_cpu)
-        print(f"\ntracing code, % of all CPU samples (median): off {off:.2f}%, "
-              f"portolan {on:.2f}% (+{on - off:.2f})")
+        print(f"\ntracing code, % of all CPU samples (median): off {off:.2f}%")
+        for name, cpu in collector_cpu.items():
+            on = statistics.median(shares[name]) - off
+            own = statistics.median(cpu)
+            print(f"{name}: tracing +{on:.2f}%, collector process {own:.2f}% of "
+                  f"the machine; expected throughput ratio when CPU-bound: "
+                  f"{1 - (on + own) / 100:.3f}")
         if "empty-hooks" in shares:
             floor = statistics.median(shares["empty-hooks"]) - off
+            work = statistics.median(shares["portolan"]) - off - floor
             print(f"the same hooks with empty programs: +{floor:.2f}% "
-                  f"(the collector's own BPF work: +{on - off - floor:.2f}%)")
-        print(f"collector process: {own:.2f}% of the machine")
-        print(f"expected throughput ratio when CPU-bound: "
-              f"{1 - (on - off + own) / 100:.3f}")
+                  f"(portolan's own BPF work: +{work:.2f}%)")
     finally:
         server.remove(force=True)
         redis_server.stop()

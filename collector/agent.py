@@ -42,8 +42,11 @@ CGROUP_SCAN_EVERY = 5.0
 HOST_ADDRESSES_EVERY = 5.0
 
 
-def open_tracer(force_fallback: bool = False):
-    """The eBPF tracer where it loads, else the /proc fallback and the reason."""
+def open_tracer(force_fallback: bool = False, trace_udp: bool = True):
+    """The eBPF tracer where it loads, else the /proc fallback and the reason.
+
+    ``trace_udp=False`` leaves out the route-lookup hooks (PORTOLAN_TRACE_UDP).
+    """
     from collector.procfs import ProcfsTracer
 
     if force_fallback:
@@ -55,7 +58,7 @@ def open_tracer(force_fallback: bool = False):
         try:
             from collector.ebpf.tracer import ConnectionTracer
 
-            tracer = ConnectionTracer()
+            tracer = ConnectionTracer(trace_udp=trace_udp)
             if tracer.missing_hooks:
                 log.warning("eBPF tracer without: %s", "; ".join(tracer.missing_hooks))
             return tracer, ""

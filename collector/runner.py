@@ -13,10 +13,11 @@ from collector.schema import Keys, validate_host_id
 def build_collector(*, redis_url: str, prefix: str, host_id: str,
                     node_ttl: float, flow_ttl: float,
                     history: HistoryPolicy | None = None,
-                    force_fallback: bool = False) -> Collector:
+                    force_fallback: bool = False,
+                    trace_udp: bool = True) -> Collector:
     validate_host_id(host_id)
     keys = Keys(prefix)
-    tracer, reason = open_tracer(force_fallback)
+    tracer, reason = open_tracer(force_fallback, trace_udp=trace_udp)
     reporter = RedisReporter(redis_client(redis_url), keys, node_ttl=node_ttl,
                              flow_ttl=flow_ttl, history=history)
     watcher = DockerWatcher().start()
@@ -25,7 +26,7 @@ def build_collector(*, redis_url: str, prefix: str, host_id: str,
                      sampler=MetricsSampler(), mode_reason=reason)
 
 
-def dump_ebpf_program() -> str:
+def dump_ebpf_program(trace_udp: bool = True) -> str:
     from collector.ebpf.tracer import ConnectionTracer
 
-    return ConnectionTracer.program_text()
+    return ConnectionTracer.render_program(trace_udp=trace_udp)

@@ -83,6 +83,10 @@ PORTOLAN = {
     "HISTORY_FINE": env_float("PORTOLAN_HISTORY_FINE", 900.0),
     "HISTORY_COARSE_STEP": env_float("PORTOLAN_HISTORY_COARSE_STEP", 60.0),
     "HISTORY_WINDOW": env_float("PORTOLAN_HISTORY_WINDOW", 3600.0),
+    # UDP and connects failing for want of a route are traced on the kernel's
+    # route lookups, which run for every routed packet: off, the tracer costs
+    # about a quarter less on TCP-heavy hosts (see BENCHMARKS.md).
+    "TRACE_UDP": env_bool("PORTOLAN_TRACE_UDP", True),
 }
 for _name, _value in PORTOLAN.items():
     if isinstance(_value, float) and _value <= 0:

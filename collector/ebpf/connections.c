@@ -41,7 +41,9 @@
  *                       datagram being sent (joined to sock_send_length on
  *                       the same thread); for TCP, a lookup in the main
  *                       table that fails is a connect that fails before any
- *                       SYN (no route: unreachable).
+ *                       SYN (no route: unreachable). They run on every
+ *                       routed packet, not only on sends: PORTOLAN_TRACE_UDP=0
+ *                       leaves them out (no HAVE_FIB*: no UDP counting).
  *   tcp_receive_reset   marks refused connects; counts resets.
  *   tcp_send_reset      counts resets we send on a tracked socket.
  *   tcp_retransmit_skb  counts retransmits (SYN retransmits included).

@@ -14,7 +14,8 @@ optional, and what is lost without each
     sock:sock_send_length,  bytes each way and all UDP counting, so kernels
     sock:sock_recv_length   before 6.3 get connection counts only.
     fib:fib_table_lookup,   UDP peers (IPv4, IPv6), and connects that fail
-    fib6:fib6_table_lookup  for want of a route.
+    fib6:fib6_table_lookup  for want of a route. They run on every routed
+                            packet; PORTOLAN_TRACE_UDP=0 leaves them out.
     cgroup:cgroup_mkdir     containers that live less than one cgroup scan
                             interval are not attributed (TracerReading.cgroups
                             stays empty).
@@ -61,6 +62,8 @@ _FLAG_HOOKS = {
     "HAVE_FIB4": ("fib:fib_table_lookup",),
     "HAVE_FIB6": ("fib6:fib6_table_lookup",),
 }
+# Run on every routed packet; left out with trace_udp=False (PORTOLAN_TRACE_UDP).
+ROUTE_HOOKS = ("fib:fib_table_lookup", "fib6:fib6_table_lookup")
 
 
 class EbpfUnavailable(RuntimeError):
@@ -117,13 +120,14 @@ class ConnectionTracer:
     # How long read() waits for programs still writing to the old buffer.
     DRAIN_TIMEOUT_S = 1.0
 
-    def __init__(self, flow_map_size: int | None = None):
+    def __init__(self, flow_map_size: int | None = None, trace_udp: bool = True):
         reason = ebpf_unavailable_reason()
         if reason:
             raise EbpfUnavailable(reason)
         from bcc import BPF  # imported late: bcc is optional for the collector
 
-        self._text, self._cflags, self.missing_hooks = self._configure(flow_map_size)
+        self._text, self._cflags, self.missing_hooks = self._configure(
+            flow_map_size, trace_udp)
         self._bpf = BPF(text=self._text.encode(), cflags=self._cflags)
         # Every program was loaded and attached by BPF() (TRACEPOINT_PROBE).
         self._misses = ProgramMisses([f.fd for f in self._bpf.funcs.values()])
@@ -134,12 +138,14 @@ class ConnectionTracer:
 
     @classmethod
     def _configure(
-        cls, flow_map_size: int | None = None
+        cls, flow_map_size: int | None = None, trace_udp: bool = True
     ) -> tuple[str, list[str], list[str]]:
         """The program text, its -D flags and the missing-hook messages here."""
         hooks = available_hooks()
+        off = () if trace_udp else ROUTE_HOOKS
+        hooks.update({hook: False for hook in off})
         missing = [
-            f"{hook}: {lost}"
+            f"{hook}: {'off (PORTOLAN_TRACE_UDP=0): ' if hook in off else ''}{lost}"
             for hook, lost in OPTIONAL_HOOKS.items()
             if not hooks.get(hook, False)
         ]
@@ -164,9 +170,10 @@ class ConnectionTracer:
         return cls._render(PROGRAM_PATH.read_text(), sizes), cflags, missing
 
     @classmethod
-    def render_program(cls, flow_map_size: int | None = None) -> str:
+    def render_program(cls, flow_map_size: int | None = None,
+                       trace_udp: bool = True) -> str:
         """The final C for this kernel without loading it (``collect --ebpf-dump``)."""
-        text, cflags, _ = cls._configure(flow_map_size)
+        text, cflags, _ = cls._configure(flow_map_size, trace_udp)
         return cls._with_flags(text, cflags)
 
     @staticmethod

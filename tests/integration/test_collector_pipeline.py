@@ -139,6 +139,13 @@ def test_ebpf_dump_prints_the_program(repo_root):
     out = subprocess.run([sys.executable, "manage.py", "collect", "--ebpf-dump"],
                          cwd=repo_root, capture_output=True, text=True, check=True)
     assert "inet_sock_set_state" in out.stdout and "cflags:" in out.stdout
+    # The setting reaches the program: no route-lookup hooks without UDP.
+    env = dict(os.environ, PORTOLAN_TRACE_UDP="0")
+    tcp_only = subprocess.run([sys.executable, "manage.py", "collect", "--ebpf-dump"],
+                              cwd=repo_root, env=env, capture_output=True, text=True,
+                              check=True)
+    assert "-DHAVE_FIB4" in out.stdout.splitlines()[0]  # the cflags line
+    assert "-DHAVE_FIB4" not in tcp_only.stdout.splitlines()[0]
 
 
 def test_container_of_an_unaskable_runtime_shows_by_cgroup(collector):

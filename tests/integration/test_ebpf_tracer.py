@@ -545,6 +545,41 @@ def test_udp_socket_connected_before_the_tracer(ebpf_ready):
         late.close()
 
 
+def test_without_udp_tracing(ebpf_ready):
+    """PORTOLAN_TRACE_UDP=0: no route-lookup hooks; TCP is counted as before,
+    UDP not at all (and not as lost), and the tracer says so."""
+    from collector.ebpf.tracer import ConnectionTracer
+
+    n, k, m = 5, 9, 4
+    tcp_only = ConnectionTracer(trace_udp=False)
+    try:
+        assert "HAVE_FIB" not in tcp_only.program_text().split("*/", 1)[0]
+        assert any(h.startswith("fib:fib_table_lookup: off (PORTOLAN_TRACE_UDP=0)")
+                   for h in tcp_only.missing_hooks)
+        got = Collected(tcp_only)
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        server = threading.Thread(target=_serve, args=(listener, k, m, n), daemon=True)
+        server.start()
+        for _ in range(n):
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.sendall(b"c" * k)
+                while c.recv(64):
+                    pass
+        server.join(timeout=10)
+        listener.close()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for _ in range(n):
+                udp.sendto(b"d", ("127.0.0.1", 53))
+        out = {"direction": "out", "pid": os.getpid(), "ip": "127.0.0.1"}
+        assert got.wait_total("connections", n, port=port, **out) == n
+        assert got.total("bytes_sent", port=port, **out) == n * k
+        assert got.total("datagrams_sent", **out) == 0
+        assert got.lost == 0
+    finally:
+        tcp_only.close()
+
+
 def test_full_flow_map_is_counted_as_lost(ebpf_ready):
     from collector.ebpf.tracer import ConnectionTracer
 

@@ -23,8 +23,9 @@ class Command(BaseCommand):
                             help="print the final BPF C program and exit")
 
     def handle(self, *args, **opts):
+        trace_udp = settings.PORTOLAN["TRACE_UDP"]
         if opts["ebpf_dump"]:
-            self.stdout.write(dump_ebpf_program())
+            self.stdout.write(dump_ebpf_program(trace_udp=trace_udp))
             return
         if opts["interval"] <= 0:
             raise CommandError("--interval must be positive")
@@ -42,6 +43,7 @@ class Command(BaseCommand):
                     window=settings.PORTOLAN["HISTORY_WINDOW"],
                 ),
                 force_fallback=opts["fallback"],
+                trace_udp=trace_udp,
             )
         except SchemaError as exc:
             raise CommandError(
