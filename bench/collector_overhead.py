@@ -38,6 +38,7 @@ import redis  # noqa: E402
 
 from collector.schema import Keys, container_node_id, parse_flow_field  # noqa: E402
 from tests.conftest import (  # noqa: E402
+    HOST_PROGRAM_MOUNTS,
     TEST_IMAGE,
     RedisServer,
     build_test_image,
@@ -47,9 +48,8 @@ from tests.conftest import (  # noqa: E402
 
 PORT = 9000
 HOST_ID = "bench-host"
-HOST_MOUNTS = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64")}
 # The host's python and this directory, for bench/conn_workload.py.
-WORKLOAD_MOUNTS = {**HOST_MOUNTS,
+WORKLOAD_MOUNTS = {**HOST_PROGRAM_MOUNTS,
                    str(ROOT / "bench"): {"bind": "/bench", "mode": "ro"}}
 # The collector's configurations: name -> PORTOLAN_TRACE_UDP.
 COLLECTORS = {"portolan": "1", "portolan-no-udp": "0"}

@@ -40,6 +40,11 @@ TEST_FILES = (
 TEST_IMAGE = "portolan-test:busybox-" + hashlib.sha256(
     repr((BUSYBOX_APPLETS, TEST_FILES)).encode()
 ).hexdigest()[:10]
+# The host's programs (python3, wrk) run in test containers from its own
+# /usr, /lib and /lib64, read-only: the busybox image has no interpreter.
+HOST_PROGRAM_MOUNTS = {
+    p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64")
+}
 
 
 def require(condition: bool, reason: str) -> None:

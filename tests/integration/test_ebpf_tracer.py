@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from collector.cgroups import CgroupResolver, find_cgroup2_mount, parse_proc_cgroup
-from tests.conftest import cgroup_id_of, require, wait_for
+from tests.conftest import HOST_PROGRAM_MOUNTS, cgroup_id_of, require, wait_for
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.docker]
 
@@ -152,9 +152,7 @@ def tracer(ebpf_ready):
 
 
 def python_volumes(scripts: Path) -> dict:
-    vols = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64")}
-    vols[str(scripts)] = {"bind": "/scripts", "mode": "ro"}
-    return vols
+    return {**HOST_PROGRAM_MOUNTS, str(scripts): {"bind": "/scripts", "mode": "ro"}}
 
 
 def py(script: str, *args) -> str:

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from collector.schema import Keys
-from tests.conftest import RedisServer, free_port, wait_for
+from tests.conftest import HOST_PROGRAM_MOUNTS, RedisServer, free_port, wait_for
 from webapp.anomalies.keys import edge_target
 from webapp.anomalies.merge import read_analysis
 from webapp.topology.graph import build_graph
@@ -28,7 +28,6 @@ pytestmark = [pytest.mark.ebpf, pytest.mark.docker]
 
 HOST = "faults-host"
 SEEN_WITHIN = 5.0
-HOST_MOUNTS = {p: {"bind": p, "mode": "ro"} for p in ("/usr", "/lib", "/lib64")}
 
 
 class Webhook:
@@ -148,7 +147,7 @@ def test_stopped_server_is_ranked_the_cause_of_refused_connections(
     )
     clients = [
         containers.run(f"/usr/bin/python3 -c \"{loop}\"", network_mode="host",
-                       volumes=HOST_MOUNTS)
+                       volumes=HOST_PROGRAM_MOUNTS)
         for _ in range(2)
     ]
     server_node = wait_for(lambda: node_id_of(client, server.name), timeout=10)
@@ -227,7 +226,7 @@ def test_healthy_three_tier_chain_stays_green(backend, containers, tmp_path):
     client, hook = backend
     (tmp_path / "server.py").write_text(CHAIN_SERVER)
     (tmp_path / "client.py").write_text(CHAIN_CLIENT)
-    vols = {**HOST_MOUNTS, str(tmp_path): {"bind": "/chain", "mode": "ro"}}
+    vols = {**HOST_PROGRAM_MOUNTS, str(tmp_path): {"bind": "/chain", "mode": "ro"}}
     py = "/usr/bin/python3 /chain/"
     db = containers.run(f"{py}server.py 5432", volumes=vols)
     api = containers.run(f"{py}server.py 8080 {containers.ip(db)} 5432", volumes=vols)
