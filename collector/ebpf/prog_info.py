@@ -11,6 +11,7 @@ tracer reads them every interval and reports them with its lost counts.
 from __future__ import annotations
 
 import ctypes
+import functools
 import struct
 
 __all__ = ["ProgramMisses", "parse_prog_info"]
@@ -39,17 +40,23 @@ def parse_prog_info(info: bytes, length: int) -> dict[str, int]:
             "recursion_misses": field(_RECURSION_MISSES)}
 
 
-def read_prog_info(fd: int) -> dict[str, int]:
-    """The kernel's info on the program behind ``fd`` (through libbcc)."""
+@functools.cache
+def _get_info():
+    """libbcc's bpf_obj_get_info (BPF_OBJ_GET_INFO_BY_FD), typed once."""
     from bcc.libbcc import lib
 
     get_info = lib.bpf_obj_get_info
     get_info.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32)]
     get_info.restype = ctypes.c_int
+    return get_info
+
+
+def read_prog_info(fd: int) -> dict[str, int]:
+    """The kernel's info on the program behind ``fd``."""
     buf = ctypes.create_string_buffer(PROG_INFO_SIZE)
     length = ctypes.c_uint32(PROG_INFO_SIZE)
-    if get_info(fd, buf, ctypes.byref(length)) != 0:
-        raise OSError(ctypes.get_errno(), f"bpf_obj_get_info on fd {fd} failed")
+    if _get_info()(fd, buf, ctypes.byref(length)) != 0:
+        raise OSError(f"bpf_obj_get_info on fd {fd} failed")
     return parse_prog_info(buf.raw, length.value)
 
 
