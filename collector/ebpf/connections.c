@@ -757,31 +757,29 @@ static __always_inline void udp_received(u64 sk, int ret)
 }
 #endif
 
-TRACEPOINT_PROBE(sock, sock_send_length)
+/* Both hooks carry the same fields; only the direction differs. */
+static __always_inline int sock_length(u64 sk, int protocol, int ret, int sent)
 {
-    int ret = args->ret;
     if (ret <= 0)
         return 0;
-    if (args->protocol == PROTO_TCP)
-        tcp_length((u64)args->sk, ret, 1);
+    if (protocol == PROTO_TCP)
+        tcp_length(sk, ret, sent);
 #ifdef COUNT_UDP
-    else if (args->protocol == PROTO_UDP)
-        udp_sent((u64)args->sk, ret);
+    else if (protocol == PROTO_UDP && sent)
+        udp_sent(sk, ret);
+    else if (protocol == PROTO_UDP)
+        udp_received(sk, ret);
 #endif
     return 0;
 }
 
+TRACEPOINT_PROBE(sock, sock_send_length)
+{
+    return sock_length((u64)args->sk, args->protocol, args->ret, 1);
+}
+
 TRACEPOINT_PROBE(sock, sock_recv_length)
 {
-    int ret = args->ret;
-    if (ret <= 0)
-        return 0;
-    if (args->protocol == PROTO_TCP)
-        tcp_length((u64)args->sk, ret, 0);
-#ifdef COUNT_UDP
-    else if (args->protocol == PROTO_UDP)
-        udp_received((u64)args->sk, ret);
-#endif
-    return 0;
+    return sock_length((u64)args->sk, args->protocol, args->ret, 0);
 }
 #endif /* HAVE_SOCK_LENGTH */
