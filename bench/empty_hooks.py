@@ -1,7 +1,8 @@
 """The collector's hooks with programs that do nothing: the floor of its cost.
 
 Attaches one BPF program that only returns to every tracepoint the collector
-uses on this kernel (or to the ones named), then waits for SIGINT/SIGTERM.
+uses on this kernel (or to the ones named), the way the collector attaches it
+(raw or not), then waits for SIGINT/SIGTERM.
 Run beside a workload, its cost is what the kernel charges for each
 tracepoint hit (building the event record, calling into BPF) before any of
 the collector's own work: no counting design on these hooks costs less.
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.ebpf.support import (  # noqa: E402
     OPTIONAL_HOOKS,
+    RAW_HOOKS,
     REQUIRED_HOOKS,
     available_hooks,
 )
@@ -35,6 +37,10 @@ def main() -> None:
     parser.add_argument("--hooks", default="",
                         help="comma-separated category:event (default: all the "
                              "collector's hooks this kernel has)")
+    parser.add_argument("--raw", action="store_true",
+                        help="attach every hook as a raw tracepoint (no event "
+                             "record built); by default only those the "
+                             "collector attaches raw are")
     args = parser.parse_args()
     here = available_hooks()
     wanted = [h for h in args.hooks.split(",") if h] or [
@@ -48,7 +54,11 @@ def main() -> None:
     bpf = BPF(text=EMPTY_PROGRAM)
     for hook in wanted:
         if here.get(hook):
-            bpf.attach_tracepoint(tp=hook, fn_name=b"empty")
+            if args.raw or hook in RAW_HOOKS:
+                bpf.attach_raw_tracepoint(tp=hook.split(":")[1].encode(),
+                                          fn_name=b"empty")
+            else:
+                bpf.attach_tracepoint(tp=hook, fn_name=b"empty")
     print("attached: " + ", ".join(h for h in wanted if here.get(h)), flush=True)
 
     def stop(*_):

@@ -47,7 +47,8 @@ from tests.conftest import (  # noqa: E402
 
 # Kernel symbols that only run because something is tracing.
 TRACING_SYMBOLS = re.compile(
-    r"^(bpf_prog_\w+|trace_call_bpf|perf_trace_\w+|perf_call_bpf_\w+|"
+    r"^(bpf_prog_\w+|trace_call_bpf|bpf_trace_run\d+|__bpf_trace_\w+|"
+    r"perf_trace_\w+|perf_call_bpf_\w+|"
     r"perf_syscall_\w+|perf_swevent_\w+recursion\w*|htab_\w+|__htab_\w+|"
     r"bpf_lru_\w+|pcpu_freelist_\w+|bpf_get_current_\w+|bpf_ktime_get_ns|"
     r"bpf_map_\w+|call_trace_\w+)$"

@@ -265,7 +265,6 @@ class Collector:
         self.host_ips: list[str] = []
         self._host_ips_at = -HOST_ADDRESSES_EVERY
         self._last_step = time.monotonic()
-        self._unattributed, self._unattributed_said = 0, self._last_step
 
     def refresh_containers(self) -> None:
         if self.watcher.connected or self.watcher.syncs:
@@ -316,12 +315,6 @@ class Collector:
         interval, self._last_step = now - self._last_step, now
         if reading.lost:
             log.warning("the tracer lost %d counts this interval", reading.lost)
-        self._unattributed += reading.unattributed
-        if self._unattributed and now - self._unattributed_said >= 60:
-            log.info("%d UDP datagrams in the last minute went out on sockets "
-                     "connected before the collector started (peer unknown)",
-                     self._unattributed)
-            self._unattributed, self._unattributed_said = 0, now
         flows = flows_from_reading(reading, self.attribution, self.resolver)
         listening = listening_ports(reading, self.attribution, self.resolver)
         for node, ports in listening.items():

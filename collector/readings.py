@@ -44,9 +44,6 @@ class TracerReading:
     flows: list[FlowSample] = field(default_factory=list)
     listens: list[ListenSample] = field(default_factory=list)
     lost: int = 0  # counts dropped since the previous read; never silent
-    # UDP datagrams sent on sockets whose peer is unknown (connected before
-    # the tracer started): counted, but on no flow.
-    unattributed: int = 0
     # v2 cgroups created since the previous read, id -> path (eBPF only); feed
     # them to CgroupResolver.learn() so short-lived containers stay attributed.
     cgroups: dict[int, str] = field(default_factory=dict)

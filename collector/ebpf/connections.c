@@ -13,11 +13,12 @@
  *   Tracepoints only (no kprobes, no fentry, and no syscalls: tracepoints):
  *   sock:inet_sock_set_state (4.16+), tcp:tcp_retransmit_skb,
  *   tcp:tcp_receive_reset / tcp_send_reset (4.15+), sock:sock_send_length /
- *   sock_recv_length (6.3+), fib:fib_table_lookup and fib6:fib6_table_lookup,
- *   cgroup:cgroup_mkdir. Only tracepoint arguments are read, never a kernel
- *   struct field, so the program is correct whatever headers bcc compiles it
- *   with. Socket addresses (skaddr, sk) are used as opaque map keys only.
- *   bpf_get_current_cgroup_id() (4.18+) gives the cgroup v2 id.
+ *   sock_recv_length (6.3+, attached raw: 4.17+), fib:fib_table_lookup and
+ *   fib6:fib6_table_lookup, cgroup:cgroup_mkdir. Only tracepoint arguments
+ *   are read, never a kernel struct field, so the program is correct
+ *   whatever headers bcc compiles it with. Socket addresses (skaddr, sk) are
+ *   used as opaque keys only. bpf_get_current_cgroup_id() (4.18+) gives the
+ *   cgroup v2 id; compare-and-swap in BPF (5.12+) claims socket slots.
  *
  *   Why no syscall tracepoints: enabling any one of them puts every syscall
  *   of every process on the kernel's tracing slow path, and socket syscalls
@@ -50,7 +51,12 @@
  *   sock_send_length /  bytes on tracked TCP sockets (process context, sk is
  *   sock_recv_length    the opaque key); UDP datagrams and bytes, on the
  *                       peer the route lookup named (sends) or the socket's
- *                       last peer (receives, see UDP below).
+ *                       last peer (receives, see UDP below). Raw
+ *                       tracepoints: the kernel builds no event record, so
+ *                       they cost a third as much per run, but they do not
+ *                       name the protocol: a socket the TCP table tracks is
+ *                       TCP; a send this thread's UDP route lookup named is
+ *                       UDP, and so is the socket from then on.
  *   cgroup_mkdir        v2 cgroup id -> path as cgroups are created, so that
  *                       a container that lived less than one scan interval
  *                       is still attributed (one event per cgroup, not per
@@ -75,6 +81,15 @@
  *   are events the kernel skipped because another tracing program was
  *   running on that CPU (userspace reads each program's recursion_misses).
  *
+ * Tracked TCP sockets
+ *   A set-associative table in two arrays (sock_tags, sock_infos), not a
+ *   hash map: array lookups are inlined by the verifier, while a hash map's
+ *   insert and delete (two of each per connection) were most of our own
+ *   cost. A socket whose bucket of SOCK_WAYS slots is full is not tracked
+ *   and counted in lost[1]. With the default 131,072 slots (8192 buckets)
+ *   that is about one socket in 250,000 when 32,000 are open at once on the
+ *   host, one in 2,500 at 48,000.
+ *
  * Overhead
  *   A few map operations per TCP state change and per socket send/recv, and
  *   per UDP route lookup; no syscall hook, so no syscall slow path.
@@ -90,7 +105,8 @@
  *   another table then routes is counted too, and an unreachable route in
  *   another table is not. UDP: a server that never replies has its received
  *   datagrams counted nowhere; a socket connected before the tracer started
- *   sends datagrams whose peer is unknown (counted in lost[3], on no flow). A
+ *   is counted only when the kernel routes its datagrams again (the raw send
+ *   hook cannot tell it from a Unix socket otherwise). A
  *   route lookup made in softirq on a thread's stack may be taken for that
  *   thread's next send on a connected socket; the one that happens on every
  *   IPv6 datagram to a closed port (the ICMP error routed back) is
@@ -99,7 +115,7 @@
  *   each handler does on every path.
  *
  * Placeholders filled by collector/ebpf/tracer.py: FLOW_MAP_SIZE,
- * SOCK_MAP_SIZE, LISTEN_MAP_SIZE, CGROUP_PATH_LEN. Optional hooks are compiled in by the
+ * SOCK_SLOTS (a power of two), SOCK_MAP_SIZE, LISTEN_MAP_SIZE, CGROUP_PATH_LEN. Optional hooks are compiled in by the
  * -DHAVE_* flags the tracer passes after checking the kernel.
  */
 
@@ -208,9 +224,21 @@ BPF_HASH(flows_a, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_HASH(flows_b, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_ARRAY(control, u32, 1);            /* [0]: active flow map, 0=a 1=b */
 BPF_PERCPU_ARRAY(inflight, s64, 2);    /* programs writing to map [i] */
-BPF_ARRAY(lost, u64, 4);  /* [0] flows [1] socks [2] listens full; [3] UDP peer unknown */
+BPF_ARRAY(lost, u64, 3);  /* [0] flows [1] socket bucket [2] listens full */
 BPF_ARRAY(zero_val, struct flow_val_t, 1);
-BPF_HASH(socks, u64, struct sock_info_t, SOCK_MAP_SIZE);
+/* Tracked TCP sockets: a set-associative table in two arrays, because array
+ * lookups are inlined by the verifier (no helper call, no bucket lock, no
+ * element allocation), where a hash map's insert and delete were most of our
+ * own cost per connection. A socket's opaque address picks a bucket of
+ * SOCK_WAYS slots whose tags share two cache lines; a slot is claimed by
+ * compare-and-swap on its tag and freed by zeroing it. */
+#define SOCK_WAYS 16
+#define SOCK_BUCKETS (SOCK_SLOTS / SOCK_WAYS)
+struct sock_bucket_t {
+    u64 sk[SOCK_WAYS];      /* 0: free */
+};
+BPF_ARRAY(sock_tags, struct sock_bucket_t, SOCK_BUCKETS);
+BPF_ARRAY(sock_infos, struct sock_info_t, SOCK_SLOTS);
 BPF_HASH(listens, u64, struct listen_t, LISTEN_MAP_SIZE);
 /* UDP route lookups not yet joined to their send, per thread. */
 BPF_HASH(udp_routes, u64, struct udp_route_t, 10240);
@@ -224,6 +252,75 @@ static __always_inline void count_lost(u32 what)
     u64 *l = lost.lookup(&what);
     if (l)
         __sync_fetch_and_add(l, 1);
+}
+
+/* ------------------------------------------------------- socket table */
+
+static __always_inline u32 sock_bucket(u64 sk)
+{
+    /* Multiplicative hashing: sockets are slab objects, their low bits
+     * say little. SOCK_BUCKETS is a power of two. */
+    return (u32)((sk * 0x9E3779B97F4A7C15ULL) >> 32) & (SOCK_BUCKETS - 1);
+}
+
+/* The tracked socket at sk, or 0. */
+static __always_inline struct sock_info_t *sock_find(u64 sk)
+{
+    u32 b = sock_bucket(sk);
+    struct sock_bucket_t *tags = sock_tags.lookup(&b);
+    if (!tags || !sk)
+        return 0;
+#pragma unroll
+    for (u32 way = 0; way < SOCK_WAYS; way++) {
+        if (tags->sk[way] == sk) {
+            u32 slot = b * SOCK_WAYS + way;
+            return sock_infos.lookup(&slot);
+        }
+    }
+    return 0;
+}
+
+/* A slot for a new socket at sk: the one it already has (an address whose
+ * close we did not see), else a free one; 0 and lost[1] when its bucket
+ * is full. */
+static __always_inline struct sock_info_t *sock_claim(u64 sk)
+{
+    u32 b = sock_bucket(sk);
+    struct sock_bucket_t *tags = sock_tags.lookup(&b);
+    if (!tags || !sk)
+        return 0;
+    u32 way = SOCK_WAYS;
+#pragma unroll
+    for (u32 w = 0; w < SOCK_WAYS; w++) {
+        if (way == SOCK_WAYS && tags->sk[w] == sk)
+            way = w;
+    }
+#pragma unroll
+    for (u32 w = 0; w < SOCK_WAYS; w++) {
+        if (way == SOCK_WAYS && tags->sk[w] == 0 &&
+            __sync_val_compare_and_swap(&tags->sk[w], 0, sk) == 0)
+            way = w;
+    }
+    if (way == SOCK_WAYS) {
+        count_lost(1);
+        return 0;
+    }
+    u32 slot = b * SOCK_WAYS + way;
+    return sock_infos.lookup(&slot);
+}
+
+/* Forget the socket at sk (its slot's data is overwritten by the next claim). */
+static __always_inline void sock_release(u64 sk)
+{
+    u32 b = sock_bucket(sk);
+    struct sock_bucket_t *tags = sock_tags.lookup(&b);
+    if (!tags || !sk)
+        return;
+#pragma unroll
+    for (u32 way = 0; way < SOCK_WAYS; way++) {
+        if (tags->sk[way] == sk)
+            __sync_val_compare_and_swap(&tags->sk[way], sk, 0);
+    }
 }
 
 /* Enter the active buffer: announce, then re-check the selector. */
@@ -458,8 +555,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         si.start_ns = bpf_ktime_get_ns();
         si.state = ns;
         bpf_get_current_comm(&si.comm, sizeof(si.comm));
-        if (socks.update(&sk, &si))
-            count_lost(1);
+        struct sock_info_t *slot = sock_claim(sk);
+        if (slot)
+            *slot = si;
         return 0;
     }
 
@@ -496,8 +594,9 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         fill_addrs(&si.key, args->family, args->saddr, args->daddr,
                    args->saddr_v6, args->daddr_v6, 1);
         si.state = ns;
-        if (socks.update(&sk, &si))
-            count_lost(1);
+        struct sock_info_t *slot = sock_claim(sk);
+        if (slot)
+            *slot = si;
         u32 buf = buf_enter();
         struct flow_val_t *v = flow_get(buf, &si.key);
         if (v)
@@ -511,7 +610,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
      * the socket lookup, half of this hook's runs per connection. */
     if (os != ST_SYN_SENT && ns != ST_CLOSE)
         return 0;
-    struct sock_info_t *si = socks.lookup(&sk);
+    struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
 
@@ -535,7 +634,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     }
     si->state = ns;
     if (ns == ST_CLOSE)
-        socks.delete(&sk);
+        sock_release(sk);
     return 0;
 }
 
@@ -563,7 +662,7 @@ TRACEPOINT_PROBE(cgroup, cgroup_mkdir)
 TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 {
     u64 sk = (u64)args->skaddr;
-    struct sock_info_t *si = socks.lookup(&sk);
+    struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
     if (si->state == ST_SYN_SENT) {
@@ -592,7 +691,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     u64 sk = (u64)args->skaddr;
     if (!sk)
         return 0;
-    struct sock_info_t *si = socks.lookup(&sk);
+    struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
     u32 buf = buf_enter();
@@ -608,7 +707,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
     u64 sk = (u64)args->skaddr;
-    struct sock_info_t *si = socks.lookup(&sk);
+    struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
     u32 buf = buf_enter();
@@ -623,11 +722,8 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 /* ------------------------------------------------------------------ bytes */
 
 #ifdef HAVE_SOCK_LENGTH
-static __always_inline void tcp_length(u64 sk, int ret, int sent)
+static __always_inline void tcp_length(struct sock_info_t *si, int ret, int sent)
 {
-    struct sock_info_t *si = socks.lookup(&sk);
-    if (!si)
-        return;
     u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &si->key);
     if (v) {
@@ -660,8 +756,11 @@ static __always_inline void udp_key(struct flow_key_t *k, struct udp_route_t *r,
     copy16(k->laddr, r->src);
 }
 
-/* A datagram sent: on the peer this thread's route lookup named, else on the
- * socket's last peer (a connected socket sends without a lookup). */
+/* A send on a socket that is not a tracked TCP socket. The raw hook does not
+ * say which protocol it is: a send this thread's UDP route lookup named is a
+ * datagram (the lookup is consumed, whatever the send's result); a socket
+ * that has sent a routed datagram before is UDP; anything else (Unix, TCP
+ * from before the tracer, a UDP socket connected before it) is left alone. */
 static __always_inline void udp_sent(u64 sk, int ret)
 {
     u64 id = bpf_get_current_pid_tgid();
@@ -674,6 +773,8 @@ static __always_inline void udp_sent(u64 sk, int ret)
         routed = 1;
         udp_routes.delete(&id);
     }
+    if (ret <= 0)
+        return;
     struct flow_key_t k = {};
     u64 rx = 0, rx_bytes = 0;
     struct udp_sock_t *known = udp_socks.lookup(&sid);
@@ -681,10 +782,8 @@ static __always_inline void udp_sent(u64 sk, int ret)
         known = 0;  /* a new socket at a reused address: it starts over */
     if (!known) {
         /* A new socket that sends first: a client. */
-        if (!routed) {
-            count_lost(3);
+        if (!routed)
             return;
-        }
         udp_key(&k, &r, id, 0);
         struct udp_sock_t st = {};
         st.role = UDP_CLIENT;
@@ -701,8 +800,7 @@ static __always_inline void udp_sent(u64 sk, int ret)
         } else if (known->has_key) {
             k = known->key;
         } else {
-            count_lost(3);
-            return;
+            return;  /* received first, never routed a send: not UDP we know */
         }
         /* Take what the socket received so far; a datagram arriving on
          * another thread meanwhile stays for the next reply. */
@@ -757,29 +855,35 @@ static __always_inline void udp_received(u64 sk, int ret)
 }
 #endif
 
-/* Both hooks carry the same fields; only the direction differs. */
-static __always_inline int sock_length(u64 sk, int protocol, int ret, int sent)
+/* Raw tracepoints: the kernel builds no event record for them, which made
+ * these two hooks a third cheaper per run. Their arguments are the socket
+ * (an opaque key here), the result and the flags; the protocol is not among
+ * them, so a socket is TCP if the table tracks it, else UDP as udp_sent and
+ * udp_received decide. */
+static __always_inline int sock_length(u64 sk, int ret, int sent)
 {
-    if (ret <= 0)
+    struct sock_info_t *si = sock_find(sk);
+    if (si) {
+        if (ret > 0)
+            tcp_length(si, ret, sent);
         return 0;
-    if (protocol == PROTO_TCP)
-        tcp_length(sk, ret, sent);
+    }
 #ifdef COUNT_UDP
-    else if (protocol == PROTO_UDP && sent)
+    if (sent)
         udp_sent(sk, ret);
-    else if (protocol == PROTO_UDP)
+    else if (ret > 0)
         udp_received(sk, ret);
 #endif
     return 0;
 }
 
-TRACEPOINT_PROBE(sock, sock_send_length)
+RAW_TRACEPOINT_PROBE(sock_send_length)
 {
-    return sock_length((u64)args->sk, args->protocol, args->ret, 1);
+    return sock_length(ctx->args[0], (int)ctx->args[1], 1);
 }
 
-TRACEPOINT_PROBE(sock, sock_recv_length)
+RAW_TRACEPOINT_PROBE(sock_recv_length)
 {
-    return sock_length((u64)args->sk, args->protocol, args->ret, 0);
+    return sock_length(ctx->args[0], (int)ctx->args[1], 0);
 }
 #endif /* HAVE_SOCK_LENGTH */

@@ -15,6 +15,7 @@ from pathlib import Path
 
 __all__ = [
     "OPTIONAL_HOOKS",
+    "RAW_HOOKS",
     "REQUIRED_HOOKS",
     "available_hooks",
     "ebpf_unavailable_reason",
@@ -46,6 +47,9 @@ OPTIONAL_HOOKS = {
         "IPv6 UDP is not counted; IPv6 connects with no route are not counted"
     ),
 }
+
+# Hooks connections.c attaches as raw tracepoints (no event record built).
+RAW_HOOKS = ("sock:sock_send_length", "sock:sock_recv_length")
 
 _TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 

@@ -114,7 +114,8 @@ class ConnectionTracer:
 
     # Placeholders in connections.c, filled here and only here.
     FLOW_MAP_SIZE = 16384
-    SOCK_MAP_SIZE = 65536
+    SOCK_SLOTS = 131072  # TCP socket table; a power of two
+    SOCK_MAP_SIZE = 65536  # UDP sockets
     LISTEN_MAP_SIZE = 4096
     CGROUP_PATH_LEN = 256
     # How long read() waits for programs still writing to the old buffer.
@@ -132,7 +133,7 @@ class ConnectionTracer:
         # Every program was loaded and attached by BPF() (TRACEPOINT_PROBE).
         self._misses = ProgramMisses([f.fd for f in self._bpf.funcs.values()])
         self._active = 0
-        self._lost_seen = [0, 0, 0, 0]
+        self._lost_seen = [0, 0, 0]
         for hook in self.missing_hooks:
             log.warning("ebpf: hook missing, %s", hook)
 
@@ -163,6 +164,7 @@ class ConnectionTracer:
             missing.append(message)
         sizes = {
             "FLOW_MAP_SIZE": int(flow_map_size or cls.FLOW_MAP_SIZE),
+            "SOCK_SLOTS": cls.SOCK_SLOTS,
             "SOCK_MAP_SIZE": cls.SOCK_MAP_SIZE,
             "LISTEN_MAP_SIZE": cls.LISTEN_MAP_SIZE,
             "CGROUP_PATH_LEN": cls.CGROUP_PATH_LEN,
@@ -258,13 +260,11 @@ class ConnectionTracer:
             )
             for v in self._bpf[b"listens"].values()
         ]
-        lost, unattributed = self._lost_delta()
-        lost += self._misses.delta()
+        lost = self._lost_delta() + self._misses.delta()
         return TracerReading(
             flows=flows,
             listens=listens,
             lost=lost,
-            unattributed=unattributed,
             cgroups=self._drain_cgroups(),
         )
 
@@ -284,15 +284,14 @@ class ConnectionTracer:
                 pass
         return found
 
-    def _lost_delta(self) -> tuple[int, int]:
-        """Counts lost to full maps (lost[0..2]), and UDP sends whose peer is
-        unknown (lost[3]), since the previous read. Runs the kernel skipped are
-        added by read() (see collector.ebpf.prog_info)."""
+    def _lost_delta(self) -> int:
+        """Counts lost to full maps and buckets since the previous read. Runs
+        the kernel skipped are added by read() (see collector.ebpf.prog_info)."""
         lost = self._bpf[b"lost"]
-        now = [int(lost[ctypes.c_int(i)].value) for i in range(4)]
-        delta = [n - s for n, s in zip(now, self._lost_seen, strict=True)]
+        now = [int(lost[ctypes.c_int(i)].value) for i in range(len(self._lost_seen))]
+        delta = sum(now) - sum(self._lost_seen)
         self._lost_seen = now
-        return sum(delta[:3]), delta[3]
+        return delta
 
     def close(self) -> None:
         """Detach every program and free the maps."""
