@@ -105,6 +105,9 @@ class Tracer:
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             time.sleep(6)  # bcc compiles and attaches
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited at start ({self.proc.returncode})")
         self.cpu0 = proc_cpu_seconds(self.proc.pid)
         self.t0 = time.monotonic()
 

@@ -29,7 +29,11 @@ from collector.ebpf.support import (  # noqa: E402
     available_hooks,
 )
 
-EMPTY_PROGRAM = b"int empty(void *ctx) { return 0; }"
+# One function per program type: bcc loads a function once, with one type.
+EMPTY_PROGRAM = b"""
+int empty(void *ctx) { return 0; }
+int empty_raw(void *ctx) { return 0; }
+"""
 
 
 def main() -> None:
@@ -56,7 +60,7 @@ def main() -> None:
         if here.get(hook):
             if args.raw or hook in RAW_HOOKS:
                 bpf.attach_raw_tracepoint(tp=hook.split(":")[1].encode(),
-                                          fn_name=b"empty")
+                                          fn_name=b"empty_raw")
             else:
                 bpf.attach_tracepoint(tp=hook, fn_name=b"empty")
     print("attached: " + ", ".join(h for h in wanted if here.get(h)), flush=True)

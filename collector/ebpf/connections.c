@@ -73,11 +73,14 @@
  *
  * Exact, race-free deltas
  *   Counters live in two hash maps (flows_a, flows_b); control[0] selects the
- *   active one. A program announces itself in inflight[buffer] (per-CPU,
- *   atomic add) before it re-checks control and writes, and withdraws after.
- *   Userspace flips control, waits until inflight[old] sums to zero, then
- *   reads and clears the old map: no increment can land in a map that is
- *   being read. Failed map inserts are counted in lost[0], never silent; so
+ *   active one, and a program reads it once, before it writes. Every program
+ *   runs inside an RCU read-side section. Userspace flips control, then
+ *   updates rcu_sync, a map of maps: the kernel answers such an update only
+ *   after an RCU grace period (maybe_wait_bpf_programs() in
+ *   kernel/bpf/syscall.c), so every program that could still see the old
+ *   selector has finished. Then userspace reads and clears the old map: no
+ *   increment can land in a map that is being read, and the programs pay
+ *   for this with one array read, no atomic. Failed map inserts are counted in lost[0], never silent; so
  *   are events the kernel skipped because another tracing program was
  *   running on that CPU (userspace reads each program's recursion_misses).
  *
@@ -110,9 +113,7 @@
  *   route lookup made in softirq on a thread's stack may be taken for that
  *   thread's next send on a connected socket; the one that happens on every
  *   IPv6 datagram to a closed port (the ICMP error routed back) is
- *   recognised as the mirror of our own lookup and ignored. The drain in
- *   read() relies on every program leaving inflight[] as it found it, which
- *   each handler does on every path.
+ *   recognised as the mirror of our own lookup and ignored.
  *
  * Placeholders filled by collector/ebpf/tracer.py: FLOW_MAP_SIZE,
  * SOCK_SLOTS (a power of two), SOCK_MAP_SIZE, LISTEN_MAP_SIZE, CGROUP_PATH_LEN. Optional hooks are compiled in by the
@@ -223,7 +224,9 @@ struct cgroup_path_t {
 BPF_HASH(flows_a, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_HASH(flows_b, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_ARRAY(control, u32, 1);            /* [0]: active flow map, 0=a 1=b */
-BPF_PERCPU_ARRAY(inflight, s64, 2);    /* programs writing to map [i] */
+/* Updated by userspace only, to wait for an RCU grace period (see above). */
+BPF_ARRAY(rcu_sync_inner, u32, 1);
+BPF_ARRAY_OF_MAPS(rcu_sync, "rcu_sync_inner", 1);
 BPF_ARRAY(lost, u64, 3);  /* [0] flows [1] socket bucket [2] listens full */
 BPF_ARRAY(zero_val, struct flow_val_t, 1);
 /* Tracked TCP sockets: a set-associative table in two arrays, because array
@@ -270,7 +273,7 @@ static __always_inline struct sock_info_t *sock_find(u64 sk)
     struct sock_bucket_t *tags = sock_tags.lookup(&b);
     if (!tags || !sk)
         return 0;
-#pragma unroll
+#pragma clang loop unroll(disable)
     for (u32 way = 0; way < SOCK_WAYS; way++) {
         if (tags->sk[way] == sk) {
             u32 slot = b * SOCK_WAYS + way;
@@ -290,12 +293,12 @@ static __always_inline struct sock_info_t *sock_claim(u64 sk)
     if (!tags || !sk)
         return 0;
     u32 way = SOCK_WAYS;
-#pragma unroll
+#pragma clang loop unroll(disable)
     for (u32 w = 0; w < SOCK_WAYS; w++) {
         if (way == SOCK_WAYS && tags->sk[w] == sk)
             way = w;
     }
-#pragma unroll
+#pragma clang loop unroll(disable)
     for (u32 w = 0; w < SOCK_WAYS; w++) {
         if (way == SOCK_WAYS && tags->sk[w] == 0 &&
             __sync_val_compare_and_swap(&tags->sk[w], 0, sk) == 0)
@@ -316,41 +319,19 @@ static __always_inline void sock_release(u64 sk)
     struct sock_bucket_t *tags = sock_tags.lookup(&b);
     if (!tags || !sk)
         return;
-#pragma unroll
+#pragma clang loop unroll(disable)
     for (u32 way = 0; way < SOCK_WAYS; way++) {
         if (tags->sk[way] == sk)
             __sync_val_compare_and_swap(&tags->sk[way], sk, 0);
     }
 }
 
-/* Enter the active buffer: announce, then re-check the selector. */
-static __always_inline u32 buf_enter(void)
+/* The active flow map; stable until this program ends (see above). */
+static __always_inline u32 buf_active(void)
 {
     u32 zero = 0;
     u32 *act = control.lookup(&zero);
-    if (!act)
-        return 0;
-    u32 e = *(volatile u32 *)act & 1;
-    s64 *c = inflight.lookup(&e);
-    if (c)
-        __sync_fetch_and_add(c, 1);
-    u32 e2 = *(volatile u32 *)act & 1;
-    if (e2 != e) {
-        if (c)
-            __sync_fetch_and_add(c, -1);
-        e = e2;
-        c = inflight.lookup(&e);
-        if (c)
-            __sync_fetch_and_add(c, 1);
-    }
-    return e;
-}
-
-static __always_inline void buf_exit(u32 e)
-{
-    s64 *c = inflight.lookup(&e);
-    if (c)
-        __sync_fetch_and_add(c, -1);
+    return act ? (*act & 1) : 0;
 }
 
 static __always_inline struct flow_val_t *flow_get(u32 buf, struct flow_key_t *k)
@@ -442,13 +423,12 @@ static __always_inline void route_failure(u8 family, const u8 *dst, u16 dport, i
     k.family = family;
     k.port = dport;
     copy_addr(k.addr, dst, family);
-    u32 buf = buf_enter();
+    u32 buf = buf_active();
     struct flow_val_t *v = flow_get(buf, &k);
     if (v) {
         count_failure(v, fail_index(err));
         set_owner(v, k.tgid);
     }
-    buf_exit(buf);
 }
 
 static __always_inline int same16(const u8 *a, const u8 *b)
@@ -597,11 +577,10 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         struct sock_info_t *slot = sock_claim(sk);
         if (slot)
             *slot = si;
-        u32 buf = buf_enter();
+        u32 buf = buf_active();
         struct flow_val_t *v = flow_get(buf, &si.key);
         if (v)
             __sync_fetch_and_add(&v->accepts, 1);
-        buf_exit(buf);
         return 0;
     }
 
@@ -615,7 +594,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         return 0;
 
     if (os == ST_SYN_SENT && (ns == ST_ESTABLISHED || ns == ST_CLOSE)) {
-        u32 buf = buf_enter();
+        u32 buf = buf_active();
         struct flow_val_t *v = flow_get(buf, &si->key);
         if (v) {
             if (ns == ST_ESTABLISHED) {
@@ -630,7 +609,6 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
             v->last_tgid = si->key.tgid;
             __builtin_memcpy(v->comm, si->comm, sizeof(v->comm));
         }
-        buf_exit(buf);
     }
     si->state = ns;
     if (ns == ST_CLOSE)
@@ -670,11 +648,10 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
         si->rst = 1;
         return 0;
     }
-    u32 buf = buf_enter();
+    u32 buf = buf_active();
     struct flow_val_t *v = flow_get(buf, &si->key);
     if (v)
         __sync_fetch_and_add(&v->resets, 1);
-    buf_exit(buf);
     return 0;
 }
 #endif
@@ -694,11 +671,10 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
-    u32 buf = buf_enter();
+    u32 buf = buf_active();
     struct flow_val_t *v = flow_get(buf, &si->key);
     if (v)
         __sync_fetch_and_add(&v->resets, 1);
-    buf_exit(buf);
     return 0;
 }
 #endif
@@ -710,11 +686,10 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
     struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
-    u32 buf = buf_enter();
+    u32 buf = buf_active();
     struct flow_val_t *v = flow_get(buf, &si->key);
     if (v)
         __sync_fetch_and_add(&v->retransmits, 1);
-    buf_exit(buf);
     return 0;
 }
 #endif
@@ -724,7 +699,7 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 #ifdef HAVE_SOCK_LENGTH
 static __always_inline void tcp_length(struct sock_info_t *si, int ret, int sent)
 {
-    u32 buf = buf_enter();
+    u32 buf = buf_active();
     struct flow_val_t *v = flow_get(buf, &si->key);
     if (v) {
         if (sent)
@@ -732,7 +707,6 @@ static __always_inline void tcp_length(struct sock_info_t *si, int ret, int sent
         else
             __sync_fetch_and_add(&v->bytes_received, ret);
     }
-    buf_exit(buf);
 }
 
 #if defined(HAVE_FIB4) || defined(HAVE_FIB6)
@@ -811,7 +785,7 @@ static __always_inline void udp_sent(u64 sk, int ret)
             __sync_fetch_and_add(&known->rx_bytes, -rx_bytes);
         }
     }
-    u32 buf = buf_enter();
+    u32 buf = buf_active();
     struct flow_val_t *v = flow_get(buf, &k);
     if (v) {
         __sync_fetch_and_add(&v->datagrams_sent, 1);
@@ -822,7 +796,6 @@ static __always_inline void udp_sent(u64 sk, int ret)
         }
         set_owner(v, k.tgid);
     }
-    buf_exit(buf);
 }
 
 /* A datagram received: a client's reply goes on its peer's key at once; a
@@ -845,13 +818,12 @@ static __always_inline void udp_received(u64 sk, int ret)
         __sync_fetch_and_add(&s->rx_bytes, ret);
         return;
     }
-    u32 buf = buf_enter();
+    u32 buf = buf_active();
     struct flow_val_t *v = flow_get(buf, &s->key);
     if (v) {
         __sync_fetch_and_add(&v->datagrams_received, 1);
         __sync_fetch_and_add(&v->bytes_received, ret);
     }
-    buf_exit(buf);
 }
 #endif
 

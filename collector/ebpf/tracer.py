@@ -29,7 +29,6 @@ import ipaddress
 import logging
 import platform
 import re
-import time
 from pathlib import Path
 
 from collector.ebpf.prog_info import ProgramMisses
@@ -118,8 +117,6 @@ class ConnectionTracer:
     SOCK_MAP_SIZE = 65536  # UDP sockets
     LISTEN_MAP_SIZE = 4096
     CGROUP_PATH_LEN = 256
-    # How long read() waits for programs still writing to the old buffer.
-    DRAIN_TIMEOUT_S = 1.0
 
     def __init__(self, flow_map_size: int | None = None, trace_udp: bool = True):
         reason = ebpf_unavailable_reason()
@@ -210,16 +207,11 @@ class ConnectionTracer:
         control = self._bpf[b"control"]
         control[ctypes.c_int(0)] = ctypes.c_uint32(new)
         self._active = new
-        inflight = self._bpf[b"inflight"]
-        deadline = time.monotonic() + self.DRAIN_TIMEOUT_S
-        while True:
-            writers = sum(int(v) for v in inflight[ctypes.c_int(old)])
-            if writers == 0:
-                break
-            if time.monotonic() > deadline:
-                log.warning("ebpf: %d programs still writing after drain", writers)
-                break
-            time.sleep(0.001)
+        # Returns after an RCU grace period: every program that read the old
+        # selector has finished writing (see "Exact, race-free deltas" in
+        # connections.c).
+        self._bpf[b"rcu_sync"][ctypes.c_int(0)] = ctypes.c_int(
+            self._bpf[b"rcu_sync_inner"].get_fd())
         return old
 
     def read(self) -> TracerReading:

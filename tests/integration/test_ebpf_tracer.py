@@ -559,6 +559,41 @@ def test_many_sockets_open_at_once(tracer):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_reads_during_a_load_lose_nothing(tracer):
+    """Buffers flipped every few milliseconds while connections are being
+    made: each count lands in exactly one read (the flip waits for every
+    program that could still write to the old buffer)."""
+    n, k, m = 3000, 4, 2
+    listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+    port = listener.getsockname()[1]
+    server = threading.Thread(target=_serve, args=(listener, k, m, n), daemon=True)
+    got = Collected(tracer)
+    done = threading.Event()
+
+    def client():
+        for _ in range(n):
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.sendall(b"c" * k)
+                c.recv(m, socket.MSG_WAITALL)
+        done.set()
+
+    server.start()
+    threading.Thread(target=client, daemon=True).start()
+    reads = 0
+    while not done.is_set():
+        got.poll()
+        reads += 1
+        time.sleep(0.002)
+    server.join(timeout=10)
+    listener.close()
+    me = {"direction": "out", "port": port, "proto": "tcp", "pid": os.getpid()}
+    assert got.wait_total("connections", n, **me) == n
+    assert got.total("bytes_sent", **me) == n * k
+    assert got.total("bytes_received", **me) == n * m
+    assert reads > 20
+    assert got.lost == 0
+
+
 def test_udp_socket_connected_before_the_tracer(ebpf_ready):
     """A datagram is counted on its own flow when the kernel routes it again
     (a route change since the connect makes it), else not at all: the send hook
