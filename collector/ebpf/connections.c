@@ -19,6 +19,8 @@
  *   whatever headers bcc compiles it with. Socket addresses (skaddr, sk) are
  *   used as opaque keys only. bpf_get_current_cgroup_id() (4.18+) gives the
  *   cgroup v2 id; compare-and-swap in BPF (5.12+) claims socket slots.
+ *   Kernels before 5.12 get -DCOMPAT_PRE_5_12: a hash map of sockets and
+ *   inflight counters for the flips (both described below).
  *
  *   Why no syscall tracepoints: enabling any one of them puts every syscall
  *   of every process on the kernel's tracing slow path, and socket syscalls
@@ -80,7 +82,10 @@
  *   kernel/bpf/syscall.c), so every program that could still see the old
  *   selector has finished. Then userspace reads and clears the old map: no
  *   increment can land in a map that is being read, and the programs pay
- *   for this with one array read, no atomic. Failed map inserts are counted in lost[0], never silent; so
+ *   for this with one array read, no atomic. COMPAT_PRE_5_12 instead has
+ *   each program announce itself in inflight[buffer] (per-CPU, atomic add)
+ *   before it re-checks control and writes, and withdraw after; userspace
+ *   waits until inflight[old] sums to zero. Failed map inserts are counted in lost[0], never silent; so
  *   are events the kernel skipped because another tracing program was
  *   running on that CPU (userspace reads each program's recursion_misses).
  *
@@ -91,7 +96,8 @@
  *   cost. A socket whose bucket of SOCK_WAYS slots is full is not tracked
  *   and counted in lost[1]. With the default 131,072 slots (8192 buckets)
  *   that is about one socket in 250,000 when 32,000 are open at once on the
- *   host, one in 2,500 at 48,000.
+ *   host, one in 2,500 at 48,000. COMPAT_PRE_5_12 keeps them in a hash map
+ *   (socks), full at SOCK_SLOTS.
  *
  * Overhead
  *   A few map operations per TCP state change and per socket send/recv, and
@@ -224,11 +230,19 @@ struct cgroup_path_t {
 BPF_HASH(flows_a, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_HASH(flows_b, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_ARRAY(control, u32, 1);            /* [0]: active flow map, 0=a 1=b */
+#ifdef COMPAT_PRE_5_12
+BPF_PERCPU_ARRAY(inflight, s64, 2);    /* programs writing to map [i] */
+#else
 /* Updated by userspace only, to wait for an RCU grace period (see above). */
 BPF_ARRAY(rcu_sync_inner, u32, 1);
 BPF_ARRAY_OF_MAPS(rcu_sync, "rcu_sync_inner", 1);
+#endif
 BPF_ARRAY(lost, u64, 3);  /* [0] flows [1] socket bucket [2] listens full */
 BPF_ARRAY(zero_val, struct flow_val_t, 1);
+#ifdef COMPAT_PRE_5_12
+/* Tracked TCP sockets, in a hash map (no compare-and-swap before 5.12). */
+BPF_HASH(socks, u64, struct sock_info_t, SOCK_SLOTS);
+#else
 /* Tracked TCP sockets: a set-associative table in two arrays, because array
  * lookups are inlined by the verifier (no helper call, no bucket lock, no
  * element allocation), where a hash map's insert and delete were most of our
@@ -242,6 +256,7 @@ struct sock_bucket_t {
 };
 BPF_ARRAY(sock_tags, struct sock_bucket_t, SOCK_BUCKETS);
 BPF_ARRAY(sock_infos, struct sock_info_t, SOCK_SLOTS);
+#endif
 BPF_HASH(listens, u64, struct listen_t, LISTEN_MAP_SIZE);
 /* UDP route lookups not yet joined to their send, per thread. */
 BPF_HASH(udp_routes, u64, struct udp_route_t, 10240);
@@ -259,6 +274,27 @@ static __always_inline void count_lost(u32 what)
 
 /* ------------------------------------------------------- socket table */
 
+#ifdef COMPAT_PRE_5_12
+static __always_inline struct sock_info_t *sock_find(u64 sk)
+{
+    return socks.lookup(&sk);
+}
+
+static __always_inline struct sock_info_t *sock_claim(u64 sk)
+{
+    struct sock_info_t fresh = {};
+    if (socks.update(&sk, &fresh)) {
+        count_lost(1);
+        return 0;
+    }
+    return socks.lookup(&sk);
+}
+
+static __always_inline void sock_release(u64 sk)
+{
+    socks.delete(&sk);
+}
+#else
 static __always_inline u32 sock_bucket(u64 sk)
 {
     /* Multiplicative hashing: sockets are slab objects, their low bits
@@ -325,14 +361,52 @@ static __always_inline void sock_release(u64 sk)
             __sync_val_compare_and_swap(&tags->sk[way], sk, 0);
     }
 }
+#endif
 
+#ifdef COMPAT_PRE_5_12
+/* Enter the active buffer: announce in inflight[], then re-check the
+ * selector; userspace waits for inflight[old] to drain before reading. */
+static __always_inline u32 buf_enter(void)
+{
+    u32 zero = 0;
+    u32 *act = control.lookup(&zero);
+    if (!act)
+        return 0;
+    u32 e = *(volatile u32 *)act & 1;
+    s64 *c = inflight.lookup(&e);
+    if (c)
+        __sync_fetch_and_add(c, 1);
+    u32 e2 = *(volatile u32 *)act & 1;
+    if (e2 != e) {
+        if (c)
+            __sync_fetch_and_add(c, -1);
+        e = e2;
+        c = inflight.lookup(&e);
+        if (c)
+            __sync_fetch_and_add(c, 1);
+    }
+    return e;
+}
+
+static __always_inline void buf_exit(u32 e)
+{
+    s64 *c = inflight.lookup(&e);
+    if (c)
+        __sync_fetch_and_add(c, -1);
+}
+#else
 /* The active flow map; stable until this program ends (see above). */
-static __always_inline u32 buf_active(void)
+static __always_inline u32 buf_enter(void)
 {
     u32 zero = 0;
     u32 *act = control.lookup(&zero);
     return act ? (*act & 1) : 0;
 }
+
+static __always_inline void buf_exit(u32 e)
+{
+}
+#endif
 
 static __always_inline struct flow_val_t *flow_get(u32 buf, struct flow_key_t *k)
 {
@@ -423,12 +497,13 @@ static __always_inline void route_failure(u8 family, const u8 *dst, u16 dport, i
     k.family = family;
     k.port = dport;
     copy_addr(k.addr, dst, family);
-    u32 buf = buf_active();
+    u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &k);
     if (v) {
         count_failure(v, fail_index(err));
         set_owner(v, k.tgid);
     }
+    buf_exit(buf);
 }
 
 static __always_inline int same16(const u8 *a, const u8 *b)
@@ -577,10 +652,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         struct sock_info_t *slot = sock_claim(sk);
         if (slot)
             *slot = si;
-        u32 buf = buf_active();
+        u32 buf = buf_enter();
         struct flow_val_t *v = flow_get(buf, &si.key);
         if (v)
             __sync_fetch_and_add(&v->accepts, 1);
+        buf_exit(buf);
         return 0;
     }
 
@@ -594,7 +670,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         return 0;
 
     if (os == ST_SYN_SENT && (ns == ST_ESTABLISHED || ns == ST_CLOSE)) {
-        u32 buf = buf_active();
+        u32 buf = buf_enter();
         struct flow_val_t *v = flow_get(buf, &si->key);
         if (v) {
             if (ns == ST_ESTABLISHED) {
@@ -609,6 +685,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
             v->last_tgid = si->key.tgid;
             __builtin_memcpy(v->comm, si->comm, sizeof(v->comm));
         }
+        buf_exit(buf);
     }
     si->state = ns;
     if (ns == ST_CLOSE)
@@ -648,10 +725,11 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
         si->rst = 1;
         return 0;
     }
-    u32 buf = buf_active();
+    u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &si->key);
     if (v)
         __sync_fetch_and_add(&v->resets, 1);
+    buf_exit(buf);
     return 0;
 }
 #endif
@@ -671,10 +749,11 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
-    u32 buf = buf_active();
+    u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &si->key);
     if (v)
         __sync_fetch_and_add(&v->resets, 1);
+    buf_exit(buf);
     return 0;
 }
 #endif
@@ -686,10 +765,11 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
     struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
-    u32 buf = buf_active();
+    u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &si->key);
     if (v)
         __sync_fetch_and_add(&v->retransmits, 1);
+    buf_exit(buf);
     return 0;
 }
 #endif
@@ -699,7 +779,7 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 #ifdef HAVE_SOCK_LENGTH
 static __always_inline void tcp_length(struct sock_info_t *si, int ret, int sent)
 {
-    u32 buf = buf_active();
+    u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &si->key);
     if (v) {
         if (sent)
@@ -707,6 +787,7 @@ static __always_inline void tcp_length(struct sock_info_t *si, int ret, int sent
         else
             __sync_fetch_and_add(&v->bytes_received, ret);
     }
+    buf_exit(buf);
 }
 
 #if defined(HAVE_FIB4) || defined(HAVE_FIB6)
@@ -785,7 +866,7 @@ static __always_inline void udp_sent(u64 sk, int ret)
             __sync_fetch_and_add(&known->rx_bytes, -rx_bytes);
         }
     }
-    u32 buf = buf_active();
+    u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &k);
     if (v) {
         __sync_fetch_and_add(&v->datagrams_sent, 1);
@@ -796,6 +877,7 @@ static __always_inline void udp_sent(u64 sk, int ret)
         }
         set_owner(v, k.tgid);
     }
+    buf_exit(buf);
 }
 
 /* A datagram received: a client's reply goes on its peer's key at once; a
@@ -818,12 +900,13 @@ static __always_inline void udp_received(u64 sk, int ret)
         __sync_fetch_and_add(&s->rx_bytes, ret);
         return;
     }
-    u32 buf = buf_active();
+    u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &s->key);
     if (v) {
         __sync_fetch_and_add(&v->datagrams_received, 1);
         __sync_fetch_and_add(&v->bytes_received, ret);
     }
+    buf_exit(buf);
 }
 #endif
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,7 @@ __all__ = [
     "REQUIRED_HOOKS",
     "available_hooks",
     "ebpf_unavailable_reason",
+    "kernel_version",
     "missing_optional_hooks",
     "tracefs_root",
 ]
@@ -68,6 +70,18 @@ def tracefs_root() -> Path | None:
         if Path(_TRACEFS_CANDIDATES[0], "events").is_dir():
             return Path(_TRACEFS_CANDIDATES[0])
     return None
+
+
+def kernel_version(release: str | None = None) -> tuple[int, int]:
+    """(major, minor) of the running kernel, or of ``release``.
+
+    >>> kernel_version("6.18.0-1-amd64"), kernel_version("5.4.0-150-generic")
+    ((6, 18), (5, 4))
+    >>> kernel_version("weird")
+    (0, 0)
+    """
+    numbers = re.match(r"(\d+)\.(\d+)", release or platform.release())
+    return (int(numbers[1]), int(numbers[2])) if numbers else (0, 0)
 
 
 def _hook_exists(root: Path, hook: str) -> bool:

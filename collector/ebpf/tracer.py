@@ -12,7 +12,8 @@ optional, and what is lost without each
     tcp:tcp_send_reset      sent resets are not counted.
     tcp:tcp_retransmit_skb  retransmits are not counted.
     sock:sock_send_length,  bytes each way and all UDP counting, so kernels
-    sock:sock_recv_length   before 6.3 get connection counts only.
+    sock:sock_recv_length   before 6.3 get connection counts only. Attached
+                            as raw tracepoints (support.RAW_HOOKS).
     fib:fib_table_lookup,   UDP peers (IPv4, IPv6), and connects that fail
     fib6:fib6_table_lookup  for want of a route. They run on every routed
                             packet; PORTOLAN_TRACE_UDP=0 leaves them out.
@@ -29,6 +30,7 @@ import ipaddress
 import logging
 import platform
 import re
+import time
 from pathlib import Path
 
 from collector.ebpf.prog_info import ProgramMisses
@@ -36,6 +38,7 @@ from collector.ebpf.support import (
     OPTIONAL_HOOKS,
     available_hooks,
     ebpf_unavailable_reason,
+    kernel_version,
     tracefs_root,
 )
 from collector.readings import FlowSample, ListenSample, TracerReading
@@ -117,15 +120,22 @@ class ConnectionTracer:
     SOCK_MAP_SIZE = 65536  # UDP sockets
     LISTEN_MAP_SIZE = 4096
     CGROUP_PATH_LEN = 256
+    # Before 5.12: how long read() waits for programs still writing to the old
+    # buffer.
+    DRAIN_TIMEOUT_S = 1.0
 
-    def __init__(self, flow_map_size: int | None = None, trace_udp: bool = True):
+    def __init__(self, flow_map_size: int | None = None, trace_udp: bool = True,
+                 compat: bool | None = None):
+        """``compat`` forces (or forbids) the program for kernels before 5.12;
+        by default the running kernel decides."""
         reason = ebpf_unavailable_reason()
         if reason:
             raise EbpfUnavailable(reason)
         from bcc import BPF  # imported late: bcc is optional for the collector
 
         self._text, self._cflags, self.missing_hooks = self._configure(
-            flow_map_size, trace_udp)
+            flow_map_size, trace_udp, compat)
+        self.compat = "-DCOMPAT_PRE_5_12" in self._cflags
         self._bpf = BPF(text=self._text.encode(), cflags=self._cflags)
         # Every program was loaded and attached by BPF() (TRACEPOINT_PROBE).
         self._misses = ProgramMisses([f.fd for f in self._bpf.funcs.values()])
@@ -136,7 +146,8 @@ class ConnectionTracer:
 
     @classmethod
     def _configure(
-        cls, flow_map_size: int | None = None, trace_udp: bool = True
+        cls, flow_map_size: int | None = None, trace_udp: bool = True,
+        compat: bool | None = None,
     ) -> tuple[str, list[str], list[str]]:
         """The program text, its -D flags and the missing-hook messages here."""
         hooks = available_hooks()
@@ -154,6 +165,10 @@ class ConnectionTracer:
         ]
         if "-DHAVE_TCP_SEND_RESET" in cflags and _needs_rst_reason_enum():
             cflags.append("-DNEED_SK_RST_REASON")
+        if compat is None:
+            compat = kernel_version() < (5, 12)
+        if compat:
+            cflags.append("-DCOMPAT_PRE_5_12")  # no compare-and-swap in BPF
         if "-DHAVE_SOCK_LENGTH" not in cflags:
             # UDP is counted on sock_*_length: without it, the route hooks
             # give connect failures only.
@@ -207,12 +222,25 @@ class ConnectionTracer:
         control = self._bpf[b"control"]
         control[ctypes.c_int(0)] = ctypes.c_uint32(new)
         self._active = new
-        # Returns after an RCU grace period: every program that read the old
-        # selector has finished writing (see "Exact, race-free deltas" in
-        # connections.c).
-        self._bpf[b"rcu_sync"][ctypes.c_int(0)] = ctypes.c_int(
-            self._bpf[b"rcu_sync_inner"].get_fd())
+        # Every program that read the old selector has finished writing once
+        # this returns (see "Exact, race-free deltas" in connections.c).
+        if self.compat:
+            self._drain_inflight(old)
+        else:
+            # A map-of-maps update returns after an RCU grace period.
+            self._bpf[b"rcu_sync"][ctypes.c_int(0)] = ctypes.c_int(
+                self._bpf[b"rcu_sync_inner"].get_fd())
         return old
+
+    def _drain_inflight(self, old: int) -> None:
+        """Before 5.12: wait until no program announces itself in buffer ``old``."""
+        inflight = self._bpf[b"inflight"]
+        deadline = time.monotonic() + self.DRAIN_TIMEOUT_S
+        while (writers := sum(int(v) for v in inflight[ctypes.c_int(old)])) != 0:
+            if time.monotonic() > deadline:
+                log.warning("ebpf: %d programs still writing after drain", writers)
+                return
+            time.sleep(0.001)
 
     def read(self) -> TracerReading:
         """Counters grown since the previous read, current listens, lost counts."""

@@ -594,6 +594,50 @@ def test_reads_during_a_load_lose_nothing(tracer):
     assert got.lost == 0
 
 
+def test_program_for_kernels_before_5_12(ebpf_ready, tracer):
+    """Kernels before 5.12 have no BPF compare-and-swap: they get a hash map of
+    sockets and inflight counters for the buffer flips. Built and run here, it
+    counts TCP and UDP as exactly, with reads taken during the load."""
+    from collector.ebpf.tracer import ConnectionTracer
+
+    assert not tracer.compat  # this kernel (5.12+) gets the socket table
+    assert "-DCOMPAT_PRE_5_12" not in tracer.program_text().split("*/", 1)[0]
+    old = ConnectionTracer(compat=True)
+    try:
+        assert old.compat
+        assert "-DCOMPAT_PRE_5_12" in old.program_text().split("*/", 1)[0]
+        n, k, m = 500, 6, 4
+        listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        port = listener.getsockname()[1]
+        server = threading.Thread(target=_serve, args=(listener, k, m, n), daemon=True)
+        got = Collected(old)
+        server.start()
+        for i in range(n):
+            with socket.create_connection(("127.0.0.1", port)) as c:
+                c.sendall(b"c" * k)
+                c.recv(m, socket.MSG_WAITALL)
+            if i % 50 == 0:
+                got.poll()
+        server.join(timeout=10)
+        listener.close()
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(n):
+            udp.sendto(b"d" * 3, ("127.0.0.1", 53))
+        udp.close()
+        me = {"pid": os.getpid(), "ip": "127.0.0.1", "direction": "out"}
+        out = {"port": port, "proto": "tcp", **me}
+        assert got.wait_total("connections", n, **out) == n
+        assert got.total("bytes_sent", **out) == n * k
+        assert got.total("bytes_received", **out) == n * m
+        inbound = {"direction": "in", "local_ip": "127.0.0.1", "port": port}
+        assert got.total("accepts", **inbound) == n
+        dns = {"port": 53, "proto": "udp", **me}
+        assert got.wait_total("datagrams_sent", n, **dns) == n
+        assert got.lost == 0
+    finally:
+        old.close()
+
+
 def test_udp_socket_connected_before_the_tracer(ebpf_ready):
     """A datagram is counted on its own flow when the kernel routes it again
     (a route change since the connect makes it), else not at all: the send hook
