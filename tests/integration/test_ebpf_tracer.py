@@ -468,6 +468,14 @@ def _serve(listener: socket.socket, k: int, m: int, count: int) -> None:
             conn.sendall(b"s" * m)
 
 
+def _send_datagrams(peer: tuple[str, int], n: int, size: int) -> None:
+    """n datagrams of ``size`` bytes from one new socket (DNS-style traffic)."""
+    family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as udp:
+        for _ in range(n):
+            udp.sendto(b"d" * size, peer)
+
+
 def _own_cgroup_id() -> int:
     path = parse_proc_cgroup(Path("/proc/self/cgroup").read_text())[""]
     root = find_cgroup2_mount(Path("/proc/self/mountinfo").read_text())
@@ -499,10 +507,7 @@ def test_ipv6_loopback_host_process(tracer):
                 received += len(data)
     server.join(timeout=10)
     listener.close()
-    udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-    for _ in range(n):
-        udp.sendto(b"d" * 7, ("::1", 53))
-    udp.close()
+    _send_datagrams(("::1", 53), n, 7)
     me = {"cgroup_id": _own_cgroup_id(), "pid": os.getpid(), "ip": "::1"}
     out = {"direction": "out", "port": port, "proto": "tcp", **me}
     assert got.wait_total("connections", n, **out) == n
@@ -622,10 +627,7 @@ def test_program_for_kernels_before_5_12(ebpf_ready, tracer):
                 got.poll()
         server.join(timeout=10)
         listener.close()
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for _ in range(n):
-            udp.sendto(b"d" * 3, ("127.0.0.1", 53))
-        udp.close()
+        _send_datagrams(("127.0.0.1", 53), n, 3)
         me = {"pid": os.getpid(), "ip": "127.0.0.1", "direction": "out"}
         out = {"port": port, "proto": "tcp", **me}
         assert got.wait_total("connections", n, **out) == n
