@@ -468,6 +468,24 @@ def _serve(listener: socket.socket, k: int, m: int, count: int) -> None:
             conn.sendall(b"s" * m)
 
 
+def _exchange(listener: socket.socket, n: int, k: int, m: int,
+              between=None) -> None:
+    """n connections to ``listener`` (served by _serve, then closed), each
+    sending k bytes and reading the m of the answer; ``between(i)`` runs after
+    the i-th."""
+    host, port = listener.getsockname()[:2]
+    server = threading.Thread(target=_serve, args=(listener, k, m, n), daemon=True)
+    server.start()
+    for i in range(n):
+        with socket.create_connection((host, port)) as c:
+            c.sendall(b"c" * k)
+            c.recv(m, socket.MSG_WAITALL)
+        if between:
+            between(i)
+    server.join(timeout=10)
+    listener.close()
+
+
 def _send_datagrams(peer: tuple[str, int], n: int, size: int) -> None:
     """n datagrams of ``size`` bytes from one new socket (DNS-style traffic)."""
     family = socket.AF_INET6 if ":" in peer[0] else socket.AF_INET
@@ -494,19 +512,7 @@ def test_ipv6_loopback_host_process(tracer):
     listener.listen(64)
     port = listener.getsockname()[1]
     got = Collected(tracer)
-    server = threading.Thread(target=_serve, args=(listener, k, m, n), daemon=True)
-    server.start()
-    for _ in range(n):
-        with socket.create_connection(("::1", port)) as c:
-            c.sendall(b"c" * k)
-            received = 0
-            while received < m:
-                data = c.recv(64)
-                if not data:
-                    break
-                received += len(data)
-    server.join(timeout=10)
-    listener.close()
+    _exchange(listener, n, k, m)
     _send_datagrams(("::1", 53), n, 7)
     me = {"cgroup_id": _own_cgroup_id(), "pid": os.getpid(), "ip": "::1"}
     out = {"direction": "out", "port": port, "proto": "tcp", **me}
@@ -573,26 +579,19 @@ def test_reads_during_a_load_lose_nothing(tracer):
     n, k, m = 3000, 4, 2
     listener = socket.create_server(("127.0.0.1", 0), backlog=128)
     port = listener.getsockname()[1]
-    server = threading.Thread(target=_serve, args=(listener, k, m, n), daemon=True)
     got = Collected(tracer)
     done = threading.Event()
 
     def client():
-        for _ in range(n):
-            with socket.create_connection(("127.0.0.1", port)) as c:
-                c.sendall(b"c" * k)
-                c.recv(m, socket.MSG_WAITALL)
+        _exchange(listener, n, k, m)
         done.set()
 
-    server.start()
     threading.Thread(target=client, daemon=True).start()
     reads = 0
     while not done.is_set():
         got.poll()
         reads += 1
         time.sleep(0.002)
-    server.join(timeout=10)
-    listener.close()
     me = {"direction": "out", "port": port, "proto": "tcp", "pid": os.getpid()}
     assert got.wait_total("connections", n, **me) == n
     assert got.total("bytes_sent", **me) == n * k
@@ -616,17 +615,13 @@ def test_program_for_kernels_before_5_12(ebpf_ready, tracer):
         n, k, m = 500, 6, 4
         listener = socket.create_server(("127.0.0.1", 0), backlog=128)
         port = listener.getsockname()[1]
-        server = threading.Thread(target=_serve, args=(listener, k, m, n), daemon=True)
         got = Collected(old)
-        server.start()
-        for i in range(n):
-            with socket.create_connection(("127.0.0.1", port)) as c:
-                c.sendall(b"c" * k)
-                c.recv(m, socket.MSG_WAITALL)
+
+        def read_every_50(i):
             if i % 50 == 0:
                 got.poll()
-        server.join(timeout=10)
-        listener.close()
+
+        _exchange(listener, n, k, m, between=read_every_50)
         _send_datagrams(("127.0.0.1", 53), n, 3)
         me = {"pid": os.getpid(), "ip": "127.0.0.1", "direction": "out"}
         out = {"port": port, "proto": "tcp", **me}
@@ -685,18 +680,8 @@ def test_without_udp_tracing(ebpf_ready):
         got = Collected(tcp_only)
         listener = socket.create_server(("127.0.0.1", 0))
         port = listener.getsockname()[1]
-        server = threading.Thread(target=_serve, args=(listener, k, m, n), daemon=True)
-        server.start()
-        for _ in range(n):
-            with socket.create_connection(("127.0.0.1", port)) as c:
-                c.sendall(b"c" * k)
-                while c.recv(64):
-                    pass
-        server.join(timeout=10)
-        listener.close()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            for _ in range(n):
-                udp.sendto(b"d", ("127.0.0.1", 53))
+        _exchange(listener, n, k, m)
+        _send_datagrams(("127.0.0.1", 53), n, 1)
         out = {"direction": "out", "pid": os.getpid(), "ip": "127.0.0.1"}
         assert got.wait_total("connections", n, port=port, **out) == n
         assert got.total("bytes_sent", port=port, **out) == n * k
