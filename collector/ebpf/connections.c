@@ -85,9 +85,10 @@
  *   for this with one array read, no atomic. COMPAT_PRE_5_12 instead has
  *   each program announce itself in inflight[buffer] (per-CPU, atomic add)
  *   before it re-checks control and writes, and withdraw after; userspace
- *   waits until inflight[old] sums to zero. Failed map inserts are counted in lost[0], never silent; so
- *   are events the kernel skipped because another tracing program was
- *   running on that CPU (userspace reads each program's recursion_misses).
+ *   waits until inflight[old] sums to zero. Failed map inserts are counted
+ *   in lost[0], never silent; so are events the kernel skipped because
+ *   another tracing program was running on that CPU (userspace reads each
+ *   program's recursion_misses).
  *
  * Tracked TCP sockets
  *   A set-associative table in two arrays (sock_tags, sock_infos), not a
@@ -115,15 +116,16 @@
  *   another table is not. UDP: a server that never replies has its received
  *   datagrams counted nowhere; a socket connected before the tracer started
  *   is counted only when the kernel routes its datagrams again (the raw send
- *   hook cannot tell it from a Unix socket otherwise). A
- *   route lookup made in softirq on a thread's stack may be taken for that
- *   thread's next send on a connected socket; the one that happens on every
+ *   hook cannot tell it from a Unix socket otherwise). A route lookup made
+ *   in softirq on a thread's stack may be taken for that thread's next send
+ *   on a connected socket; the one that happens on every
  *   IPv6 datagram to a closed port (the ICMP error routed back) is
  *   recognised as the mirror of our own lookup and ignored.
  *
  * Placeholders filled by collector/ebpf/tracer.py: FLOW_MAP_SIZE,
- * SOCK_SLOTS (a power of two), SOCK_MAP_SIZE, LISTEN_MAP_SIZE, CGROUP_PATH_LEN. Optional hooks are compiled in by the
- * -DHAVE_* flags the tracer passes after checking the kernel.
+ * SOCK_SLOTS (a power of two), SOCK_MAP_SIZE, LISTEN_MAP_SIZE,
+ * CGROUP_PATH_LEN. Optional hooks are compiled in by the -DHAVE_* flags the
+ * tracer passes after checking the kernel.
  */
 
 #include <uapi/linux/ptrace.h>

@@ -137,7 +137,8 @@ class ConnectionTracer:
             flow_map_size, trace_udp, compat)
         self.compat = "-DCOMPAT_PRE_5_12" in self._cflags
         self._bpf = BPF(text=self._text.encode(), cflags=self._cflags)
-        # Every program was loaded and attached by BPF() (TRACEPOINT_PROBE).
+        # Every program was loaded and attached by BPF() (TRACEPOINT_PROBE,
+        # RAW_TRACEPOINT_PROBE).
         self._misses = ProgramMisses([f.fd for f in self._bpf.funcs.values()])
         self._active = 0
         self._lost_seen = [0, 0, 0]
