@@ -98,7 +98,7 @@
  *   and counted in lost[1]. With the default 131,072 slots (8192 buckets)
  *   that is about one socket in 250,000 when 32,000 are open at once on the
  *   host, one in 2,500 at 48,000. COMPAT_PRE_5_12 keeps them in a hash map
- *   (socks), full at SOCK_SLOTS.
+ *   (socks) of SOCK_MAP_SIZE, as before the table.
  *
  * Overhead
  *   A few map operations per TCP state change and per socket send/recv, and
@@ -243,7 +243,7 @@ BPF_ARRAY(lost, u64, 3);  /* [0] flows [1] socket bucket [2] listens full */
 BPF_ARRAY(zero_val, struct flow_val_t, 1);
 #ifdef COMPAT_PRE_5_12
 /* Tracked TCP sockets, in a hash map (no compare-and-swap before 5.12). */
-BPF_HASH(socks, u64, struct sock_info_t, SOCK_SLOTS);
+BPF_HASH(socks, u64, struct sock_info_t, SOCK_MAP_SIZE);
 #else
 /* Tracked TCP sockets: a set-associative table in two arrays, because array
  * lookups are inlined by the verifier (no helper call, no bucket lock, no

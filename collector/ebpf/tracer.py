@@ -117,7 +117,7 @@ class ConnectionTracer:
     # Placeholders in connections.c, filled here and only here.
     FLOW_MAP_SIZE = 16384
     SOCK_SLOTS = 131072  # TCP socket table; a power of two
-    SOCK_MAP_SIZE = 65536  # UDP sockets
+    SOCK_MAP_SIZE = 65536  # UDP sockets; TCP sockets too before 5.12
     LISTEN_MAP_SIZE = 4096
     CGROUP_PATH_LEN = 256
     # Before 5.12: how long read() waits for programs still writing to the old
