@@ -89,8 +89,13 @@ def top_tracing_symbols(shares: dict[str, float], n: int) -> list[tuple[str, flo
     return sorted(tracing, key=lambda kv: -kv[1])[:n]
 
 
-def profile(docker_client, server_ip: str, seconds: float, out: Path) -> int:
-    """perf-record every CPU during a load run; returns the connections made."""
+def profile(docker_client, server_ip: str, seconds: float, out: Path,
+            tracer_pid: int | None = None) -> float:
+    """perf-record every CPU during a load run; returns the tracer process's
+    CPU over the recorded seconds, in % of the whole machine (like the profile
+    shares). Measured over the same window as the profile, so that the
+    tracer's one-off work as the client container starts and goes (inspecting
+    it, its cgroup appearing) is not charged to the steady top rate."""
     result = {}
     load = threading.Thread(
         target=lambda: result.update(
@@ -99,15 +104,19 @@ def profile(docker_client, server_ip: str, seconds: float, out: Path) -> int:
     )
     load.start()
     time.sleep(2)  # past the client's start
+    cpu0 = proc_cpu_seconds(tracer_pid) if tracer_pid else 0.0
+    t0 = time.monotonic()
     subprocess.run(
         ["perf", "record", "-a", "-e", "cpu-clock", "-F", "1999", "-o", str(out),
          "--", "sleep", str(seconds)],
         capture_output=True, check=True,
     )
+    used = proc_cpu_seconds(tracer_pid) - cpu0 if tracer_pid else 0.0
+    elapsed = time.monotonic() - t0
     load.join()
-    container, counts = result["run"]
+    container, _counts = result["run"]
     container.remove(force=True)
-    return counts["connections"]
+    return 100 * used / elapsed / os.cpu_count()
 
 
 def main() -> None:
@@ -142,16 +151,10 @@ def main() -> None:
                     tracer.start()
                     data = Path(tmp, f"{name}-{rnd}.data")
                     try:
-                        cpu0 = (proc_cpu_seconds(tracer.proc.pid)
-                                if tracer.proc else 0.0)
-                        t0 = time.monotonic()
-                        profile(docker_client, server_ip, args.seconds, data)
+                        cpu = profile(docker_client, server_ip, args.seconds, data,
+                                      tracer.proc.pid if tracer.proc else None)
                         if name in COLLECTORS:
-                            used = proc_cpu_seconds(tracer.proc.pid) - cpu0
-                            # % of the whole machine, like the profile shares.
-                            collector_cpu[name].append(
-                                100 * used / (time.monotonic() - t0) / os.cpu_count()
-                            )
+                            collector_cpu[name].append(cpu)
                     finally:
                         tracer.stop()
                     report = subprocess.run(
