@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from collector.cgroups import containers_in_cgroup_tree
 from collector.container_metrics import disk_used_ratio
 from collector.host_addresses import host_addresses
-from collector.host_info import read_host_info
+from collector.host_info import read_host_info, read_host_load
 from collector.readings import FlowSample, TracerReading
 from collector.reporter import HostReport, RedisReporter, add_flow
 from collector.schema import (
@@ -223,7 +223,8 @@ def record_from_details(details: dict) -> ContainerRecord:
 
 
 def host_metrics(info) -> dict:
-    """The host's load and capacity, as the map and the anomaly rules read them."""
+    """The host's load and capacity, as the map and the anomaly rules read them
+    (``info``: a HostLoad or HostInfo)."""
     return {
         "cpus": info.cpus,
         "memory_total_bytes": info.memory_total_bytes,
@@ -320,7 +321,8 @@ class Collector:
         for node, ports in listening.items():
             self.listeners.setdefault(node, set()).update(ports)
         metrics = self.sampler.sample(self.details) if self.sampler else {}
-        self.host.metrics = host_metrics(read_host_info())
+        # Identity and labels are read once, at start; load every interval.
+        self.host.metrics = host_metrics(read_host_load())
         containers = []
         for record in self.attribution.containers.values():
             record.host = self.host.id

@@ -135,7 +135,8 @@ def container_for_proc_cgroup(text: str) -> str | None:
     paths = ([parsed[""]] if "" in parsed else []) + [
         path for controller, path in parsed.items() if controller
     ]
-    for path in paths:
+    # v1 controllers mostly share one path: try each path once.
+    for path in dict.fromkeys(paths):
         found = container_id_from_cgroup_path(path)
         if found:
             return found[1]

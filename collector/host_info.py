@@ -20,6 +20,7 @@ from collector.cgroups import container_for_proc_cgroup
 __all__ = [
     "HOST_LABELS_ENV",
     "HostInfo",
+    "HostLoad",
     "HostProcess",
     "host_processes",
     "labels_from_env",
@@ -28,6 +29,7 @@ __all__ = [
     "parse_meminfo",
     "parse_uptime",
     "read_host_info",
+    "read_host_load",
 ]
 
 HOST_LABELS_ENV = "PORTOLAN_HOST_LABELS"
@@ -52,6 +54,19 @@ class HostInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(slots=True)
+class HostLoad:
+    """The part of a host reading that changes every interval."""
+
+    cpus: int
+    memory_total_bytes: int = 0
+    memory_available_bytes: int = 0
+    load1: float = 0.0
+    load5: float = 0.0
+    load15: float = 0.0
+    uptime_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,18 +175,12 @@ def _read(path: str) -> str:
         return ""
 
 
-def read_host_info(
-    proc: str | os.PathLike = "/proc", environ: Mapping[str, str] | None = None
-) -> HostInfo:
-    """Read the host's identity and load; raise ValueError on malformed labels."""
+def read_host_load(proc: str | os.PathLike = "/proc") -> HostLoad:
+    """Read what changes from one interval to the next: memory, load, uptime."""
     proc = os.fspath(proc)
-    labels = labels_from_env(environ)
     total, available = parse_meminfo(_read(f"{proc}/meminfo"))
     load1, load5, load15 = parse_loadavg(_read(f"{proc}/loadavg"))
-    uname = os.uname()
-    return HostInfo(
-        hostname=_read(f"{proc}/sys/kernel/hostname").strip() or uname.nodename,
-        kernel=_read(f"{proc}/sys/kernel/osrelease").strip() or uname.release,
+    return HostLoad(
         cpus=os.cpu_count() or 1,
         memory_total_bytes=total,
         memory_available_bytes=available,
@@ -179,6 +188,27 @@ def read_host_info(
         load5=load5,
         load15=load15,
         uptime_seconds=parse_uptime(_read(f"{proc}/uptime")),
+    )
+
+
+def read_host_info(
+    proc: str | os.PathLike = "/proc", environ: Mapping[str, str] | None = None
+) -> HostInfo:
+    """Read the host's identity and load; raise ValueError on malformed labels."""
+    proc = os.fspath(proc)
+    labels = labels_from_env(environ)
+    load = read_host_load(proc)
+    uname = os.uname()
+    return HostInfo(
+        hostname=_read(f"{proc}/sys/kernel/hostname").strip() or uname.nodename,
+        kernel=_read(f"{proc}/sys/kernel/osrelease").strip() or uname.release,
+        cpus=load.cpus,
+        memory_total_bytes=load.memory_total_bytes,
+        memory_available_bytes=load.memory_available_bytes,
+        load1=load.load1,
+        load5=load.load5,
+        load15=load.load15,
+        uptime_seconds=load.uptime_seconds,
         labels=labels,
     )
 

@@ -323,24 +323,34 @@ static __always_inline struct sock_info_t *sock_find(u64 sk)
 
 /* A slot for a new socket at sk: the one it already has (an address whose
  * close we did not see), else a free one; 0 and lost[1] when its bucket
- * is full. */
+ * is full. One pass finds either; the claim of a free way is retried on the
+ * ways after it if another CPU took it first. */
 static __always_inline struct sock_info_t *sock_claim(u64 sk)
 {
     u32 b = sock_bucket(sk);
     struct sock_bucket_t *tags = sock_tags.lookup(&b);
     if (!tags || !sk)
         return 0;
-    u32 way = SOCK_WAYS;
+    u32 way = SOCK_WAYS, free_way = SOCK_WAYS;
 #pragma clang loop unroll(disable)
     for (u32 w = 0; w < SOCK_WAYS; w++) {
-        if (way == SOCK_WAYS && tags->sk[w] == sk)
+        u64 tag = tags->sk[w];
+        if (tag == sk) {
             way = w;
+            break;
+        }
+        if (tag == 0 && free_way == SOCK_WAYS)
+            free_way = w;
     }
+    if (way == SOCK_WAYS) {
 #pragma clang loop unroll(disable)
-    for (u32 w = 0; w < SOCK_WAYS; w++) {
-        if (way == SOCK_WAYS && tags->sk[w] == 0 &&
-            __sync_val_compare_and_swap(&tags->sk[w], 0, sk) == 0)
-            way = w;
+        for (u32 w = free_way; w < SOCK_WAYS; w++) {
+            if (tags->sk[w] == 0 &&
+                __sync_val_compare_and_swap(&tags->sk[w], 0, sk) == 0) {
+                way = w;
+                break;
+            }
+        }
     }
     if (way == SOCK_WAYS) {
         count_lost(1);
@@ -359,8 +369,11 @@ static __always_inline void sock_release(u64 sk)
         return;
 #pragma clang loop unroll(disable)
     for (u32 way = 0; way < SOCK_WAYS; way++) {
-        if (tags->sk[way] == sk)
+        if (tags->sk[way] == sk) {
+            /* A socket holds one way: sock_claim reuses its own. */
             __sync_val_compare_and_swap(&tags->sk[way], sk, 0);
+            break;
+        }
     }
 }
 #endif
@@ -919,6 +932,10 @@ static __always_inline void udp_received(u64 sk, int ret)
  * udp_received decide. */
 static __always_inline int sock_length(u64 sk, int ret, int sent)
 {
+    /* A receive that got nothing (end of stream, EAGAIN) counts nowhere; a
+     * send that failed still consumes its route lookup (udp_sent). */
+    if (!sent && ret <= 0)
+        return 0;
     struct sock_info_t *si = sock_find(sk);
     if (si) {
         if (ret > 0)

@@ -9,6 +9,7 @@ import pytest
 from collector.host_info import (
     HOST_LABELS_ENV,
     HostInfo,
+    HostLoad,
     HostProcess,
     host_processes,
     labels_from_env,
@@ -17,6 +18,7 @@ from collector.host_info import (
     parse_meminfo,
     parse_uptime,
     read_host_info,
+    read_host_load,
 )
 
 CID = "4f1c2b3a" * 8
@@ -146,6 +148,19 @@ def test_read_host_info(fake_proc):
         labels={"region": "eu", "role": "db"},
     )
     assert info.to_dict()["labels"] == {"region": "eu", "role": "db"}
+
+
+def test_read_host_load_is_the_changing_part(fake_proc):
+    load = read_host_load(fake_proc)
+    assert load == HostLoad(
+        cpus=os.cpu_count(),
+        memory_total_bytes=24683520 * 1024,
+        memory_available_bytes=24171520 * 1024,
+        load1=1.5,
+        load5=1.0,
+        load15=0.5,
+        uptime_seconds=3600.25,
+    )
 
 
 def test_read_host_info_fails_fast_on_bad_labels(fake_proc):
