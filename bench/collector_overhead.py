@@ -152,11 +152,12 @@ def start_server(docker_client, pin: bool = False):
 
 
 def run_load(docker_client, server_ip: str, seconds: float, rate: float,
-             concurrency: int, pin: bool = False):
+             concurrency: int, pin: bool = False, tick: float = 0.0):
+    """Run the client container to its end: (container, its JSON result)."""
     c = docker_client.containers.run(
         TEST_IMAGE,
         ["/usr/bin/python3", "/bench/conn_workload.py", "client", server_ip,
-         str(PORT), str(seconds), str(rate), str(concurrency)],
+         str(PORT), str(seconds), str(rate), str(concurrency), str(tick)],
         detach=True, labels={"portolan.test": "1"},
         **({"cpuset_cpus": "0"} if pin else {}),
         volumes=WORKLOAD_MOUNTS,
