@@ -22,11 +22,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from bisect import bisect_right
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +105,44 @@ def empty_hooks(trace_udp: bool) -> Hooks:
     )
 
 
+def samples_by_phase(perf_script: str, phases: list[dict]) -> dict[bool, Counter]:
+    """Symbol -> samples, summed over the on and over the off phases' windows,
+    from `perf script -F time,sym` output on the monotonic clock.
+
+    >>> out = "  10.5:  ffff tcp_ack\\n  12.5:  ffff bpf_prog_x\\n"
+    >>> samples_by_phase(out, [{"on": False, "start": 10, "end": 11},
+    ...                        {"on": True, "start": 12, "end": 13}])
+    {True: Counter({'bpf_prog_x': 1}), False: Counter({'tcp_ack': 1})}
+    """
+    starts = [p["start"] for p in phases]
+    found: dict[bool, Counter] = {True: Counter(), False: Counter()}
+    for line in perf_script.splitlines():
+        m = re.match(r"\s*([\d.]+):\s+\S+\s+(\S+)", line)
+        if not m:
+            continue
+        t = float(m.group(1))
+        i = bisect_right(starts, t) - 1
+        if i >= 0 and t <= phases[i]["end"]:
+            found[phases[i]["on"]][m.group(2).split("+")[0]] += 1
+    return found
+
+
+def print_symbol_costs(found: dict[bool, Counter], connections: dict[bool, int],
+                       hz: int, n: int) -> None:
+    """The symbols whose CPU time per connection grew most with the tracer
+    on: where its cost goes, counted in the tracer's code or not."""
+    per = {on: {sym: count / hz / max(1, connections[on]) * 1e9
+                for sym, count in found[on].items()} for on in (True, False)}
+    total = {on: sum(per[on].values()) for on in (True, False)}
+    print(f"\nCPU per connection (all CPUs): on {total[True]:.0f} ns, off "
+          f"{total[False]:.0f} ns (+{total[True] - total[False]:.0f} ns); "
+          f"the {n} symbols that grew most (ns per connection, on - off):")
+    growth = {sym: per[True].get(sym, 0.0) - per[False].get(sym, 0.0)
+              for sym in set(per[True]) | set(per[False])}
+    for sym, grew in sorted(growth.items(), key=lambda kv: -kv[1])[:n]:
+        print(f"  {grew:+8.0f}  {sym}")
+
+
 def count_at(ticks: list[list[float]], t: float) -> int:
     """A process's completed connections at time t (its last record <= t).
 
@@ -144,6 +187,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--no-udp", action="store_true",
                         help="the collector with PORTOLAN_TRACE_UDP=0")
+    parser.add_argument("--perf", type=int, default=0, metavar="N",
+                        help="also profile every CPU (perf record) and print the "
+                             "N symbols whose CPU per connection grew most")
     parser.add_argument("--sock-slots", type=int, default=0,
                         help="the TCP socket table's size (default: the tracer's)")
     mode = parser.add_mutually_exclusive_group()
@@ -175,6 +221,9 @@ def main() -> None:
     result = {}
     phases: list[dict] = []
     step_cpu: list[float] = []
+    perf_hz = 999
+    perf_data = Path(tempfile.mkdtemp(), "toggle.data")
+    perf = None
     try:
         load = threading.Thread(target=lambda: result.update(
             run=run_load(docker_client, server_ip, args.seconds + 6, 0,
@@ -188,6 +237,11 @@ def main() -> None:
                      else Hooks(hooks.bpf))
             hooks.attach()
         steps = not args.empty
+        if args.perf:
+            perf = subprocess.Popen(
+                ["perf", "record", "-a", "-e", "cpu-clock", "-F", str(perf_hz),
+                 "-k", "CLOCK_MONOTONIC", "-o", str(perf_data)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         on = True
         end = time.monotonic() + args.seconds
         switches = {True: [], False: []}
@@ -207,6 +261,9 @@ def main() -> None:
                 time.sleep(args.phase)
             phases.append({"on": on, "start": start + SETTLE,
                            "end": time.monotonic()})
+        if perf is not None:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
         load.join()
     finally:
         collector.tracer.close()
@@ -218,6 +275,7 @@ def main() -> None:
     per_process = counts["ticks"]
     for phase in phases:
         n = connections_between(per_process, phase["start"], phase["end"])
+        phase["connections"] = n
         phase["rate"] = n / (phase["end"] - phase["start"])
 
     ratios = neighbour_ratios(phases)
@@ -241,6 +299,14 @@ def main() -> None:
     if step_cpu:
         print(f"collector step: {1000 * statistics.median(step_cpu):.1f} ms CPU "
               f"(median of {len(step_cpu)}), one a second")
+    if perf is not None:
+        script = subprocess.run(
+            ["perf", "script", "-i", str(perf_data), "-F", "time,ip,sym"],
+            capture_output=True, text=True, check=True).stdout
+        connections = {on: sum(p["connections"] for p in phases if p["on"] == on)
+                       for on in (True, False)}
+        print_symbol_costs(samples_by_phase(script, phases), connections,
+                           perf_hz, args.perf)
 
 
 if __name__ == "__main__":
