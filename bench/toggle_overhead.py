@@ -11,11 +11,16 @@ compared with the mean of the "off" phases on either side of it, which
 cancels drift slower than a few seconds.
 
 Detached, a tracepoint costs nothing (its static key is off), so "off" is the
-machine without Portolan; the collector's process stays, idle.
+machine without Portolan; the collector's process stays, idle. Controls:
+--steps-only (the steps, no programs) and --empty (programs that only return).
+--perf N also profiles every CPU and prints the N symbols whose CPU time per
+connection grew most with the tracer on, tracing code or not.
 
-    .venv/bin/python bench/toggle_overhead.py [--seconds 120] [--phase 2] [--no-udp]
+    .venv/bin/python bench/toggle_overhead.py [--seconds 120] [--phase 2]
+        [--no-udp] [--steps-only | --empty] [--perf N]
 
-Needs root, eBPF, Docker (started if not running) and redis-server.
+Needs root, eBPF, Docker (started if not running) and redis-server; --perf
+needs perf (Debian package linux-perf).
 """
 
 from __future__ import annotations
