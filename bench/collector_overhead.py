@@ -151,6 +151,19 @@ def start_server(docker_client, pin: bool = False):
     return server, next(iter(networks.values()))["IPAddress"]
 
 
+def start_workload_world(pin: bool = False):
+    """Docker (started if need be), the test image, a Redis and the workload's
+    server: (Docker client, Redis server, server container, its IP)."""
+    docker_client = ensure_dockerd()
+    if docker_client is None:
+        sys.exit("no Docker engine")
+    build_test_image(docker_client)
+    redis_server = RedisServer()
+    redis_server.start()
+    server, server_ip = start_server(docker_client, pin=pin)
+    return docker_client, redis_server, server, server_ip
+
+
 def run_load(docker_client, server_ip: str, seconds: float, rate: float,
              concurrency: int, pin: bool = False, tick: float = 0.0):
     """Run the client container to its end: (container, its JSON result)."""
@@ -206,14 +219,8 @@ def main():
                         help="client on CPU 0, server on CPU 1 (docker cpusets)")
     args = parser.parse_args()
 
-    docker_client = ensure_dockerd()
-    if docker_client is None:
-        sys.exit("no Docker engine")
-    build_test_image(docker_client)
-    server = RedisServer()
-    server.start()
+    docker_client, server, srv, server_ip = start_workload_world(args.pin)
     rclient = redis.Redis.from_url(server.url)
-    srv, server_ip = start_server(docker_client, pin=args.pin)
     peers = [p for p in args.peers.split(",") if p]
     collectors = [c for c in args.collectors.split(",") if c]
     if not collectors or set(collectors) - set(COLLECTORS):

@@ -44,11 +44,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
-from collector_overhead import quartiles, run_load, start_server  # noqa: E402
+from collector_overhead import quartiles, run_load, start_workload_world  # noqa: E402
 
 from collector.reporter import HistoryPolicy  # noqa: E402
 from collector.runner import build_collector  # noqa: E402
-from tests.conftest import RedisServer, build_test_image, ensure_dockerd  # noqa: E402
 
 TICK = 0.1  # the client's count is recorded this often (seconds)
 SETTLE = 0.2  # seconds after a switch left out of a phase's window
@@ -206,13 +205,7 @@ def main() -> None:
                            "no steps (the floor: the cost of the hits)")
     args = parser.parse_args()
 
-    docker_client = ensure_dockerd()
-    if docker_client is None:
-        sys.exit("no Docker engine")
-    build_test_image(docker_client)
-    redis_server = RedisServer()
-    redis_server.start()
-    server, server_ip = start_server(docker_client)
+    docker_client, redis_server, server, server_ip = start_workload_world()
     if args.sock_slots:
         from collector.ebpf.tracer import ConnectionTracer
         ConnectionTracer.SOCK_SLOTS = args.sock_slots

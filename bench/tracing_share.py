@@ -36,13 +36,7 @@ from collector_overhead import (  # noqa: E402
     Tracer,
     proc_cpu_seconds,
     run_load,
-    start_server,
-)
-
-from tests.conftest import (  # noqa: E402
-    RedisServer,
-    build_test_image,
-    ensure_dockerd,
+    start_workload_world,
 )
 
 # Kernel symbols that only run because something is tracing.
@@ -134,11 +128,7 @@ def main() -> None:
     if not shutil.which("perf"):
         sys.exit("perf is not installed (Debian package linux-perf)")
 
-    docker_client = ensure_dockerd()
-    build_test_image(docker_client)
-    redis_server = RedisServer()
-    redis_server.start()
-    server, server_ip = start_server(docker_client)
+    docker_client, redis_server, server, server_ip = start_workload_world()
     configs = ["off", "portolan", *(["portolan-no-udp"] if args.no_udp else []),
                *(["empty-hooks"] if args.empty_hooks else [])]
     shares = {name: [] for name in configs}

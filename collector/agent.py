@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from collector.cgroups import containers_in_cgroup_tree
 from collector.container_metrics import disk_used_ratio
 from collector.host_addresses import host_addresses
-from collector.host_info import read_host_info, read_host_load
+from collector.host_info import HostLoad, read_host_info, read_host_load
 from collector.readings import FlowSample, TracerReading
 from collector.reporter import HostReport, RedisReporter, add_flow
 from collector.schema import (
@@ -222,17 +222,16 @@ def record_from_details(details: dict) -> ContainerRecord:
     )
 
 
-def host_metrics(info) -> dict:
-    """The host's load and capacity, as the map and the anomaly rules read them
-    (``info``: a HostLoad or HostInfo)."""
+def host_metrics(load: HostLoad) -> dict:
+    """The host's load and capacity, as the map and the anomaly rules read them."""
     return {
-        "cpus": info.cpus,
-        "memory_total_bytes": info.memory_total_bytes,
-        "memory_available_bytes": info.memory_available_bytes,
-        "load1": info.load1,
-        "load5": info.load5,
-        "load15": info.load15,
-        "uptime_seconds": info.uptime_seconds,
+        "cpus": load.cpus,
+        "memory_total_bytes": load.memory_total_bytes,
+        "memory_available_bytes": load.memory_available_bytes,
+        "load1": load.load1,
+        "load5": load.load5,
+        "load15": load.load15,
+        "uptime_seconds": load.uptime_seconds,
         "disk_used_ratio": disk_used_ratio(),
     }
 

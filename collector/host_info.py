@@ -38,25 +38,6 @@ _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 
 
 @dataclass(slots=True)
-class HostInfo:
-    """One reading of the host's identity and load."""
-
-    hostname: str
-    kernel: str
-    cpus: int
-    memory_total_bytes: int = 0
-    memory_available_bytes: int = 0
-    load1: float = 0.0
-    load5: float = 0.0
-    load15: float = 0.0
-    uptime_seconds: float = 0.0
-    labels: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(slots=True)
 class HostLoad:
     """The part of a host reading that changes every interval."""
 
@@ -67,6 +48,19 @@ class HostLoad:
     load5: float = 0.0
     load15: float = 0.0
     uptime_seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class HostInfo:
+    """One reading of the host's identity, with its load at that moment."""
+
+    hostname: str
+    kernel: str
+    load: HostLoad
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,18 +191,11 @@ def read_host_info(
     """Read the host's identity and load; raise ValueError on malformed labels."""
     proc = os.fspath(proc)
     labels = labels_from_env(environ)
-    load = read_host_load(proc)
     uname = os.uname()
     return HostInfo(
         hostname=_read(f"{proc}/sys/kernel/hostname").strip() or uname.nodename,
         kernel=_read(f"{proc}/sys/kernel/osrelease").strip() or uname.release,
-        cpus=load.cpus,
-        memory_total_bytes=load.memory_total_bytes,
-        memory_available_bytes=load.memory_available_bytes,
-        load1=load.load1,
-        load5=load.load5,
-        load15=load.load15,
-        uptime_seconds=load.uptime_seconds,
+        load=read_host_load(proc),
         labels=labels,
     )
 

@@ -133,34 +133,28 @@ def fake_proc(tmp_path):
     return proc
 
 
+def test_read_host_load_is_the_changing_part(fake_proc):
+    assert read_host_load(fake_proc) == HostLoad(
+        cpus=os.cpu_count(),
+        memory_total_bytes=24683520 * 1024,
+        memory_available_bytes=24171520 * 1024,
+        load1=1.5,
+        load5=1.0,
+        load15=0.5,
+        uptime_seconds=3600.25,
+    )
+
+
 def test_read_host_info(fake_proc):
     info = read_host_info(fake_proc, environ={HOST_LABELS_ENV: "region=eu,role=db"})
     assert info == HostInfo(
         hostname="db-01",
         kernel="6.1.0-test",
-        cpus=os.cpu_count(),
-        memory_total_bytes=24683520 * 1024,
-        memory_available_bytes=24171520 * 1024,
-        load1=1.5,
-        load5=1.0,
-        load15=0.5,
-        uptime_seconds=3600.25,
+        load=read_host_load(fake_proc),
         labels={"region": "eu", "role": "db"},
     )
     assert info.to_dict()["labels"] == {"region": "eu", "role": "db"}
-
-
-def test_read_host_load_is_the_changing_part(fake_proc):
-    load = read_host_load(fake_proc)
-    assert load == HostLoad(
-        cpus=os.cpu_count(),
-        memory_total_bytes=24683520 * 1024,
-        memory_available_bytes=24171520 * 1024,
-        load1=1.5,
-        load5=1.0,
-        load15=0.5,
-        uptime_seconds=3600.25,
-    )
+    assert info.to_dict()["load"]["uptime_seconds"] == 3600.25
 
 
 def test_read_host_info_fails_fast_on_bad_labels(fake_proc):
@@ -171,8 +165,9 @@ def test_read_host_info_fails_fast_on_bad_labels(fake_proc):
 def test_read_host_info_on_this_host():
     info = read_host_info(environ={})
     assert info.hostname and info.kernel == os.uname().release
-    assert info.cpus >= 1 and info.memory_total_bytes >= info.memory_available_bytes > 0
-    assert info.uptime_seconds > 0
+    load = info.load
+    assert load.cpus >= 1 and load.memory_total_bytes >= load.memory_available_bytes > 0
+    assert load.uptime_seconds > 0
 
 
 def test_host_processes_leave_out_containers_and_kernel_threads(fake_proc):
