@@ -85,7 +85,7 @@ PORTOLAN = {
     "HISTORY_WINDOW": env_float("PORTOLAN_HISTORY_WINDOW", 3600.0),
     # UDP and connects failing for want of a route are traced on the kernel's
     # route lookups, which run for every routed packet: off, the tracer costs
-    # about a fifth less in the kernel on TCP-heavy hosts (see BENCHMARKS.md).
+    # about a quarter less in the kernel on TCP-heavy hosts (see BENCHMARKS.md).
     "TRACE_UDP": env_bool("PORTOLAN_TRACE_UDP", True),
 }
 for _name, _value in PORTOLAN.items():
