@@ -36,6 +36,23 @@ int empty_raw(void *ctx) { return 0; }
 """
 
 
+def attach_plan(hooks, raw_all: bool = False) -> tuple[list, list]:
+    """(regular, raw): the (tracepoint, function) pairs that put an empty
+    program on each of ``hooks`` (category:event), raw where the collector
+    attaches raw, or everywhere with ``raw_all``.
+
+    >>> attach_plan(["sock:inet_sock_set_state", "sock:sock_send_length"])
+    ([(b'sock:inet_sock_set_state', b'empty')], [(b'sock_send_length', b'empty_raw')])
+    """
+    regular, raw = [], []
+    for hook in hooks:
+        if raw_all or hook in RAW_HOOKS:
+            raw.append((hook.split(":")[1].encode(), b"empty_raw"))
+        else:
+            regular.append((hook.encode(), b"empty"))
+    return regular, raw
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hooks", default="",
@@ -56,13 +73,11 @@ def main() -> None:
     from bcc import BPF
 
     bpf = BPF(text=EMPTY_PROGRAM)
-    for hook in wanted:
-        if here.get(hook):
-            if args.raw or hook in RAW_HOOKS:
-                bpf.attach_raw_tracepoint(tp=hook.split(":")[1].encode(),
-                                          fn_name=b"empty_raw")
-            else:
-                bpf.attach_tracepoint(tp=hook, fn_name=b"empty")
+    regular, raw = attach_plan([h for h in wanted if here.get(h)], args.raw)
+    for tp, fn in regular:
+        bpf.attach_tracepoint(tp=tp, fn_name=fn)
+    for tp, fn in raw:
+        bpf.attach_raw_tracepoint(tp=tp, fn_name=fn)
     print("attached: " + ", ".join(h for h in wanted if here.get(h)), flush=True)
 
     def stop(*_):

@@ -89,24 +89,15 @@ def empty_hooks(trace_udp: bool) -> Hooks:
     """Programs that only return, on the collector's hooks, attached as it
     attaches them (see bench/empty_hooks.py); not attached yet."""
     from bcc import BPF
-    from empty_hooks import EMPTY_PROGRAM
+    from empty_hooks import EMPTY_PROGRAM, attach_plan
 
-    from collector.ebpf.support import (
-        OPTIONAL_HOOKS,
-        RAW_HOOKS,
-        REQUIRED_HOOKS,
-        available_hooks,
-    )
+    from collector.ebpf.support import OPTIONAL_HOOKS, REQUIRED_HOOKS, available_hooks
     from collector.ebpf.tracer import ROUTE_HOOKS
 
     here = available_hooks()
     wanted = [h for h in [*REQUIRED_HOOKS, *OPTIONAL_HOOKS] if here.get(h)
               and (trace_udp or h not in ROUTE_HOOKS)]
-    return Hooks(
-        BPF(text=EMPTY_PROGRAM),
-        [(h.encode(), b"empty") for h in wanted if h not in RAW_HOOKS],
-        [(h.split(":")[1].encode(), b"empty_raw") for h in wanted if h in RAW_HOOKS],
-    )
+    return Hooks(BPF(text=EMPTY_PROGRAM), *attach_plan(wanted))
 
 
 def samples_by_phase(perf_script: str, phases: list[dict]) -> dict[bool, Counter]:
