@@ -274,7 +274,7 @@ def services_for_pids(
 ) -> list[ServiceRecord]:
     """Services of a set of processes (e.g. one container's), read from /proc."""
     proc = os.fspath(proc)
-    key = tuple(sorted(pids))
+    pid_set = tuple(sorted(pids))
     processes = []
     sockets_of: dict[int, set[int]] = {}
     listening: dict[int, tuple[str, int, str]] = {}
@@ -290,15 +290,15 @@ def services_for_pids(
         user = str(uid) if uid is not None else ""
         try:
             st = os.stat(f"{proc}/{pid}/root/etc/passwd")
-            key = (st.st_dev, st.st_ino)
+            passwd = (st.st_dev, st.st_ino)
         except OSError:
-            key = None
-        if key is not None:
-            if key not in users_by_root:
-                users_by_root[key] = parse_passwd(
+            passwd = None
+        if passwd is not None:
+            if passwd not in users_by_root:
+                users_by_root[passwd] = parse_passwd(
                     _read(f"{proc}/{pid}/root/etc/passwd") or ""
                 )
-            user = users_by_root[key].get(uid, user)
+            user = users_by_root[passwd].get(uid, user)
         processes.append((pid, comm.strip(), user, cmdline))
         sockets_of[pid] = _socket_inodes(proc, pid)
         if not sockets_of[pid]:
@@ -315,7 +315,7 @@ def services_for_pids(
             listening.update(_read_tables(proc, pid))
         else:
             listening.update(
-                cache.get(netns, key, lambda pid=pid: _read_tables(proc, pid))
+                cache.get(netns, pid_set, lambda pid=pid: _read_tables(proc, pid))
             )
     return process_services(processes, sockets_of, listening)
 

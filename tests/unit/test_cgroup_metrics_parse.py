@@ -39,6 +39,7 @@ from collector.services import (
     parse_passwd,
     parse_status_uid,
     process_services,
+    services_for_pids,
 )
 
 CID = "4f1c2b3a" * 8
@@ -578,6 +579,47 @@ def test_listening_cache_rereads_on_new_processes_or_age():
     now[0] += 61
     cache.get(2, (20,), read(6))
     assert set(cache._entries) == {2}  # namespace 1 was not asked for: forgotten
+
+
+def _fake_process(proc: Path, pid: int, comm: str, inodes: list[int],
+                  netns: Path, tcp: Path) -> None:
+    """A /proc/<pid> with what services_for_pids reads; namespace files are
+    hard links, so processes of one namespace share inodes as in /proc."""
+    d = proc / str(pid)
+    (d / "fd").mkdir(parents=True)
+    (d / "ns").mkdir()
+    (d / "net").mkdir()
+    (d / "root" / "etc").mkdir(parents=True)
+    (d / "comm").write_text(comm + "\n")
+    (d / "status").write_text(f"Name:\t{comm}\nUid:\t0\t0\t0\t0\n")
+    (d / "cmdline").write_text(comm + "\0")
+    (d / "root" / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    for i, inode in enumerate(inodes):
+        os.symlink(f"socket:[{inode}]", d / "fd" / str(i))
+    os.link(netns, d / "ns" / "net")
+    os.link(tcp, d / "net" / "tcp")
+
+
+def test_services_rescan_at_once_when_a_process_joins(tmp_path):
+    """A new process in a namespace is the usual reason for a new listener:
+    the cache keyed by the process set must read the table again at once."""
+    header, listen_8080 = TCP.splitlines()[:2]
+    listen_9090 = listen_8080.replace(":1F90", ":2382").replace(" 1001 ", " 1004 ")
+    proc = tmp_path / "proc"
+    netns, tcp = tmp_path / "netns", tmp_path / "tcp"
+    netns.write_text("")
+    tcp.write_text("\n".join([header, listen_8080]) + "\n")
+    _fake_process(proc, 10, "web", [1001], netns, tcp)
+    cache = ListeningCache(ttl=30, clock=lambda: 100.0)
+
+    first = services_for_pids([10], proc, cache)
+    assert [(s.command, s.port) for s in first if s.port] == [("web", 8080)]
+
+    tcp.write_text("\n".join([header, listen_8080, listen_9090]) + "\n")
+    _fake_process(proc, 11, "admin", [1004], netns, tcp)
+    second = services_for_pids([10, 11], proc, cache)
+    assert sorted((s.command, s.port) for s in second if s.port) == [
+        ("admin", 9090), ("web", 8080)]
 
 
 def test_kernel_prints_listeners_before_connections():
