@@ -355,6 +355,8 @@ class Collector:
                 time.sleep(max(0.0, min(next_tick, end or next_tick) - now))
         finally:
             # One last read so that nothing counted since the last step is lost.
-            self.step()
-            self.tracer.close()
-            self.watcher.close()
+            try:
+                self.step()
+            finally:
+                self.tracer.close()
+                self.watcher.close()

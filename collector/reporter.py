@@ -84,6 +84,19 @@ def flow_rates(flows: Counter, interval: float) -> dict[str, float]:
     }
 
 
+@dataclass(slots=True)
+class InDoubt:
+    """A write that failed without an answer: what it carried, to put back
+    if it did not land. ``fine``/``coarse`` are the counts of the history
+    snapshots it wrote (None: it wrote none)."""
+
+    host_id: str
+    batch_id: str
+    batch: Counter
+    fine: Counter | None = None
+    coarse: Counter | None = None
+
+
 class RedisReporter:
     """Owns the collector's Redis writes; see collector.schema for the layout."""
 
@@ -101,9 +114,8 @@ class RedisReporter:
         self.flow_ttl = max(1, int(flow_ttl))
         self.history = history or HistoryPolicy()
         self.pending: Counter = Counter()
-        # A batch whose transaction may or may not have landed:
-        # (host id, batch id, counters).
-        self.in_doubt: tuple[str, str, Counter] | None = None
+        # A write whose transaction may or may not have landed.
+        self.in_doubt: InDoubt | None = None
         # Counts since the last fine / coarse history snapshot.
         self.fine_counts: Counter = Counter()
         self.coarse_counts: Counter = Counter()
@@ -123,17 +135,27 @@ class RedisReporter:
             return False
         try:
             self._settle_in_doubt()
-            batch_id = uuid.uuid4().hex
-            batch, self.pending = self.pending, Counter()
-            self.in_doubt = (report.host.id, batch_id, batch)
-            self._write(report, batch, batch_id, now)
+            doubt = InDoubt(report.host.id, uuid.uuid4().hex, self.pending)
+            self.pending = Counter()
+            # The snapshots' counts leave with the batch: a write that lands
+            # without an answer must not have them snapshotted again.
+            if now >= self._next_fine:
+                doubt.fine, self.fine_counts = self.fine_counts, Counter()
+                self._next_fine = now + self.history.step
+            if now >= self._next_coarse:
+                doubt.coarse, self.coarse_counts = self.coarse_counts, Counter()
+                self._next_coarse = now + self.history.coarse_step
+            self.in_doubt = doubt
+            self._write(report, doubt, now)
             self.in_doubt = None
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        except (redis.RedisError, OSError) as exc:
+            # Unreachable, or refusing writes (out of memory, a read-only
+            # replica after a failover...): keep everything, try again later.
             if self.connected:
                 log.warning(
-                    "Redis unreachable (%s); keeping %d counters until it is back",
-                    exc, len(self.pending) + len(self.in_doubt[2] if self.in_doubt
-                                                 else ()),
+                    "Redis write failed (%s); keeping %d counters until it "
+                    "succeeds", exc, len(self.pending) + len(
+                        self.in_doubt.batch if self.in_doubt else ()),
                 )
             self.connected = False
             self._next_attempt = time.monotonic() + self._backoff
@@ -147,12 +169,18 @@ class RedisReporter:
 
     def _settle_in_doubt(self) -> None:
         """Drop an unanswered batch that landed; put back one that did not."""
-        if self.in_doubt is None:
+        doubt = self.in_doubt
+        if doubt is None:
             return
-        host_id, batch_id, batch = self.in_doubt
-        applied = self.client.get(self.keys.applied(host_id))
-        if applied is None or applied.decode() != batch_id:
-            self.pending.update(batch)
+        applied = self.client.get(self.keys.applied(doubt.host_id))
+        if applied is None or applied.decode() != doubt.batch_id:
+            self.pending.update(doubt.batch)
+            if doubt.fine is not None:
+                self.fine_counts.update(doubt.fine)
+                self._next_fine = 0.0  # snapshot them with the next write
+            if doubt.coarse is not None:
+                self.coarse_counts.update(doubt.coarse)
+                self._next_coarse = 0.0
         self.in_doubt = None
 
     def _snapshot(self, report: HostReport, counts: Counter, rates: dict,
@@ -166,9 +194,10 @@ class RedisReporter:
             "rates": rates,
         })
 
-    def _write(
-        self, report: HostReport, batch: Counter, batch_id: str, now: float
-    ) -> None:
+    def _write(self, report: HostReport, doubt: InDoubt, now: float) -> None:
+        """One transaction: the host's records, the batch's counters (with
+        its id) and the history snapshots ``doubt`` carries."""
+        batch = doubt.batch
         host_id = report.host.id
         k = self.keys
         rates = flow_rates(report.flows, report.interval)
@@ -190,34 +219,24 @@ class RedisReporter:
             pipe.hset(k.rates(host_id), mapping=rates)
             pipe.expire(k.rates(host_id), self.node_ttl)
         flows_key = k.flows(host_id)
-        pipe.set(k.applied(host_id), batch_id, ex=self.flow_ttl)
+        pipe.set(k.applied(host_id), doubt.batch_id, ex=self.flow_ttl)
         for (flow, counter), delta in batch.items():
             if delta:
                 pipe.hincrby(flows_key, make_flow_field(flow, counter), delta)
         pipe.expire(flows_key, self.flow_ttl)
-        wrote_fine = wrote_coarse = False
-        if now >= self._next_fine:
+        if doubt.fine is not None:
             fine = k.history(host_id, "fine")
-            pipe.zadd(fine, {self._snapshot(report, self.fine_counts, rates, now): now})
+            pipe.zadd(fine, {self._snapshot(report, doubt.fine, rates, now): now})
             pipe.zremrangebyscore(fine, "-inf", now - self.history.fine)
             pipe.expire(fine, int(self.history.fine) + 60)
-            wrote_fine = True
-        if now >= self._next_coarse:
+        if doubt.coarse is not None:
             coarse = k.history(host_id, "coarse")
-            pipe.zadd(coarse,
-                      {self._snapshot(report, self.coarse_counts, rates, now): now})
+            pipe.zadd(coarse, {self._snapshot(report, doubt.coarse, rates, now): now})
             pipe.zremrangebyscore(coarse, "-inf", now - self.history.window)
             pipe.expire(coarse, int(self.history.window) + 60)
-            wrote_coarse = True
         pipe.zadd(k.collectors, {host_id: now})
         pipe.publish(k.changes, json.dumps({"host": host_id, "ts": now}))
         pipe.execute()
-        if wrote_fine:
-            self.fine_counts = Counter()
-            self._next_fine = now + self.history.step
-        if wrote_coarse:
-            self.coarse_counts = Counter()
-            self._next_coarse = now + self.history.coarse_step
 
 
 def add_flow(flows: Counter, key: FlowKey, counters: dict[str, int]) -> None:
