@@ -269,7 +269,11 @@ class Collector:
     def refresh_containers(self) -> None:
         if self.watcher.connected or self.watcher.syncs:
             self.details = self.watcher.snapshot()
-        # else: the engine has not answered yet; keep what we knew
+        else:
+            # The engine has never answered (no Docker on this host): the
+            # cgroup scan alone says which containers exist, and a container
+            # whose cgroup is gone is gone.
+            self.details = {}
         self.details.update(self.cgroup_only_containers())
         records = [record_from_details(d) for d in self.details.values()]
         for r in records:
