@@ -392,7 +392,11 @@ class CgroupMetricsReader:
 
             def dir_of(controller: str) -> str:
                 base, rel = self.mounts.get(controller), rels[controller]
-                return os.path.join(base, rel.strip("/")) if base and rel else ""
+                if not base or not rel:
+                    return ""
+                # The root cgroup is the mount itself (no trailing slash), so
+                # that the check against _top() below sees it.
+                return os.path.join(base, rel.strip("/")) if rel.strip("/") else base
 
             paths = CgroupPaths(
                 1,

@@ -107,7 +107,7 @@ class MetricsSampler:
     def sample(self, containers: dict[str, dict]) -> dict[str, dict]:
         """Container id -> metrics, for ``containers`` (id -> Docker details)."""
         self._calls += 1
-        refresh_services = self._calls % self.services_every == 1
+        refresh_services = (self._calls - 1) % self.services_every == 0
         out = {}
         for cid, details in containers.items():
             pid = details.get("pid") or None

@@ -30,6 +30,7 @@ from collector.cgroup_metrics import (
     parse_limit,
     read_container_metrics,
 )
+from collector.container_metrics import MetricsSampler
 from collector.netns_metrics import InterfaceStats, parse_net_dev, read_net_dev, total
 from collector.services import (
     ListeningCache,
@@ -491,6 +492,17 @@ def test_v1_locate_through_init_pid(tmp_path):
     assert reader.read(CID4, pid=77).memory_oom_kills == 1
 
 
+def test_v1_pid_in_root_cgroup_is_not_a_container(tmp_path):
+    """A stale or reused pid in the root cgroup must not give a container the
+    whole host's CPU and memory."""
+    root = make_v1_root(tmp_path, f"docker/{CID}")
+    proc = tmp_path / "proc"
+    text = "".join(f"{n}:{c}:/\n" for n, c in
+                   enumerate(["cpu,cpuacct", "memory", "blkio", "pids"], 1))
+    write_tree(proc / "1", {"cgroup": text + "0::/\n"})
+    assert CgroupMetricsReader(root, proc=proc).locate(CID4, pid=1) is None
+
+
 # ------------------------------------------------------------ net dev
 
 
@@ -620,6 +632,29 @@ def test_services_rescan_at_once_when_a_process_joins(tmp_path):
     second = services_for_pids([10, 11], proc, cache)
     assert sorted((s.command, s.port) for s in second if s.port) == [
         ("admin", 9090), ("web", 8080)]
+
+
+def test_sampler_reads_services_every_call_when_told_to(tmp_path):
+    header, listen_8080 = TCP.splitlines()[:2]
+    listen_9090 = listen_8080.replace(":1F90", ":2382").replace(" 1001 ", " 1004 ")
+    root = make_v2_root(tmp_path)
+    container = root / "docker" / CID
+    write_tree(container, {**V2_FILES, "cgroup.procs": "10\n"})
+    proc = tmp_path / "proc"
+    netns, tcp = tmp_path / "netns", tmp_path / "tcp"
+    netns.write_text("")
+    tcp.write_text("\n".join([header, listen_8080]) + "\n")
+    _fake_process(proc, 10, "web", [1001], netns, tcp)
+    sampler = MetricsSampler(str(root), str(proc), services_every=1)
+    running = {CID: {"state": "running"}}
+
+    sampler.sample(running)
+    assert [s["port"] for s in sampler.services(CID) if s["port"]] == [8080]
+    tcp.write_text("\n".join([header, listen_8080, listen_9090]) + "\n")
+    _fake_process(proc, 11, "admin", [1004], netns, tcp)
+    write_tree(container, {"cgroup.procs": "10\n11\n"})
+    sampler.sample(running)
+    assert sorted(s["port"] for s in sampler.services(CID) if s["port"]) == [8080, 9090]
 
 
 def test_kernel_prints_listeners_before_connections():
