@@ -224,3 +224,23 @@ def test_direct_container_level_equals_coarsened_service_level(flows):
     direct = build_graph(state, "container")
     via_services = coarsen(build_graph(state, "service"), "container")
     assert nx.utils.graphs_equal(direct, via_services)
+
+
+def test_a_node_id_naming_an_invalid_host_is_skipped(caplog):
+    # parse_node_id accepts any host part; host_node_id refused it and the
+    # whole build failed ("graph update failed", /api/graph/ 500).
+    state = make_state(hosts=2)
+    add_flow(state, "host0", "c00", "10.0.1.2", 80, connections=7)
+    state.addrs["host0"]["10.9.9.9"] = "container:bad%20host:x"  # index value
+    add_flow(state, "host0", "c01", "10.9.9.9", 80, connections=1)
+    bad_client = FlowKey("process:bad%20host:sh", "out", "10.0.1.2", 80)  # flow
+    state.flows[("host0", bad_client)] = {"connections": 2}
+    for level in ("service", "container", "host"):
+        G = build_graph(state, level)
+        assert not [n for n in G if "bad" in n], level
+    G = build_graph(state, "container")
+    assert G.edges[container_node_id("host0", "c00"),
+                   container_node_id("host1", "c10")]["connections"] == 7
+    skipped = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("10.9.9.9" in m and "'bad host'" in m for m in skipped)
+    assert any("process:bad%20host:sh" in m for m in skipped)

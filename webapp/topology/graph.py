@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 
 import networkx as nx
 
@@ -27,6 +28,8 @@ from collector.schema import (
     service_node_id,
 )
 from webapp.topology.store import TopologyState
+
+log = logging.getLogger("portolan.topology.graph")
 
 __all__ = [
     "LEVELS",
@@ -189,34 +192,44 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
         values = dict(counters)
         for name, rate in state.rates.get((host_id, key), {}).items():
             values[f"{name}_per_s"] = rate
-        local = _ensure_node(G, key.node)
-        if key.direction == "out":
-            found = None
-            if _is_loopback(key.ip) and G.nodes[local]["type"] == "container":
-                # Its own port inside its own namespace; else (a container on
-                # the host's network) a port published on the host.
-                if key.port not in G.nodes[local].get("ports", ()):
-                    found = index.resolve(host_id, key.ip, key.port, key.proto)
-                found = found or (local, key.port)
-            else:
-                found = index.resolve(host_id, key.ip, key.port, key.proto)
-            if found is None:
-                peer = _ensure_external(G, key.ip)
-            else:
-                owner, port = found
-                peer = ensure_service(G, _ensure_node(G, owner), port, key.proto)
-            _add_edge(G, local, peer, values)
-        else:
-            # The server's side of a connection. When the client is a node we
-            # know, its own "out" record already counts the connection.
-            if _is_loopback(key.ip) or index.lookup(host_id, key.ip) is not None:
-                continue
-            client = _ensure_external(G, key.ip)
-            _add_edge(G, client, ensure_service(G, local, key.port, key.proto),
-                      values)
+        try:
+            _add_flow(G, index, ensure_service, host_id, key, values)
+        except SchemaError as exc:
+            # A node id that parses but names an invalid host (a malformed
+            # flow or address-index entry): skip it, keep the rest of the map.
+            log.warning("host %s: skipping flow %s: %s", host_id, key, exc)
     for _, _, data in G.edges(data=True):
         data["status"] = edge_status(data)
     return G
+
+
+def _add_flow(G, index, ensure_service, host_id, key, values) -> None:
+    """Add one flow record's counters onto its client -> server edge."""
+    local = _ensure_node(G, key.node)
+    if key.direction == "out":
+        found = None
+        if _is_loopback(key.ip) and G.nodes[local]["type"] == "container":
+            # Its own port inside its own namespace; else (a container on
+            # the host's network) a port published on the host.
+            if key.port not in G.nodes[local].get("ports", ()):
+                found = index.resolve(host_id, key.ip, key.port, key.proto)
+            found = found or (local, key.port)
+        else:
+            found = index.resolve(host_id, key.ip, key.port, key.proto)
+        if found is None:
+            peer = _ensure_external(G, key.ip)
+        else:
+            owner, port = found
+            peer = ensure_service(G, _ensure_node(G, owner), port, key.proto)
+        _add_edge(G, local, peer, values)
+    else:
+        # The server's side of a connection. When the client is a node we
+        # know, its own "out" record already counts the connection.
+        if _is_loopback(key.ip) or index.lookup(host_id, key.ip) is not None:
+            return
+        client = _ensure_external(G, key.ip)
+        _add_edge(G, client, ensure_service(G, local, key.port, key.proto),
+                  values)
 
 
 def _ensure_external(G: nx.DiGraph, ip: str) -> str:
