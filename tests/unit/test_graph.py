@@ -244,3 +244,18 @@ def test_a_node_id_naming_an_invalid_host_is_skipped(caplog):
     skipped = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("10.9.9.9" in m and "'bad host'" in m for m in skipped)
     assert any("process:bad%20host:sh" in m for m in skipped)
+
+
+def test_external_addresses_are_counted_once_each():
+    # Beyond the 20 listed, every flow from an address counted it again.
+    state = make_state(hosts=1)
+    server = container_node_id("host0", "c00")
+    for i in range(1, 26):
+        add_flow(state, "host0", "c01", f"192.0.2.{i}", 80, connections=1)
+        add_flow(state, "host0", "c01", f"192.0.2.{i}", 443, connections=1)
+        state.flows[("host0", FlowKey(server, "in", f"192.0.2.{i}", 80))] = {
+            "accepts": 1}
+    for level in ("service", "container", "host"):
+        external = build_graph(state, level).nodes[external_node_id("192.0.2.0/24")]
+        assert external["address_count"] == 25, level
+        assert len(external["addresses"]) == 20, level

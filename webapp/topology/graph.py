@@ -188,12 +188,13 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
                 processes=list(record.processes),
             )
     index = AddressIndex(state.addrs)
+    seen: set[str] = set()  # external addresses counted so far
     for (host_id, key), counters in state.flows.items():
         values = dict(counters)
         for name, rate in state.rates.get((host_id, key), {}).items():
             values[f"{name}_per_s"] = rate
         try:
-            _add_flow(G, index, ensure_service, host_id, key, values)
+            _add_flow(G, index, ensure_service, host_id, key, values, seen)
         except SchemaError as exc:
             # A node id that parses but names an invalid host (a malformed
             # flow or address-index entry): skip it, keep the rest of the map.
@@ -203,7 +204,7 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
     return G
 
 
-def _add_flow(G, index, ensure_service, host_id, key, values) -> None:
+def _add_flow(G, index, ensure_service, host_id, key, values, seen) -> None:
     """Add one flow record's counters onto its client -> server edge."""
     local = _ensure_node(G, key.node)
     if key.direction == "out":
@@ -217,7 +218,7 @@ def _add_flow(G, index, ensure_service, host_id, key, values) -> None:
         else:
             found = index.resolve(host_id, key.ip, key.port, key.proto)
         if found is None:
-            peer = _ensure_external(G, key.ip)
+            peer = _ensure_external(G, key.ip, seen)
         else:
             owner, port = found
             peer = ensure_service(G, _ensure_node(G, owner), port, key.proto)
@@ -227,20 +228,25 @@ def _add_flow(G, index, ensure_service, host_id, key, values) -> None:
         # know, its own "out" record already counts the connection.
         if _is_loopback(key.ip) or index.lookup(host_id, key.ip) is not None:
             return
-        client = _ensure_external(G, key.ip)
+        client = _ensure_external(G, key.ip, seen)
         _add_edge(G, client, ensure_service(G, local, key.port, key.proto),
                   values)
 
 
-def _ensure_external(G: nx.DiGraph, ip: str) -> str:
-    """The grouped node of an address that belongs to no known node."""
+def _ensure_external(G: nx.DiGraph, ip: str, seen: set[str]) -> str:
+    """The grouped node of an address that belongs to no known node.
+
+    ``seen`` holds the addresses already counted: only 20 are listed, so the
+    list cannot tell whether a further address was counted before.
+    """
     group = external_group(ip)
     node_id = external_node_id(group)
     if node_id not in G:
         G.add_node(node_id, id=node_id, type="external", name=group, status="ok",
                    parent=None, addresses=[], address_count=0)
     data = G.nodes[node_id]
-    if ip not in data["addresses"]:
+    if ip not in seen:
+        seen.add(ip)
         data["address_count"] += 1
         if len(data["addresses"]) < 20:
             data["addresses"].append(ip)
