@@ -138,12 +138,14 @@ def address_index(
 
     Container IPs name their container, the host's IPs name the host; a
     published port names the container port behind it, on every host address
-    it is bound to and on loopback; a host process's listening port names that
-    process.
+    it is bound to and on loopback; a listening port of a host process, or of
+    a container on the host's network, names that process or container.
     """
     index = {ip: make_address_target(host_node_id(host_id)) for ip in host_ips}
+    on_host_network = {container_node_id(host_id, r.id)
+                       for r in attribution.containers.values() if r.host_network}
     for node, ports in listeners.items():
-        if node.startswith("process:"):
+        if node.startswith("process:") or node in on_host_network:
             for port, proto in ports:
                 index[loopback_address(host_id, port, proto)] = node
                 for ip in host_ips:
@@ -219,6 +221,7 @@ def record_from_details(details: dict) -> ContainerRecord:
         compose_service=details.get("compose_service", ""),
         k8s_pod=details.get("k8s_pod", ""),
         k8s_namespace=details.get("k8s_namespace", ""),
+        host_network="host" in (details.get("networks") or {}),
     )
 
 

@@ -369,6 +369,7 @@ class ContainerRecord:
     compose_service: str = ""
     k8s_pod: str = ""
     k8s_namespace: str = ""
+    host_network: bool = False  # shares the host's network namespace
 
     def to_dict(self) -> dict:
         return plain_fields(self)

@@ -137,6 +137,42 @@ def test_host_to_published_port_reaches_the_container(collector, containers):
         "host -> published port edge not attributed to the container's service"
 
 
+def test_host_to_a_host_network_container_reaches_the_container(collector,
+                                                                containers):
+    """A container on the host's network has no IP of its own: a connection to
+    a port it listens on, on the host's loopback, is to that container."""
+    import socket
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    c = containers.run(f"httpd -f -p 127.0.0.1:{port} -h /var/www",
+                       network_mode="host")
+    assert wait_for(lambda: port in (node_named(collector, c.name) or {}).get(
+        "ports", ()), timeout=15, interval=0.2), "its listening port never showed"
+    made = 0
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            while s.recv(4096):
+                pass
+        made += 1
+
+    def edge_from_this_process():
+        G = build_graph(read_state(collector, Keys(), ttl=30), "service")
+        for u, v, data in G.edges(data=True):
+            target = G.nodes[v]
+            if (G.nodes[u]["type"] == "process" and target.get("type") == "service"
+                    and target.get("port") == port
+                    and G.nodes[target["parent"]]["name"] == c.name
+                    and data["connections"] >= made):
+                return data
+        return None
+
+    assert wait_for(edge_from_this_process, timeout=5, interval=0.3), \
+        "host -> host-network container edge not attributed to its service"
+
+
 def test_ebpf_dump_prints_the_program(repo_root):
     out = subprocess.run([sys.executable, "manage.py", "collect", "--ebpf-dump"],
                          cwd=repo_root, capture_output=True, text=True, check=True)
