@@ -394,11 +394,20 @@ export class Details {
   now(ele) {
     const { inbound, outbound } = this.connections(ele);
     const sum = (edges, key) => edges.reduce((s, e) => s + num(e[key]), 0);
+    // An edge from a client no collector watches carries only the server's
+    // accepts; every other edge, the client's connections.
+    const connIn = inbound.reduce(
+      (s, e) => s + (num(e.connections) ? num(e.connections_per_s) : num(e.accepts_per_s)),
+      0,
+    );
+    // Edges are seen from the client (bytes_sent: client -> server), so this
+    // node receives what its clients send and what its servers send back.
+    const bytesIn = sum(inbound, "bytes_sent_per_s") + sum(outbound, "bytes_received_per_s");
     const figures = el("div", "figures", [
-      this.figure("conn in", perSecond(sum(inbound, "connections_per_s"))),
+      this.figure("conn in", perSecond(connIn)),
       this.figure("conn out", perSecond(sum(outbound, "connections_per_s"))),
       this.figure("failed", perSecond(sum(inbound, "failed_per_s") + sum(outbound, "failed_per_s"))),
-      this.figure("bytes in", bytesPerSecond(sum(inbound, "bytes_received_per_s") + sum(outbound, "bytes_received_per_s"))),
+      this.figure("bytes in", bytesPerSecond(bytesIn)),
     ]);
     const metrics = (ele.data("attrs") || {}).metrics;
     if (metrics && typeof metrics === "object") {

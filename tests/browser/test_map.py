@@ -208,6 +208,12 @@ class FakeHost:
         for name, value in counters.items():
             self.flows[(key, name)] += value
 
+    def accept(self, server: str, client_ip: str, port: int, **counters) -> None:
+        """The server's own record of a client no collector watches."""
+        key = FlowKey(self.node(server), "in", client_ip, port)
+        for name, value in counters.items():
+            self.flows[(key, name)] += value
+
     def report(self, interval: float = 1.0, now: float | None = None) -> None:
         report = HostReport(
             host=HostRecord(id=self.host, hostname=self.host, mode="procfs"),
@@ -243,6 +249,17 @@ def url_params(page) -> dict:
     return {k: v[-1] for k, v in parse_qs(urlparse(page.url).query).items()}
 
 
+def wait_for_figure(page, label: str, value: str, timeout_ms: int = 5_000) -> None:
+    """Wait until the panel's "Now" figure ``label`` reads ``value``."""
+    page.wait_for_function(
+        """([label, value]) => [...document.querySelectorAll('#details .figure')]
+            .some((f) => f.querySelector('.figure-label').textContent === label
+                         && f.querySelector('.figure-value').textContent === value)""",
+        arg=[label, value],
+        timeout=timeout_ms,
+    )
+
+
 def two_hosts(url: str) -> tuple[FakeHost, FakeHost]:
     """A web host with a client, a server and a database; a second quiet host."""
     web = FakeHost(url)
@@ -257,6 +274,8 @@ def two_hosts(url: str) -> tuple[FakeHost, FakeHost]:
                 failed_refused=2, bytes_sent=4000, bytes_received=90000)
     web.connect("c-server", "10.88.0.4", 5432, connections=4, bytes_sent=800)
     web.connect("c-server", "203.0.113.9", 443, connections=1)
+    web.accept("c-server", "198.51.100.7", 80, accepts=4, bytes_sent=6000,
+               bytes_received=200)
     web.report(interval=2.0)
     other = FakeHost(url, "br-h2")
     other.add("c-batch", "pt-batch", "10.89.0.2", image="busybox:1")
@@ -305,10 +324,10 @@ def test_zoom_from_hosts_into_containers_panel_and_services(page, redis_server):
     assert "nginx:1" in page.locator("#details .identity").text_content()
     inbound = page.locator("#details .inbound")
     assert "pt-client" in inbound.text_content()
-    page.wait_for_function(
-        "() => document.querySelector('#details .figures').textContent"
-        ".includes('6/s')"
-    )
+    # 12 connections from pt-client and 4 accepts from an unwatched client in
+    # 2 s; bytes in: what the clients sent (4000 + 200), not what they got.
+    wait_for_figure(page, "conn in", "8/s")
+    wait_for_figure(page, "bytes in", "2.1kB/s")
     # Numbers follow the next report without a click.
     web.connect("c-client", "10.88.0.3", 80, connections=30)
     web.report(interval=1.0)

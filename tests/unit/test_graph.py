@@ -259,3 +259,32 @@ def test_external_addresses_are_counted_once_each():
         external = build_graph(state, level).nodes[external_node_id("192.0.2.0/24")]
         assert external["address_count"] == 25, level
         assert len(external["addresses"]) == 20, level
+
+
+def test_edges_count_bytes_from_the_client_whichever_side_recorded_them():
+    # Bytes and datagrams are counted from the local socket's side: a server's
+    # own record ("in") had sent and received the wrong way round on its edge.
+    state = make_state(hosts=1)
+    server = container_node_id("host0", "c00")
+    add_flow(state, "host0", "c01", "10.0.0.2", 80, connections=1,
+             bytes_sent=100, bytes_received=5000)  # the client's record
+    tcp = FlowKey(server, "in", "198.51.100.7", 80)  # an unmonitored client
+    state.flows[("host0", tcp)] = {"accepts": 1, "bytes_sent": 5000,
+                                   "bytes_received": 100}
+    state.rates[("host0", tcp)] = {"bytes_sent": 50.0, "bytes_received": 1.0}
+    udp = FlowKey(server, "in", "198.51.100.7", 53, "udp")
+    state.flows[("host0", udp)] = {"datagrams_sent": 3, "datagrams_received": 7}
+    state.rates[("host0", udp)] = {"datagrams_sent": 0.3, "datagrams_received": 0.7}
+    G = build_graph(state, "service")
+    external = external_node_id("198.51.100.0/24")
+    inside = G.edges[container_node_id("host0", "c01"), service_node_id(server, 80)]
+    outside = G.edges[external, service_node_id(server, 80)]
+    for edge in (inside, outside):
+        assert (edge["bytes_sent"], edge["bytes_received"]) == (100, 5000)
+    assert outside["bytes_sent_per_s"] == 1.0
+    assert outside["bytes_received_per_s"] == 50.0
+    dns = G.edges[external, service_node_id(server, 53, "udp")]
+    assert (dns["datagrams_sent"], dns["datagrams_received"]) == (7, 3)
+    assert dns["datagrams_sent_per_s"] == 0.7
+    assert dns["datagrams_received_per_s"] == 0.3
+    assert outside["accepts"] == 1

@@ -103,6 +103,15 @@ def external_group(ip: str) -> str:
 
 
 EDGE_ATTRS = COUNTERS + tuple(f"{name}_per_s" for name in RATE_COUNTERS)
+# Bytes and datagrams are counted from the local socket's side. Edges are seen
+# from the client, so a server's own ("in") record is turned around.
+_CLIENT_VIEW = {
+    f"{a}{suffix}": f"{b}{suffix}"
+    for pair in (("bytes_sent", "bytes_received"),
+                 ("datagrams_sent", "datagrams_received"))
+    for a, b in (pair, pair[::-1])
+    for suffix in ("", "_per_s")
+}
 
 
 def _add_edge(G: nx.DiGraph, src: str, dst: str, values: dict) -> None:
@@ -158,7 +167,8 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
 
     Each node has ``id``, ``type``, ``name``, ``status`` and ``parent`` (the
     node it merges into one level up, or None). Edges go client -> server and
-    carry the counters' totals and ``{counter}_per_s`` rates. With
+    carry the counters' totals and ``{counter}_per_s`` rates, seen from the
+    client whichever side recorded them (``bytes_sent``: client to server). With
     ``services=False`` edges end at the service's owner: the container level,
     built directly (the same as ``coarsen(service_graph(state), "container")``,
     without making the service nodes first).
@@ -229,6 +239,7 @@ def _add_flow(G, index, ensure_service, host_id, key, values, seen) -> None:
         if _is_loopback(key.ip) or index.lookup(host_id, key.ip) is not None:
             return
         client = _ensure_external(G, key.ip, seen)
+        values = {_CLIENT_VIEW.get(name, name): v for name, v in values.items()}
         _add_edge(G, client, ensure_service(G, local, key.port, key.proto),
                   values)
 
