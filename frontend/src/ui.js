@@ -412,7 +412,10 @@ export class Details {
     const metrics = (ele.data("attrs") || {}).metrics;
     if (metrics && typeof metrics === "object") {
       if (metrics.cpu_cores !== undefined) figures.append(this.figure("CPU", `${shortNumber(metrics.cpu_cores)} cores`));
-      if (metrics.memory_bytes !== undefined) figures.append(this.figure("memory", shortBytes(metrics.memory_bytes)));
+      // The working set, as in the memory series and the memory rules
+      // (memory_bytes is only the series' name, never a metric).
+      const memory = metrics.memory_working_set_bytes ?? metrics.memory_usage_bytes;
+      if (memory !== undefined) figures.append(this.figure("memory", shortBytes(memory)));
     }
     return figures;
   }

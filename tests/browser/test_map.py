@@ -267,7 +267,9 @@ def two_hosts(url: str) -> tuple[FakeHost, FakeHost]:
             labels={"com.docker.compose.project": "shop"})
     web.add("c-server", "pt-server", "10.88.0.3", image="nginx:1", ports=[80],
             labels={"com.docker.compose.project": "shop", "tier": "front"},
-            published=[{"ip": "0.0.0.0", "port": 8080, "target": 80, "proto": "tcp"}])
+            published=[{"ip": "0.0.0.0", "port": 8080, "target": 80, "proto": "tcp"}],
+            metrics={"cpu_cores": 0.5, "memory_working_set_bytes": 48_000_000,
+                     "memory_usage_bytes": 64_000_000})
     web.add("c-db", "pt-db", "10.88.0.4", image="postgres:16", ports=[5432],
             labels={"io.kubernetes.pod.namespace": "data"})
     web.connect("c-client", "10.88.0.3", 80, connections=12, failed=2,
@@ -328,6 +330,7 @@ def test_zoom_from_hosts_into_containers_panel_and_services(page, redis_server):
     # 2 s; bytes in: what the clients sent (4000 + 200), not what they got.
     wait_for_figure(page, "conn in", "8/s")
     wait_for_figure(page, "bytes in", "2.1kB/s")
+    wait_for_figure(page, "memory", "48.0MB")  # the working set
     # Numbers follow the next report without a click.
     web.connect("c-client", "10.88.0.3", 80, connections=30)
     web.report(interval=1.0)
