@@ -110,8 +110,9 @@ def test_healthz_lists_collectors(client, live_redis):
     assert [c["host"] for c in body["collectors"]] == ["web-h2"]
 
 
-def test_healthz_is_503_when_redis_is_down(client, settings):
-    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+def test_healthz_is_503_when_redis_is_down(client, settings, caplog):
+    port = free_port()
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
     service.redis_client.cache_clear()
     try:
         response = client.get("/healthz")
@@ -119,3 +120,7 @@ def test_healthz_is_503_when_redis_is_down(client, settings):
         service.redis_client.cache_clear()
     assert response.status_code == 503
     assert response.json()["redis"] == "unreachable"
+    # No login on /healthz: Redis' address is for the log, not for anyone asking.
+    body = response.content.decode()
+    assert str(port) not in body and "127.0.0.1" not in body
+    assert any(str(port) in r.getMessage() for r in caplog.records)
