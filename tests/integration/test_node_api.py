@@ -80,3 +80,15 @@ def test_node_api_needs_login_and_a_real_node(user_client, live_redis):  # noqa:
     assert user_client.get("/api/node/", {"id": "host:panel-h",
                                           "window": "x"}).status_code == 400
     assert user_client.get("/api/node/", {"id": "host:panel-h"}).status_code == 200
+
+
+@pytest.mark.parametrize("window", ["nan", "inf", "-inf"])
+def test_node_api_rejects_a_non_finite_window(
+    user_client, live_redis, window  # noqa: F811
+):
+    # nan slipped through the clamping and Redis refused it: a false 503.
+    write_history(live_redis.url, reports=1)
+    response = user_client.get("/api/node/",
+                               {"id": "host:panel-h", "window": window})
+    assert response.status_code == 400
+    assert "finite" in response.json()["error"]

@@ -101,6 +101,15 @@ def test_api_graph_rejects_a_bad_level(user_client, live_redis):
     assert "level" in response.json()["error"]
 
 
+@pytest.mark.parametrize("at", ["nan", "inf", "-inf"])
+def test_api_graph_rejects_a_non_finite_time(user_client, live_redis, at):
+    # nan slipped through to Redis as a score: a false "Redis unreachable" 503.
+    write_host(live_redis.url)
+    response = user_client.get("/api/graph/", {"level": "host", "at": at})
+    assert response.status_code == 400
+    assert "finite" in response.json()["error"]
+
+
 def test_healthz_lists_collectors(client, live_redis):
     write_host(live_redis.url, host="web-h2")
     response = client.get("/healthz")

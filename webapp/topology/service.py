@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import math
 import time
 
 import networkx as nx
@@ -74,9 +75,14 @@ def parse_time(text: str) -> float:
     60.0
     """
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        # nan would pass any range check and reach Redis as a bad score.
+        if not math.isfinite(seconds):
+            raise ValueError(f"not a finite time: {text!r}")
+        return seconds
     try:
         when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import redis
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
@@ -53,6 +55,11 @@ def api_node(request):
         service.level_of(node_id)
     except (ValueError, SchemaError):
         return JsonResponse({"error": "bad node id or window"}, status=400)
+    if not math.isfinite(window):
+        # nan passes min/max unchanged and Redis refuses it as a score.
+        return JsonResponse(
+            {"error": "window must be a finite number of seconds"}, status=400
+        )
     window = min(max(window, 1.0), 3600.0)
     try:
         body = service.node_details(node_id, window)
