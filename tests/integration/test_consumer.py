@@ -274,3 +274,38 @@ async def test_sockets_at_one_level_share_one_build(
             await comm.disconnect()
     host.reporter.client.close()
     assert not consumers.LevelFeed.for_level("container").sockets
+
+
+async def test_stray_frames_are_ignored_and_the_socket_stays_a_member(
+    live_redis, session_cookie
+):
+    # The JSON consumer's receive raised on these, ending the consumer without
+    # disconnect(): the dead socket stayed in its feed, one per bad frame.
+    from webapp.maps import consumers
+
+    host = Host(live_redis.url)
+    await sync_to_async(host.add)("c1", "pt-stray-1")
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    assert (await comm.connect())[0]
+    try:
+        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        await comm.send_to(text_data="not json {")
+        await comm.send_to(bytes_data=b"\x00\xff")
+        await comm.send_to(text_data='{"type": "hello"}')
+        await asyncio.sleep(0.2)
+        assert not comm.future.done(), "the consumer ended"
+        assert len(consumers.LevelFeed.for_level("container").sockets) == 1
+        # Still following the map: the next change comes as a diff.
+        await sync_to_async(host.add)("c2", "pt-stray-2")
+        await receive_until(
+            comm,
+            lambda m: (
+                m["type"] == "diff"
+                and any(n["name"] == "pt-stray-2" for n in m["added_nodes"])
+            ),
+            timeout=3,
+        )
+    finally:
+        await comm.disconnect()
+    host.reporter.client.close()
+    assert not consumers.LevelFeed.for_level("container").sockets

@@ -1,6 +1,8 @@
 """The map's WebSocket: a snapshot on connect, then only what changed.
 
-Protocol (server -> client, JSON; the client sends nothing):
+Protocol (server -> client, JSON; the client sends nothing, and any frame it
+does send is ignored, so a stray one neither ends the socket nor puts the map
+in an error state):
 
 ``{"type": "snapshot", "level": ..., "graph": <node-link JSON>, "part": i, "parts": n}``
     On connect, and again after an error, so the client can resynchronise.
@@ -214,8 +216,13 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
     async def encode_json(cls, content):
         return _encode(content)
 
-    async def receive_json(self, content, **kwargs):
-        """The client has nothing to say yet; ignore what it sends."""
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """The client has nothing to say yet: every frame is ignored, undecoded.
+
+        Decoding (the JSON consumer's own receive) raised on a text frame that
+        is not JSON or on a binary frame; that ended the consumer without
+        disconnect(), and its feed kept sending to the dead socket for good.
+        """
 
     async def _send_snapshot(self) -> None:
         for text in self.feed.snapshot_texts():
