@@ -133,3 +133,18 @@ def test_healthz_is_503_when_redis_is_down(client, settings, caplog):
     body = response.content.decode()
     assert str(port) not in body and "127.0.0.1" not in body
     assert any(str(port) in r.getMessage() for r in caplog.records)
+
+
+def test_api_graph_is_503_without_redis_address_when_redis_is_down(
+        user_client, settings, caplog):
+    port = free_port()
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    service.redis_client.cache_clear()
+    try:
+        response = user_client.get("/api/graph/?level=host")
+    finally:
+        service.redis_client.cache_clear()
+    assert response.status_code == 503
+    assert response.json()["error"] == "Redis unreachable"
+    assert str(port) not in response.content.decode()
+    assert any(str(port) in r.getMessage() for r in caplog.records)

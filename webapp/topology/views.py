@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import redis
@@ -10,6 +11,15 @@ from django.views.decorators.http import require_GET
 
 from collector.schema import SchemaError
 from webapp.topology import service
+
+log = logging.getLogger("portolan.webapp.topology")
+
+
+def redis_unreachable(exc: Exception) -> JsonResponse:
+    """503: the reply says what is wrong, the log says where (Redis' address
+    is no business of the page)."""
+    log.warning("Redis unreachable: %s", exc)
+    return JsonResponse({"error": "Redis unreachable"}, status=503)
 
 
 @require_GET
@@ -40,7 +50,7 @@ def api_graph(request):
     try:
         G = service.current_graph(level, at)
     except (redis.RedisError, OSError) as exc:
-        return JsonResponse({"error": f"Redis unreachable: {exc}"}, status=503)
+        return redis_unreachable(exc)
     return JsonResponse(service.graph_payload(G))
 
 
@@ -66,7 +76,7 @@ def api_node(request):
     except KeyError:
         return JsonResponse({"error": "no such node on the live map"}, status=404)
     except (redis.RedisError, OSError) as exc:
-        return JsonResponse({"error": f"Redis unreachable: {exc}"}, status=503)
+        return redis_unreachable(exc)
     return JsonResponse(body)
 
 
