@@ -2,14 +2,15 @@
 
 One POST (JSON) per change of a target's status, each with a unique ``id``
 (also in the ``X-Portolan-Event`` header) so that a receiver can drop a repeat.
-A failed delivery (connection error, timeout or a 5xx answer) is retried with
-exponential backoff; a 4xx answer is not retried. The queue is bounded: when
-the receiver is down for long, the oldest pending notifications are dropped
-(and counted) rather than piling up into a storm when it comes back.
+A failed delivery (connection error, timeout, a garbled or 5xx answer) is
+retried with exponential backoff; a 4xx answer is not retried. The queue is
+bounded: when the receiver is down for long, the oldest pending notifications
+are dropped (and counted) rather than piling up into a storm when it comes back.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import queue
@@ -84,6 +85,10 @@ class WebhookNotifier:
                 continue
             try:
                 self._deliver(payload)
+            except Exception:  # noqa: BLE001 - one bad delivery must not end the thread
+                self.failed += 1
+                log.exception("webhook: could not deliver notification %s",
+                              payload.get("id"))
             finally:
                 self.queue.task_done()
 
@@ -123,3 +128,7 @@ class WebhookNotifier:
             return f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
             return str(getattr(exc, "reason", exc))
+        except (http.client.HTTPException, ValueError) as exc:
+            # A garbled answer (short body, bad status line, overlong header):
+            # the receiver may be mid-restart, so it is retried like a 5xx.
+            return f"bad answer: {exc!r}"
