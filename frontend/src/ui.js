@@ -195,8 +195,10 @@ const SERIES = [
   ["connections_per_s_out", "connections out", perSecond, "#15803d"],
   ["failed_per_s_in", "failed in", perSecond, "#d64545"],
   ["failed_per_s_out", "failed out", perSecond, "#b91c1c"],
-  ["bytes_per_s_in", "bytes in", bytesPerSecond, "#0891b2"],
-  ["bytes_per_s_out", "bytes out", bytesPerSecond, "#0e7490"],
+  // Both directions of the connections it serves / makes (the "bytes in"
+  // figure above is different: only what arrives).
+  ["bytes_per_s_in", "bytes, serving", bytesPerSecond, "#0891b2"],
+  ["bytes_per_s_out", "bytes, as client", bytesPerSecond, "#0e7490"],
 ];
 
 export function drawSparkline(canvas, ts, values, colour) {

@@ -331,6 +331,11 @@ def test_zoom_from_hosts_into_containers_panel_and_services(page, redis_server):
     wait_for_figure(page, "conn in", "8/s")
     wait_for_figure(page, "bytes in", "2.1kB/s")
     wait_for_figure(page, "memory", "48.0MB")  # the working set
+    # The history: one sparkline per series, labelled for what it sums.
+    page.locator("#details .spark-label").first.wait_for()
+    labels = page.locator("#details .spark-label").all_text_contents()
+    assert {"connections in", "bytes, serving", "bytes, as client",
+            "memory"} <= set(labels), labels
     # Numbers follow the next report without a click.
     web.connect("c-client", "10.88.0.3", 80, connections=30)
     web.report(interval=1.0)
