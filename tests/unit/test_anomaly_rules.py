@@ -185,6 +185,20 @@ def test_traffic_stopped_after_a_healthy_baseline():
     assert "traffic to db stopped" in next(iter(found)).reason
 
 
+def test_traffic_of_a_removed_client_container_is_not_stopped_traffic():
+    """A recreated or removed client: its old flows remain, so the graph makes
+    its node again from the id alone, with no state and status unknown."""
+    r = Runner()
+    assert not run_chain(r, 20)
+    frozen = steady_edge(19)
+    stopped = {k: (0 if k.endswith("_per_s") else v) for k, v in frozen.items()}
+    for t in range(20, 40):
+        G = graph([("db", {})], [("api", "db", stopped)])
+        G.nodes[cid("api")].update(id=cid("api"), type="container", name="api",
+                                   status="unknown", parent=HOST)
+        assert "traffic_stopped" not in by_rule(r.step(G, t)), t
+
+
 def test_traffic_is_not_judged_during_warm_up():
     r = Runner(Config(warmup_seconds=60, warmup_samples=5))
     run_chain(r, 20)

@@ -378,11 +378,19 @@ def _active(data: dict) -> bool:
     return any((data.get(k) or 0) > 0 for k in ACTIVITY_RATES)
 
 
+def _not_sending(client: dict) -> bool:
+    """A client that cannot be sending: stopped, or a container without a
+    record (removed, or recreated under a new id) whose old flows linger."""
+    if client.get("state") in NOT_RUNNING:
+        return True
+    return client.get("type") == "container" and client.get("state") is None
+
+
 def traffic_stopped(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """An edge that carried traffic nearly every interval has gone silent."""
     conf, out = ctx.config, []
     for u, v, target, data in _edges(G):
-        if _active(data) or G.nodes[u].get("state") in NOT_RUNNING:
+        if _active(data) or _not_sending(G.nodes[u]):
             continue
         b = ctx.memory.baselines.warm(target, "active", ctx.now)
         last = ctx.memory.last_active.get(target)
