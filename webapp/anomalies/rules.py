@@ -77,8 +77,9 @@ class Memory:
     window: dict[str, deque] = field(default_factory=dict)
     last_active: dict[str, float] = field(default_factory=dict)  # edge traffic
     seen: dict[str, float] = field(default_factory=dict)  # target -> last seen
-    # (target, rule) pairs whose anomaly is active: their baselines are frozen
-    # so that the anomaly is not learned as the new normal.
+    # (target, rule) pairs whose anomaly is active: their edges' samples are
+    # outliers, so the anomaly becomes the new normal only once it lasts
+    # baseline_relearn.
     active: frozenset = frozenset()
 
     @classmethod
@@ -566,12 +567,13 @@ def evaluate_rules(G: nx.DiGraph, ctx: Context, rules=RULES) -> list[Finding]:
 
 
 def _learn(ctx: Context, target: str, metric: str, value: float, floor: float,
-           factor: float | None = None) -> None:
-    """Add a sample to a baseline, marking it an outlier when it is a spike."""
+           factor: float | None = None, frozen: bool = False) -> None:
+    """Add a sample to a baseline, marking it an outlier when it is a spike or
+    its target is ``frozen`` (so it is learned only once it lasts)."""
     conf = ctx.config
     b = ctx.memory.baselines.warm(target, metric, ctx.now)
-    outlier = b is not None and is_spike(
-        b, value, factor or conf.spike_factor, conf.spike_zscore, floor)
+    outlier = frozen or (b is not None and is_spike(
+        b, value, factor or conf.spike_factor, conf.spike_zscore, floor))
     ctx.memory.baselines.update(target, metric, value, ctx.now, outlier=outlier)
 
 
@@ -611,21 +613,24 @@ def remember(G: nx.DiGraph, ctx: Context) -> None:
         active = _active(data)
         if active:
             mem.last_active[target] = now
-        if target not in frozen:
-            mem.baselines.update(target, "active", 1.0 if active else 0.0, now)
-            _learn(ctx, target, "connections_per_s",
-                   _edge_rate(data, "connections_per_s"),
-                   conf.spike_min_connections_per_s)
-            _learn(ctx, target, "bytes_per_s", _edge_rate(data, "bytes_per_s"),
-                   conf.spike_min_bytes_per_s)
-            _learn(ctx, target, "resets_per_s", float(data.get("resets_per_s") or 0),
-                   float(conf.reset_min_count) / conf.failure_window,
-                   conf.reset_factor)
-            if deltas.get("connect_latency_count", 0) > 0:
-                _learn(ctx, target, "connect_latency_us",
-                       deltas["connect_latency_us_sum"]
-                       / deltas["connect_latency_count"],
-                       conf.slow_connect_min_us, conf.slow_connect_factor)
+        # While the edge has an active anomaly its samples are outliers: not
+        # learned as the new normal, unless the change lasts baseline_relearn.
+        held = target in frozen
+        mem.baselines.update(target, "active", 1.0 if active else 0.0, now,
+                             outlier=held)
+        _learn(ctx, target, "connections_per_s",
+               _edge_rate(data, "connections_per_s"),
+               conf.spike_min_connections_per_s, frozen=held)
+        _learn(ctx, target, "bytes_per_s", _edge_rate(data, "bytes_per_s"),
+               conf.spike_min_bytes_per_s, frozen=held)
+        _learn(ctx, target, "resets_per_s", float(data.get("resets_per_s") or 0),
+               float(conf.reset_min_count) / conf.failure_window,
+               conf.reset_factor, frozen=held)
+        if deltas.get("connect_latency_count", 0) > 0:
+            _learn(ctx, target, "connect_latency_us",
+                   deltas["connect_latency_us_sum"]
+                   / deltas["connect_latency_count"],
+                   conf.slow_connect_min_us, conf.slow_connect_factor, frozen=held)
         mem.counters[target] = {k: data.get(k, 0) or 0 for k in EDGE_COUNTERS}
     stale = [t for t, seen in mem.seen.items() if now - seen > conf.forget_after]
     for t in stale:
