@@ -73,6 +73,26 @@ def test_host_pressure_explains_its_containers():
     assert causes[0]["explains"] == [cid("a")]
 
 
+def test_a_host_red_only_from_its_containers_is_no_failing_dependency():
+    """build_graph rolls a critical container up onto its host; a container
+    that calls its host (e.g. the docker0 gateway) must not then see itself
+    as its own failing dependency."""
+    G = chain("api", "db", "cache")
+    G.remove_edge(cid("db"), cid("cache"))
+    G.add_edge(cid("db"), "host:h")
+    G.nodes[cid("db")]["status"] = "critical"
+    G.nodes["host:h"]["status"] = "critical"  # rolled up from db
+    statuses = {
+        cid("db"): red("critical", "exited with code 1", "exited"),
+        edge_target(cid("api"), cid("db")): red(reason="connection refused"),
+        cid("cache"): red("warning", "memory near its limit", "memory"),
+    }
+    causes = rank_causes(G, statuses)
+    assert [c["name"] for c in causes] == ["db", "cache"]
+    assert causes[0]["dependencies_healthy"]
+    assert causes[0]["explains"] == [cid("api")]
+
+
 def test_no_trouble_no_causes_and_the_limit_holds():
     G = chain("a", "b", "c")
     assert rank_causes(G, {}) == []

@@ -46,8 +46,13 @@ def rank_causes(G: nx.DiGraph, statuses: dict[str, dict],
         entry = statuses.get(target) or {}
         return severity_rank(entry.get("own_status", entry.get("status", "ok")))
 
+    def docker_critical(n: str) -> bool:
+        # A host's status in G is rolled up from its containers: not its own.
+        data = G.nodes[n]
+        return data.get("type") != "host" and data.get("status") == "critical"
+
     def red_node(n: str) -> bool:
-        return own(n) > 0 or G.nodes[n].get("status") == "critical"
+        return own(n) > 0 or docker_critical(n)
 
     def red_edge(u: str, v: str) -> bool:
         return own(edge_target(u, v)) > 0
@@ -68,8 +73,8 @@ def rank_causes(G: nx.DiGraph, statuses: dict[str, dict],
                           and red_node(n)}
         entry = statuses.get(c) or {}
         rules = {a.get("rule") for a in entry.get("anomalies", [])}
-        intrinsic = bool(rules & INTRINSIC_RULES) or data.get("status") == "critical"
-        severity = max(own(c), 2 if data.get("status") == "critical" else 0)
+        intrinsic = bool(rules & INTRINSIC_RULES) or docker_critical(c)
+        severity = max(own(c), 2 if docker_critical(c) else 0)
         key = (not bad_deps, len(explained), intrinsic, severity)
         ranked.append((key, c, bad_deps, explained, entry))
     ranked.sort(key=lambda r: (tuple(-int(x) for x in r[0]), r[1]))
