@@ -97,6 +97,18 @@ def test_oom_kill_reason_and_hold():
     assert "oom" not in by_rule(r.step(G, 40))
 
 
+def test_an_old_oom_kill_is_not_replayed_at_first_sight():
+    """A fresh analyzer (start, takeover, a host back) sees a lifetime count:
+    only a kill after that is news."""
+    r = Runner(Config(oom_hold=30))
+    metrics = {"memory_oom_kills": 1, "memory_limit_bytes": 64 << 20}
+    for t in range(5):
+        assert "oom" not in by_rule(r.step(graph([("hog", {"metrics": metrics})]),
+                                           t)), t
+    G = graph([("hog", {"metrics": {**metrics, "memory_oom_kills": 2}})])
+    assert "(2 kills so far)" in by_rule(r.step(G, 5))["oom"].reason
+
+
 def test_health_memory_and_cpu_rules_with_overridable_thresholds():
     G = graph([("c", {"metrics": {
         "health": "unhealthy", "memory_working_set_bytes": 95,

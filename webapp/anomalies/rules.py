@@ -263,12 +263,13 @@ def oom_killed(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     for n, data in _nodes(G, "container"):
         m = _metrics(data)
         kills = _num(m.get("memory_oom_kills"))
+        # The count is for the container's lifetime: at first sight it tells
+        # of kills long ago, so only its growth is a kill (as for edges).
         grown = _growth(ctx, n, "memory_oom_kills", kills)
-        first = n not in ctx.memory.counters and (kills or 0) > 0
         last = ctx.memory.oom_at.get(n)
         recent = last is not None and ctx.now - last <= ctx.config.oom_hold
         flagged = bool(m.get("oom_killed")) and data.get("state") in NOT_RUNNING
-        if grown > 0 or first or recent or flagged:
+        if grown > 0 or recent or flagged:
             limit = _num(m.get("memory_limit_bytes"))
             tail = f" at its {_size(limit)} memory limit" if limit else ""
             total = f" ({kills:.0f} kills so far)" if kills and kills > 1 else ""
@@ -587,9 +588,7 @@ def remember(G: nx.DiGraph, ctx: Context) -> None:
         if data.get("type") != "container":
             continue
         kills = _num(m.get("memory_oom_kills"))
-        if _growth(ctx, n, "memory_oom_kills", kills) > 0 or (
-            n not in mem.counters and (kills or 0) > 0
-        ):
+        if _growth(ctx, n, "memory_oom_kills", kills) > 0:
             mem.oom_at[n] = now
         count = _num(m.get("restart_count"))
         if count is not None:
