@@ -83,6 +83,20 @@ def test_restart_loop_needs_three_restarts_within_the_window():
         assert not r.step(graph([("slow", {"metrics": {"restart_count": count}})]), t)
 
 
+def test_a_crash_loop_under_way_at_start_stays_red_without_a_gap():
+    """The analysis starts while a container already crash-loops (Docker's
+    back-off: one restart a minute): red from the first step, and still red
+    while the restart history does not yet cover the window."""
+    r = Runner(Config(restart_window=300))
+    count = 20
+    for t in range(400):
+        if t % 60 == 30:
+            count += 1
+        G = graph([("crash", {"state": "restarting",
+                              "metrics": {"restart_count": count}})])
+        assert "restart_loop" in by_rule(r.step(G, t)), t
+
+
 def test_oom_kill_reason_and_hold():
     r = Runner(Config(oom_hold=30))
     metrics = {"memory_oom_kills": 0, "memory_limit_bytes": 64 << 20}

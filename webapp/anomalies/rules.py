@@ -248,7 +248,11 @@ def restart_loop(G: nx.DiGraph, ctx: Context) -> list[Finding]:
         if grown < 0:  # a recreated container: counting starts again
             grown = 0
         restarting = data.get("state") == "restarting" and count >= conf.restart_count
-        if grown >= conf.restart_count or (restarting and not past):
+        # Until the history covers the window its growth is not the whole
+        # story: a loop already under way when it began is known by its state.
+        history = ctx.memory.restarts.get(n)
+        young = not history or ctx.now - history[0][0] < conf.restart_window
+        if grown >= conf.restart_count or (restarting and young):
             times = grown if grown >= conf.restart_count else count
             out.append(Finding(
                 n, "restart_loop", "critical",
