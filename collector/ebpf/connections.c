@@ -113,10 +113,19 @@
  *   a timeout. Connects failing for want of a route are counted from the
  *   main table's lookup: with policy routing, a miss in the main table that
  *   another table then routes is counted too, and an unreachable route in
- *   another table is not. UDP: a server that never replies has its received
+ *   another table is not; only a socket not bound before connect() is seen
+ *   failing so (a bound one's lookup looks like an established socket's).
+ *   A simultaneous open (a socket connecting to its own address is one) is
+ *   the connect it is, not an accept. Peeks (MSG_PEEK) and the error queue
+ *   are not received bytes. UDP: a server that never replies has its received
  *   datagrams counted nowhere; a socket connected before the tracer started
  *   is counted only when the kernel routes its datagrams again (the raw send
- *   hook cannot tell it from a Unix socket otherwise). A route lookup made
+ *   hook cannot tell it from a Unix socket otherwise), and so is one whose
+ *   first send comes more than UDP_ROUTE_MAX_AGE_NS after its connect(). A
+ *   route lookup that no send follows (a UDP connect() that sends nothing)
+ *   is dropped at the thread's next TCP connect or once that old; before,
+ *   the thread's next send on a socket nobody tracks (Unix, say) would be
+ *   taken for a datagram to it. A route lookup made
  *   in softirq on a thread's stack may be taken for that thread's next send
  *   on a connected socket; the one that happens on every
  *   IPv6 datagram to a closed port (the ICMP error routed back) is
@@ -206,6 +215,7 @@ struct udp_route_t {
     u8 pad[3];
     u8 src[16];
     u8 dst[16];
+    u64 ts;         /* when it was looked up */
 };
 
 /* Per UDP socket and process. */
@@ -260,8 +270,14 @@ BPF_ARRAY(sock_tags, struct sock_bucket_t, SOCK_BUCKETS);
 BPF_ARRAY(sock_infos, struct sock_info_t, SOCK_SLOTS);
 #endif
 BPF_HASH(listens, u64, struct listen_t, LISTEN_MAP_SIZE);
-/* UDP route lookups not yet joined to their send, per thread. */
-BPF_HASH(udp_routes, u64, struct udp_route_t, 10240);
+/* UDP route lookups not yet joined to their send, per thread. LRU: a lookup
+ * no send follows (a UDP connect() that never sends) must not stay, nor fill
+ * the map. */
+BPF_TABLE("lru_hash", u64, struct udp_route_t, udp_routes, 10240);
+/* A UDP socket connect()ed and sending this much later is not joined to its
+ * route: the lookup more likely belongs to a connect() that sent nothing, and
+ * the send to another socket (Unix, say) that must not become "UDP". */
+#define UDP_ROUTE_MAX_AGE_NS 1000000000ULL
 /* UDP sockets; LRU: nothing tells us when a UDP socket is closed. */
 BPF_TABLE("lru_hash", struct udp_sock_key_t, struct udp_sock_t, udp_socks, SOCK_MAP_SIZE);
 /* v2 cgroup id -> path of cgroups created since userspace last drained it. */
@@ -545,10 +561,27 @@ static __always_inline void udp_route(u8 family, const u8 *src, const u8 *dst,
         same16(e->dst, r.src))
         return; /* the mirror of our own datagram: the peer's ICMP error being
                  * routed back, in softirq on our stack before our send ends */
+    r.ts = bpf_ktime_get_ns();
     udp_routes.update(&id, &r);
 }
 
-/* Both families' lookups carry the same fields (v4 addresses in 4 bytes). */
+/* No source address yet (all zero: 4 bytes for family 4, else 16). */
+static __always_inline int unset_source(const u8 *src, u8 family)
+{
+    u8 any = 0;
+#pragma unroll
+    for (int i = 0; i < 16; i++)
+        if (i < 4 || family == 6)
+            any |= src[i];
+    return any == 0;
+}
+
+/* Both families' lookups carry the same fields (v4 addresses in 4 bytes).
+ * A TCP lookup that fails counts as a failed connect only as connect() on an
+ * unbound socket makes it: no source address, port or interface yet. That
+ * leaves out an established socket's lookups after a route went away (source
+ * set), a socket bound to a device (the kernel goes on as if on-link) and
+ * IPv6's second lookup, made once a source address is chosen. */
 #define ROUTE_LOOKUP(FAMILY)                                                  \
     if (args->proto == PROTO_UDP) {                                           \
         if (args->err == 0 && args->dport)                                    \
@@ -556,7 +589,8 @@ static __always_inline void udp_route(u8 family, const u8 *src, const u8 *dst,
         return 0;                                                             \
     }                                                                         \
     if (args->proto == PROTO_TCP && args->err != 0 &&                         \
-        args->tb_id == RT_TABLE_MAIN_)                                        \
+        args->tb_id == RT_TABLE_MAIN_ && args->sport == 0 && args->oif == 0 && \
+        unset_source(args->src, FAMILY))                                      \
         route_failure(FAMILY, args->dst, args->dport, args->err);             \
     return 0;
 
@@ -602,6 +636,27 @@ static __always_inline void fill_addrs(struct flow_key_t *k, u16 family,
     }
 }
 
+/* The end of our own connect on tracked socket si: established or failed. */
+static __always_inline void connect_done(struct sock_info_t *si, int ns)
+{
+    u32 buf = buf_enter();
+    struct flow_val_t *v = flow_get(buf, &si->key);
+    if (v) {
+        if (ns == ST_ESTABLISHED) {
+            __sync_fetch_and_add(&v->connections, 1);
+            u64 us = (bpf_ktime_get_ns() - si->start_ns) / 1000;
+            __sync_fetch_and_add(&v->connect_latency_us_sum, us);
+            __sync_fetch_and_add(&v->connect_latency_count, 1);
+        } else {
+            count_failure(v, si->rst ? 0 : 1);
+        }
+        /* The connecting process, not whoever runs the softirq. */
+        v->last_tgid = si->key.tgid;
+        __builtin_memcpy(v->comm, si->comm, sizeof(v->comm));
+    }
+    buf_exit(buf);
+}
+
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
     if (args->protocol != PROTO_TCP)
@@ -614,6 +669,13 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     if (os == ST_CLOSE && ns == ST_SYN_SENT) {
         /* Inside connect(): the caller's cgroup, tgid and comm. */
         u64 id = bpf_get_current_pid_tgid();
+#if defined(HAVE_FIB4) || defined(HAVE_FIB6)
+        /* A UDP route this thread looked up and sent nothing on (getaddrinfo
+         * connects UDP sockets to sort addresses, then connects over TCP)
+         * belongs to no send from here on. */
+        if (udp_routes.lookup(&id))
+            udp_routes.delete(&id);
+#endif
         struct sock_info_t si = {};
         si.key.cgroup_id = bpf_get_current_cgroup_id();
         si.key.tgid = id >> 32;
@@ -657,6 +719,15 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
     if (os == ST_SYN_RECV && ns == ST_ESTABLISHED) {
         /* Server side, usually in softirq: no meaningful current task. */
+        struct sock_info_t *slot = sock_claim(sk);
+        if (slot && slot->state == ST_SYN_RECV && slot->key.direction == DIR_OUT) {
+            /* Our own connect, through a simultaneous open (SYN_SENT ->
+             * SYN_RECV; a connect to itself is one): not an accept. A freed
+             * or fresh slot says CLOSE (or 0), never SYN_RECV. */
+            connect_done(slot, ns);
+            slot->state = ns;
+            return 0;
+        }
         struct sock_info_t si = {};
         si.key.direction = DIR_IN;
         si.key.proto = PROTO_TCP;
@@ -664,7 +735,6 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         fill_addrs(&si.key, args->family, args->saddr, args->daddr,
                    args->saddr_v6, args->daddr_v6, 1);
         si.state = ns;
-        struct sock_info_t *slot = sock_claim(sk);
         if (slot)
             *slot = si;
         u32 buf = buf_enter();
@@ -684,24 +754,11 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
     if (!si)
         return 0;
 
-    if (os == ST_SYN_SENT && (ns == ST_ESTABLISHED || ns == ST_CLOSE)) {
-        u32 buf = buf_enter();
-        struct flow_val_t *v = flow_get(buf, &si->key);
-        if (v) {
-            if (ns == ST_ESTABLISHED) {
-                __sync_fetch_and_add(&v->connections, 1);
-                u64 us = (bpf_ktime_get_ns() - si->start_ns) / 1000;
-                __sync_fetch_and_add(&v->connect_latency_us_sum, us);
-                __sync_fetch_and_add(&v->connect_latency_count, 1);
-            } else {
-                count_failure(v, si->rst ? 0 : 1);
-            }
-            /* The connecting process, not whoever runs the softirq. */
-            v->last_tgid = si->key.tgid;
-            __builtin_memcpy(v->comm, si->comm, sizeof(v->comm));
-        }
-        buf_exit(buf);
-    }
+    if (os == ST_SYN_SENT && (ns == ST_ESTABLISHED || ns == ST_CLOSE))
+        connect_done(si, ns);
+    else if (os == ST_SYN_RECV && ns == ST_CLOSE && si->state == ST_SYN_RECV &&
+             si->key.direction == DIR_OUT)
+        connect_done(si, ns);  /* a simultaneous open that failed */
     si->state = ns;
     if (ns == ST_CLOSE)
         sock_release(sk);
@@ -840,8 +897,8 @@ static __always_inline void udp_sent(u64 sk, int ret)
     int routed = 0;
     if (rp) {
         r = *rp;
-        routed = 1;
         udp_routes.delete(&id);
+        routed = bpf_ktime_get_ns() - r.ts < UDP_ROUTE_MAX_AGE_NS;
     }
     if (ret <= 0)
         return;
@@ -956,8 +1013,15 @@ RAW_TRACEPOINT_PROBE(sock_send_length)
     return sock_length(ctx->args[0], (int)ctx->args[1], 1);
 }
 
+#define MSG_PEEK_ 0x2
+#define MSG_ERRQUEUE_ 0x2000
+
 RAW_TRACEPOINT_PROBE(sock_recv_length)
 {
+    /* A peek leaves the data to be received again; the error queue holds
+     * the kernel's reports (ICMP errors, timestamps), not the peer's data. */
+    if ((int)ctx->args[2] & (MSG_PEEK_ | MSG_ERRQUEUE_))
+        return 0;
     return sock_length(ctx->args[0], (int)ctx->args[1], 0);
 }
 #endif /* HAVE_SOCK_LENGTH */

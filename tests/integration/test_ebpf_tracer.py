@@ -9,6 +9,7 @@ or on loopback.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -707,3 +708,134 @@ def test_full_flow_map_is_counted_as_lost(ebpf_ready):
         assert small.read().lost == 0  # a delta, not a running total
     finally:
         small.close()
+
+
+def test_peeked_data_is_counted_once(tracer):
+    """A peek leaves the data to be received again (resolvers size each
+    datagram with MSG_PEEK|MSG_TRUNC; proxies inspect before reading)."""
+    n, k, m = 5, 20, 30
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    got = Collected(tracer)
+
+    def serve():
+        for _ in range(n):
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(k, socket.MSG_PEEK | socket.MSG_WAITALL)
+                conn.recv(k, socket.MSG_WAITALL)
+                conn.sendall(b"s" * m)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    for _ in range(n):
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.sendall(b"c" * k)
+            c.recv(m, socket.MSG_PEEK | socket.MSG_WAITALL)
+            c.recv(m, socket.MSG_WAITALL)
+    server.join(timeout=10)
+    listener.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as cli:
+        srv.bind(("127.0.0.1", 0))
+        udp_port = srv.getsockname()[1]
+        for _ in range(n):
+            cli.sendto(b"q" * 7, ("127.0.0.1", udp_port))
+            srv.recv(64, socket.MSG_PEEK | socket.MSG_TRUNC)
+            _, peer = srv.recvfrom(64)
+            srv.sendto(b"a" * 9, peer)
+            cli.recv(64, socket.MSG_PEEK | socket.MSG_TRUNC)
+            cli.recv(64)
+    me = {"pid": os.getpid(), "ip": "127.0.0.1"}
+    out = {"direction": "out", "port": port, "proto": "tcp", **me}
+    assert got.wait_total("connections", n, **out) == n
+    assert got.total("bytes_received", **out) == n * m
+    inbound = {"direction": "in", "local_ip": "127.0.0.1", "port": port}
+    assert got.total("bytes_received", **inbound) == n * k
+    dns = {"direction": "out", "port": udp_port, "proto": "udp", **me}
+    assert got.wait_total("datagrams_received", n, **dns) == n
+    assert got.total("bytes_received", **dns) == n * 9
+
+
+def test_a_udp_connect_that_sends_nothing_makes_no_udp_flow(tracer):
+    """getaddrinfo connects UDP sockets to sort addresses and sends nothing;
+    the route it looked up must not turn this thread's next send on another
+    socket (here a Unix one) into UDP."""
+    got = Collected(tracer)
+    unix_a, unix_b = socket.socketpair()
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        for port in (9, 19):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect(("127.0.0.1", port))
+            if port == 19:
+                time.sleep(1.1)  # older than any send that could be its own
+            else:
+                # A TCP connect follows, as after getaddrinfo.
+                socket.create_connection(listener.getsockname()).close()
+            unix_a.send(b"log line\n")
+            unix_b.recv(64)
+        got.poll()
+        time.sleep(0.3)
+        got.poll()
+        udp = [f for f in got.flows if f.proto == "udp" and f.pid == os.getpid()
+               and f.port in (9, 19)]
+        assert udp == []
+    finally:
+        unix_a.close()
+        unix_b.close()
+        listener.close()
+
+
+def test_a_connect_to_itself_is_a_connection_not_an_accept(tracer):
+    """A simultaneous open (a socket connecting to its own address is one)
+    goes SYN_SENT -> SYN_RECV -> ESTABLISHED: our own connect, no accept."""
+    got = Collected(tracer)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"hello")
+        assert s.recv(5) == b"hello"
+    finally:
+        s.close()
+    out = {"direction": "out", "pid": os.getpid(), "ip": "127.0.0.1", "port": port}
+    assert got.wait_total("connections", 1, **out) == 1
+    assert got.total("connect_latency_count", **out) == 1
+    assert got.total("bytes_sent", **out) == 5
+    assert got.total("accepts", direction="in", port=port) == 0
+
+
+def test_ipv6_connect_without_a_route_fails_once(tracer):
+    """IPv6 looks the route up twice when it can pick a source address (::1
+    here): one connect, one failure."""
+    require(shutil.which("unshare") and shutil.which("ip"), "no unshare/ip")
+    require(Path("/proc/net/if_inet6").exists(), "no IPv6")
+    got = Collected(tracer)
+    code = ("import socket\n"
+            "try:\n"
+            "    socket.create_connection(('2001:db8::7', 80), timeout=5)\n"
+            "except OSError as e:\n"
+            "    print(e.errno)\n")
+    out = subprocess.run(
+        ["unshare", "--net", "sh", "-c",
+         f"ip link set lo up && exec python3 -c \"{code}\""],
+        capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "101", out  # ENETUNREACH
+    match = {"direction": "out", "ip": "2001:db8::7", "port": 80}
+    assert got.wait_total("failed_unreachable", 1, **match) == 1
+    time.sleep(0.3)
+    got.poll()
+    assert got.total("failed", **match) == 1
+
+
+def test_kernels_that_skip_silently_say_lost_is_a_lower_bound(ebpf_ready,
+                                                             monkeypatch):
+    from collector.ebpf import tracer as tracer_module
+
+    _, _, here = tracer_module.ConnectionTracer._configure()
+    assert tracer_module.SKIPS_UNCOUNTED not in here  # 6.7+: counted
+    monkeypatch.setattr(tracer_module, "kernel_version", lambda: (6, 1, 0))
+    _, _, old = tracer_module.ConnectionTracer._configure()
+    assert tracer_module.SKIPS_UNCOUNTED in old
