@@ -2,6 +2,7 @@
 
 from unittest.mock import MagicMock
 
+import pytest
 from test_anomaly_rules import cid, graph, steady_edge
 
 from webapp.anomalies.analyzer import Analyzer
@@ -36,3 +37,59 @@ def test_a_lasting_rate_change_on_an_edge_is_relearned():
         analysis = a.evaluate(chain(t, 100.0), t)
     assert not analysis.statuses
     assert a.memory.baselines.get(EDGE, "connections_per_s").mean > 90
+
+
+def _stopped(t):
+    """The edge's counters frozen at ``t`` and its rates zero: traffic stopped."""
+    return {k: (0 if k.endswith("_per_s") else v) for k, v in steady_edge(t).items()}
+
+
+@pytest.mark.parametrize("kind", ["traffic_stopped", "cpu_spike"])
+def test_a_takeover_neither_ends_an_adopted_baseline_anomaly_nor_learns_it(
+        kind, monkeypatch):
+    """The new leader has no baselines: an adopted anomaly of a baseline rule
+    is kept while the problem lasts (no false 'ok'), and becomes the new
+    normal only once it lasts baseline_relearn, as for the old leader."""
+    relearn, slow = 60, {"baseline_halflife": 120}  # slow: stays 'usually active'
+
+    def state(t, bad):
+        if kind == "cpu_spike":
+            return graph([("api", {"metrics": {"cpu_cores": 2.0 if bad else 0.2}})])
+        edge = _stopped(199) if bad else steady_edge(t)
+        return graph([("api", {}), ("db", {})], [("api", "db", edge)])
+
+    target = cid("api") if kind == "cpu_spike" else EDGE
+    old = analyzer(baseline_relearn=relearn, **slow)
+    for t in range(200):
+        assert not old.evaluate(state(t, False), t).statuses
+    for t in range(200, 230):
+        published = old.evaluate(state(t, True), t).statuses
+    assert [a["rule"] for a in published[target]["anomalies"]] == [kind]
+
+    new = analyzer(baseline_relearn=relearn, **slow)
+    monkeypatch.setattr("webapp.anomalies.analyzer.read_analysis",
+                        lambda client, prefix: (published, []))
+    assert new.acquire()
+    changes, ended = [], []
+    for t in range(230, 230 + relearn):
+        analysis = new.evaluate(state(t, True), t)
+        changes += analysis.changes
+        ended += [e for e in analysis.events if e.kind == "ended"]
+    assert changes == [] and ended == []
+    assert new.previous[target] == "warning"
+    # Past baseline_relearn the lasting change is the new normal and ends once.
+    for t in range(230 + relearn, 230 + 3 * relearn):
+        changes += new.evaluate(state(t, True), t).changes
+    assert [(c["target"], c["to"]) for c in changes] == [(target, "ok")]
+
+
+def test_an_adopted_baseline_anomaly_is_not_held_without_its_input():
+    """Held only while the rule has something to judge: a container that
+    stopped (no CPU figure) ends its adopted CPU spike as the old leader would."""
+    a = analyzer(baseline_relearn=60, clear_after=3)
+    a.tracker.seed(cid("api"), {"rule": "cpu_spike", "severity": "warning",
+                                "reason": "CPU use jumped", "since": 0.0})
+    a.previous[cid("api")] = "warning"
+    G = graph([("api", {"state": "exited"})])
+    changes = [c for t in range(1, 4) for c in a.evaluate(G, t).changes]
+    assert [(c["target"], c["to"]) for c in changes] == [(cid("api"), "ok")]

@@ -63,6 +63,19 @@ def test_seeded_anomaly_is_not_raised_again():
     assert feed(tr, [[hard()], [], []]) == [[], [], ["ended"]]
 
 
+def test_a_held_signal_is_not_missed_and_adopted_ends_at_a_finding():
+    tr = StatusTracker(raise_after=2, clear_after=2)
+    tr.seed(T, {"rule": "cpu_throttled", "severity": "warning", "reason": "x"})
+    key = (T, "cpu_throttled")
+    assert tr.adopted_keys() == [key]
+    for i in range(5):
+        assert tr.update([], float(i), hold={key}) == []
+    assert tr.active_keys() == {key}
+    tr.update([soft()], 5.0)
+    assert tr.adopted_keys() == []
+    assert [e.kind for e in tr.update([], 6.0) + tr.update([], 7.0)] == ["ended"]
+
+
 @given(st.integers(2, 6), st.integers(2, 6), st.integers(4, 60),
        st.booleans())
 def test_alternating_input_never_flaps(n, m, length, is_hard):

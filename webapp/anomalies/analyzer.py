@@ -6,7 +6,10 @@ and the likely-cause ranking, writes them to Redis (see
 ``webapp.anomalies.keys``), appends the anomaly events and sends one webhook
 notification per status change. Other analyzers wait for the lock: one takes
 over within ``lock_ttl`` seconds of the leader going away, and adopts the
-anomalies it had published, so a takeover neither repeats nor loses them.
+anomalies it had published, so a takeover neither repeats nor loses them. An
+adopted anomaly of a baseline rule is kept until the new leader's baseline is
+warm; till then the target's samples are outliers, so a lasting problem is not
+learned as normal (nor reported over) before ``baseline_relearn``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,14 @@ from webapp.anomalies.events import append_events
 from webapp.anomalies.keys import AnalysisKeys
 from webapp.anomalies.merge import read_analysis
 from webapp.anomalies.notify import WebhookNotifier
-from webapp.anomalies.rules import Context, Finding, Memory, evaluate_rules, remember
+from webapp.anomalies.rules import (
+    Context,
+    Finding,
+    Memory,
+    cannot_judge,
+    evaluate_rules,
+    remember,
+)
 from webapp.anomalies.status import AnomalyEvent, StatusTracker, roll_up, target_name
 from webapp.topology.graph import build_graph
 from webapp.topology.store import read_state
@@ -150,7 +160,12 @@ class Analyzer:
         """Judge one container graph (no Redis): rules, hysteresis, causes."""
         ctx = Context(self.config, self.memory, now)
         findings = evaluate_rules(G, ctx)
-        events = self.tracker.update(findings, now)
+        # An anomaly adopted on takeover whose rule needs a baseline this
+        # analyzer has not learned yet is kept until it can be judged (the
+        # target's samples meanwhile are outliers, see ``remember``), rather
+        # than ended as if it were over.
+        hold = {k for k in self.tracker.adopted_keys() if cannot_judge(G, ctx, *k)}
+        events = self.tracker.update(findings, now, hold)
         self.memory.active = self.tracker.active_keys()
         remember(G, ctx)
         own = self.tracker.own_statuses()

@@ -21,13 +21,15 @@ import networkx as nx
 
 from webapp.anomalies.baseline import Baselines, is_spike
 from webapp.anomalies.config import Config
-from webapp.anomalies.keys import edge_target
+from webapp.anomalies.keys import edge_target, parse_target
 
 __all__ = [
+    "BASELINE_RULES",
     "RULES",
     "Context",
     "Finding",
     "Memory",
+    "cannot_judge",
     "evaluate_rules",
     "remember",
 ]
@@ -77,7 +79,7 @@ class Memory:
     window: dict[str, deque] = field(default_factory=dict)
     last_active: dict[str, float] = field(default_factory=dict)  # edge traffic
     seen: dict[str, float] = field(default_factory=dict)  # target -> last seen
-    # (target, rule) pairs whose anomaly is active: their edges' samples are
+    # (target, rule) pairs whose anomaly is active: their targets' samples are
     # outliers, so the anomaly becomes the new normal only once it lasts
     # baseline_relearn.
     active: frozenset = frozenset()
@@ -554,6 +556,36 @@ INTRINSIC_RULES = frozenset({
 })
 
 
+# Rules that judge by a baseline, and the series each one needs warm.
+BASELINE_RULES = {
+    "cpu_spike": "cpu_cores",
+    "resets": "resets_per_s",
+    "traffic_stopped": "active",
+    "slow_connect": "connect_latency_us",
+    "spike_connections_per_s": "connections_per_s",
+    "spike_bytes_per_s": "bytes_per_s",
+}
+
+
+def cannot_judge(G: nx.DiGraph, ctx: Context, target: str, rule: str) -> bool:
+    """Whether ``rule`` is silent on a target only because the baseline it
+    judges by is not warm yet: it has the rule's input, which is learned."""
+    metric = BASELINE_RULES.get(rule)
+    if metric is None or ctx.memory.baselines.warm(target, metric, ctx.now):
+        return False
+    u, v = parse_target(target)
+    if v is None:
+        return u in G and _num(_metrics(G.nodes[u]).get(metric)) is not None
+    if not G.has_edge(u, v):
+        return False
+    if rule == "traffic_stopped":
+        return not _not_sending(G.nodes[u])
+    if rule == "slow_connect":
+        sums = window_sums(ctx, target, G.edges[u, v])
+        return sums.get("connect_latency_count", 0) > 0
+    return True
+
+
 def evaluate_rules(G: nx.DiGraph, ctx: Context, rules=RULES) -> list[Finding]:
     """Every rule's findings, at most one per (target, rule)."""
     found: dict[tuple[str, str], Finding] = {}
@@ -602,7 +634,8 @@ def remember(G: nx.DiGraph, ctx: Context) -> None:
                 history.popleft()
         cores = _num(m.get("cpu_cores"))
         if cores is not None:
-            _learn(ctx, n, "cpu_cores", cores, conf.spike_min_cpu_cores)
+            _learn(ctx, n, "cpu_cores", cores, conf.spike_min_cpu_cores,
+                   frozen=n in frozen)
         mem.counters[n] = {"memory_oom_kills": kills}
     for _u, _v, target, data in _edges(G):
         mem.seen[target] = now

@@ -50,6 +50,7 @@ class Signal:
     hits: int = 0  # consecutive evaluations with a finding
     misses: int = 0  # consecutive evaluations without one
     lower: int = 0  # consecutive evaluations at a lower severity
+    adopted: bool = False  # seeded from another analyzer, not yet seen here
 
     def as_dict(self) -> dict:
         return {"rule": self.rule, "severity": self.severity,
@@ -86,10 +87,16 @@ class StatusTracker:
             severity=str(anomaly.get("severity", "warning")),
             reason=str(anomaly.get("reason", "")),
             since=float(anomaly.get("since", 0.0)), hits=self.raise_after,
+            adopted=True,
         )
 
-    def update(self, findings: list[Finding], now: float) -> list[AnomalyEvent]:
-        """Feed one evaluation's findings; return what started, changed, ended."""
+    def update(self, findings: list[Finding], now: float,
+               hold=frozenset()) -> list[AnomalyEvent]:
+        """Feed one evaluation's findings; return what started, changed, ended.
+
+        Signals in ``hold`` could not be judged this time: a missing finding
+        does not count against them.
+        """
         events: list[AnomalyEvent] = []
         current = {(f.target, f.rule): f for f in findings}
         for key, f in current.items():
@@ -98,6 +105,7 @@ class StatusTracker:
                 s = self.signals[key] = Signal(f.target, f.rule)
             s.hits += 1
             s.misses = 0
+            s.adopted = False
             if not s.active:
                 if f.hard or s.hits >= self.raise_after:
                     s.active, s.severity, s.reason, s.since = (
@@ -116,7 +124,7 @@ class StatusTracker:
                     events.append(self._event("changed", s, now))
             else:
                 s.lower = 0
-        for key in [k for k in self.signals if k not in current]:
+        for key in [k for k in self.signals if k not in current and k not in hold]:
             s = self.signals[key]
             s.hits = 0
             s.misses += 1
@@ -133,6 +141,9 @@ class StatusTracker:
 
     def active(self) -> list[Signal]:
         return [s for s in self.signals.values() if s.active]
+
+    def adopted_keys(self) -> list[tuple[str, str]]:
+        return [k for k, s in self.signals.items() if s.adopted]
 
     def active_keys(self) -> frozenset:
         return frozenset(k for k, s in self.signals.items() if s.active)
