@@ -27,9 +27,10 @@ trap cleanup INT TERM EXIT
 
 if ! $PY -c 'import os, redis; redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=1).ping()' 2>/dev/null; then
   port=$($PY -c 'import os, urllib.parse as u; print(u.urlparse(os.environ["REDIS_URL"]).port or 6379)')
-  mkdir -p var/redis
+  redis_dir="${PORTOLAN_VAR_DIR:-var}/redis"
+  mkdir -p "$redis_dir"
   echo "portolan: starting redis-server on 127.0.0.1:$port" >&2
-  redis-server --port "$port" --bind 127.0.0.1 --dir var/redis --save "" --appendonly no \
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$redis_dir" --save "" --appendonly no \
     --loglevel warning &
   pids+=($!)
   for _ in $(seq 50); do
