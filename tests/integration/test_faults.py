@@ -100,10 +100,12 @@ def analysis_of(client, target):
     return statuses.get(target), causes
 
 
-def wait_reason(client, target, words, timeout=SEEN_WITHIN):
+def wait_reason(client, target, words, timeout=SEEN_WITHIN,
+                statuses=("warning", "critical")):
+    """The target's analysis once it is in one of ``statuses`` for ``words``."""
     def seen():
         entry, _ = analysis_of(client, target)
-        if entry and entry["status"] in ("warning", "critical") and any(
+        if entry and entry["status"] in statuses and any(
             words in reason for reason in entry["reasons"]
         ):
             return entry
@@ -164,8 +166,11 @@ def test_stopped_server_is_ranked_the_cause_of_refused_connections(
     stopped_at = time.monotonic()
 
     for node in client_nodes:
+        # Warning while the last 10 s still hold connects from before the
+        # kill; critical once none succeeds.
         entry = wait_reason(client, edge_target(node, server_node),
-                            "connection refused")
+                            "connection refused", statuses=("critical",),
+                            timeout=2 * SEEN_WITHIN)
         assert entry and entry["status"] == "critical", analysis_of(
             client, edge_target(node, server_node))
 
