@@ -132,6 +132,9 @@ class MetricsSampler:
             metrics = dict(last.metrics) if last else {}
             metrics["restart_count"] = details.get("restart_count", 0)
             metrics["health"] = details.get("health") or None
+            # Docker's own word that the last stop was an OOM kill: the rules
+            # show it even when the kill came before anyone watched.
+            metrics["oom_killed"] = bool(details.get("oom_killed"))
             metrics["memory_oom_kills"] = max(
                 metrics.get("memory_oom_kills") or 0,
                 details.get("oom_kills") or 0,

@@ -123,6 +123,14 @@ def test_an_old_oom_kill_is_not_replayed_at_first_sight():
     assert "(2 kills so far)" in by_rule(r.step(G, 5))["oom"].reason
 
 
+def test_a_container_docker_says_was_oom_killed_is_red_at_first_sight():
+    """The count says nothing new at first sight, but Docker's OOMKilled on a
+    stopped container does: its red node names the cause, not just exit 137."""
+    metrics = {"memory_oom_kills": 1, "oom_killed": True}
+    G = graph([("hog", {"state": "exited", "exit_code": 137, "metrics": metrics})])
+    assert by_rule(Runner().step(G, 0))["oom"].severity == "critical"
+
+
 def test_health_memory_and_cpu_rules_with_overridable_thresholds():
     G = graph([("c", {"metrics": {
         "health": "unhealthy", "memory_working_set_bytes": 95,

@@ -657,6 +657,14 @@ def test_sampler_reads_services_every_call_when_told_to(tmp_path):
     assert sorted(s["port"] for s in sampler.services(CID) if s["port"]) == [8080, 9090]
 
 
+def test_sampler_passes_on_dockers_oom_killed(tmp_path):
+    sampler = MetricsSampler(str(make_v2_root(tmp_path)), str(tmp_path / "proc"))
+    out = sampler.sample({CID: {"state": "exited", "oom_killed": True},
+                          CID2: {"state": "exited"}})
+    assert out[CID]["oom_killed"] is True and out[CID]["memory_oom_kills"] == 1
+    assert out[CID2]["oom_killed"] is False
+
+
 def test_kernel_prints_listeners_before_connections():
     """The early stop above relies on this order in the real /proc/net/tcp."""
     import socket
