@@ -254,12 +254,15 @@ def restart_loop(G: nx.DiGraph, ctx: Context) -> list[Finding]:
         # story: a loop already under way when it began is known by its state.
         history = ctx.memory.restarts.get(n)
         young = not history or ctx.now - history[0][0] < conf.restart_window
-        if grown >= conf.restart_count or (restarting and young):
-            times = grown if grown >= conf.restart_count else count
-            out.append(Finding(
-                n, "restart_loop", "critical",
-                f"restart loop: restarted {times:.0f} times in the last "
-                f"{conf.restart_window / 60:.0f} min", hard=True))
+        if grown >= conf.restart_count:
+            reason = (f"restart loop: restarted {grown:.0f} times in the last "
+                      f"{conf.restart_window / 60:.0f} min")
+        elif restarting and young:
+            # Only the lifetime count is known for a loop seen mid-way.
+            reason = f"restart loop: restarting, {count:.0f} restarts so far"
+        else:
+            continue
+        out.append(Finding(n, "restart_loop", "critical", reason, hard=True))
     return out
 
 
