@@ -105,35 +105,41 @@ def test_restarts_are_counted(collector, containers):
     assert node, "restarts never counted"
 
 
-def test_host_to_published_port_reaches_the_container(collector, containers):
+def http_gets_reach_service(collector, port: int, container: str,
+                            service_port: int, n: int = 20) -> bool:
+    """n HTTP requests from this process to 127.0.0.1:port, then whether a
+    process -> service edge with n connections reaches ``container``'s
+    ``service_port`` in the service-level graph."""
     import socket
 
-    from tests.conftest import free_port
-
-    port = free_port()
-    c = containers.run("httpd -f -p 80 -h /var/www",
-                       ports={"80/tcp": ("127.0.0.1", port)})
-    assert wait_node(collector, c.name, lambda n: n["published"]), "not published"
-    made = 0
-    for _ in range(20):
+    for _ in range(n):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
             while s.recv(4096):
                 pass
-        made += 1
 
     def edge_from_this_process():
         G = build_graph(read_state(collector, Keys(), ttl=30), "service")
         for u, v, data in G.edges(data=True):
             target = G.nodes[v]
             if (G.nodes[u]["type"] == "process" and target.get("type") == "service"
-                    and target.get("port") == 80
-                    and G.nodes[target["parent"]]["name"] == c.name
-                    and data["connections"] >= made):
+                    and target.get("port") == service_port
+                    and G.nodes[target["parent"]]["name"] == container
+                    and data["connections"] >= n):
                 return data
         return None
 
-    assert wait_for(edge_from_this_process, timeout=5, interval=0.3), \
+    return bool(wait_for(edge_from_this_process, timeout=5, interval=0.3))
+
+
+def test_host_to_published_port_reaches_the_container(collector, containers):
+    from tests.conftest import free_port
+
+    port = free_port()
+    c = containers.run("httpd -f -p 80 -h /var/www",
+                       ports={"80/tcp": ("127.0.0.1", port)})
+    assert wait_node(collector, c.name, lambda n: n["published"]), "not published"
+    assert http_gets_reach_service(collector, port, c.name, 80), \
         "host -> published port edge not attributed to the container's service"
 
 
@@ -141,8 +147,6 @@ def test_host_to_a_host_network_container_reaches_the_container(collector,
                                                                 containers):
     """A container on the host's network has no IP of its own: a connection to
     a port it listens on, on the host's loopback, is to that container."""
-    import socket
-
     from tests.conftest import free_port
 
     port = free_port()
@@ -150,26 +154,7 @@ def test_host_to_a_host_network_container_reaches_the_container(collector,
                        network_mode="host")
     assert wait_for(lambda: port in (node_named(collector, c.name) or {}).get(
         "ports", ()), timeout=15, interval=0.2), "its listening port never showed"
-    made = 0
-    for _ in range(20):
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-            while s.recv(4096):
-                pass
-        made += 1
-
-    def edge_from_this_process():
-        G = build_graph(read_state(collector, Keys(), ttl=30), "service")
-        for u, v, data in G.edges(data=True):
-            target = G.nodes[v]
-            if (G.nodes[u]["type"] == "process" and target.get("type") == "service"
-                    and target.get("port") == port
-                    and G.nodes[target["parent"]]["name"] == c.name
-                    and data["connections"] >= made):
-                return data
-        return None
-
-    assert wait_for(edge_from_this_process, timeout=5, interval=0.3), \
+    assert http_gets_reach_service(collector, port, c.name, port), \
         "host -> host-network container edge not attributed to its service"
 
 

@@ -119,32 +119,30 @@ def test_healthz_lists_collectors(client, live_redis):
     assert [c["host"] for c in body["collectors"]] == ["web-h2"]
 
 
-def test_healthz_is_503_when_redis_is_down(client, settings, caplog):
+def get_with_redis_down(client, settings, url: str):
+    """(response, Redis' port) for a GET of ``url`` while nothing answers at
+    REDIS_URL."""
     port = free_port()
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
     service.redis_client.cache_clear()
     try:
-        response = client.get("/healthz")
+        return client.get(url), port
     finally:
         service.redis_client.cache_clear()
-    assert response.status_code == 503
-    assert response.json()["redis"] == "unreachable"
-    # No login on /healthz: Redis' address is for the log, not for anyone asking.
-    body = response.content.decode()
-    assert str(port) not in body and "127.0.0.1" not in body
-    assert any(str(port) in r.getMessage() for r in caplog.records)
 
 
-def test_api_graph_is_503_without_redis_address_when_redis_is_down(
-        user_client, settings, caplog):
-    port = free_port()
-    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
-    service.redis_client.cache_clear()
-    try:
-        response = user_client.get("/api/graph/?level=host")
-    finally:
-        service.redis_client.cache_clear()
+@pytest.mark.parametrize(("login", "url"), [(False, "/healthz"),
+                                            (True, "/api/graph/?level=host")])
+def test_503_when_redis_is_down_names_no_address(client, user_client, settings,
+                                                 caplog, login, url):
+    """Redis' address is for the log, not for anyone asking (/healthz needs no
+    login)."""
+    response, port = get_with_redis_down(user_client if login else client,
+                                         settings, url)
     assert response.status_code == 503
     assert response.json()["error"] == "Redis unreachable"
-    assert str(port) not in response.content.decode()
+    if not login:
+        assert response.json()["redis"] == "unreachable"
+    body = response.content.decode()
+    assert str(port) not in body and "127.0.0.1" not in body
     assert any(str(port) in r.getMessage() for r in caplog.records)
