@@ -214,8 +214,16 @@ class Collected:
 
 
 def test_hooks_report(tracer):
+    from collector.ebpf.support import OPTIONAL_HOOKS, available_hooks
+
     assert tracer.mode == "ebpf"
-    assert isinstance(tracer.missing_hooks, list)
+    # It names exactly the optional hooks this kernel lacks, each with what
+    # is lost without it.
+    here = available_hooks()
+    named = [m.split(": ")[0] for m in tracer.missing_hooks
+             if m.split(": ")[0] in OPTIONAL_HOOKS]
+    assert named == [h for h in OPTIONAL_HOOKS if not here.get(h)]
+    assert all(m.split(": ", 1)[1] for m in tracer.missing_hooks)
     text = tracer.program_text()
     assert "TRACEPOINT_PROBE(sock, inet_sock_set_state)" in text
     from collector.ebpf.tracer import ConnectionTracer

@@ -2,8 +2,11 @@
 
 The whole back end runs as users run it: `manage.py collect` (eBPF, Docker,
 cgroups) and `manage.py analyze` (rules, status, likely cause, webhook) against
-one Redis; a webhook receiver listens on loopback. Each fault must show within
-5 s of when it happens.
+one Redis; a webhook receiver listens on loopback. Each test bounds how long
+its fault takes to show: SEEN_WITHIN (5 s) once an OOM kill or throttling can
+happen (plus the seconds the fault itself needs), twice that for refused
+connections (the step that straddles the kill is a warning first) and for a
+crash loop (three restarts must happen first).
 """
 
 import json

@@ -133,12 +133,14 @@ def get_with_redis_down(client, settings, url: str):
 
 @pytest.mark.parametrize(("login", "url"), [(False, "/healthz"),
                                             (True, "/api/graph/?level=host")])
-def test_503_when_redis_is_down_names_no_address(client, user_client, settings,
-                                                 caplog, login, url):
+def test_503_when_redis_is_down_names_no_address(request, settings, caplog,
+                                                 login, url):
     """Redis' address is for the log, not for anyone asking (/healthz needs no
     login)."""
-    response, port = get_with_redis_down(user_client if login else client,
-                                         settings, url)
+    # One Client per test: asking for user_client logs the plain one in too.
+    client = request.getfixturevalue("user_client" if login else "client")
+    assert ("_auth_user_id" in client.session) == login
+    response, port = get_with_redis_down(client, settings, url)
     assert response.status_code == 503
     assert response.json()["error"] == "Redis unreachable"
     if not login:

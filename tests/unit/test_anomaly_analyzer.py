@@ -69,7 +69,7 @@ def test_a_takeover_neither_ends_an_adopted_baseline_anomaly_nor_learns_it(
     new = analyzer(baseline_relearn=relearn, **slow)
     monkeypatch.setattr("webapp.anomalies.analyzer.read_analysis",
                         lambda client, prefix: (published, []))
-    assert new.acquire()
+    new.acquire()  # a takeover: adopts what the old leader published
     changes, ended = [], []
     for t in range(230, 230 + relearn):
         analysis = new.evaluate(state(t, True), t)
