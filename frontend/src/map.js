@@ -754,8 +754,10 @@ class MapPage {
     this.status.setCounts(0, 0, 0);
     this.showLevelNav();
     this.showCrumbs();
+    // The socket follows the new level even while paused (it does not connect
+    // then), so going live later resumes this level, not the one left.
+    this.socket.setLevel(level);
     if (this.view.at !== null) this.loadPast(this.view.at);
-    else this.socket.setLevel(level);
     this.syncUrl();
   }
 

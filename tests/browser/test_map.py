@@ -494,6 +494,29 @@ def test_time_slider_shows_the_past_and_pauses(page, redis_server):
     page.wait_for_function("() => !location.search.includes('at=')")
 
 
+def test_level_switched_in_the_past_goes_live_at_that_level(page, redis_server):
+    host = FakeHost(redis_server.url)
+    now = time.time()
+    host.add("c-old", "pt-old", "10.88.5.2")
+    host.report(now=now - 600)
+    host.report(now=now)
+
+    log_in(page, f"/?level=container&at={int(now - 598)}")
+    wait_for_map(page, "m.nodeNames().includes('pt-old') && m.state() === 'past'")
+    page.click("nav.levels >> text=Hosts")
+    wait_for_map(page, f"m.level === 'host' && m.state() === 'past' && "
+                       f"m.nodeNames().includes({HOST!r})")
+
+    # Live again: the host level's snapshot and diffs, not the container's.
+    page.click("#live")
+    host.add("c-newer", "pt-newer", "10.88.5.3")
+    host.report()
+    wait_for_live(page, "host")
+    wait_for_map(page, f"m.nodeNames().includes({HOST!r})")
+    page.wait_for_timeout(1_000)  # room for a wrong level's diff to arrive
+    assert page.evaluate("() => window.portolanMap.nodeNames()") == [HOST]
+
+
 def test_hostile_names_render_as_text(page, redis_server):
     host = FakeHost(redis_server.url)
     host.add(
