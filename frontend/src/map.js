@@ -688,13 +688,14 @@ class MapPage {
     cy.nodes().removeClass("focus");
     if (focus.nonempty()) focus.addClass("focus");
     if (pending.restore && this.view.zoom !== null) {
-      cy.zoom(this.view.zoom);
-      if (this.view.x !== null && this.view.y !== null) {
-        const z = cy.zoom();
-        cy.pan({
-          x: cy.width() / 2 - this.view.x * z,
-          y: cy.height() / 2 - this.view.y * z,
-        });
+      // Read before setting: each viewport change rewrites view.x/y from the
+      // current pan (bindMap), so zoom and pan are set in one go.
+      const { x, y } = this.view;
+      const zoom = Math.max(cy.minZoom(), Math.min(cy.maxZoom(), this.view.zoom));
+      if (x !== null && y !== null) {
+        cy.viewport({ zoom, pan: { x: cy.width() / 2 - x * zoom, y: cy.height() / 2 - y * zoom } });
+      } else {
+        cy.zoom(zoom);
       }
     } else if (focus.nonempty()) {
       let eles = focus.union(focus.descendants());

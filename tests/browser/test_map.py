@@ -375,12 +375,21 @@ def test_zoom_from_hosts_into_containers_panel_and_services(page, redis_server):
 def test_shared_url_restores_the_view(page, redis_server):
     web, _other = two_hosts(redis_server.url)
     log_in(page, f"/?level=container&focus={web.node_id}&ns=data&hide=external"
-                 f"&q=pt-d&zoom=1.100&sel={web.node('c-db')}")
+                 f"&q=pt-d&zoom=1.100&x=120&y=-40&sel={web.node('c-db')}")
     wait_for_live(page, "container")
     wait_for_map(page, "m.nodeNames().includes('pt-db')")
     view = page.evaluate("() => window.portolanMap.view()")
     assert view["ns"] == "data" and view["hide"] == ["external"]
     assert abs(page.evaluate("() => window.portolanMap.zoom()") - 1.1) < 1e-6
+    # The position too: the model point (120, -40) is in the middle.
+    centre = page.evaluate(
+        """() => { const cy = window.portolanMap.cy, z = cy.zoom(), p = cy.pan();
+                   return [(cy.width() / 2 - p.x) / z,
+                           (cy.height() / 2 - p.y) / z]; }"""
+    )
+    assert abs(centre[0] - 120) < 1 and abs(centre[1] + 40) < 1, centre
+    assert (round(view["x"]), round(view["y"])) == (120, -40)
+    page.wait_for_function("() => location.search.includes('x=120&y=-40')")
     visible = set(page.evaluate("() => window.portolanMap.visibleNames()"))
     assert "pt-db" in visible
     assert "pt-client" not in visible and "pt-batch" not in visible
