@@ -448,9 +448,8 @@ export class LiveMap {
     let hidden = 0;
     cy.batch(() => {
       const visible = new Set();
-      // Leaves first: containers and services by their own (or owner's) facts.
-      cy.nodes().forEach((n) => {
-        if (n.isParent()) return;
+      // A node by its own (or, for a service, its owner's) facts and edges.
+      const passes = (n) => {
         const data = n.data();
         let ok;
         if (data.kind === "service" && n.isChild()) {
@@ -462,13 +461,19 @@ export class LiveMap {
           ok = false; // a host without containers holds nothing that matches
         }
         if (ok && hideIdle && !n.connectedEdges("[active = 1]").nonempty()) ok = false;
-        if (ok) visible.add(n.id());
+        return ok;
+      };
+      // Leaves first.
+      cy.nodes().forEach((n) => {
+        if (!n.isParent() && passes(n)) visible.add(n.id());
       });
-      // Compounds: shown while anything inside them is (innermost first).
+      // Compounds: shown while anything inside them is (innermost first), or
+      // on their own (a client container's edges start at it, not a service).
       const parents = cy.nodes(":parent").sort((a, b) => b.ancestors().length - a.ancestors().length);
       parents.forEach((p) => {
         const anyChild = p.children().some((c) => visible.has(c.id()));
-        const ok = anyChild && !(view.hide.includes("external") && p.data("kind") === "external");
+        const ok = (anyChild || passes(p)) &&
+          !(view.hide.includes("external") && p.data("kind") === "external");
         if (ok) visible.add(p.id());
       });
       // Externals and host processes: only next to something still shown.

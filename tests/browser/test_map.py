@@ -442,6 +442,32 @@ def test_new_container_appears_without_reload(page, redis_server):
     shot(page, "map-update.png")
 
 
+def test_hide_idle_keeps_a_busy_client_whose_services_are_idle(page, redis_server):
+    host = FakeHost(redis_server.url)
+    host.add("c-front", "pt-front", "10.88.6.2")
+    host.add("c-api", "pt-api", "10.88.6.3", ports=[80])
+    host.add("c-db", "pt-store", "10.88.6.4", ports=[5432])
+    host.connect("c-front", "10.88.6.3", 80, connections=5)
+    host.report()
+    # Now only pt-api works: as a client of pt-store, while its own service
+    # (pt-api:80) is idle.
+    host.connect("c-api", "10.88.6.4", 5432, connections=3)
+    host.report()
+
+    log_in(page, "/?level=service&hide=idle")
+    wait_for_live(page, "service")
+    wait_for_map(page, "m.nodeNames().includes('pt-store:5432/tcp')")
+    visible = set(page.evaluate("() => window.portolanMap.visibleNames()"))
+    # At this level pt-api's outgoing edge starts at the container itself.
+    assert {"pt-api", "pt-store", "pt-store:5432/tcp"} <= visible, visible
+    assert "pt-front" not in visible and "pt-api:80/tcp" not in visible
+    active = page.evaluate(
+        """() => window.portolanMap.cy.edges('[active = 1]')
+                 .filter((e) => e.visible()).length"""
+    )
+    assert active == 1
+
+
 def test_failing_container_turns_red_at_every_level(page, redis_server):
     host = FakeHost(redis_server.url)
     host.add("c-a", "pt-steady", "10.88.3.2")
