@@ -21,10 +21,16 @@ export function edgeId(source, target) {
   return `edge:${source}\u2192${target}`;
 }
 
+// Connections a second on an edge: the client's, or for a client no collector
+// watches the server's accepts (the server's edge_status counts either).
+export function connectionRate(edge) {
+  return (Number(edge.connections_per_s) || 0) + (Number(edge.accepts_per_s) || 0);
+}
+
 // The figure an edge is drawn by: its current connection rate when there is
 // one, else its totals (an idle edge still shows what it carried).
 export function edgeTraffic(edge) {
-  const rate = Number(edge.connections_per_s) || 0;
+  const rate = connectionRate(edge);
   if (rate > 0) return { value: rate, rate: true };
   const total = (Number(edge.connections) || 0) + (Number(edge.accepts) || 0);
   return { value: total, rate: false };

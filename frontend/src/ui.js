@@ -4,7 +4,7 @@
 // container names, labels and commands anyone can choose: it is written with
 // textContent (or drawn on a canvas) only, never as HTML.
 
-import { shortBytes, shortNumber } from "./graph.js";
+import { connectionRate, shortBytes, shortNumber } from "./graph.js";
 
 export function text(tag, value, className) {
   const el = document.createElement(tag);
@@ -480,7 +480,7 @@ export class Details {
     );
     const body = el("tbody");
     const sorted = [...edges].sort(
-      (a, b) => num(b.connections_per_s) - num(a.connections_per_s) || num(b.connections) - num(a.connections),
+      (a, b) => connectionRate(b) - connectionRate(a) || num(b.connections) - num(a.connections),
     );
     for (const e of sorted.slice(0, 50)) {
       const bytes = num(e.bytes_sent_per_s) + num(e.bytes_received_per_s);
@@ -492,7 +492,7 @@ export class Details {
       ].filter(Boolean).join(", ");
       const row = el("tr", num(e.failed_per_s) || num(e.failed) ? "has-errors" : "", [
         text("td", this.context.nameOf(e[end])),
-        text("td", shortNumber(e.connections_per_s)),
+        text("td", shortNumber(connectionRate(e))),
         text("td", shortNumber(e.failed_per_s)),
         text("td", shortBytes(bytes)),
         text("td", errors || (num(e.failed) ? `${shortNumber(e.failed)} failed` : "–")),

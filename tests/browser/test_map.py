@@ -260,6 +260,13 @@ def wait_for_figure(page, label: str, value: str, timeout_ms: int = 5_000) -> No
     )
 
 
+def wait_for_panel_api(page) -> None:
+    """Wait until the panel has the node API's answer."""
+    page.wait_for_function(
+        "() => document.querySelector('#details').dataset.api === 'ok'"
+    )
+
+
 def two_hosts(url: str) -> tuple[FakeHost, FakeHost]:
     """A web host with a client, a server and a database; a second quiet host."""
     web = FakeHost(url)
@@ -466,6 +473,33 @@ def test_hide_idle_keeps_a_busy_client_whose_services_are_idle(page, redis_serve
                  .filter((e) => e.visible()).length"""
     )
     assert active == 1
+
+
+def test_accepts_from_unwatched_clients_are_a_rate(page, redis_server):
+    host = FakeHost(redis_server.url)
+    host.add("c-web", "pt-web", "10.88.7.2", ports=[80])
+    host.accept("c-web", "198.51.100.7", 80, accepts=4000, bytes_sent=100)
+    host.report()
+    host.accept("c-web", "198.51.100.7", 80, accepts=6)  # 3 a second now
+    host.report(interval=2.0)
+
+    log_in(page, "/?level=container")
+    wait_for_map(page, "m.nodeNames().includes('198.51.100.0/24')")
+    labels = page.evaluate(
+        "() => window.portolanMap.cy.edges().map((e) => e.data('label'))"
+    )
+    assert labels == ["3/s"]  # not its 4k total
+
+    point = page.evaluate(
+        f"() => window.portolanMap.pagePosition({host.node('c-web')!r})"
+    )
+    page.mouse.click(point["x"], point["y"])
+    page.locator("#details").wait_for(state="visible")
+    wait_for_figure(page, "conn in", "3/s")
+    wait_for_panel_api(page)
+    row = page.locator("#details .inbound tbody tr").first
+    assert row.locator("td").nth(0).text_content() == "198.51.100.0/24"
+    assert row.locator("td").nth(1).text_content() == "3"
 
 
 def test_failing_container_turns_red_at_every_level(page, redis_server):
