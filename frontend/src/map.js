@@ -587,6 +587,7 @@ class MapPage {
           inbound: ele.incomers("edge").map((e) => e.data("attrs")),
           outbound: ele.outgoers("edge").map((e) => e.data("attrs")),
         }),
+        past: () => this.view.at !== null,
       },
       () => this.closeDetails(),
     );

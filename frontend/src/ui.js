@@ -266,7 +266,8 @@ const REFRESH_MS = 2000;
 const WINDOW_S = 900;
 
 export class Details {
-  // ``context``: { element(id), nameOf(id), edgesOf(id) -> {inbound, outbound} }
+  // ``context``: { element(id), nameOf(id), edgesOf(id) -> {inbound, outbound},
+  // past() -> whether the map shows the past (the node API is live only) }
   constructor(root, context, onClose) {
     this.root = root;
     this.context = context;
@@ -348,7 +349,10 @@ export class Details {
       return;
     }
     const graphAttrs = ele.data("attrs") || {};
-    const apiNode = this.api && this.api.node && typeof this.api.node === "object" ? this.api.node : {};
+    // A past map's node is described by the past graph alone: the API's node,
+    // reasons included, is the live one.
+    const apiNode =
+      !this.context.past() && this.api && this.api.node && typeof this.api.node === "object" ? this.api.node : {};
     const a = { ...apiNode, ...graphAttrs, reasons: graphAttrs.reasons ?? apiNode.reasons };
     this.title.textContent = ele.data("label");
     this.sub.replaceChildren(
@@ -460,9 +464,10 @@ export class Details {
     return grid;
   }
 
-  // Inbound and outbound edges: the API's when it answered, else the map's.
+  // Inbound and outbound edges: the API's when it answered (live only), else
+  // the map's.
   connections(ele) {
-    const api = this.api || {};
+    const api = (!this.context.past() && this.api) || {};
     if (Array.isArray(api.inbound) || Array.isArray(api.outbound)) {
       return {
         inbound: Array.isArray(api.inbound) ? api.inbound : [],

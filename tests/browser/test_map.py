@@ -7,6 +7,7 @@ RedisReporter, so the page sees exactly what a collector would produce.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from collector.schema import (
     container_node_id,
 )
 from tests.conftest import free_port, require, wait_for
+from webapp.anomalies.keys import AnalysisKeys
 
 pytestmark = pytest.mark.browser
 
@@ -561,6 +563,46 @@ def test_time_slider_shows_the_past_and_pauses(page, redis_server):
     wait_for_map(page, "m.state() === 'live' && m.nodeNames().includes('pt-newer')")
     assert "pt-old" not in page.evaluate("() => window.portolanMap.nodeNames()")
     page.wait_for_function("() => !location.search.includes('at=')")
+
+
+def test_panel_of_a_past_map_shows_the_past(page, redis_server, redis_client):
+    host = FakeHost(redis_server.url)
+    now = time.time()
+    host.add("c-srv", "pt-srv", "10.88.8.2", ports=[80])
+    host.add("c-early", "pt-early", "10.88.8.3")
+    host.connect("c-early", "10.88.8.2", 80, connections=10)
+    host.report(now=now - 600)
+    host.add("c-late", "pt-late", "10.88.8.4")
+    host.connect("c-late", "10.88.8.2", 80, connections=7)
+    host.report(now=now)
+    # The analyzer's live verdict, which the past knows nothing of.
+    redis_client.hset(
+        AnalysisKeys("portolan").status,
+        host.node("c-srv"),
+        json.dumps({"status": "critical", "reasons": ["a live-only reason"]}),
+    )
+
+    log_in(page, f"/?level=container&at={int(now - 598)}&sel={host.node('c-srv')}")
+    wait_for_map(page, "m.nodeNames().includes('pt-srv') && m.state() === 'past'")
+    assert "pt-late" not in page.evaluate("() => window.portolanMap.nodeNames()")
+    page.locator("#details").wait_for(state="visible")
+    wait_for_panel_api(page)
+    inbound = page.locator("#details .inbound").text_content()
+    # (A peer not on the map would show by its id: c-late.)
+    assert "pt-early" in inbound and "late" not in inbound, inbound
+    assert "Inbound (1)" in inbound
+    assert page.locator("#details .why").count() == 0
+    assert "a live-only reason" not in page.locator("#details").text_content()
+
+    # Live again: the live peers and reasons. (The open panel covers the
+    # button in this window.)
+    page.locator("#live").dispatch_event("click")
+    wait_for_map(page, "m.state() === 'live' && m.nodeNames().includes('pt-late')")
+    page.wait_for_function(
+        "() => document.querySelector('#details .inbound')"
+        ".textContent.includes('pt-late')"
+    )
+    assert "a live-only reason" in page.locator("#details .why").text_content()
 
 
 def test_level_switched_in_the_past_goes_live_at_that_level(page, redis_server):
