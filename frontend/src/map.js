@@ -640,7 +640,15 @@ class MapPage {
       this.applyGraph(graph, true);
       this.status.setState("live", "live");
     } else if (message.type === "diff") {
-      this.map.applyDiff(message);
+      const laidOut = this.map.applyDiff(message);
+      // The first nodes after an empty snapshot: the view lands now.
+      const pending = this.cy.nodes().nonempty() ? this.pendingView : null;
+      if (pending) {
+        this.pendingView = null;
+        this.arrive(pending, laidOut);
+      } else if (laidOut) {
+        this.map.fit();
+      }
       this.status.setState("live", "live");
       this.afterData();
     } else if (message.type === "error") {
@@ -669,10 +677,15 @@ class MapPage {
     if (snapshot && !this.marks.graphIn) this.marks.graphIn = performance.now();
     const laidOut = this.map.applySnapshot(graph);
     if (snapshot && !this.marks.applied) this.marks.applied = performance.now();
-    const pending = this.pendingView;
-    this.pendingView = null;
-    if (pending) this.arrive(pending, laidOut);
-    else if (laidOut) this.map.fit();
+    // An empty map (no collector reported yet) keeps the URL's view for the
+    // first nodes, which a diff brings.
+    const pending = this.cy.nodes().nonempty() ? this.pendingView : null;
+    if (pending) {
+      this.pendingView = null;
+      this.arrive(pending, laidOut);
+    } else if (laidOut) {
+      this.map.fit();
+    }
     this.afterData();
     if (snapshot && !this.marks.ready) this.marks.ready = performance.now();
     if (snapshot && this.firstDrawMs === null && this.cy.nodes().nonempty()) {

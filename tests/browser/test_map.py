@@ -422,6 +422,34 @@ def test_shared_url_restores_the_view(page, redis_server):
     assert {"pt-client", "pt-server"} <= visible and "pt-db" not in visible
 
 
+def test_view_waits_for_the_first_nodes(page, redis_server):
+    """A fresh install: the first snapshot is empty, a later diff brings nodes."""
+    host = FakeHost(redis_server.url)
+    log_in(page, f"/?level=container&focus={host.node_id}&sel={host.node('c-a')}")
+    wait_for_live(page, "container")
+    assert page.evaluate("() => window.portolanMap.nodeNames()") == []
+
+    host.add("c-a", "pt-first", "10.88.9.2")
+    host.add("c-b", "pt-second", "10.88.9.3")
+    host.report()
+    wait_for_map(page, "m.nodeNames().includes('pt-second')")
+    # The URL's selection and focus apply, and the map is fitted into view.
+    page.locator("#details").wait_for(state="visible")
+    assert page.locator("#details .details-title").text_content() == "pt-first"
+    assert page.evaluate(
+        f"() => window.portolanMap.cy.getElementById({host.node_id!r})"
+        ".hasClass('focus')"
+    )
+    inside = page.evaluate(
+        """() => { const cy = window.portolanMap.cy, e = cy.extent();
+                   return cy.nodes().every((n) => { const p = n.position();
+                     return p.x > e.x1 && p.x < e.x2 && p.y > e.y1 && p.y < e.y2;
+                   }); }"""
+    )
+    assert inside
+    assert page.evaluate("() => window.portolanMap.zoom()") != 1
+
+
 def test_new_container_appears_without_reload(page, redis_server):
     host = FakeHost(redis_server.url)
     host.add("c-a", "pt-alpha", "10.88.1.2")
