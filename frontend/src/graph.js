@@ -48,8 +48,9 @@ export function edgeWidth(edge) {
 export function shortNumber(value) {
   const n = Number(value) || 0;
   const abs = Math.abs(n);
-  if (abs >= 1e9) return `${(n / 1e9).toFixed(1)}G`;
-  if (abs >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  // The unit goes up where the rounded figure would reach 1000 ("1000k").
+  if (abs >= 999.95e6) return `${(n / 1e9).toFixed(1)}G`;
+  if (abs >= 999.5e3) return `${(n / 1e6).toFixed(1)}M`;
   if (abs >= 1e4) return `${Math.round(n / 1e3)}k`;
   if (abs >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
   if (Number.isInteger(n)) return String(n);

@@ -532,6 +532,16 @@ def test_accepts_from_unwatched_clients_are_a_rate(page, redis_server):
     assert row.locator("td").nth(1).text_content() == "3"
 
 
+def test_figures_just_under_a_million_read_as_millions(page, redis_server):
+    host = FakeHost(redis_server.url)
+    host.add("c-m", "pt-million", "10.88.10.2",
+             metrics={"memory_working_set_bytes": 999_600})
+    host.report()
+    log_in(page, f"/?level=container&sel={host.node('c-m')}")
+    page.locator("#details").wait_for(state="visible")
+    wait_for_figure(page, "memory", "1.0MB")  # not "1000kB"
+
+
 def test_failing_container_turns_red_at_every_level(page, redis_server):
     host = FakeHost(redis_server.url)
     host.add("c-a", "pt-steady", "10.88.3.2")
