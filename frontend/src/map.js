@@ -640,19 +640,25 @@ class MapPage {
       this.applyGraph(graph, true);
       this.status.setState("live", "live");
     } else if (message.type === "diff") {
-      const laidOut = this.map.applyDiff(message);
       // The first nodes after an empty snapshot: the view lands now.
-      const pending = this.cy.nodes().nonempty() ? this.pendingView : null;
-      if (pending) {
-        this.pendingView = null;
-        this.arrive(pending, laidOut);
-      } else if (laidOut) {
-        this.map.fit();
-      }
+      this.landView(this.map.applyDiff(message));
       this.status.setState("live", "live");
       this.afterData();
     } else if (message.type === "error") {
       this.status.setState("error", `server: ${message.message}`);
+    }
+  }
+
+  // The URL's view (focus, selection, zoom) lands with the first nodes: an
+  // empty map (no collector reported yet) keeps it for them. Otherwise a new
+  // layout is fitted.
+  landView(laidOut) {
+    const pending = this.cy.nodes().nonempty() ? this.pendingView : null;
+    if (pending) {
+      this.pendingView = null;
+      this.arrive(pending, laidOut);
+    } else if (laidOut) {
+      this.map.fit();
     }
   }
 
@@ -677,15 +683,7 @@ class MapPage {
     if (snapshot && !this.marks.graphIn) this.marks.graphIn = performance.now();
     const laidOut = this.map.applySnapshot(graph);
     if (snapshot && !this.marks.applied) this.marks.applied = performance.now();
-    // An empty map (no collector reported yet) keeps the URL's view for the
-    // first nodes, which a diff brings.
-    const pending = this.cy.nodes().nonempty() ? this.pendingView : null;
-    if (pending) {
-      this.pendingView = null;
-      this.arrive(pending, laidOut);
-    } else if (laidOut) {
-      this.map.fit();
-    }
+    this.landView(laidOut);
     this.afterData();
     if (snapshot && !this.marks.ready) this.marks.ready = performance.now();
     if (snapshot && this.firstDrawMs === null && this.cy.nodes().nonempty()) {
