@@ -1160,12 +1160,13 @@ class MapPage {
       view: () => ({ ...page.view, hide: [...page.view.hide] }),
       zoom: () => page.cy.zoom(),
       switching: () => page.switching,
-      // Where a node is drawn, in page coordinates (to point at it).
+      // Where a node (or an edge's midpoint) is drawn, in page coordinates
+      // (to point at it).
       pagePosition(id) {
-        const node = page.cy.getElementById(id);
-        if (node.empty()) return null;
+        const ele = page.cy.getElementById(id);
+        if (ele.empty()) return null;
         const box = container.getBoundingClientRect();
-        const p = node.renderedPosition();
+        const p = ele.isEdge() ? ele.renderedMidpoint() : ele.renderedPosition();
         return { x: box.left + p.x, y: box.top + p.y };
       },
     });

@@ -58,7 +58,7 @@ export class StatusBar {
 // Rates and errors of an edge, as [term, value] rows.
 export function edgeRows(a) {
   const rows = [
-    ["connections/s", perSecond(a.connections_per_s)],
+    ["connections/s", perSecond(connectionRate(a))],
     ["failed/s", perSecond(a.failed_per_s)],
     ["sent", bytesPerSecond(a.bytes_sent_per_s)],
     ["received", bytesPerSecond(a.bytes_received_per_s)],

@@ -519,6 +519,12 @@ def test_accepts_from_unwatched_clients_are_a_rate(page, redis_server):
         "() => window.portolanMap.cy.edges().map((e) => e.data('label'))"
     )
     assert labels == ["3/s"]  # not its 4k total
+    edge = page.evaluate("() => window.portolanMap.cy.edges()[0].id()")
+    point = page.evaluate(f"() => window.portolanMap.pagePosition({edge!r})")
+    page.mouse.move(point["x"], point["y"])
+    tooltip = page.locator("#tooltip")
+    tooltip.wait_for(state="visible")
+    assert "connections/s:3/s" in tooltip.text_content().replace(" ", "")
 
     point = page.evaluate(
         f"() => window.portolanMap.pagePosition({host.node('c-web')!r})"
