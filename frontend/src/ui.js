@@ -422,6 +422,15 @@ export class Details {
       // (memory_bytes is only the series' name, never a metric).
       const memory = metrics.memory_working_set_bytes ?? metrics.memory_usage_bytes;
       if (memory !== undefined) figures.append(this.figure("memory", shortBytes(memory)));
+      // A host's own: used of total, and its load against its CPUs.
+      const total = num(metrics.memory_total_bytes);
+      if (memory === undefined && total && metrics.memory_available_bytes !== undefined) {
+        const used = total - num(metrics.memory_available_bytes);
+        figures.append(this.figure("memory", `${shortBytes(used)} of ${shortBytes(total)}`));
+      }
+      if (metrics.load1 !== undefined && metrics.cpus) {
+        figures.append(this.figure("load", `${shortNumber(metrics.load1)} on ${metrics.cpus} CPUs`));
+      }
     }
     return figures;
   }

@@ -188,6 +188,7 @@ class FakeHost:
         self.reporter = RedisReporter(reporter_client(url), Keys("portolan"))
         self.containers: list[ContainerRecord] = []
         self.flows: Counter = Counter()
+        self.metrics: dict = {}  # the host's own (collector.agent.host_metrics)
 
     @property
     def node_id(self) -> str:
@@ -218,7 +219,8 @@ class FakeHost:
 
     def report(self, interval: float = 1.0, now: float | None = None) -> None:
         report = HostReport(
-            host=HostRecord(id=self.host, hostname=self.host, mode="procfs"),
+            host=HostRecord(id=self.host, hostname=self.host, mode="procfs",
+                            metrics=dict(self.metrics)),
             containers=list(self.containers),
             addrs={ip: self.node(c.id) for c in self.containers for ip in c.ips},
             flows=self.flows,
@@ -536,6 +538,18 @@ def test_accepts_from_unwatched_clients_are_a_rate(page, redis_server):
     row = page.locator("#details .inbound tbody tr").first
     assert row.locator("td").nth(0).text_content() == "198.51.100.0/24"
     assert row.locator("td").nth(1).text_content() == "3"
+
+
+def test_host_panel_shows_its_memory_and_load(page, redis_server):
+    host = FakeHost(redis_server.url)
+    host.metrics = {"cpus": 2, "memory_total_bytes": 8_000_000_000,
+                    "memory_available_bytes": 6_000_000_000, "load1": 1.5}
+    host.add("c-x", "pt-x", "10.88.11.2")
+    host.report()
+    log_in(page, f"/?level=host&sel={host.node_id}")
+    page.locator("#details").wait_for(state="visible")
+    wait_for_figure(page, "memory", "2.0GB of 8.0GB")  # used = total - available
+    wait_for_figure(page, "load", "1.5 on 2 CPUs")
 
 
 def test_figures_just_under_a_million_read_as_millions(page, redis_server):
