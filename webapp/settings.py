@@ -37,6 +37,22 @@ def env_float(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
 
 
+def private_dir(path: Path) -> Path:
+    """``path``, made if missing and readable by its owner only: it holds the
+    secret key, the login database (session keys) and the admin password."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create ``path`` as 0600 from the start (never readable by others)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def _secret_key() -> str:
     """SECRET_KEY from the environment, else one generated once and kept in var/."""
     key = os.environ.get("SECRET_KEY")
@@ -46,14 +62,13 @@ def _secret_key() -> str:
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(50)
-        path.write_text(key)
-        path.chmod(0o600)
+        write_private(path, key)
         return key
 
 
 DEBUG = env_bool("DEBUG", False)
+private_dir(VAR_DIR)
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = [
     h.strip()

@@ -43,11 +43,12 @@ def test_make_run_serves_the_map_and_stops_on_ctrl_c(tmp_path, repo_root):
         assert _listening(redis_port), "it did not start its own Redis"
 
         def collector_reports():
+            # Its own Redis: the one collector counted is the one it started.
             try:
                 body = requests.get(f"{base}/healthz", timeout=2).json()
             except (requests.RequestException, ValueError):
                 return False
-            return any(c["host"] == "run-host" for c in body["collectors"])
+            return body["collectors"] == 1
 
         assert wait_for(collector_reports, timeout=60, interval=0.5), "".join(output)
         session = requests.Session()
@@ -60,6 +61,8 @@ def test_make_run_serves_the_map_and_stops_on_ctrl_c(tmp_path, repo_root):
             headers={"Referer": f"{base}/login/"})
         assert page.status_code == 200 and page.url == f"{base}/", page.url
         assert "portolan" in page.text.lower()
+        health = session.get(f"{base}/healthz", timeout=5).json()
+        assert [c["host"] for c in health["collectors"]] == ["run-host"]
     finally:
         os.killpg(run.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
         run.wait(timeout=60)

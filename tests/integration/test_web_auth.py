@@ -110,11 +110,15 @@ def test_api_graph_rejects_a_non_finite_time(user_client, live_redis, at):
     assert "finite" in response.json()["error"]
 
 
-def test_healthz_lists_collectors(client, live_redis):
+def test_healthz_lists_collectors_to_users_and_counts_them_to_anyone(
+        client, live_redis, django_user_model):
     write_host(live_redis.url, host="web-h2")
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    body = response.json()
+    anonymous = client.get("/healthz")
+    assert anonymous.status_code == 200
+    # No login: no host names for whoever can reach the port.
+    assert anonymous.json() == {"redis": "ok", "collectors": 1}
+    client.force_login(django_user_model.objects.create_user("ops", password="x"))
+    body = client.get("/healthz").json()
     assert body["redis"] == "ok"
     assert [c["host"] for c in body["collectors"]] == ["web-h2"]
 
@@ -144,7 +148,8 @@ def test_503_when_redis_is_down_names_no_address(request, settings, caplog,
     assert response.status_code == 503
     assert response.json()["error"] == "Redis unreachable"
     if not login:
-        assert response.json()["redis"] == "unreachable"
+        assert response.json() == {"redis": "unreachable", "collectors": 0,
+                                   "error": "Redis unreachable"}
     body = response.content.decode()
     assert str(port) not in body and "127.0.0.1" not in body
     assert any(str(port) in r.getMessage() for r in caplog.records)

@@ -24,8 +24,11 @@ def redis_unreachable(exc: Exception) -> JsonResponse:
 
 @require_GET
 def healthz(request):
-    """No login: Redis reachable or not, and the collectors heard from lately."""
+    """No login: Redis reachable or not, and how many collectors reported
+    lately; which hosts they are is for logged-in users only."""
     ok, body = service.health()
+    if not request.user.is_authenticated:
+        body = {**body, "collectors": len(body["collectors"])}
     return JsonResponse(body, status=200 if ok else 503)
 
 

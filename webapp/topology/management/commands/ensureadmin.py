@@ -3,13 +3,17 @@
 import os
 import secrets
 
-from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from webapp.settings import write_private
 
 
 class Command(BaseCommand):
     help = ("Create the admin login if missing: password from PORTOLAN_ADMIN_PASSWORD, "
-            "else generated and printed once.")
+            "else generated into var/admin_password (readable by its owner only).")
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default=os.environ.get(
@@ -19,6 +23,13 @@ class Command(BaseCommand):
         User = get_user_model()
         username = opts["username"]
         password = os.environ.get("PORTOLAN_ADMIN_PASSWORD")
+        if password:
+            # A chosen password meets the same rules as one set in the app.
+            try:
+                password_validation.validate_password(password)
+            except ValidationError as exc:
+                raise CommandError("PORTOLAN_ADMIN_PASSWORD is too weak: "
+                                   + " ".join(exc.messages)) from None
         user = User.objects.filter(username=username).first()
         if user is not None:
             if password:
@@ -29,12 +40,17 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(f"login {username!r} exists (password unchanged)")
             return
-        generated = not password
-        password = password or secrets.token_urlsafe(12)
-        User.objects.create_superuser(username=username, email="", password=password)
-        if generated:
-            self.stdout.write(f"created login {username!r} with password: {password}\n"
-                              "(shown once; set PORTOLAN_ADMIN_PASSWORD to choose one)")
-        else:
+        if password:
+            User.objects.create_superuser(username=username, email="",
+                                          password=password)
             self.stdout.write(f"created login {username!r} (password from "
                               "PORTOLAN_ADMIN_PASSWORD)")
+            return
+        # Generated: into a file only its owner reads, never into a log.
+        path = settings.VAR_DIR / "admin_password"
+        path.unlink(missing_ok=True)
+        password = secrets.token_urlsafe(12)
+        write_private(path, password + "\n")
+        User.objects.create_superuser(username=username, email="", password=password)
+        self.stdout.write(f"created login {username!r}; its password is in {path} "
+                          "(set PORTOLAN_ADMIN_PASSWORD to choose one)")
