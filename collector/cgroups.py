@@ -34,10 +34,13 @@ _HEX64 = r"[0-9a-f]{64}"
 _PATTERNS = (
     ("docker", re.compile(rf"/docker-(?P<id>{_HEX64})\.scope(?:/|$)")),
     ("containerd", re.compile(rf"/cri-containerd-(?P<id>{_HEX64})\.scope(?:/|$)")),
-    ("crio", re.compile(rf"/crio-(?:conmon-)?(?P<id>{_HEX64})\.scope(?:/|$)")),
-    ("podman", re.compile(rf"/libpod-(?:conmon-)?(?P<id>{_HEX64})\.scope(?:/|$)")),
+    # CRI-O: systemd driver crio-<id>.scope, cgroupfs driver crio-<id>.
+    ("crio", re.compile(rf"/crio-(?:conmon-)?(?P<id>{_HEX64})(?:\.scope)?(?:/|$)")),
+    # Podman: libpod-<id>.scope (systemd), libpod-<id> in a pod's cgroupfs
+    # parent, libpod-payload-<id> for Quadlet units (--cgroups=split).
+    ("podman", re.compile(
+        rf"/libpod-(?:conmon-|payload-)?(?P<id>{_HEX64})(?:\.scope)?(?:/|$)")),
     ("docker", re.compile(rf"/docker/(?P<id>{_HEX64})(?:/|$)")),
-    ("podman", re.compile(rf"/libpod_parent/libpod-(?P<id>{_HEX64})(?:/|$)")),
     # cgroupfs-driver Kubernetes: /kubepods/<qos>/pod<uid>/<id>
     (
         "kubernetes",
@@ -45,6 +48,10 @@ _PATTERNS = (
     ),
     ("lxc", re.compile(r"/lxc\.payload\.(?P<id>[^/]+)(?:/|$)")),
     ("lxc", re.compile(r"^/lxc/(?P<id>[^/]+)(?:/|$)")),
+    # Last: a 64-hex directory is a container id whatever parent put it there
+    # (Docker's cgroup-parent, nerdctl's namespaces...); not a Podman pod's
+    # own cgroup, whose containers are libpod-<id> inside it.
+    ("container", re.compile(rf"^(?!/libpod_parent/).*?/(?P<id>{_HEX64})(?:/|$)")),
 )
 
 

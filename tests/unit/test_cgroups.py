@@ -42,6 +42,18 @@ POD = "pod8c2f1d3e-1111-2222-3333-444455556666"
             f"libpod-{CID}.scope/container",
             ("podman", CID),
         ),
+        # CRI-O with the cgroupfs driver, and its monitor.
+        (f"/kubepods/besteffort/{POD}/crio-{CID}", ("crio", CID)),
+        (f"/kubepods/besteffort/{POD}/crio-conmon-{CID}", ("crio", CID)),
+        (f"/crio/crio-{CID}", ("crio", CID)),
+        # Podman Quadlet (--cgroups=split), rootful and rootless; pods on cgroupfs.
+        (f"/system.slice/nginx.service/libpod-payload-{CID}", ("podman", CID)),
+        ("/user.slice/user-1000.slice/user@1000.service/app.slice/redis.service/"
+         f"libpod-payload-{CID}", ("podman", CID)),
+        (f"/libpod_parent/{'b' * 64}/libpod-{CID}", ("podman", CID)),
+        # Docker with a cgroupfs cgroup-parent; nerdctl's namespace.
+        (f"/actions_job/{CID}", ("container", CID)),
+        (f"/default/{CID}", ("container", CID)),
         ("/lxc/web01", ("lxc", "web01")),
         ("/lxc.payload.web01", ("lxc", "web01")),
         ("/lxc.payload.web01/system.slice/sshd.service", ("lxc", "web01")),
@@ -63,6 +75,7 @@ def test_container_paths(path, expected):
         "/docker/notanid",
         f"/docker/{CID[:-1]}",
         "/lxc.monitor.web01",
+        f"/libpod_parent/{'b' * 64}",  # a Podman pod, not one of its containers
         "/init.scope",
     ],
 )
@@ -179,7 +192,7 @@ def test_resolver_container_for_pid(tmp_path):
 def test_containers_in_cgroup_tree_finds_every_runtime(tmp_path):
     from collector.cgroups import containers_in_cgroup_tree
 
-    ids = {name: (name[0] * 64) for name in ("a", "b", "c", "d")}
+    ids = {name: (name[0] * 64) for name in ("a", "b", "c", "d", "e", "f")}
     layout = {
         f"kubepods/besteffort/pod1234/{ids['a']}": "kubernetes",
         f"system.slice/crio-{ids['b']}.scope": "crio",
@@ -187,6 +200,9 @@ def test_containers_in_cgroup_tree_finds_every_runtime(tmp_path):
         f"system.slice/cri-containerd-{ids['d']}.scope": "containerd",
         "lxc.payload.web1": "lxc",
         "user.slice/user-0.slice": None,
+        # A Podman pod on cgroupfs: its container inside, not the pod itself.
+        f"libpod_parent/{'9' * 64}/libpod-{ids['e']}": "podman",
+        f"system.slice/web.service/libpod-payload-{ids['f']}": "podman",
     }
     for path in layout:
         (tmp_path / path).mkdir(parents=True)
@@ -196,5 +212,6 @@ def test_containers_in_cgroup_tree_finds_every_runtime(tmp_path):
     assert found[ids["c"]] == ("podman", f"/machine.slice/libpod-{ids['c']}.scope")
     assert found[ids["d"]][0] == "containerd"
     assert found["web1"][0] == "lxc"
-    assert len(found) == 5
+    assert found[ids["e"]][0] == found[ids["f"]][0] == "podman"
+    assert len(found) == 7
     assert containers_in_cgroup_tree(None) == {}
