@@ -101,18 +101,30 @@ def parse_proc_net_tcp(text: str) -> list[TcpSocket]:
 EPHEMERAL_LOW = 32768  # Linux's default net.ipv4.ip_local_port_range start
 
 
-def is_inbound(local_port: int, remote_port: int, server_ports: set[int]) -> bool:
+def is_inbound(local_port: int, remote_port: int, server_ports: set[int],
+               listened_before: set[int] = frozenset()) -> bool:
     """Whether an established connection was accepted (True) or connected.
 
-    A local port seen listening in the namespace decides; failing that, an
-    ephemeral local port facing a well-known remote port is a client.
+    A local port listening in the namespace now decides. Failing that, an
+    ephemeral local port facing a well-known remote port is a client, even on
+    a port that once listened (the kernel hands such ports out again); then
+    a port that listened before (``nc -l`` closes its listener once it has
+    accepted); then the port ranges.
 
     >>> is_inbound(8080, 41000, {8080}), is_inbound(41000, 8080, set())
     (True, False)
+    >>> is_inbound(45123, 443, set(), {45123})  # a client on a reused port
+    False
     """
     if local_port in server_ports:
         return True
     if remote_port in server_ports:
+        return False
+    if local_port >= EPHEMERAL_LOW > remote_port:
+        return False
+    if local_port in listened_before:
+        return True
+    if remote_port in listened_before:
         return False
     return local_port < EPHEMERAL_LOW <= remote_port
 
@@ -189,11 +201,11 @@ class ProcfsTracer:
     def read(self) -> TracerReading:
         """New established connections since the previous read, and listens now."""
         pids = self._pids()
-        namespaces: dict[int, int] = {}
+        namespaces: dict[int, list[int]] = {}
         for pid in pids:
             ns = self._netns(pid)
             if ns is not None:
-                namespaces.setdefault(ns, pid)
+                namespaces.setdefault(ns, []).append(pid)
         owners = self._socket_owners(pids)
         owner_info: dict[int, tuple[int, str]] = {}
 
@@ -205,17 +217,18 @@ class ProcfsTracer:
         flows: dict[tuple, FlowSample] = {}
         listens: list[ListenSample] = []
         current: dict[int, set[tuple[str, int, str, int]]] = {}
-        for ns, ns_pid in namespaces.items():
-            sockets: list[TcpSocket] = []
-            for name in ("tcp", "tcp6"):
-                try:
-                    text = Path(self.proc, str(ns_pid), "net", name).read_text()
-                except OSError:
-                    continue
-                sockets.extend(parse_proc_net_tcp(text))
-            listening = self._server_ports.setdefault(ns, set())
-            listening.update(s.local_port for s in sockets if s.state == TCP_LISTEN)
+        for ns, ns_pids in namespaces.items():
             seen_before = self._previous.get(ns, set())
+            read = self._read_tables(ns_pids)
+            if read is None:
+                # Every process we could read it through has gone: nothing
+                # new from it, and nothing forgotten (else all would be new).
+                current[ns] = seen_before
+                continue
+            ns_pid, sockets = read
+            listening = {s.local_port for s in sockets if s.state == TCP_LISTEN}
+            listened = self._server_ports.setdefault(ns, set())
+            listened.update(listening)
             established = current.setdefault(ns, set())
             for s in sockets:
                 pid = owners.get(s.inode, 0)
@@ -233,7 +246,8 @@ class ProcfsTracer:
                 established.add(tuple4)
                 if tuple4 in seen_before:
                     continue
-                inbound = is_inbound(s.local_port, s.remote_port, listening)
+                inbound = is_inbound(s.local_port, s.remote_port, listening,
+                                     listened)
                 # Unowned sockets (mid-teardown) still count, under the netns.
                 cgroup_id, comm = info(pid or ns_pid)
                 direction = "in" if inbound else "out"
@@ -258,6 +272,24 @@ class ProcfsTracer:
         for gone in set(self._server_ports) - set(namespaces):
             del self._server_ports[gone]
         return TracerReading(flows=list(flows.values()), listens=listens, lost=0)
+
+    def _read_tables(self, pids: list[int]) -> tuple[int, list[TcpSocket]] | None:
+        """(pid, TCP sockets) of a namespace, through the first of its ``pids``
+        still there; None when all have gone. A table missing from a live
+        process is one this kernel lacks (tcp6 without IPv6): empty."""
+        for pid in pids:
+            sockets: list[TcpSocket] = []
+            for name in ("tcp", "tcp6"):
+                try:
+                    text = Path(self.proc, str(pid), "net", name).read_text()
+                except OSError:
+                    if not Path(self.proc, str(pid)).exists():
+                        break  # it exited mid-read: try the next one
+                    continue
+                sockets.extend(parse_proc_net_tcp(text))
+            else:
+                return pid, sockets
+        return None
 
     def close(self) -> None:
         """Nothing to release; present for interface parity with the eBPF tracer."""

@@ -91,6 +91,18 @@ def test_is_inbound(local, remote, servers, expected):
     assert is_inbound(local, remote, servers) is expected
 
 
+@pytest.mark.parametrize(
+    ("local", "remote", "before", "expected"),
+    [
+        (40000, 50000, {40000}, True),  # `nc -l 40000` closed its listener
+        (45123, 443, {45123}, False),  # a client on a port that once listened
+        (50000, 5432, {5432}, False),
+    ],
+)
+def test_is_inbound_with_ports_that_listened_before(local, remote, before, expected):
+    assert is_inbound(local, remote, set(), before) is expected
+
+
 def _fake_proc(tmp_path, tcp_text: str):
     """A /proc with one process (pid 7, comm srv) owning inodes 31337 and 41000."""
     proc = tmp_path / "proc"
@@ -131,3 +143,32 @@ def test_procfs_tracer_counts_new_connections_once(tmp_path):
     (proc / "7" / "net" / "tcp").write_text(TCP.replace("D2F0", "D2F1"))
     (again,) = tracer.read().flows
     assert again.counters == {"accepts": 1}
+
+
+def test_a_namespace_read_through_a_process_that_exits_loses_nothing(tmp_path):
+    """The namespace is read through its lowest pid; when that one exits
+    mid-read (a health-check exec, say), another is used, and connections
+    already counted are not counted again."""
+    import shutil
+
+    proc, cg, _ = _fake_proc(tmp_path, TCP)
+    short = proc / "3"
+    for sub in ("ns", "net", "fd"):
+        (short / sub).mkdir(parents=True)
+    os.link(proc / "7" / "ns" / "net", short / "ns" / "net")
+    os.link(proc / "7" / "net" / "tcp", short / "net" / "tcp")
+    (short / "comm").write_text("healthcheck\n")
+    (short / "cgroup").write_text("0::/docker/c1\n")
+    tracer = ProcfsTracer(proc=proc, cgroup_root=cg)
+    assert [f.counters for f in tracer.read().flows] == [{"accepts": 1}]
+    owners = tracer._socket_owners
+
+    def then_pid_3_exits(pids):
+        found = owners(pids)
+        shutil.rmtree(short)
+        return found
+
+    tracer._socket_owners = then_pid_3_exits
+    assert tracer.read().flows == []
+    tracer._socket_owners = owners
+    assert tracer.read().flows == []
