@@ -13,12 +13,13 @@ from collector.reporter import HostReport, RedisReporter
 from collector.reporter import redis_client as reporter_client
 from collector.schema import ContainerRecord, HostRecord, Keys, container_node_id
 from tests.conftest import RedisServer, free_port
-from webapp.asgi import application
+from webapp.asgi import application, origin_allowed
 from webapp.topology import service
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://localhost")
+SITE = (b"host", b"localhost")  # the page's (and so the socket's) Host
 HOST = "sock-h1"
 
 
@@ -45,8 +46,9 @@ def session_cookie(db):
     return f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
-def communicator(path="/ws/topology/?level=container", headers=(ORIGIN,)):
-    return WebsocketCommunicator(application, path, headers=list(headers))
+def communicator(path="/ws/topology/?level=container", headers=(ORIGIN,), host=SITE):
+    headers = [*headers, host] if host else list(headers)
+    return WebsocketCommunicator(application, path, headers=headers)
 
 
 class Host:
@@ -99,6 +101,51 @@ async def test_foreign_origin_is_refused(live_redis, session_cookie):
     connected, _ = await comm.connect()
     assert not connected
     await comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "trusted", "accepted"),
+    [
+        (b"http://localhost:8000", b"localhost:8000", [], True),
+        (b"http://LOCALHOST:8000", b"localhost:8000", [], True),
+        # Another app on the same host name: same site, so the cookie comes
+        # along, but not the same origin (cross-site WebSocket hijacking).
+        (b"http://localhost:1337", b"localhost:8000", [], False),
+        (b"http://localhost", b"localhost:8000", [], False),
+        (b"https://localhost:8000", b"localhost:8000", [], False),
+        (b"null", b"localhost:8000", [], False),
+        (None, b"localhost:8000", [], False),
+        (b"http://localhost:8000", None, [], False),
+        # A reverse proxy: the Host is the proxy's upstream name.
+        (b"https://localhost", b"127.0.0.1:8000", ["https://localhost"], True),
+        (b"https://localhost", b"127.0.0.1:8000", ["https://*.localhost"], True),
+        (b"https://localhost", b"127.0.0.1:8000", ["http://*.localhost"], False),
+        (b"https://localhost:1337", b"127.0.0.1:8000", ["https://localhost"], False),
+    ],
+)
+async def test_only_same_or_trusted_origins_are_accepted(
+    live_redis, session_cookie, settings, origin, host, trusted, accepted
+):
+    settings.CSRF_TRUSTED_ORIGINS = trusted
+    headers = [(b"cookie", session_cookie)] + ([(b"origin", origin)] if origin else [])
+    comm = communicator(headers=headers, host=host and (b"host", host))
+    try:
+        assert (await comm.connect())[0] == accepted
+    finally:
+        await comm.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("origin", "accepted"),
+    [(b"https://localhost:8443", True), (b"http://localhost:8443", False)],
+)
+def test_a_wss_socket_takes_only_its_https_origin(origin, accepted):
+    scope = {
+        "type": "websocket",
+        "scheme": "wss",
+        "headers": [(b"origin", origin), (b"host", b"localhost:8443")],
+    }
+    assert origin_allowed(scope) == accepted
 
 
 async def test_bad_level_is_refused(live_redis, session_cookie):
