@@ -27,7 +27,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-__all__ = ["WATCHED_EVENTS", "DockerWatcher", "details_from_inspect"]
+__all__ = ["NETWORK_EVENTS", "WATCHED_EVENTS", "DockerWatcher", "details_from_inspect"]
 
 log = logging.getLogger("portolan.collector.docker_events")
 
@@ -44,6 +44,10 @@ WATCHED_EVENTS = (
     "restart",
     "update",
 )
+# ``docker network connect/disconnect`` on an existing container is reported
+# only as a network event naming the container in Actor.Attributes.container;
+# no container event follows, yet the container's networks and IPs changed.
+NETWORK_EVENTS = ("connect", "disconnect")
 
 COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
@@ -285,7 +289,12 @@ class DockerWatcher:
         client = self._client
         self._stream = client.events(
             decode=True,
-            filters={"type": ["container"], "event": list(WATCHED_EVENTS)},
+            # Filters on different keys are ANDed, values of one key ORed, so
+            # this also lets through network create/destroy: _handle drops them.
+            filters={
+                "type": ["container", "network"],
+                "event": [*WATCHED_EVENTS, *NETWORK_EVENTS],
+            },
         )
         self._relist(client)
         for event in self._stream:
@@ -318,7 +327,15 @@ class DockerWatcher:
 
     def _handle(self, client, event: dict) -> None:
         action = (event.get("Action") or event.get("status") or "").split(":")[0]
-        cid = event.get("id") or (event.get("Actor") or {}).get("ID") or ""
+        actor = event.get("Actor") or {}
+        if event.get("Type") == "network":
+            if action not in NETWORK_EVENTS:
+                return
+            # The actor is the network; re-inspect the container it names.
+            action = f"network_{action}"
+            cid = (actor.get("Attributes") or {}).get("container") or ""
+        else:
+            cid = event.get("id") or actor.get("ID") or ""
         if not action or not cid:
             return
         with self._lock:
