@@ -2,10 +2,12 @@
 
 import asyncio
 from collections import Counter
+from importlib import import_module
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 
@@ -350,3 +352,65 @@ async def test_stray_frames_are_ignored_and_the_socket_stays_a_member(
         await comm.disconnect()
     host.reporter.client.close()
     assert not consumers.LevelFeed.for_level("container").sockets
+
+
+def _log_out(key):
+    import_module(django_settings.SESSION_ENGINE).SessionStore(key).delete()
+
+
+def _change_password(key):
+    user = get_user_model().objects.get(username="grace")
+    user.set_password("pw-for-tests-2")
+    user.save()
+
+
+def _deactivate(key):
+    get_user_model().objects.filter(username="grace").update(is_active=False)
+
+
+@pytest.mark.parametrize("end_login", [_log_out, _change_password, _deactivate])
+async def test_a_socket_whose_login_ended_is_closed_before_the_next_update(
+    live_redis, session_cookie, monkeypatch, end_login
+):
+    # The login was checked on connect only: the socket kept streaming diffs.
+    from webapp.maps import consumers
+
+    monkeypatch.setattr(consumers, "LOGIN_RECHECK_INTERVAL", 0.0)
+    host = Host(live_redis.url)
+    await sync_to_async(host.add)("c1", "pt-login-1")
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    assert (await comm.connect())[0]
+    try:
+        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        key = session_cookie.decode().removeprefix("sessionid=")
+        await sync_to_async(end_login)(key)
+        await sync_to_async(host.add)("c2", "pt-login-2")
+        # The very next output is the close: no diff, no snapshot first.
+        assert await comm.receive_output(timeout=5) == {
+            "type": "websocket.close",
+            "code": consumers.CLOSE_UNAUTHENTICATED,
+        }
+    finally:
+        await comm.disconnect()
+    host.reporter.client.close()
+    assert not consumers.LevelFeed.for_level("container").sockets
+
+
+async def test_a_socket_still_logged_in_keeps_its_updates_when_rechecked(
+    live_redis, session_cookie, monkeypatch
+):
+    from webapp.maps import consumers
+
+    monkeypatch.setattr(consumers, "LOGIN_RECHECK_INTERVAL", 0.0)
+    host = Host(live_redis.url)
+    await sync_to_async(host.add)("c1", "pt-still-1")
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    assert (await comm.connect())[0]
+    try:
+        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        await sync_to_async(host.add)("c2", "pt-still-2")
+        diff = await receive_until(comm, lambda m: m["type"] == "diff", timeout=3)
+        assert [n["name"] for n in diff["added_nodes"]] == ["pt-still-2"]
+    finally:
+        await comm.disconnect()
+    host.reporter.client.close()

@@ -15,6 +15,10 @@ in an error state):
     Redis is unreachable (or the graph failed); the socket stays open and
     retries with backoff, then sends a fresh snapshot.
 
+The login is checked again before an update at most every
+``LOGIN_RECHECK_INTERVAL`` seconds; once it has ended (logout, password
+change, deactivation) the socket is closed with code 4401 instead.
+
 The collectors publish on ``Keys.changes`` after each report. One
 ``LevelFeed`` per level and process follows them for every socket at that
 level: it rebuilds the graph at most every ``MIN_INTERVAL`` seconds (and every
@@ -31,11 +35,13 @@ import asyncio
 import contextlib
 import json
 import logging
+from importlib import import_module
 from urllib.parse import parse_qs
 
 import redis
 import redis.asyncio
 from asgiref.sync import sync_to_async
+from channels.auth import get_user
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
@@ -51,6 +57,9 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_BAD_REQUEST = 4400
 MIN_INTERVAL = 0.25  # seconds between two updates: at most 4 a second
 RECHECK_INTERVAL = 2.0  # seconds: rebuild even when nobody published
+# seconds between two checks that a socket's user is still logged in (not
+# logged out, password unchanged, still active), made before an update is sent
+LOGIN_RECHECK_INTERVAL = 30.0
 DRAIN_LIMIT = 1000  # pub/sub messages folded into one update at most
 # Bytes of JSON per message at most: Daphne (autobahn) refuses over 1 MiB.
 MESSAGE_LIMIT = 512 * 1024
@@ -201,6 +210,8 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
             return
         self.seq = None  # the feed's seq the client is at; None: needs a snapshot
         self.error_sent = False  # told the client about the current outage
+        self.login_checked = asyncio.get_running_loop().time()
+        self.closed = False
         await self.accept()
         self.feed = LevelFeed.for_level(self.level)
         self.feed.join(self)
@@ -230,8 +241,31 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
         self.seq = self.feed.seq
         self.error_sent = False
 
+    async def _logged_in(self) -> bool:
+        """Whether the session still logs in the same user (checked now and then).
+
+        The login is checked on connect only; a socket would otherwise keep
+        streaming after a logout, a password change or a deactivation.
+        """
+        if self.closed:
+            return False
+        now = asyncio.get_running_loop().time()
+        if now - self.login_checked < LOGIN_RECHECK_INTERVAL:
+            return True
+        # A fresh store: the scope's session is the one loaded at connect.
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        user = await get_user({"session": store(self.scope["session"].session_key)})
+        self.login_checked = now  # only once checked: a failed check sends nothing
+        if user.is_authenticated and user.pk == self.scope["user"].pk:
+            return True
+        self.closed = True  # disconnect() leaves the feed when the close is done
+        await self.close(code=CLOSE_UNAUTHENTICATED)
+        return False
+
     async def feed_update(self, feed: LevelFeed, diff_texts: list[str] | None):
         """The feed changed: the shared diff if this client is one step behind."""
+        if not await self._logged_in():
+            return
         if diff_texts is None or self.seq != feed.seq - 1:
             await self._send_snapshot()
             return
@@ -241,7 +275,7 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
 
     async def feed_error(self, message: str) -> None:
         """Tell the client once per outage; a snapshot follows the recovery."""
-        if not self.error_sent:
+        if not self.error_sent and not self.closed:
             await self.send_json({"type": "error", "message": message})
         self.error_sent = True
         self.seq = None
