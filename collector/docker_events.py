@@ -68,6 +68,14 @@ def _time(value: str | None) -> str:
     return "" if not value or value.startswith("0001-01-01") else value
 
 
+def _exit_code(attributes: dict) -> int:
+    """A die event's ``exitCode`` attribute (a string), 0 if absent."""
+    try:
+        return int(attributes.get("exitCode") or 0)
+    except ValueError:
+        return 0
+
+
 def _cpu_limit(host_config: dict) -> float | None:
     nano = host_config.get("NanoCpus") or 0
     if nano:
@@ -325,6 +333,17 @@ class DockerWatcher:
         except docker.errors.NotFound:
             return None  # removed between the event (or listing) and now
 
+    def _mark_exited(self, cid: str, exit_code: int) -> None:
+        """Show a known container exited, from its die event alone."""
+        with self._lock:
+            if cid in self._containers:
+                self._containers[cid] = {
+                    **self._containers[cid],
+                    "state": "exited",
+                    "pid": 0,
+                    "exit_code": exit_code,
+                }
+
     def _handle(self, client, event: dict) -> None:
         action = (event.get("Action") or event.get("status") or "").split(":")[0]
         actor = event.get("Actor") or {}
@@ -346,7 +365,16 @@ class DockerWatcher:
                 self._containers.pop(cid, None)
                 self._oom.pop(cid, None)
                 return
-        details = self._inspect(client, cid)
+        try:
+            details = self._inspect(client, cid)
+        except _ENGINE_ERRORS:
+            if action == "die":
+                # When dockerd itself stops, the inspect fails and the listing
+                # waits for its return: the event alone says it exited, so it
+                # does not show running until then. (Marked only now, not before
+                # the inspect: one that restarts must not flash "exited".)
+                self._mark_exited(cid, _exit_code(actor.get("Attributes") or {}))
+            raise
         with self._lock:
             if details is None:
                 self._containers.pop(cid, None)

@@ -49,10 +49,16 @@ def test_watcher_recovers_from_dockerd_restart(containers):
         assert gone, "dockerd did not exit on SIGTERM"
         assert wait_for(lambda: not watcher.connected, timeout=10)
         down_at = time.monotonic()
+        # dockerd stopped them on its way out: not shown running meanwhile.
+        while_down = {
+            cid: (watcher.snapshot()[cid]["state"], watcher.snapshot()[cid]["pid"])
+            for cid in (kept.id, plain.id)
+        }
     finally:
         # Whatever happened, leave an engine running for everyone else.
         client = ensure_dockerd()
     assert client is not None, "dockerd did not come back: /tmp/portolan-dockerd.log"
+    assert while_down == {kept.id: ("exited", 0), plain.id: ("exited", 0)}
     try:
         assert wait_for(lambda: watcher.connected and watcher.syncs >= 2, timeout=30), (
             f"watcher did not reconnect: {watcher.last_error}"
