@@ -227,6 +227,17 @@ def docker_client():
 
 
 @pytest.fixture
+def watcher(docker_client):
+    """A DockerWatcher on the local engine, synced with it."""
+    from collector.docker_events import DockerWatcher
+
+    w = DockerWatcher(backoff_max=2.0).start()
+    assert w.wait_synced(30), f"watcher never synced: {w.last_error}"
+    yield w
+    w.close()
+
+
+@pytest.fixture
 def containers(docker_client):
     """Start test containers: ``containers.run(cmd, **kwargs)``; all removed after."""
 

@@ -8,18 +8,9 @@ import uuid
 
 import pytest
 
-from collector.docker_events import DockerWatcher
 from tests.conftest import TEST_LABEL, TEST_SESSION, wait_for
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture
-def watcher(docker_client):
-    w = DockerWatcher(backoff_max=2.0).start()
-    assert w.wait_synced(30), f"watcher never synced: {w.last_error}"
-    yield w
-    w.close()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import time
 import pytest
 
 from collector.cgroup_metrics import CgroupMetricsReader, cpu_cores
-from collector.docker_events import DockerWatcher
 from collector.netns_metrics import read_net_dev
 from collector.services import services_for_container
 from tests.conftest import require, wait_for
@@ -26,14 +25,6 @@ MiB = 1024 * 1024
 @pytest.fixture
 def reader():
     return CgroupMetricsReader()
-
-
-@pytest.fixture
-def watcher(docker_client):
-    w = DockerWatcher(backoff_max=2.0).start()
-    assert w.wait_synced(30), f"watcher never synced: {w.last_error}"
-    yield w
-    w.close()
 
 
 def init_pid(container) -> int:
