@@ -136,7 +136,7 @@ def address_index(
 ) -> dict[str, str]:
     """This host's entries of the global address index (see collector.schema).
 
-    A running (or paused) container's IPs name it, the host's IPs name the host; a
+    Container IPs name their container, the host's IPs name the host; a
     published port names the container port behind it, on every host address
     it is bound to and on loopback; a listening port of a host process, or of
     a container on the host's network, names that process or container.
@@ -150,16 +150,8 @@ def address_index(
                 index[loopback_address(host_id, port, proto)] = node
                 for ip in host_ips:
                     index[published_address(ip, port, proto)] = node
-    # Only a container that holds its address now publishes it. An exited one
-    # stays its last IP's owner for this host's own attribution (ip_owner), but
-    # the index is shared: on an overlay network the IP may already be a running
-    # container's on another host, and a stale claim would win there (or, with
-    # two claims, leave the address resolving to nothing anywhere).
-    holding = {r.id for r in attribution.containers.values()
-               if r.state in ("running", "paused")}
     for ip, cid in attribution.ip_owner.items():
-        if cid in holding:
-            index[ip] = container_node_id(host_id, cid)
+        index[ip] = container_node_id(host_id, cid)
     # Stopped containers first, so that a running one wins a shared address: a
     # stopped server keeps its published ports, and its clients' failed
     # connects still point at it.

@@ -4,21 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from collector.agent import (
-    Attribution,
-    Collector,
-    address_index,
-    node_for_sample,
-    record_from_details,
-    remember_addresses,
-)
-from collector.readings import FlowSample
-from collector.schema import (
-    container_node_id,
-    loopback_address,
-    make_address_target,
-    published_address,
-)
+from collector.agent import Attribution, Collector, address_index, record_from_details
+from collector.schema import container_node_id, loopback_address, published_address
 
 CID = "e" * 64
 
@@ -31,16 +18,6 @@ class NoEngine:
 
     def snapshot(self) -> dict:
         raise AssertionError("never asked: the engine has not answered")
-
-
-class NoResolver:
-    """Neither cgroup nor pid names a container: attribution is by address."""
-
-    def container_for_cgroup_id(self, cgroup_id):
-        return None
-
-    def container_for_pid(self, pid):
-        return None
 
 
 def collector_over(cgroup_root) -> Collector:
@@ -85,31 +62,3 @@ def test_listeners_of_a_host_network_container_are_addressable():
     # A bridged container's port is reached at its own IP, not the host's.
     assert published_address("192.0.2.10", 80) not in index
     assert index["172.17.0.2"] == bridged_node
-
-
-def test_an_exited_containers_address_is_kept_locally_but_not_published():
-    """An exited container stays its old IP's owner for this host's own
-    attribution, but the shared index names only live owners: on an overlay the
-    IP may already belong to a running container on another host."""
-    dead = record_from_details({
-        "id": "d" * 64, "name": "db", "state": "exited",
-        "networks": {"overlay": {"ip": ""}},
-        "ports": [{"container_port": 5432, "proto": "tcp", "host_ip": "0.0.0.0",
-                   "host_port": 5432}]})
-    live = record_from_details({
-        "id": "f" * 64, "name": "web", "state": "running",
-        "networks": {"overlay": {"ip": "10.0.1.3"}}, "ips": ["10.0.1.3"]})
-    owners = remember_addresses({"10.0.1.2": dead.id}, [dead, live])
-    assert owners == {"10.0.1.2": dead.id, "10.0.1.3": live.id}
-    attribution = Attribution("h", {r.id: r for r in (dead, live)}, owners)
-    sample = FlowSample(0, 0, "psql", "out", "10.0.1.2", "10.0.9.9", 5432, "tcp")
-    assert node_for_sample(sample, attribution, NoResolver()) == container_node_id(
-        "h", dead.id)
-
-    index = address_index("h", ["192.0.2.10"], attribution, {})
-    assert "10.0.1.2" not in index
-    assert index["10.0.1.3"] == container_node_id("h", live.id)
-    # A stopped server keeps its published port: its clients' refused
-    # connects still point at it.
-    assert index[published_address("192.0.2.10", 5432)] == make_address_target(
-        container_node_id("h", dead.id), 5432)
