@@ -275,15 +275,17 @@ class ProcfsTracer:
 
     def _read_tables(self, pids: list[int]) -> tuple[int, list[TcpSocket]] | None:
         """(pid, TCP sockets) of a namespace, through the first of its ``pids``
-        still there; None when all have gone. A table missing from a live
-        process is one this kernel lacks (tcp6 without IPv6): empty."""
+        still in it; None when all have gone. A table missing from a process
+        still in its namespace is one this kernel lacks (tcp6 without IPv6):
+        empty. An exited process, reaped or not (a zombie keeps /proc/<pid>
+        but not its namespace), is skipped for the next one."""
         for pid in pids:
             sockets: list[TcpSocket] = []
             for name in ("tcp", "tcp6"):
                 try:
                     text = Path(self.proc, str(pid), "net", name).read_text()
                 except OSError:
-                    if not Path(self.proc, str(pid)).exists():
+                    if self._netns(pid) is None:
                         break  # it exited mid-read: try the next one
                     continue
                 sockets.extend(parse_proc_net_tcp(text))

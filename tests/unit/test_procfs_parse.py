@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -145,10 +147,13 @@ def test_procfs_tracer_counts_new_connections_once(tmp_path):
     assert again.counters == {"accepts": 1}
 
 
-def test_a_namespace_read_through_a_process_that_exits_loses_nothing(tmp_path):
+@pytest.mark.parametrize("reaped", [True, False])
+def test_a_namespace_read_through_a_process_that_exits_loses_nothing(tmp_path,
+                                                                      reaped):
     """The namespace is read through its lowest pid; when that one exits
     mid-read (a health-check exec, say), another is used, and connections
-    already counted are not counted again."""
+    already counted are not counted again. Unreaped, it keeps /proc/<pid>
+    but loses its namespace and tables."""
     import shutil
 
     proc, cg, _ = _fake_proc(tmp_path, TCP)
@@ -165,10 +170,32 @@ def test_a_namespace_read_through_a_process_that_exits_loses_nothing(tmp_path):
 
     def then_pid_3_exits(pids):
         found = owners(pids)
-        shutil.rmtree(short)
+        if reaped:
+            shutil.rmtree(short)
+        else:
+            (short / "ns" / "net").unlink()
+            (short / "net" / "tcp").unlink()
         return found
 
     tracer._socket_owners = then_pid_3_exits
     assert tracer.read().flows == []
     tracer._socket_owners = owners
     assert tracer.read().flows == []
+
+
+def test_a_zombie_is_not_read_as_an_empty_namespace():
+    """The real /proc: an exited, unreaped child keeps /proc/<pid> but has no
+    tables; its namespace is read through the next process."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    try:
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}/ns/net").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until it has exited (a zombie)
+        assert Path(f"/proc/{pid}").exists()
+        tracer = ProcfsTracer()
+        read_pid, _ = tracer._read_tables([pid, os.getpid()])
+        assert read_pid == os.getpid()
+    finally:
+        os.waitpid(pid, 0)
