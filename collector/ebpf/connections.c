@@ -719,7 +719,14 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
     if (os == ST_SYN_RECV && ns == ST_ESTABLISHED) {
         /* Server side, usually in softirq: no meaningful current task. */
+#ifdef COMPAT_PRE_5_12
+        /* Its claim overwrites a tracked connect: look for one first. */
+        struct sock_info_t *slot = sock_find(sk);
+        if (!slot)
+            slot = sock_claim(sk);
+#else
         struct sock_info_t *slot = sock_claim(sk);
+#endif
         if (slot && slot->state == ST_SYN_RECV && slot->key.direction == DIR_OUT) {
             /* Our own connect, through a simultaneous open (SYN_SENT ->
              * SYN_RECV; a connect to itself is one): not an accept. A freed
@@ -792,8 +799,10 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
     struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
-    if (si->state == ST_SYN_SENT) {
-        /* A refused connect: counted as failed_refused at SYN_SENT->CLOSE. */
+    if (si->state == ST_SYN_SENT ||
+        (si->state == ST_SYN_RECV && si->key.direction == DIR_OUT)) {
+        /* A refused connect (a simultaneous open's too): counted as
+         * failed_refused when it closes. */
         si->rst = 1;
         return 0;
     }
