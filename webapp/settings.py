@@ -68,7 +68,13 @@ def _secret_key() -> str:
 
 
 DEBUG = env_bool("DEBUG", False)
-private_dir(VAR_DIR)
+try:
+    private_dir(VAR_DIR)
+except OSError as exc:  # not ours to change (a shared volume): say so, go on
+    import logging
+
+    logging.getLogger("portolan.settings").warning(
+        "cannot make %s private (%s): keep it readable by its owner only", VAR_DIR, exc)
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = [
     h.strip()

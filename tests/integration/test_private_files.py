@@ -50,3 +50,25 @@ def test_a_weak_chosen_admin_password_is_refused(tmp_path, repo_root):
                     PORTOLAN_ADMIN_PASSWORD="long-enough-pass-7")
     assert strong.returncode == 0, strong.stderr
     assert not (var / "admin_password").exists()
+    # An install that already has its login keeps starting with a weak one.
+    again = manage(repo_root, var, "ensureadmin", PORTOLAN_ADMIN_PASSWORD="admin")
+    assert again.returncode == 0 and "keeps its password" in again.stderr
+
+
+def test_settings_load_where_var_cannot_be_made_private(tmp_path, repo_root):
+    """A var directory the process may not chmod (a shared volume) is
+    reported, not fatal."""
+    code = ("import os\n"
+            "def deny(*args, **kwargs):\n"
+            "    raise PermissionError(1, 'Operation not permitted')\n"
+            "os.chmod = deny\n"
+            "import webapp.settings as s; print(s.SECRET_KEY[:4])")
+    var = tmp_path / "var"
+    var.mkdir()
+    os.chmod(var, 0o750)  # noqa: S103 - group-shared, as a volume may be
+    full = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    full.update(PORTOLAN_VAR_DIR=str(var))
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, env=full,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "cannot make" in out.stderr

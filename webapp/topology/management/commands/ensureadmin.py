@@ -23,16 +23,14 @@ class Command(BaseCommand):
         User = get_user_model()
         username = opts["username"]
         password = os.environ.get("PORTOLAN_ADMIN_PASSWORD")
-        if password:
-            # A chosen password meets the same rules as one set in the app.
-            try:
-                password_validation.validate_password(password)
-            except ValidationError as exc:
-                raise CommandError("PORTOLAN_ADMIN_PASSWORD is too weak: "
-                                   + " ".join(exc.messages)) from None
+        weak = self._weakness(password) if password else ""
         user = User.objects.filter(username=username).first()
         if user is not None:
-            if password:
+            if password and weak:
+                # An install that already runs keeps starting: its login stays.
+                self.stderr.write(f"PORTOLAN_ADMIN_PASSWORD is too weak ({weak}); "
+                                  f"login {username!r} keeps its password")
+            elif password:
                 user.set_password(password)
                 user.save(update_fields=["password"])
                 self.stdout.write(f"login {username!r}: password set from "
@@ -40,6 +38,8 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(f"login {username!r} exists (password unchanged)")
             return
+        if weak:
+            raise CommandError(f"PORTOLAN_ADMIN_PASSWORD is too weak: {weak}")
         if password:
             User.objects.create_superuser(username=username, email="",
                                           password=password)
@@ -54,3 +54,13 @@ class Command(BaseCommand):
         User.objects.create_superuser(username=username, email="", password=password)
         self.stdout.write(f"created login {username!r}; its password is in {path} "
                           "(set PORTOLAN_ADMIN_PASSWORD to choose one)")
+
+    @staticmethod
+    def _weakness(password: str) -> str:
+        """Why ``password`` fails the rules a password set in the app meets
+        (empty if it passes)."""
+        try:
+            password_validation.validate_password(password)
+        except ValidationError as exc:
+            return " ".join(exc.messages)
+        return ""
