@@ -55,6 +55,32 @@ def test_container_level_edge_goes_client_to_server_across_hosts():
     assert G.nodes[dst]["parent"] == host_node_id("host1")
 
 
+def test_an_overlay_ip_held_now_by_a_running_container_resolves_to_it():
+    """host0 still claims its stopped task's overlay IP; host1's running task
+    holds it now: clients, on any host, reach the running one. A stopped
+    container that alone claims an address still gets its clients' edges."""
+    state = make_state(hosts=3, containers=1)
+    ip = "10.9.0.5"
+    state.containers["host0"]["old"] = ContainerRecord(
+        id="old", name="task-old", state="exited", ips=[ip])
+    state.addrs["host0"][ip] = container_node_id("host0", "old")
+    state.containers["host1"]["new"] = ContainerRecord(
+        id="new", name="task-new", state="running", ips=[ip])
+    state.addrs["host1"][ip] = container_node_id("host1", "new")
+    add_flow(state, "host0", "c00", ip, 80, connections=1)
+    add_flow(state, "host2", "c20", ip, 80, connections=1)
+    G = build_graph(state, "container")
+    new = container_node_id("host1", "new")
+    assert G.has_edge(container_node_id("host0", "c00"), new)
+    assert G.has_edge(container_node_id("host2", "c20"), new)
+    # Alone in claiming it, a stopped server keeps its failed clients' edge.
+    state.addrs["host1"].pop(ip)
+    state.containers["host1"].pop("new")
+    G = build_graph(state, "container")
+    assert G.has_edge(container_node_id("host2", "c20"),
+                      container_node_id("host0", "old"))
+
+
 def test_service_level_targets_the_port_and_host_level_sums():
     state = make_state()
     add_flow(state, "host0", "c00", "10.0.1.2", 80, connections=3)

@@ -129,18 +129,42 @@ def _add_edge(G: nx.DiGraph, src: str, dst: str, values: dict) -> None:
 class AddressIndex:
     """Resolves a flow's peer address to a node: the flow's own host first
     (bridge networks reuse the same IPs on every host), then the addresses
-    that exactly one host claims (overlay networks, pod IPs, host IPs)."""
+    that exactly one host claims (overlay networks, pod IPs, host IPs).
 
-    def __init__(self, addrs: dict[str, dict[str, str]]):
+    A collector keeps claiming a stopped container's address (its clients'
+    failed connects still point at it). When another host's running
+    container holds that address now (an overlay IP given to a new task), the
+    running one wins: ``running`` names the containers that run (None: all).
+    """
+
+    def __init__(self, addrs: dict[str, dict[str, str]],
+                 running: set[str] | None = None):
         self.local = addrs
+        self.running = running
         claims: dict[str, set[str]] = {}
         for entries in addrs.values():
             for addr, target in entries.items():
                 claims.setdefault(addr, set()).add(target)
-        self.shared = {a: next(iter(t)) for a, t in claims.items() if len(t) == 1}
+        self.shared = {}
+        for addr, targets in claims.items():
+            live = {t for t in targets if self._live(t)}
+            pick = targets if len(targets) == 1 else live
+            if len(pick) == 1:
+                self.shared[addr] = next(iter(pick))
+
+    def _live(self, target: str) -> bool:
+        """Whether an index target is not a stopped container."""
+        node = target.partition("#")[0]
+        return (self.running is None or not node.startswith("container:")
+                or node in self.running)
 
     def lookup(self, host_id: str, addr: str) -> tuple[str, int | None] | None:
-        target = self.local.get(host_id, {}).get(addr) or self.shared.get(addr)
+        target = self.local.get(host_id, {}).get(addr)
+        if target is not None and not self._live(target):
+            now_held = self.shared.get(addr)
+            if now_held is not None and self._live(now_held):
+                target = now_held
+        target = target or self.shared.get(addr)
         if target is None:
             return None
         try:
@@ -197,7 +221,11 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
                 k8s_namespace=record.k8s_namespace,
                 processes=list(record.processes),
             )
-    index = AddressIndex(state.addrs)
+    running = {container_node_id(host_id, record.id)
+               for host_id, records in state.containers.items()
+               for record in records.values()
+               if record.state in ("running", "paused", "restarting")}
+    index = AddressIndex(state.addrs, running)
     seen: set[str] = set()  # external addresses counted so far
     for (host_id, key), counters in state.flows.items():
         values = dict(counters)
