@@ -85,16 +85,28 @@ def flow_rates(flows: Counter, interval: float) -> dict[str, float]:
 
 
 @dataclass(slots=True)
+class HistoryTier:
+    """One history sorted set (``name`` "fine" or "coarse"): a snapshot every
+    ``step`` seconds, kept ``keep`` seconds, carrying the counts since the
+    previous one."""
+
+    name: str
+    step: float
+    keep: float
+    counts: Counter = field(default_factory=Counter)
+    next_at: float = 0.0
+
+
+@dataclass(slots=True)
 class InDoubt:
     """A write that failed without an answer: what it carried, to put back
-    if it did not land. ``fine``/``coarse`` are the counts of the history
-    snapshots it wrote (None: it wrote none)."""
+    if it did not land. ``snapshots``: tier name -> the counts of the history
+    snapshot it wrote there."""
 
     host_id: str
     batch_id: str
     batch: Counter
-    fine: Counter | None = None
-    coarse: Counter | None = None
+    snapshots: dict[str, Counter] = field(default_factory=dict)
 
 
 class RedisReporter:
@@ -116,11 +128,9 @@ class RedisReporter:
         self.pending: Counter = Counter()
         # A write whose transaction may or may not have landed.
         self.in_doubt: InDoubt | None = None
-        # Counts since the last fine / coarse history snapshot.
-        self.fine_counts: Counter = Counter()
-        self.coarse_counts: Counter = Counter()
-        self._next_fine = 0.0
-        self._next_coarse = 0.0
+        h = self.history
+        self.tiers = (HistoryTier("fine", h.step, h.fine),
+                      HistoryTier("coarse", h.coarse_step, h.window))
         self.connected = True
         self._next_attempt = 0.0
         self._backoff = 0.5
@@ -129,8 +139,8 @@ class RedisReporter:
         """Write one report; on failure keep its counters for the next call."""
         now = time.time() if now is None else now
         self.pending.update(report.flows)
-        self.fine_counts.update(report.flows)
-        self.coarse_counts.update(report.flows)
+        for tier in self.tiers:
+            tier.counts.update(report.flows)
         if time.monotonic() < self._next_attempt:
             return False
         try:
@@ -139,12 +149,10 @@ class RedisReporter:
             self.pending = Counter()
             # The snapshots' counts leave with the batch: a write that lands
             # without an answer must not have them snapshotted again.
-            if now >= self._next_fine:
-                doubt.fine, self.fine_counts = self.fine_counts, Counter()
-                self._next_fine = now + self.history.step
-            if now >= self._next_coarse:
-                doubt.coarse, self.coarse_counts = self.coarse_counts, Counter()
-                self._next_coarse = now + self.history.coarse_step
+            for tier in self.tiers:
+                if now >= tier.next_at:
+                    doubt.snapshots[tier.name], tier.counts = tier.counts, Counter()
+                    tier.next_at = now + tier.step
             self.in_doubt = doubt
             self._write(report, doubt, now)
             self.in_doubt = None
@@ -175,12 +183,10 @@ class RedisReporter:
         applied = self.client.get(self.keys.applied(doubt.host_id))
         if applied is None or applied.decode() != doubt.batch_id:
             self.pending.update(doubt.batch)
-            if doubt.fine is not None:
-                self.fine_counts.update(doubt.fine)
-                self._next_fine = 0.0  # snapshot them with the next write
-            if doubt.coarse is not None:
-                self.coarse_counts.update(doubt.coarse)
-                self._next_coarse = 0.0
+            for tier in self.tiers:
+                if tier.name in doubt.snapshots:
+                    tier.counts.update(doubt.snapshots[tier.name])
+                    tier.next_at = 0.0  # snapshot them with the next write
         self.in_doubt = None
 
     def _snapshot(self, report: HostReport, counts: Counter, rates: dict,
@@ -224,16 +230,14 @@ class RedisReporter:
             if delta:
                 pipe.hincrby(flows_key, make_flow_field(flow, counter), delta)
         pipe.expire(flows_key, self.flow_ttl)
-        if doubt.fine is not None:
-            fine = k.history(host_id, "fine")
-            pipe.zadd(fine, {self._snapshot(report, doubt.fine, rates, now): now})
-            pipe.zremrangebyscore(fine, "-inf", now - self.history.fine)
-            pipe.expire(fine, int(self.history.fine) + 60)
-        if doubt.coarse is not None:
-            coarse = k.history(host_id, "coarse")
-            pipe.zadd(coarse, {self._snapshot(report, doubt.coarse, rates, now): now})
-            pipe.zremrangebyscore(coarse, "-inf", now - self.history.window)
-            pipe.expire(coarse, int(self.history.window) + 60)
+        for tier in self.tiers:
+            if tier.name not in doubt.snapshots:
+                continue
+            key = k.history(host_id, tier.name)
+            snapshot = self._snapshot(report, doubt.snapshots[tier.name], rates, now)
+            pipe.zadd(key, {snapshot: now})
+            pipe.zremrangebyscore(key, "-inf", now - tier.keep)
+            pipe.expire(key, int(tier.keep) + 60)
         pipe.zadd(k.collectors, {host_id: now})
         pipe.publish(k.changes, json.dumps({"host": host_id, "ts": now}))
         pipe.execute()
