@@ -636,6 +636,14 @@ static __always_inline void fill_addrs(struct flow_key_t *k, u16 family,
     }
 }
 
+/* Our own connect, half-way through a simultaneous open (SYN_SENT ->
+ * SYN_RECV; a socket connecting to its own address is one). A freed or fresh
+ * slot says CLOSE (or 0), never SYN_RECV. */
+static __always_inline int simultaneous_open(const struct sock_info_t *si)
+{
+    return si->state == ST_SYN_RECV && si->key.direction == DIR_OUT;
+}
+
 /* The end of our own connect on tracked socket si: established or failed. */
 static __always_inline void connect_done(struct sock_info_t *si, int ns)
 {
@@ -672,7 +680,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 #if defined(HAVE_FIB4) || defined(HAVE_FIB6)
         /* A UDP route this thread looked up and sent nothing on (getaddrinfo
          * connects UDP sockets to sort addresses, then connects over TCP)
-         * belongs to no send from here on. */
+         * belongs to no send from here on. (Looked up first: a delete takes
+         * the bucket lock even when there is nothing, on every connect.) */
         if (udp_routes.lookup(&id))
             udp_routes.delete(&id);
 #endif
@@ -727,10 +736,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 #else
         struct sock_info_t *slot = sock_claim(sk);
 #endif
-        if (slot && slot->state == ST_SYN_RECV && slot->key.direction == DIR_OUT) {
-            /* Our own connect, through a simultaneous open (SYN_SENT ->
-             * SYN_RECV; a connect to itself is one): not an accept. A freed
-             * or fresh slot says CLOSE (or 0), never SYN_RECV. */
+        if (slot && simultaneous_open(slot)) {
+            /* Our own connect completing, not an accept. */
             connect_done(slot, ns);
             slot->state = ns;
             return 0;
@@ -763,8 +770,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
     if (os == ST_SYN_SENT && (ns == ST_ESTABLISHED || ns == ST_CLOSE))
         connect_done(si, ns);
-    else if (os == ST_SYN_RECV && ns == ST_CLOSE && si->state == ST_SYN_RECV &&
-             si->key.direction == DIR_OUT)
+    else if (os == ST_SYN_RECV && ns == ST_CLOSE && simultaneous_open(si))
         connect_done(si, ns);  /* a simultaneous open that failed */
     si->state = ns;
     if (ns == ST_CLOSE)
@@ -799,8 +805,7 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
     struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
-    if (si->state == ST_SYN_SENT ||
-        (si->state == ST_SYN_RECV && si->key.direction == DIR_OUT)) {
+    if (si->state == ST_SYN_SENT || simultaneous_open(si)) {
         /* A refused connect (a simultaneous open's too): counted as
          * failed_refused when it closes. */
         si->rst = 1;
