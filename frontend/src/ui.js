@@ -400,12 +400,7 @@ export class Details {
   now(ele) {
     const { inbound, outbound } = this.connections(ele);
     const sum = (edges, key) => edges.reduce((s, e) => s + num(e[key]), 0);
-    // An edge from a client no collector watches carries only the server's
-    // accepts; every other edge, the client's connections.
-    const connIn = inbound.reduce(
-      (s, e) => s + (num(e.connections) ? num(e.connections_per_s) : num(e.accepts_per_s)),
-      0,
-    );
+    const connIn = inbound.reduce((s, e) => s + connectionRate(e), 0);
     // Edges are seen from the client (bytes_sent: client -> server), so this
     // node receives what its clients send and what its servers send back.
     const bytesIn = sum(inbound, "bytes_sent_per_s") + sum(outbound, "bytes_received_per_s");
