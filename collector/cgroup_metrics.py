@@ -396,7 +396,8 @@ class CgroupMetricsReader:
                     return ""
                 # The root cgroup is the mount itself (no trailing slash), so
                 # that the check against _top() below sees it.
-                return os.path.join(base, rel.strip("/")) if rel.strip("/") else base
+                rel = rel.strip("/")
+                return os.path.join(base, rel) if rel else base
 
             paths = CgroupPaths(
                 1,

@@ -5,6 +5,7 @@ See README.md for the list of variables and their defaults.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -71,8 +72,6 @@ DEBUG = env_bool("DEBUG", False)
 try:
     private_dir(VAR_DIR)
 except OSError as exc:  # not ours to change (a shared volume): say so, go on
-    import logging
-
     logging.getLogger("portolan.settings").warning(
         "cannot make %s private (%s): keep it readable by its owner only", VAR_DIR, exc)
 SECRET_KEY = _secret_key()

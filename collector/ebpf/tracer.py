@@ -177,11 +177,12 @@ class ConnectionTracer:
         ]
         if "-DHAVE_TCP_SEND_RESET" in cflags and _needs_rst_reason_enum():
             cflags.append("-DNEED_SK_RST_REASON")
+        kernel = kernel_version()
         if compat is None:
-            compat = kernel_version() < (5, 12)
+            compat = kernel < (5, 12)
         if compat:
             cflags.append("-DCOMPAT_PRE_5_12")  # no compare-and-swap in BPF
-        if kernel_version() < SKIPS_COUNTED_SINCE:
+        if kernel < SKIPS_COUNTED_SINCE:
             missing.append(SKIPS_UNCOUNTED)
         if "-DHAVE_SOCK_LENGTH" not in cflags:
             # UDP is counted on sock_*_length: without it, the route hooks
