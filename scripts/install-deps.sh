@@ -10,7 +10,7 @@ arch=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 want=(redis-server redis-tools python3-bpfcc "linux-headers-$arch" iproute2)
 command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
 if [ "$what" = test ]; then
-  want+=(docker.io busybox-static chromium iptables wrk bpfcc-tools bpftool linux-perf)
+  want+=(docker.io busybox-static chromium iptables wrk bpfcc-tools bpftool linux-perf prometheus)
 fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
 
