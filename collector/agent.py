@@ -268,6 +268,9 @@ class Collector:
         self.host_ips: list[str] = []
         self._host_ips_at = -HOST_ADDRESSES_EVERY
         self._last_step = time.monotonic()
+        # Counts the tracer dropped since start, published with the host's
+        # metrics so that /metrics can say how complete the counts are.
+        self.lost_total = 0
 
     def refresh_containers(self) -> None:
         if self.watcher.connected or self.watcher.syncs:
@@ -322,6 +325,7 @@ class Collector:
         interval, self._last_step = now - self._last_step, now
         if reading.lost:
             log.warning("the tracer lost %d counts this interval", reading.lost)
+            self.lost_total += reading.lost
         flows = flows_from_reading(reading, self.attribution, self.resolver)
         listening = listening_ports(reading, self.attribution, self.resolver)
         for node, ports in listening.items():
@@ -329,6 +333,7 @@ class Collector:
         metrics = self.sampler.sample(self.details) if self.sampler else {}
         # Identity and labels are read once, at start; load every interval.
         self.host.metrics = host_metrics(read_host_load())
+        self.host.metrics["tracer_lost_total"] = self.lost_total
         containers = []
         for record in self.attribution.containers.values():
             record.host = self.host.id
