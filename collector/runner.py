@@ -1,6 +1,18 @@
-"""Wires a Collector from settings: the one place that opens its sources."""
+"""Wires a Collector from settings and runs it: the one place that opens its sources.
+
+``python -m collector`` (:func:`main`) and its alias ``manage.py collect`` share
+:func:`add_arguments` and :func:`run`, so the two accept the same options and
+behave the same; only ``main`` configures logging, which Django does for its alias.
+"""
 
 from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TextIO
 
 from collector.agent import Collector, open_tracer
 from collector.cgroups import CgroupResolver
@@ -8,6 +20,12 @@ from collector.container_metrics import MetricsSampler
 from collector.docker_events import DockerWatcher
 from collector.reporter import HistoryPolicy, RedisReporter, redis_client
 from collector.schema import Keys, validate_host_id
+from collector.settings import CollectorSettings, SettingsError, settings_from_env
+
+__all__ = ["add_arguments", "build_collector", "dump_ebpf_program", "main", "run"]
+
+DESCRIPTION = ("Trace this host's connections and containers and report them to "
+               "Redis.")
 
 
 def build_collector(*, redis_url: str, prefix: str, host_id: str,
@@ -30,3 +48,75 @@ def dump_ebpf_program(trace_udp: bool = True) -> str:
     from collector.ebpf.tracer import ConnectionTracer
 
     return ConnectionTracer.render_program(trace_udp=trace_udp)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The collector's command-line options, on either entry point's parser."""
+    parser.add_argument("--duration", type=float, default=None,
+                        help="run for this many seconds, then exit")
+    parser.add_argument("--interval", type=float, default=None,
+                        help="seconds between reports (default: PORTOLAN_INTERVAL, "
+                             "else 1.0)")
+    parser.add_argument("--fallback", action="store_true",
+                        help="use the /proc poller even where eBPF loads")
+    parser.add_argument("--ebpf-dump", action="store_true",
+                        help="print the final BPF C program and exit")
+
+
+def run(settings: CollectorSettings, *, duration: float | None = None,
+        interval: float | None = None, fallback: bool = False,
+        ebpf_dump: bool = False, out: TextIO = sys.stdout,
+        err: TextIO = sys.stderr) -> None:
+    """Run this host's collector until ``duration`` passes or Ctrl-C.
+
+    Raises SettingsError (its message names the option) for bad input.
+    """
+    if ebpf_dump:
+        out.write(dump_ebpf_program(trace_udp=settings.trace_udp))
+        return
+    interval = settings.interval if interval is None else interval
+    if not interval > 0:
+        raise SettingsError("--interval must be positive")
+    collector = build_collector(
+        redis_url=settings.redis_url,
+        prefix=settings.key_prefix,
+        host_id=settings.host_id,
+        node_ttl=settings.node_ttl,
+        flow_ttl=settings.flow_ttl,
+        history=HistoryPolicy(
+            step=settings.history_step,
+            fine=settings.history_fine,
+            coarse_step=settings.history_coarse_step,
+            window=settings.history_window,
+        ),
+        force_fallback=fallback,
+        trace_udp=settings.trace_udp,
+    )
+    host = collector.host
+    err.write(f"collector {host.id}: {host.mode} mode"
+              + (f" ({host.mode_reason})" if host.mode_reason else "") + "\n")
+    err.flush()
+    try:
+        collector.run(interval=interval, duration=duration)
+    except KeyboardInterrupt:
+        pass
+
+
+def main(argv: Sequence[str] | None = None,
+         env: Mapping[str, str] | None = None) -> int:
+    """``python -m collector``: settings from the environment, logging to stderr."""
+    parser = argparse.ArgumentParser(prog="python -m collector",
+                                     description=DESCRIPTION)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_env(os.environ if env is None else env)
+    except SettingsError as exc:
+        parser.exit(2, f"collector: {exc}\n")
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run(settings, **vars(args))
+    except SettingsError as exc:
+        parser.exit(2, f"collector: {exc}\n")
+    return 0

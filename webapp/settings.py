@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import socket
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+
+from collector.settings import SettingsError, settings_from_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTOLAN_VAR_DIR", BASE_DIR / "var"))
@@ -86,31 +87,30 @@ CSRF_TRUSTED_ORIGINS = [
     if o.strip()
 ]
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The values the collector shares with the web app are read by the collector's
+# own settings module, so that both sides read them alike.
+try:
+    COLLECTOR = settings_from_env(os.environ)
+except SettingsError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+REDIS_URL = COLLECTOR.redis_url
 PORTOLAN = {
-    "KEY_PREFIX": os.environ.get("PORTOLAN_KEY_PREFIX", "portolan"),
-    "HOST_ID": os.environ.get("PORTOLAN_HOST_ID", socket.gethostname()),
-    "INTERVAL": env_float("PORTOLAN_INTERVAL", 1.0),
+    "KEY_PREFIX": COLLECTOR.key_prefix,
+    "HOST_ID": COLLECTOR.host_id,
+    "INTERVAL": COLLECTOR.interval,
     # A collector that has not reported for this long is no longer live.
     "COLLECTOR_TTL": env_float("PORTOLAN_COLLECTOR_TTL", 10.0),
-    # Nodes and flows of a host vanish from the live map this long after its
-    # collector's last write.
-    "NODE_TTL": env_float("PORTOLAN_NODE_TTL", 30.0),
-    "FLOW_TTL": env_float("PORTOLAN_FLOW_TTL", 300.0),
-    # History: a snapshot every HISTORY_STEP s kept HISTORY_FINE s, and one every
-    # HISTORY_COARSE_STEP s kept HISTORY_WINDOW s.
-    "HISTORY_STEP": env_float("PORTOLAN_HISTORY_STEP", 5.0),
-    "HISTORY_FINE": env_float("PORTOLAN_HISTORY_FINE", 900.0),
-    "HISTORY_COARSE_STEP": env_float("PORTOLAN_HISTORY_COARSE_STEP", 60.0),
-    "HISTORY_WINDOW": env_float("PORTOLAN_HISTORY_WINDOW", 3600.0),
-    # UDP and connects failing for want of a route are traced on the kernel's
-    # route lookups, which run for every routed packet: off, the tracer costs
-    # about a quarter less in the kernel on TCP-heavy hosts (see BENCHMARKS.md).
-    "TRACE_UDP": env_bool("PORTOLAN_TRACE_UDP", True),
+    "NODE_TTL": COLLECTOR.node_ttl,
+    "FLOW_TTL": COLLECTOR.flow_ttl,
+    "HISTORY_STEP": COLLECTOR.history_step,
+    "HISTORY_FINE": COLLECTOR.history_fine,
+    "HISTORY_COARSE_STEP": COLLECTOR.history_coarse_step,
+    "HISTORY_WINDOW": COLLECTOR.history_window,
+    "TRACE_UDP": COLLECTOR.trace_udp,
 }
-for _name, _value in PORTOLAN.items():
-    if isinstance(_value, float) and _value <= 0:
-        raise ImproperlyConfigured(f"PORTOLAN_{_name} must be positive, not {_value}")
+if PORTOLAN["COLLECTOR_TTL"] <= 0:
+    raise ImproperlyConfigured(
+        f"PORTOLAN_COLLECTOR_TTL must be positive, not {PORTOLAN['COLLECTOR_TTL']}")
 
 INSTALLED_APPS = [
     "daphne",
@@ -197,5 +197,5 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": COLLECTOR.log_level},
 }
