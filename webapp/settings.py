@@ -13,6 +13,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from collector.settings import SettingsError, settings_from_env
+from webapp.metrics.config import metrics_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PORTOLAN_VAR_DIR", BASE_DIR / "var"))
@@ -112,6 +113,9 @@ if PORTOLAN["COLLECTOR_TTL"] <= 0:
     raise ImproperlyConfigured(
         f"PORTOLAN_COLLECTOR_TTL must be positive, not {PORTOLAN['COLLECTOR_TTL']}")
 
+# GET /metrics for Prometheus: off (404) unless PORTOLAN_METRICS_TOKEN is set.
+PORTOLAN_METRICS = metrics_settings(os.environ)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.auth",
@@ -123,6 +127,7 @@ INSTALLED_APPS = [
     "webapp.topology",
     "webapp.maps",
     "webapp.anomalies",
+    "webapp.metrics",
 ]
 
 MIDDLEWARE = [

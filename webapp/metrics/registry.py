@@ -1,0 +1,59 @@
+"""The Prometheus registry /metrics serves, and the collector behind it.
+
+One registry, made once per process; its collector reads Redis and builds the
+container-level graph on each scrape (the same graph the map draws), then
+hands it to the pure ``families`` module. Nothing is registered per request.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+import redis
+from django.conf import settings
+from prometheus_client.core import CollectorRegistry, Metric
+from prometheus_client.registry import Collector
+
+from webapp.metrics.families import Limits, metric_families, redis_family
+from webapp.topology import service
+from webapp.topology.graph import build_graph
+from webapp.topology.store import live_collectors, read_state
+
+log = logging.getLogger("portolan.metrics")
+
+__all__ = ["TopologyCollector", "registry"]
+
+
+class TopologyCollector(Collector):
+    """Reads the live topology once per scrape and yields its metric families."""
+
+    def collect(self):
+        conf = settings.PORTOLAN
+        limits = Limits(max_edges=settings.PORTOLAN_METRICS["MAX_EDGES"],
+                        max_containers=settings.PORTOLAN_METRICS["MAX_CONTAINERS"])
+        now = time.time()
+        try:
+            client, keys = service.redis_client(), service.keys()
+            state = read_state(client, keys, conf["NODE_TTL"], now)
+            # A silent collector stays listed (up 0, its age growing) as long
+            # as its flows are kept, so an alert can see it stop.
+            reported = live_collectors(client, keys, conf["FLOW_TTL"], now)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("metrics: Redis unreachable: %s", exc)
+            yield redis_family(False)
+            return
+        G = build_graph(state, "container")
+        families: list[Metric] = metric_families(
+            G, reported, state.hosts, now, conf["COLLECTOR_TTL"], limits)
+        yield from families
+
+
+@functools.cache
+def registry() -> CollectorRegistry:
+    """The registry of this process: only the topology's families (no process
+    or platform collectors, which describe the web worker, not the hosts)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(TopologyCollector())
+    return registry
