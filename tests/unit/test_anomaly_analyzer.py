@@ -8,14 +8,24 @@ from test_anomaly_rules import cid, graph, steady_edge
 from webapp.anomalies.analyzer import Analyzer
 from webapp.anomalies.config import Config
 from webapp.anomalies.keys import edge_target
+from webapp.anomalies.rules import CHECKS, Check
 
 EDGE = edge_target(cid("api"), cid("db"))
+
+
+class CheckedAnalyzer(Analyzer):
+    """An analyzer whose every step fails the test if a check raised."""
+
+    def evaluate(self, G, now):
+        analysis = super().evaluate(G, now)
+        assert analysis.failed_checks == [], analysis.failed_checks
+        return analysis
 
 
 def analyzer(**overrides):
     conf = Config(**{"warmup_seconds": 5, "warmup_samples": 5,
                      "baseline_halflife": 30, **overrides})
-    return Analyzer(MagicMock(), config=conf)
+    return CheckedAnalyzer(MagicMock(), config=conf)
 
 
 def chain(t, rate=10.0):
@@ -93,3 +103,20 @@ def test_an_adopted_baseline_anomaly_is_not_held_without_its_input():
     G = graph([("api", {"state": "exited"})])
     changes = [c for t in range(1, 4) for c in a.evaluate(G, t).changes]
     assert [(c["target"], c["to"]) for c in changes] == [(cid("api"), "ok")]
+
+
+def test_a_check_that_raises_is_counted_and_the_step_goes_on(monkeypatch):
+    """The analyzer keeps judging with the other checks, and says which one
+    failed in the step's result and in its running count."""
+    def broken(G, ctx):
+        raise KeyError("metrics")
+
+    monkeypatch.setattr("webapp.anomalies.rules.CHECKS",
+                        [*CHECKS, Check(broken, frozenset({"broken"}))])
+    a = Analyzer(MagicMock(), config=Config())
+    G = graph([("job", {"state": "exited", "exit_code": 1})])
+    for t in range(2):
+        analysis = a.evaluate(G, t)
+        assert analysis.failed_checks == ["broken"]
+        assert analysis.statuses[cid("job")]["status"] == "critical"
+    assert a.check_failures == {"broken": 2}

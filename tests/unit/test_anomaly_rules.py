@@ -8,7 +8,17 @@ from hypothesis import strategies as st
 from webapp.anomalies import ConfigError
 from webapp.anomalies.config import Config, load_config
 from webapp.anomalies.keys import edge_target
-from webapp.anomalies.rules import Context, Memory, evaluate_rules, remember
+from webapp.anomalies.memory import Memory, remember
+from webapp.anomalies.rules import (
+    CHECKS,
+    RULES,
+    Check,
+    Context,
+    Finding,
+    RuleError,
+    evaluate_rules,
+    rule,
+)
 
 FAST = Config(warmup_seconds=5, warmup_samples=5, baseline_halflife=30)
 HOST = "host:h"
@@ -50,10 +60,12 @@ class Runner:
         self.memory = Memory.new(config)
 
     def step(self, G, now):
+        """This step's findings; a check that raised fails the test."""
         ctx = Context(self.config, self.memory, now)
-        findings = evaluate_rules(G, ctx)
-        remember(G, ctx)
-        return findings
+        results = evaluate_rules(G, ctx)
+        assert results.failed_checks == [], f"checks raised: {results.failed_checks}"
+        remember(G, self.memory, self.config, now)
+        return results.findings
 
 
 def by_rule(findings):
@@ -315,6 +327,54 @@ def test_host_memory_load_and_disk(metrics, expected):
     found = Runner().step(graph(host_metrics=metrics), 0)
     assert {f.rule: f.severity for f in found} == expected
     assert all(f.target == HOST for f in found)
+
+
+def test_each_rule_is_registered_once_with_what_the_analysis_needs_of_it():
+    """One ``@rule`` per rule: the checks, the likely cause's 'own trouble'
+    and the baselines judged by all come from it."""
+    assert sum(len(c.rules) for c in CHECKS) == len(RULES)
+    assert {c.name: sorted(c.rules) for c in CHECKS}["service_failures"] == [
+        "service_down", "service_failures"]
+    assert RULES["service_down"].intrinsic and not RULES["service_failures"].intrinsic
+    assert {n for n, r in RULES.items() if r.intrinsic} == {
+        "exited", "restart_loop", "oom", "health", "memory", "cpu_throttled",
+        "cpu_spike", "service_down", "host_memory", "host_load", "host_disk"}
+    assert {n: r.baseline for n, r in RULES.items() if r.baseline} == {
+        "cpu_spike": "cpu_cores", "resets": "resets_per_s",
+        "traffic_stopped": "active", "slow_connect": "connect_latency_us",
+        "spike_connections_per_s": "connections_per_s",
+        "spike_bytes_per_s": "bytes_per_s"}
+    with pytest.raises(RuleError, match="'oom' is registered twice"):
+        rule("oom")(lambda G, ctx: [])
+
+
+def _broken(G, ctx):
+    raise ZeroDivisionError("a bug in a check")
+
+
+def _unregistered(G, ctx):
+    return [Finding(HOST, "no_such_rule", "warning", "made up")]
+
+
+@pytest.mark.parametrize(
+    ("check", "logged"),
+    [(Check(_broken, frozenset({"broken"})), "ZeroDivisionError"),
+     (Check(_unregistered, frozenset({"other"})),
+      "raised rule(s) no_such_rule it did not register")],
+)
+def test_a_check_that_fails_is_reported_and_the_others_still_judge(
+        check, logged, caplog):
+    """Skipped for the step so the analysis goes on, but named in the results
+    and in an error log, not silently."""
+    G = graph([("job", {"state": "exited", "exit_code": 2})])
+    ctx = Context(FAST, Memory.new(FAST), 0.0)
+    results = evaluate_rules(G, ctx, (*CHECKS, check))
+    assert results.failed_checks == [check.name]
+    assert [f.rule for f in results.findings] == ["exited"]
+    errors = [r for r in caplog.records if r.name == "portolan.anomalies.rules"
+              and r.levelname == "ERROR"]
+    assert len(errors) == 1 and f"check {check.name} (rules" in errors[0].getMessage()
+    assert logged in caplog.text
 
 
 def test_config_from_settings_environment_and_overrides(settings):

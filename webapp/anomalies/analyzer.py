@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -34,16 +35,10 @@ from webapp.anomalies.cause import rank_causes
 from webapp.anomalies.config import Config, load_config
 from webapp.anomalies.events import append_events
 from webapp.anomalies.keys import AnalysisKeys
+from webapp.anomalies.memory import Memory, remember
 from webapp.anomalies.merge import read_analysis
 from webapp.anomalies.notify import WebhookNotifier
-from webapp.anomalies.rules import (
-    Context,
-    Finding,
-    Memory,
-    cannot_judge,
-    evaluate_rules,
-    remember,
-)
+from webapp.anomalies.rules import Context, Finding, baseline_warming, evaluate_rules
 from webapp.anomalies.status import AnomalyEvent, StatusTracker, roll_up, target_name
 from webapp.topology.graph import build_graph
 from webapp.topology.store import read_state
@@ -81,6 +76,7 @@ class Analysis:
     statuses: dict[str, dict] = field(default_factory=dict)  # targets not ok
     causes: list[dict] = field(default_factory=list)
     changes: list[dict] = field(default_factory=list)  # own status changes
+    failed_checks: list[str] = field(default_factory=list)  # raised, skipped
 
 
 class Analyzer:
@@ -106,6 +102,8 @@ class Analyzer:
         self._lock = client.register_script(_LOCK_SCRIPT)
         self._release = client.register_script(_RELEASE_SCRIPT)
         self.leader = False
+        # check name -> steps it raised in, since this process started
+        self.check_failures: Counter[str] = Counter()
         self._reset()
 
     @classmethod
@@ -159,15 +157,18 @@ class Analyzer:
     def evaluate(self, G: nx.DiGraph, now: float) -> Analysis:
         """Judge one container graph (no Redis): rules, hysteresis, causes."""
         ctx = Context(self.config, self.memory, now)
-        findings = evaluate_rules(G, ctx)
+        results = evaluate_rules(G, ctx)
+        self.check_failures.update(results.failed_checks)
+        findings = results.findings
         # An anomaly adopted on takeover whose rule needs a baseline this
         # analyzer has not learned yet is kept until it can be judged (the
         # target's samples meanwhile are outliers, see ``remember``), rather
         # than ended as if it were over.
-        hold = {k for k in self.tracker.adopted_keys() if cannot_judge(G, ctx, *k)}
+        hold = {k for k in self.tracker.adopted_keys()
+                if baseline_warming(G, ctx, *k)}
         events = self.tracker.update(findings, now, hold)
         self.memory.active = self.tracker.active_keys()
-        remember(G, ctx)
+        remember(G, self.memory, self.config, now)
         own = self.tracker.own_statuses()
         statuses = roll_up(G, own)
         causes = rank_causes(G, statuses, self.config.top_causes)
@@ -182,7 +183,8 @@ class Analyzer:
                     "reasons": own.get(target, {}).get("reasons", []), "ts": now,
                 })
         self.previous = {t: e["status"] for t, e in own.items()}
-        return Analysis(now, findings, events, statuses, causes, changes)
+        return Analysis(now, findings, events, statuses, causes, changes,
+                        results.failed_checks)
 
     def step(self, now: float | None = None) -> Analysis | None:
         """One analysis step if this analyzer holds the lock, else None."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import networkx as nx
 
 from webapp.anomalies.keys import edge_target
-from webapp.anomalies.rules import INTRINSIC_RULES
+from webapp.anomalies.rules import RULES
 from webapp.anomalies.status import severity_rank
 
 __all__ = ["rank_causes"]
@@ -73,7 +73,8 @@ def rank_causes(G: nx.DiGraph, statuses: dict[str, dict],
                           and red_node(n)}
         entry = statuses.get(c) or {}
         rules = {a.get("rule") for a in entry.get("anomalies", [])}
-        intrinsic = bool(rules & INTRINSIC_RULES) or docker_critical(c)
+        own_rule = any(RULES[r].intrinsic for r in rules if r in RULES)
+        intrinsic = own_rule or docker_critical(c)
         severity = max(own(c), 2 if docker_critical(c) else 0)
         key = (not bad_deps, len(explained), intrinsic, severity)
         ranked.append((key, c, bad_deps, explained, entry))

@@ -1,57 +1,76 @@
-"""The rules: pure functions from the container graph and what the analysis
+"""The rules: pure checks from the container graph and what the analysis
 remembers of earlier steps to findings, each with a plain-language reason.
 
-A rule is ``rule(G, ctx) -> list[Finding]`` and never changes ``ctx``; after
-all rules ran, ``remember(G, ctx)`` folds the step into the memory (cumulative
-counters, restart history, sliding windows, baselines) for the next one.
+A *rule* is a named kind of finding (``Finding.rule``: ``oom``,
+``connect_failed``); a *check* is the function that finds it,
+``check(G, ctx) -> list[Finding]``, which never changes ``ctx``. Each check is
+registered once per rule it raises, with ``@rule``, which also says what the
+rest of the analysis needs to know of that rule: whether it is the node's own
+trouble (``intrinsic``, for the likely cause) and which baseline it judges by
+(silent until that baseline is warm). After all checks ran,
+``webapp.anomalies.memory.remember`` folds the step into the memory.
 
 Hard findings (an OOM kill, a non-zero exit, a restart loop, a failing health
 check) are facts and raise their anomaly at once; soft ones are raised only
-when they persist (see ``webapp.anomalies.status``). Baseline rules stay quiet
-until the baseline of their container or edge is warm.
+when they persist (see ``webapp.anomalies.status``).
+
+A check that raises is skipped for that step, so one broken check does not
+blind the others; it is logged with its name and counted in
+``RuleResults.failed_checks``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
-from webapp.anomalies.baseline import Baselines, is_spike
+from webapp.anomalies import AnomalyError
+from webapp.anomalies.attributes import (
+    NOT_RUNNING,
+    cannot_be_sending,
+    carries_traffic,
+    edge_rate,
+    edges_with_targets,
+    metrics_of,
+    node_name,
+    nodes_of_type,
+    number,
+)
+from webapp.anomalies.baseline import is_spike
 from webapp.anomalies.config import Config
 from webapp.anomalies.keys import edge_target, parse_target
+from webapp.anomalies.memory import Memory
 
 __all__ = [
-    "BASELINE_RULES",
+    "CHECKS",
     "RULES",
+    "Check",
     "Context",
     "Finding",
-    "Memory",
-    "cannot_judge",
+    "Rule",
+    "RuleError",
+    "RuleResults",
+    "baseline_warming",
     "evaluate_rules",
-    "remember",
+    "rule",
 ]
 
 log = logging.getLogger("portolan.anomalies.rules")
 
 SEVERITIES = ("warning", "critical")
-# Counters of an edge whose per-interval change the rules look at.
-EDGE_COUNTERS = (
-    "connections", "failed", "failed_refused", "failed_timeout",
-    "failed_unreachable", "failed_other", "accepts", "resets",
-    "connect_latency_us_sum", "connect_latency_count",
-)
 FAILURE_KINDS = (
     ("failed_refused", "connection refused"),
     ("failed_timeout", "connection timed out"),
     ("failed_unreachable", "host unreachable"),
     ("failed_other", "connect failed"),
 )
-ACTIVITY_RATES = ("connections_per_s", "accepts_per_s", "bytes_sent_per_s",
-                  "bytes_received_per_s")
-NOT_RUNNING = ("exited", "dead", "created", "paused")
+
+
+class RuleError(AnomalyError):
+    """A rule registered twice, or a check raising a rule it did not register."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,59 +84,71 @@ class Finding:
     hard: bool = False  # a fact: raise at once, without waiting for repeats
 
 
-@dataclass(slots=True)
-class Memory:
-    """What the analysis keeps from one step to the next."""
-
-    baselines: Baselines
-    # target -> cumulative values seen at the previous step
-    counters: dict[str, dict[str, float]] = field(default_factory=dict)
-    # container -> [(time, restart_count)] within the restart window
-    restarts: dict[str, deque] = field(default_factory=dict)
-    oom_at: dict[str, float] = field(default_factory=dict)  # last OOM kill seen
-    # edge -> [(time, {counter: delta})] within the failure window
-    window: dict[str, deque] = field(default_factory=dict)
-    last_active: dict[str, float] = field(default_factory=dict)  # edge traffic
-    seen: dict[str, float] = field(default_factory=dict)  # target -> last seen
-    # (target, rule) pairs whose anomaly is active: their targets' samples are
-    # outliers, so the anomaly becomes the new normal only once it lasts
-    # baseline_relearn.
-    active: frozenset = frozenset()
-
-    @classmethod
-    def new(cls, config: Config) -> Memory:
-        return cls(Baselines(config.baseline_halflife, config.warmup_seconds,
-                             config.warmup_samples, config.baseline_relearn))
-
-
 @dataclass(frozen=True, slots=True)
 class Context:
-    """The inputs of a rule besides the graph."""
+    """The inputs of a check besides the graph."""
 
     config: Config
     memory: Memory
     now: float
 
 
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A named kind of finding and what the analysis must know of it."""
+
+    name: str
+    intrinsic: bool = False  # the node's own trouble rather than its clients'
+    baseline: str | None = None  # the series it judges by; silent until warm
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A function that looks for one or more rules' findings."""
+
+    find: Callable[[nx.DiGraph, Context], list[Finding]]
+    rules: frozenset[str]
+
+    @property
+    def name(self) -> str:
+        return self.find.__name__
+
+
+@dataclass(slots=True)
+class RuleResults:
+    """One step's findings, and the checks that raised instead of judging."""
+
+    findings: list[Finding] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
+
+
+# Every rule by name, and the checks in the order they were registered: both
+# filled by ``@rule`` only.
+RULES: dict[str, Rule] = {}
+CHECKS: list[Check] = []
+
+
+def rule(name: str, *, intrinsic: bool = False,
+         baseline: str | None = None) -> Callable:
+    """Register the decorated check as the one that raises rule ``name``.
+
+    A check that raises several rules is decorated once for each.
+    """
+    def register(find: Callable) -> Callable:
+        if name in RULES:
+            raise RuleError(f"rule {name!r} is registered twice")
+        RULES[name] = Rule(name, intrinsic, baseline)
+        for i, check in enumerate(CHECKS):
+            if check.find is find:
+                CHECKS[i] = replace(check, rules=check.rules | {name})
+                break
+        else:
+            CHECKS.append(Check(find, frozenset({name})))
+        return find
+    return register
+
+
 # ---------------------------------------------------------------- helpers
-
-
-def _name(G: nx.DiGraph, node: str) -> str:
-    return str(G.nodes[node].get("name") or node) if node in G else node
-
-
-def _nodes(G: nx.DiGraph, *types: str):
-    for n, data in G.nodes(data=True):
-        if data.get("type") in types:
-            yield n, data
-
-
-def _metrics(data: dict) -> dict:
-    return data.get("metrics") or {}
-
-
-def _num(value) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
 
 
 def _size(n: float) -> str:
@@ -128,55 +159,13 @@ def _size(n: float) -> str:
     return f"{n:.1f} TiB"  # unreachable
 
 
-def _growth(ctx: Context, target: str, name: str, value) -> float:
-    """How much a cumulative value grew since the previous step (0 at first)."""
-    prev = ctx.memory.counters.get(target, {}).get(name)
-    if prev is None or value is None:
-        return 0.0
-    return value - prev if value >= prev else value  # a reset counter restarts
-
-
-def edge_deltas(ctx: Context, target: str, data: dict) -> dict[str, float] | None:
-    """Counter changes of an edge over the last step, None the first time."""
-    prev = ctx.memory.counters.get(target)
-    if prev is None:
-        return None
-    out = {}
-    for name in EDGE_COUNTERS:
-        cur, old = data.get(name, 0) or 0, prev.get(name, 0)
-        out[name] = cur - old if cur >= old else cur
-    return out
-
-
-def _first_deltas(data: dict) -> dict[str, float]:
-    """An edge seen for the first time: its totals, but only failures that are
-    happening now (a non-zero rate) count, so old ones are not replayed."""
-    out = {name: float(data.get(name, 0) or 0) for name in EDGE_COUNTERS}
-    if not data.get("failed_per_s"):
-        for name in ("failed", *(k for k, _ in FAILURE_KINDS)):
-            out[name] = 0.0
-    if not data.get("resets_per_s"):
-        out["resets"] = 0.0
-    return out
-
-
-def _window(ctx: Context, target: str, data: dict) -> list[dict[str, float]]:
-    """An edge's counter changes per step over the failure window, newest first."""
-    current = edge_deltas(ctx, target, data)
-    if current is None:
-        current = _first_deltas(data)
-    horizon = ctx.now - ctx.config.failure_window
-    past = [d for ts, d in ctx.memory.window.get(target, ()) if ts > horizon]
-    return [current, *reversed(past)]
+def _failure_horizon(ctx: Context) -> float:
+    return ctx.now - ctx.config.failure_window
 
 
 def window_sums(ctx: Context, target: str, data: dict) -> dict[str, float]:
     """An edge's counter changes over the failure window, this step included."""
-    sums: dict[str, float] = {}
-    for deltas in _window(ctx, target, data):
-        for name, value in deltas.items():
-            sums[name] = sums.get(name, 0) + value
-    return sums
+    return ctx.memory.window_sums(target, data, _failure_horizon(ctx))
 
 
 def failure_text(sums: dict) -> str:
@@ -199,7 +188,7 @@ def edge_failure(ctx: Context, target: str, data: dict) -> tuple[str, str] | Non
     when at least ``edge_failure_ratio`` of the window's attempts failed. Once
     connects succeed again after a total outage, the outage is over.
     """
-    steps = _window(ctx, target, data)
+    steps = ctx.memory.recent_edge_deltas(target, data, _failure_horizon(ctx))
     sums = window_sums(ctx, target, data)
     failed = sums.get("failed", 0)
     if failed <= 0:
@@ -224,10 +213,11 @@ def edge_failure(ctx: Context, target: str, data: dict) -> tuple[str, str] | Non
 # ---------------------------------------------------------------- containers
 
 
+@rule("exited", intrinsic=True)
 def exited_nonzero(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """A container that exited with a non-zero code."""
     out = []
-    for n, data in _nodes(G, "container"):
+    for n, data in nodes_of_type(G, "container"):
         code = data.get("exit_code") or 0
         if data.get("state") in ("exited", "dead") and code != 0:
             hint = {137: " (killed)", 143: " (terminated)", 139: " (segfault)"}
@@ -237,11 +227,12 @@ def exited_nonzero(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     return out
 
 
+@rule("restart_loop", intrinsic=True)
 def restart_loop(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """Restart count grew by ``restart_count`` within ``restart_window``."""
     conf, out = ctx.config, []
-    for n, data in _nodes(G, "container"):
-        count = _num(_metrics(data).get("restart_count"))
+    for n, data in nodes_of_type(G, "container"):
+        count = number(metrics_of(data).get("restart_count"))
         if count is None:
             continue
         horizon = ctx.now - conf.restart_window
@@ -266,20 +257,21 @@ def restart_loop(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     return out
 
 
+@rule("oom", intrinsic=True)
 def oom_killed(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """An OOM kill (the cgroup's oom_kill count grew) within ``oom_hold``."""
     out = []
-    for n, data in _nodes(G, "container"):
-        m = _metrics(data)
-        kills = _num(m.get("memory_oom_kills"))
+    for n, data in nodes_of_type(G, "container"):
+        m = metrics_of(data)
+        kills = number(m.get("memory_oom_kills"))
         # The count is for the container's lifetime: at first sight it tells
         # of kills long ago, so only its growth is a kill (as for edges).
-        grown = _growth(ctx, n, "memory_oom_kills", kills)
+        grown = ctx.memory.growth(n, "memory_oom_kills", kills)
         last = ctx.memory.oom_at.get(n)
         recent = last is not None and ctx.now - last <= ctx.config.oom_hold
         flagged = bool(m.get("oom_killed")) and data.get("state") in NOT_RUNNING
         if grown > 0 or recent or flagged:
-            limit = _num(m.get("memory_limit_bytes"))
+            limit = number(m.get("memory_limit_bytes"))
             tail = f" at its {_size(limit)} memory limit" if limit else ""
             total = f" ({kills:.0f} kills so far)" if kills and kills > 1 else ""
             out.append(Finding(n, "oom", "critical", f"OOM killed{tail}{total}",
@@ -287,24 +279,26 @@ def oom_killed(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     return out
 
 
+@rule("health", intrinsic=True)
 def health_failing(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """Docker's health check reports unhealthy."""
     return [
         Finding(n, "health", "critical", "health check failing (unhealthy)",
                 hard=True)
-        for n, data in _nodes(G, "container")
-        if _metrics(data).get("health") == "unhealthy"
+        for n, data in nodes_of_type(G, "container")
+        if metrics_of(data).get("health") == "unhealthy"
         and data.get("state") not in NOT_RUNNING
     ]
 
 
+@rule("memory", intrinsic=True)
 def memory_near_limit(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """Working set at or above ``memory_ratio`` of the memory limit."""
     out = []
-    for n, data in _nodes(G, "container"):
-        m = _metrics(data)
-        used = _num(m.get("memory_working_set_bytes"))
-        limit = _num(m.get("memory_limit_bytes"))
+    for n, data in nodes_of_type(G, "container"):
+        m = metrics_of(data)
+        used = number(m.get("memory_working_set_bytes"))
+        limit = number(m.get("memory_limit_bytes"))
         if used is None or not limit or data.get("state") in NOT_RUNNING:
             continue
         if used >= ctx.config.memory_ratio * limit:
@@ -314,16 +308,17 @@ def memory_near_limit(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     return out
 
 
+@rule("cpu_throttled", intrinsic=True)
 def cpu_throttled(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """CPU throttled in at least ``cpu_throttled_ratio`` of the periods."""
     out = []
-    for n, data in _nodes(G, "container"):
-        m = _metrics(data)
-        ratio = _num(m.get("cpu_throttled_ratio"))
+    for n, data in nodes_of_type(G, "container"):
+        m = metrics_of(data)
+        ratio = number(m.get("cpu_throttled_ratio"))
         if ratio is None or data.get("state") in NOT_RUNNING:
             continue
         if ratio >= ctx.config.cpu_throttled_ratio:
-            limit = _num(m.get("cpu_limit_cores"))
+            limit = number(m.get("cpu_limit_cores"))
             tail = f" (limit {limit:g} cores)" if limit else ""
             out.append(Finding(
                 n, "cpu_throttled", "warning",
@@ -331,11 +326,12 @@ def cpu_throttled(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     return out
 
 
+@rule("cpu_spike", intrinsic=True, baseline="cpu_cores")
 def cpu_spike(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """CPU use jumped well above the container's baseline."""
     conf, out = ctx.config, []
-    for n, data in _nodes(G, "container"):
-        cores = _num(_metrics(data).get("cpu_cores"))
+    for n, data in nodes_of_type(G, "container"):
+        cores = number(metrics_of(data).get("cpu_cores"))
         b = ctx.memory.baselines.warm(n, "cpu_cores", ctx.now)
         if cores is None or b is None:
             continue
@@ -350,28 +346,25 @@ def cpu_spike(G: nx.DiGraph, ctx: Context) -> list[Finding]:
 # ---------------------------------------------------------------- edges
 
 
-def _edges(G: nx.DiGraph):
-    for u, v, data in G.edges(data=True):
-        yield u, v, edge_target(u, v), data
-
-
+@rule("connect_failed")
 def connection_failures(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """Failed connects on an edge: critical when none succeeded, warning when
     at least ``edge_failure_ratio`` of the attempts failed."""
     out = []
-    for _u, v, target, data in _edges(G):
+    for _u, v, target, data in edges_with_targets(G):
         found = edge_failure(ctx, target, data)
         if found:
             severity, summary = found
             out.append(Finding(target, "connect_failed", severity,
-                               f"{summary} (to {_name(G, v)})"))
+                               f"{summary} (to {node_name(G, v)})"))
     return out
 
 
+@rule("resets", baseline="resets_per_s")
 def connection_resets(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """Resets on an edge well above the edge's usual rate."""
     conf, out = ctx.config, []
-    for _u, v, target, data in _edges(G):
+    for _u, v, target, data in edges_with_targets(G):
         b = ctx.memory.baselines.warm(target, "resets_per_s", ctx.now)
         if b is None:
             continue
@@ -381,27 +374,16 @@ def connection_resets(G: nx.DiGraph, ctx: Context) -> list[Finding]:
             out.append(Finding(
                 target, "resets", "warning",
                 f"connections reset: {resets:.0f} resets in the last "
-                f"{conf.failure_window:.0f} s (to {_name(G, v)})"))
+                f"{conf.failure_window:.0f} s (to {node_name(G, v)})"))
     return out
 
 
-def _active(data: dict) -> bool:
-    return any((data.get(k) or 0) > 0 for k in ACTIVITY_RATES)
-
-
-def _not_sending(client: dict) -> bool:
-    """A client that cannot be sending: stopped, or a container without a
-    record (removed, or recreated under a new id) whose old flows linger."""
-    if client.get("state") in NOT_RUNNING:
-        return True
-    return client.get("type") == "container" and client.get("state") is None
-
-
+@rule("traffic_stopped", baseline="active")
 def traffic_stopped(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """An edge that carried traffic nearly every interval has gone silent."""
     conf, out = ctx.config, []
-    for u, v, target, data in _edges(G):
-        if _active(data) or _not_sending(G.nodes[u]):
+    for u, v, target, data in edges_with_targets(G):
+        if carries_traffic(data) or cannot_be_sending(G.nodes[u]):
             continue
         b = ctx.memory.baselines.warm(target, "active", ctx.now)
         last = ctx.memory.last_active.get(target)
@@ -415,14 +397,15 @@ def traffic_stopped(G: nx.DiGraph, ctx: Context) -> list[Finding]:
             tail = f" (usually {usual.mean:.1f} connects/s)" if usual else ""
             out.append(Finding(
                 target, "traffic_stopped", "warning",
-                f"traffic to {_name(G, v)} stopped {quiet:.0f} s ago{tail}"))
+                f"traffic to {node_name(G, v)} stopped {quiet:.0f} s ago{tail}"))
     return out
 
 
+@rule("slow_connect", baseline="connect_latency_us")
 def slow_connects(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """Mean connect latency over the window well above the edge's baseline."""
     conf, out = ctx.config, []
-    for _u, v, target, data in _edges(G):
+    for _u, v, target, data in edges_with_targets(G):
         b = ctx.memory.baselines.warm(target, "connect_latency_us", ctx.now)
         if b is None:
             continue
@@ -435,40 +418,37 @@ def slow_connects(G: nx.DiGraph, ctx: Context) -> list[Finding]:
                     conf.slow_connect_min_us):
             out.append(Finding(
                 target, "slow_connect", "warning",
-                f"slow connects to {_name(G, v)}: {latency / 1000:.1f} ms "
+                f"slow connects to {node_name(G, v)}: {latency / 1000:.1f} ms "
                 f"(usually {b.mean / 1000:.1f} ms)"))
     return out
 
 
+@rule("spike_connections_per_s", baseline="connections_per_s")
+@rule("spike_bytes_per_s", baseline="bytes_per_s")
 def rate_spike(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """Connections/s or bytes/s on an edge jumped well above its baseline."""
     conf, out = ctx.config, []
-    for _u, v, target, data in _edges(G):
+    for _u, v, target, data in edges_with_targets(G):
         for metric, floor, unit in (
             ("connections_per_s", conf.spike_min_connections_per_s, "connects/s"),
             ("bytes_per_s", conf.spike_min_bytes_per_s, "bytes/s"),
         ):
-            value = _edge_rate(data, metric)
+            value = edge_rate(data, metric)
             b = ctx.memory.baselines.warm(target, metric, ctx.now)
             if b is not None and is_spike(b, value, conf.spike_factor,
                                           conf.spike_zscore, floor):
                 out.append(Finding(
                     target, f"spike_{metric}", "warning",
-                    f"{unit} to {_name(G, v)} jumped to {value:,.0f} "
+                    f"{unit} to {node_name(G, v)} jumped to {value:,.0f} "
                     f"(usually {b.mean:,.0f})"))
     return out
-
-
-def _edge_rate(data: dict, metric: str) -> float:
-    if metric == "bytes_per_s":
-        return float((data.get("bytes_sent_per_s") or 0)
-                     + (data.get("bytes_received_per_s") or 0))
-    return float(data.get(metric) or 0)
 
 
 # ---------------------------------------------------------------- services
 
 
+@rule("service_down", intrinsic=True)
+@rule("service_failures")
 def service_failures(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """A server whose clients fail to connect; critical when it is not even
     running (a stopped server that clients still call)."""
@@ -482,7 +462,7 @@ def service_failures(G: nx.DiGraph, ctx: Context) -> list[Finding]:
             edge = G.edges[u, n]
             found = edge_failure(ctx, edge_target(u, n), edge)
             if found:
-                failing.append(_name(G, u))
+                failing.append(node_name(G, u))
                 worst = "critical" if found[0] == "critical" else worst
                 sums = window_sums(ctx, edge_target(u, n), edge)
                 for k, _ in FAILURE_KINDS:
@@ -507,13 +487,16 @@ def service_failures(G: nx.DiGraph, ctx: Context) -> list[Finding]:
 # ---------------------------------------------------------------- hosts
 
 
+@rule("host_memory", intrinsic=True)
+@rule("host_load", intrinsic=True)
+@rule("host_disk", intrinsic=True)
 def host_pressure(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """Host memory, load and disk."""
     conf, out = ctx.config, []
-    for n, data in _nodes(G, "host"):
-        m = _metrics(data)
-        avail = _num(m.get("memory_available_bytes"))
-        total = _num(m.get("memory_total_bytes"))
+    for n, data in nodes_of_type(G, "host"):
+        m = metrics_of(data)
+        avail = number(m.get("memory_available_bytes"))
+        total = number(m.get("memory_total_bytes"))
         if avail is not None and total:
             ratio = avail / total
             if ratio <= conf.host_memory_available_ratio:
@@ -523,12 +506,12 @@ def host_pressure(G: nx.DiGraph, ctx: Context) -> list[Finding]:
                     n, "host_memory", sev,
                     f"host memory low: {_size(avail)} available "
                     f"({ratio:.0%} of {_size(total)})"))
-        load, cpus = _num(m.get("load1")), _num(m.get("cpus"))
+        load, cpus = number(m.get("load1")), number(m.get("cpus"))
         if load is not None and cpus and load / cpus >= conf.host_load_per_cpu:
             out.append(Finding(
                 n, "host_load", "warning",
                 f"host load high: {load:.1f} on {cpus:.0f} CPUs"))
-        disk = _num(m.get("disk_used_ratio"))
+        disk = number(m.get("disk_used_ratio"))
         if disk is not None and disk >= conf.host_disk_ratio:
             sev = "critical" if disk >= conf.host_disk_critical_ratio else "warning"
             out.append(Finding(n, "host_disk", sev,
@@ -536,144 +519,50 @@ def host_pressure(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     return out
 
 
-RULES = (
-    exited_nonzero,
-    restart_loop,
-    oom_killed,
-    health_failing,
-    memory_near_limit,
-    cpu_throttled,
-    cpu_spike,
-    connection_failures,
-    connection_resets,
-    traffic_stopped,
-    slow_connects,
-    rate_spike,
-    service_failures,
-    host_pressure,
-)
-# Rules that speak of a node's own trouble rather than of its clients'.
-INTRINSIC_RULES = frozenset({
-    "exited", "restart_loop", "oom", "health", "memory", "cpu_throttled",
-    "cpu_spike", "service_down", "host_memory", "host_load", "host_disk",
-})
-
-
-# Rules that judge by a baseline, and the series each one needs warm.
-BASELINE_RULES = {
-    "cpu_spike": "cpu_cores",
-    "resets": "resets_per_s",
-    "traffic_stopped": "active",
-    "slow_connect": "connect_latency_us",
-    "spike_connections_per_s": "connections_per_s",
-    "spike_bytes_per_s": "bytes_per_s",
-}
-
-
-def cannot_judge(G: nx.DiGraph, ctx: Context, target: str, rule: str) -> bool:
-    """Whether ``rule`` is silent on a target only because the baseline it
+def baseline_warming(G: nx.DiGraph, ctx: Context, target: str, name: str) -> bool:
+    """Whether rule ``name`` is silent on a target only because the baseline it
     judges by is not warm yet: it has the rule's input, which is learned."""
-    metric = BASELINE_RULES.get(rule)
+    known = RULES.get(name)
+    metric = known.baseline if known else None
     if metric is None or ctx.memory.baselines.warm(target, metric, ctx.now):
         return False
     u, v = parse_target(target)
     if v is None:
-        return u in G and _num(_metrics(G.nodes[u]).get(metric)) is not None
+        return u in G and number(metrics_of(G.nodes[u]).get(metric)) is not None
     if not G.has_edge(u, v):
         return False
-    if rule == "traffic_stopped":
-        return not _not_sending(G.nodes[u])
-    if rule == "slow_connect":
+    if name == "traffic_stopped":
+        return not cannot_be_sending(G.nodes[u])
+    if name == "slow_connect":
         sums = window_sums(ctx, target, G.edges[u, v])
         return sums.get("connect_latency_count", 0) > 0
     return True
 
 
-def evaluate_rules(G: nx.DiGraph, ctx: Context, rules=RULES) -> list[Finding]:
-    """Every rule's findings, at most one per (target, rule)."""
+def _run(check: Check, G: nx.DiGraph, ctx: Context) -> list[Finding]:
+    """The check's findings; a rule it did not register is its bug."""
+    findings = check.find(G, ctx)
+    undeclared = {f.rule for f in findings} - check.rules
+    if undeclared:
+        raise RuleError(f"check {check.name} raised rule(s) "
+                        f"{', '.join(sorted(undeclared))} it did not register")
+    return findings
+
+
+def evaluate_rules(G: nx.DiGraph, ctx: Context,
+                   checks: Sequence[Check] | None = None) -> RuleResults:
+    """Every check's findings, at most one per (target, rule), and the names
+    of the checks that failed (``CHECKS`` when ``checks`` is None)."""
     found: dict[tuple[str, str], Finding] = {}
-    for rule in rules:
+    failed: list[str] = []
+    for check in CHECKS if checks is None else checks:
         try:
-            results = rule(G, ctx)
-        except Exception:  # noqa: BLE001 - one broken rule must not blind the rest
-            log.exception("rule %s failed; skipping it this step", rule.__name__)
+            findings = _run(check, G, ctx)
+        except Exception:  # noqa: BLE001 - one broken check must not blind the rest
+            log.exception("check %s (rules %s) failed; skipping it this step",
+                          check.name, ", ".join(sorted(check.rules)))
+            failed.append(check.name)
             continue
-        for f in results:
+        for f in findings:
             found.setdefault((f.target, f.rule), f)
-    return list(found.values())
-
-
-# ---------------------------------------------------------------- memory
-
-
-def _learn(ctx: Context, target: str, metric: str, value: float, floor: float,
-           factor: float | None = None, frozen: bool = False) -> None:
-    """Add a sample to a baseline, marking it an outlier when it is a spike or
-    its target is ``frozen`` (so it is learned only once it lasts)."""
-    conf = ctx.config
-    b = ctx.memory.baselines.warm(target, metric, ctx.now)
-    outlier = frozen or (b is not None and is_spike(
-        b, value, factor or conf.spike_factor, conf.spike_zscore, floor))
-    ctx.memory.baselines.update(target, metric, value, ctx.now, outlier=outlier)
-
-
-def remember(G: nx.DiGraph, ctx: Context) -> None:
-    """Fold this step into ``ctx.memory``: the only place it changes."""
-    mem, conf, now = ctx.memory, ctx.config, ctx.now
-    frozen = {t for t, _ in mem.active}
-    for n, data in G.nodes(data=True):
-        m = _metrics(data)
-        mem.seen[n] = now
-        if data.get("type") != "container":
-            continue
-        kills = _num(m.get("memory_oom_kills"))
-        if _growth(ctx, n, "memory_oom_kills", kills) > 0:
-            mem.oom_at[n] = now
-        count = _num(m.get("restart_count"))
-        if count is not None:
-            history = mem.restarts.setdefault(n, deque())
-            history.append((now, count))
-            while history and history[0][0] < now - conf.restart_window:
-                history.popleft()
-        cores = _num(m.get("cpu_cores"))
-        if cores is not None:
-            _learn(ctx, n, "cpu_cores", cores, conf.spike_min_cpu_cores,
-                   frozen=n in frozen)
-        mem.counters[n] = {"memory_oom_kills": kills}
-    for _u, _v, target, data in _edges(G):
-        mem.seen[target] = now
-        deltas = edge_deltas(ctx, target, data)
-        if deltas is None:
-            deltas = _first_deltas(data)
-        window = mem.window.setdefault(target, deque())
-        window.append((now, deltas))
-        while window and window[0][0] <= now - conf.failure_window:
-            window.popleft()
-        active = _active(data)
-        if active:
-            mem.last_active[target] = now
-        # While the edge has an active anomaly its samples are outliers: not
-        # learned as the new normal, unless the change lasts baseline_relearn.
-        held = target in frozen
-        mem.baselines.update(target, "active", 1.0 if active else 0.0, now,
-                             outlier=held)
-        _learn(ctx, target, "connections_per_s",
-               _edge_rate(data, "connections_per_s"),
-               conf.spike_min_connections_per_s, frozen=held)
-        _learn(ctx, target, "bytes_per_s", _edge_rate(data, "bytes_per_s"),
-               conf.spike_min_bytes_per_s, frozen=held)
-        _learn(ctx, target, "resets_per_s", float(data.get("resets_per_s") or 0),
-               float(conf.reset_min_count) / conf.failure_window,
-               conf.reset_factor, frozen=held)
-        if deltas.get("connect_latency_count", 0) > 0:
-            _learn(ctx, target, "connect_latency_us",
-                   deltas["connect_latency_us_sum"]
-                   / deltas["connect_latency_count"],
-                   conf.slow_connect_min_us, conf.slow_connect_factor, frozen=held)
-        mem.counters[target] = {k: data.get(k, 0) or 0 for k in EDGE_COUNTERS}
-    stale = [t for t, seen in mem.seen.items() if now - seen > conf.forget_after]
-    for t in stale:
-        for table in (mem.seen, mem.counters, mem.restarts, mem.oom_at, mem.window,
-                      mem.last_active):
-            table.pop(t, None)
-    mem.baselines.forget(stale)
+    return RuleResults(list(found.values()), failed)
