@@ -78,10 +78,13 @@ def statuses(client):
 
 
 def run(analyzer, cluster, start, seconds, **kw):
+    """Report and analyse once a (fake) second; a check that raised fails it."""
     results = []
     for t in range(start, start + seconds):
         cluster.report(T0 + t, **kw)
-        results.append(analyzer.step(now=T0 + t))
+        result = analyzer.step(now=T0 + t)
+        assert result is None or result.failed_checks == [], result.failed_checks
+        results.append(result)
     return results
 
 
@@ -94,6 +97,7 @@ def test_healthy_chain_stays_green_then_a_stopped_db_is_the_likely_cause(
     analyzer = Analyzer(redis_client, PREFIX, CONF, owner="a1")
     for result in run(analyzer, cluster, 0, 15):
         assert result.findings == [] and result.statuses == {}
+        assert result.failed_checks == []
     assert statuses(redis_client) == {}
     assert read_events(redis_client, PREFIX) == []
 
@@ -258,7 +262,8 @@ def test_webhook_gives_up_after_its_retries(webhook):
     assert (notifier.sent, notifier.failed, len(Hook.received)) == (0, 1, 1)
 
 
-def test_analyze_command_runs_the_loop(redis_client, redis_server, settings):
+def test_analyze_command_runs_the_loop(redis_client, redis_server, settings,
+                                      caplog):
     from django.core.management import call_command
 
     from webapp.anomalies.management.commands.analyze import Command
@@ -270,3 +275,6 @@ def test_analyze_command_runs_the_loop(redis_client, redis_server, settings):
     call_command(Command(), "--duration", "0.5", "--interval", "0.1")
     assert statuses(redis_client)[cid("db")]["status"] == "critical"
     assert redis_client.get(AKEYS.lock) is None  # released on the way out
+    errors = [r.getMessage() for r in caplog.records
+              if r.name.startswith("portolan.anomalies") and r.levelname == "ERROR"]
+    assert errors == [], errors  # no check (nor step) failed
