@@ -56,7 +56,8 @@ class Limits:
 
 
 # (family name, help, key in a container node's ``metrics``, factor); a
-# name ending in ``_total`` is a counter, any other a gauge.
+# name ending in ``_total`` is a counter, any other a gauge. Exported while the
+# container runs (or is paused or restarting).
 CONTAINER_SERIES = (
     ("portolan_container_cpu_cores",
      "CPU in use over the last collector interval, in cores.", "cpu_cores", 1),
@@ -165,7 +166,8 @@ def container_families(G: nx.DiGraph, limit: int) -> tuple[list[Metric], int]:
         labels = (str(data.get("host") or ""), str(data.get("name") or node))
         infos[(*labels, str(data.get("container_id") or ""),
                str(data.get("image") or ""), str(data.get("state") or ""))] = 1.0
-        metrics = data.get("metrics") or {}
+        # A stopped container's last reading is history, not its use now.
+        metrics = (data.get("metrics") or {}) if data.get("state") in _RUNNING else {}
         for name, _, key, factor in CONTAINER_SERIES:
             value = _number(metrics.get(key))
             if value is not None:
