@@ -61,8 +61,42 @@ class Webhook:
         self.server.shutdown()
 
 
+class AnalyzerProcess:
+    """`manage.py analyze` with its output kept under artifacts/, so that a test
+    can check it still runs and that no check (nor step) failed: a dead or
+    failing analyzer would otherwise read as all green."""
+
+    def __init__(self, log_path):
+        self.log_path = log_path
+        self.proc = None
+
+    def start(self, cwd, env):
+        self.log_path.parent.mkdir(exist_ok=True)
+        with self.log_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "manage.py", "analyze"], cwd=cwd,
+                env={**env, "LOG_LEVEL": "INFO"}, stdout=out,
+                stderr=subprocess.STDOUT)
+
+    def assert_healthy(self):
+        log = self.log_path.read_text(errors="replace")
+        assert self.proc.poll() is None, (
+            f"the analyzer exited with {self.proc.returncode}; "
+            f"{self.log_path}:\n{log[-4000:]}")
+        failures = [line for line in log.splitlines()
+                    if " ERROR portolan.anomalies" in line]
+        assert not failures, (f"the analyzer logged failures ({self.log_path}):\n"
+                              + "\n".join(failures))
+
+
 @pytest.fixture(scope="module")
-def backend(docker_client, ebpf_ready, tmp_path_factory, repo_root):
+def analyzer_process(repo_root):
+    return AnalyzerProcess(repo_root / "artifacts" / "test_faults-analyzer.log")
+
+
+@pytest.fixture(scope="module")
+def backend(docker_client, ebpf_ready, tmp_path_factory, repo_root,
+            analyzer_process):
     server = RedisServer()
     server.start()
     hook = Webhook()
@@ -75,18 +109,23 @@ def backend(docker_client, ebpf_ready, tmp_path_factory, repo_root):
         PORTOLAN_ANOMALY_WARMUP_SECONDS="5", PORTOLAN_ANOMALY_WARMUP_SAMPLES="5",
     )
     procs = [
-        subprocess.Popen([sys.executable, "manage.py", cmd], cwd=repo_root, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for cmd in ("collect", "analyze")
+        subprocess.Popen([sys.executable, "manage.py", "collect"], cwd=repo_root,
+                         env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL),
     ]
+    analyzer_process.start(repo_root, env)
+    procs.append(analyzer_process.proc)
     client = redis.Redis.from_url(server.url)
     assert wait_for(lambda: client.zscore(Keys().collectors, HOST), timeout=60)
     yield client, hook
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=30)
-    hook.close()
-    server.stop()
+    try:
+        analyzer_process.assert_healthy()  # through every test of the module
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+        hook.close()
+        server.stop()
 
 
 def node_id_of(client, name):
@@ -230,7 +269,8 @@ while True:
 """
 
 
-def test_healthy_three_tier_chain_stays_green(backend, containers, tmp_path):
+def test_healthy_three_tier_chain_stays_green(backend, containers, tmp_path,
+                                              analyzer_process):
     client, hook = backend
     (tmp_path / "server.py").write_text(CHAIN_SERVER)
     (tmp_path / "client.py").write_text(CHAIN_CLIENT)
@@ -258,3 +298,4 @@ def test_healthy_three_tier_chain_stays_green(backend, containers, tmp_path):
         assert all(G.nodes[n]["status"] == "ok" for n in nodes)
         time.sleep(0.5)
     assert not any(hook.for_target(t) for t in targets)
+    analyzer_process.assert_healthy()  # green, not blind: no check failed
