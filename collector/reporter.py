@@ -3,9 +3,27 @@
 Counters are only ever added with HINCRBY inside one MULTI/EXEC, so several
 collectors (and several writes of one collector) never lose an update. Deltas
 that could not be written stay pending and are added to the next attempt, so a
-Redis outage loses no count: it only delays it. Each batch carries an id that
-the same transaction stores; when a write fails without an answer, the next
-attempt asks whether that id landed, so a batch is never added twice either.
+Redis outage loses no count: it only delays it.
+
+Each batch carries an id that the same transaction swaps into the host's
+``applied`` key (GETSET), so every write also says which batch Redis held
+before it. The reporter keeps the batches it sent for ``confirm_after``
+seconds; when that answer (or, after a write that got no answer, a read of the
+key) shows that a sent batch is not in Redis, the batch is added again:
+
+- a write that failed without an answer and did not land is re-sent, and one
+  that landed is not, so a lost reply never adds a batch twice;
+- a write that Redis acknowledged and then lost, because its master died
+  before a replica copied it and the replica took over (a Redis Cluster or
+  Sentinel failover), is re-sent, so a failover loses no count either.
+
+What cannot be re-sent is reported as lost (logged, and summed in
+``RedisReporter.lost_counts``), never dropped in silence: acknowledged batches when
+Redis lost the host's whole state (a restart without persistence: the totals
+start again), or batches older than ``confirm_after`` that a failover lost.
+
+The host's keys share one Redis Cluster slot (see ``collector.schema``); the
+collectors index and the change notice are written after the transaction.
 
 History: every ``history_step`` seconds the host's records, the counts of the
 step and the latest rates go into a fine-grained sorted set (kept
@@ -20,13 +38,13 @@ import json
 import logging
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from collector.redis_client import REDIS_ERRORS
+from collector.redis_client import redis_client as make_client
 from collector.schema import (
     RATE_COUNTERS,
     ContainerRecord,
@@ -41,18 +59,14 @@ log = logging.getLogger("portolan.collector.reporter")
 
 
 def redis_client(url: str) -> redis.Redis:
-    """A client that fails fast: the collector must keep aggregating meanwhile.
+    """A client (one Redis or a cluster) that fails fast: the collector must
+    keep aggregating meanwhile.
 
     No automatic retries: a blind re-send of a transaction whose answer was lost
     could add its counters twice; RedisReporter retries with batch ids instead.
     """
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=1.0,
-        socket_timeout=2.0,
-        retry=Retry(NoBackoff(), 0),
-        health_check_interval=10,
-    )
+    return make_client(url, retries=0, socket_connect_timeout=1.0,
+                       socket_timeout=2.0, health_check_interval=10)
 
 
 @dataclass(slots=True)
@@ -98,15 +112,21 @@ class HistoryTier:
 
 
 @dataclass(slots=True)
-class InDoubt:
-    """A write that failed without an answer: what it carried, to put back
-    if it did not land. ``snapshots``: tier name -> the counts of the history
-    snapshot it wrote there."""
+class SentBatch:
+    """A write sent to Redis and kept until Redis surely holds it: what it
+    carried, to send again if it turns out not to be there. ``snapshots``:
+    tier name -> the counts of the history snapshot it wrote there;
+    ``answered``: Redis acknowledged it (else its reply was lost)."""
 
     host_id: str
     batch_id: str
     batch: Counter
     snapshots: dict[str, Counter] = field(default_factory=dict)
+    sent_at: float = 0.0  # time.monotonic()
+    answered: bool = False
+
+    def size(self) -> int:
+        return sum(self.batch.values())
 
 
 class RedisReporter:
@@ -119,6 +139,7 @@ class RedisReporter:
         node_ttl: float = 30.0,
         flow_ttl: float = 300.0,
         history: HistoryPolicy | None = None,
+        confirm_after: float = 10.0,
     ):
         self.client = client
         self.keys = keys
@@ -126,8 +147,15 @@ class RedisReporter:
         self.flow_ttl = max(1, int(flow_ttl))
         self.history = history or HistoryPolicy()
         self.pending: Counter = Counter()
-        # A write whose transaction may or may not have landed.
-        self.in_doubt: InDoubt | None = None
+        # Writes sent (answered or not) that Redis may not hold, oldest first,
+        # kept confirm_after s: a failover may lose what was acknowledged.
+        self.sent: list[SentBatch] = []
+        self.confirm_after = confirm_after
+        # (batch id, counts) of batches no longer kept, newest last.
+        self.confirmed: deque[tuple[str, int]] = deque(maxlen=1000)
+        # Reported lost: what Redis acknowledged, then lost for good.
+        self.lost_batches = 0
+        self.lost_counts = 0
         h = self.history
         self.tiers = (HistoryTier("fine", h.step, h.fine),
                       HistoryTier("coarse", h.coarse_step, h.window))
@@ -143,27 +171,34 @@ class RedisReporter:
             tier.counts.update(report.flows)
         if time.monotonic() < self._next_attempt:
             return False
+        host_id = report.host.id
         try:
-            self._settle_in_doubt()
-            doubt = InDoubt(report.host.id, uuid.uuid4().hex, self.pending)
+            if self.sent and not self.sent[-1].answered:
+                # Whether the write without an answer landed, before more go.
+                self._reconcile(self.client.get(self.keys.applied(host_id)))
+            batch = SentBatch(host_id, uuid.uuid4().hex, self.pending,
+                              sent_at=time.monotonic())
             self.pending = Counter()
             # The snapshots' counts leave with the batch: a write that lands
             # without an answer must not have them snapshotted again.
             for tier in self.tiers:
                 if now >= tier.next_at:
-                    doubt.snapshots[tier.name], tier.counts = tier.counts, Counter()
+                    batch.snapshots[tier.name], tier.counts = tier.counts, Counter()
                     tier.next_at = now + tier.step
-            self.in_doubt = doubt
-            self._write(report, doubt, now)
-            self.in_doubt = None
-        except (redis.RedisError, OSError) as exc:
-            # Unreachable, or refusing writes (out of memory, a read-only
-            # replica after a failover...): keep everything, try again later.
+            self.sent.append(batch)
+            previous = self._write(report, batch, now)
+            batch.answered = True
+            self._reconcile(previous, before=batch)
+            self._announce(host_id, now)
+        except REDIS_ERRORS as exc:
+            # Unreachable, refusing writes (out of memory, a read-only replica
+            # after a failover...) or a cluster moving a slot: keep everything,
+            # try again later.
             if self.connected:
                 log.warning(
                     "Redis write failed (%s); keeping %d counters until it "
-                    "succeeds", exc, len(self.pending) + len(
-                        self.in_doubt.batch if self.in_doubt else ()),
+                    "succeeds", exc, len(self.pending) + sum(
+                        len(b.batch) for b in self.sent if not b.answered),
                 )
             self.connected = False
             self._next_attempt = time.monotonic() + self._backoff
@@ -175,19 +210,58 @@ class RedisReporter:
         self._backoff = 0.5
         return True
 
-    def _settle_in_doubt(self) -> None:
-        """Drop an unanswered batch that landed; put back one that did not."""
-        doubt = self.in_doubt
-        if doubt is None:
-            return
-        applied = self.client.get(self.keys.applied(doubt.host_id))
-        if applied is None or applied.decode() != doubt.batch_id:
-            self.pending.update(doubt.batch)
+    def _reconcile(self, applied: bytes | None,
+                   before: SentBatch | None = None) -> None:
+        """Given the id of the last batch Redis holds (``applied``, as it was
+        before ``before`` was written), send again the kept batches it lacks."""
+        kept = self.sent[:-1] if before is not None else self.sent
+        applied_id = applied.decode() if applied is not None else None
+        ids = [b.batch_id for b in kept]
+        confirmed_ids = [i for i, _ in self.confirmed]
+        if applied_id in ids:
+            landed = ids.index(applied_id) + 1
+            missing, kept = kept[landed:], kept[:landed]
+        elif applied_id is not None and applied_id in confirmed_ids:
+            missing, kept = kept, []
+            # Batches no longer kept, after the one Redis holds: lost.
+            after = self.confirmed[confirmed_ids.index(applied_id) + 1:]
+            if after:
+                self._report_lost(len(after), sum(n for _, n in after),
+                                  "a failover lost writes older than "
+                                  f"{self.confirm_after:g} s")
+                self.confirmed.clear()
+        elif kept or self.confirmed:
+            # Redis lost the host's state (restart without persistence,
+            # expiry, flush): acknowledged batches went with the totals.
+            answered = [b for b in kept if b.answered]
+            if answered:
+                self._report_lost(len(answered), sum(b.size() for b in answered),
+                                  "Redis lost this host's state")
+            missing, kept = [b for b in kept if not b.answered], []
+            self.confirmed.clear()
+        else:
+            missing = []
+        if any(b.answered for b in missing):
+            log.warning("Redis lost %d acknowledged batches (a failover?); "
+                        "sending them again", sum(b.answered for b in missing))
+        for b in missing:
+            self.pending.update(b.batch)
             for tier in self.tiers:
-                if tier.name in doubt.snapshots:
-                    tier.counts.update(doubt.snapshots[tier.name])
+                if tier.name in b.snapshots:
+                    tier.counts.update(b.snapshots[tier.name])
                     tier.next_at = 0.0  # snapshot them with the next write
-        self.in_doubt = None
+        # Batches Redis held for confirm_after s are taken as safe.
+        horizon = time.monotonic() - self.confirm_after
+        while kept and kept[0].sent_at < horizon:
+            b = kept.pop(0)
+            self.confirmed.append((b.batch_id, b.size()))
+        self.sent = kept + ([before] if before is not None else [])
+
+    def _report_lost(self, batches: int, counts: int, why: str) -> None:
+        self.lost_batches += batches
+        self.lost_counts += counts
+        log.error("%s: %d batches (%d counts) are lost and cannot be sent "
+                  "again", why, batches, counts)
 
     def _snapshot(self, report: HostReport, counts: Counter, rates: dict,
                   now: float) -> bytes:
@@ -200,14 +274,18 @@ class RedisReporter:
             "rates": rates,
         })
 
-    def _write(self, report: HostReport, doubt: InDoubt, now: float) -> None:
-        """One transaction: the host's records, the batch's counters (with
-        its id) and the history snapshots ``doubt`` carries."""
-        batch = doubt.batch
+    def _write(self, report: HostReport, sent: SentBatch, now: float) -> bytes | None:
+        """One transaction on the host's keys (one cluster slot): its records,
+        the batch's counters and id, and the history snapshots ``sent``
+        carries. Returns the id of the batch Redis held before."""
+        batch = sent.batch
         host_id = report.host.id
         k = self.keys
         rates = flow_rates(report.flows, report.interval)
         pipe = self.client.pipeline(transaction=True)
+        # GETSET, not SET ... GET: Redis before 6.2 has only the former.
+        pipe.getset(k.applied(host_id), sent.batch_id)
+        pipe.expire(k.applied(host_id), self.flow_ttl)
         pipe.set(k.host(host_id), report.host.to_json(), ex=self.node_ttl)
         pipe.delete(k.containers(host_id))
         if report.containers:
@@ -225,22 +303,28 @@ class RedisReporter:
             pipe.hset(k.rates(host_id), mapping=rates)
             pipe.expire(k.rates(host_id), self.node_ttl)
         flows_key = k.flows(host_id)
-        pipe.set(k.applied(host_id), doubt.batch_id, ex=self.flow_ttl)
         for (flow, counter), delta in batch.items():
             if delta:
                 pipe.hincrby(flows_key, make_flow_field(flow, counter), delta)
         pipe.expire(flows_key, self.flow_ttl)
         for tier in self.tiers:
-            if tier.name not in doubt.snapshots:
+            if tier.name not in sent.snapshots:
                 continue
             key = k.history(host_id, tier.name)
-            snapshot = self._snapshot(report, doubt.snapshots[tier.name], rates, now)
+            snapshot = self._snapshot(report, sent.snapshots[tier.name], rates, now)
             pipe.zadd(key, {snapshot: now})
             pipe.zremrangebyscore(key, "-inf", now - tier.keep)
             pipe.expire(key, int(tier.keep) + 60)
-        pipe.zadd(k.collectors, {host_id: now})
-        pipe.publish(k.changes, json.dumps({"host": host_id, "ts": now}))
-        pipe.execute()
+        return pipe.execute()[0]
+
+    def _announce(self, host_id: str, now: float) -> None:
+        """List the host as live and tell the web tier, once its keys are in.
+
+        Outside the transaction: ``P:collectors`` has its own cluster slot,
+        and a cluster transaction cannot PUBLISH.
+        """
+        self.client.zadd(self.keys.collectors, {host_id: now})
+        self.client.publish(self.keys.changes, json.dumps({"host": host_id, "ts": now}))
 
 
 def add_flow(flows: Counter, key: FlowKey, counters: dict[str, int]) -> None:

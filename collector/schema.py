@@ -7,6 +7,15 @@ nor bcc, so both sides (and the tests) can use it.
 Redis layout (``P`` is the key prefix, ``portolan`` by default)
 -----------------------------------------------------------------
 
+The braces are literal: they are Redis Cluster hash tags. All of one host's
+keys share the tag ``{host}`` and so one slot, so that the collector's one
+transaction per report may write them all; the analyzer's keys share
+``{anomaly}``. ``P:collectors`` and ``P:changes`` stand alone: they are
+written next to a transaction, never inside one. Reads that span hosts list
+them from ``P:collectors`` (never SCAN) and read each host's keys in a
+pipeline, which the cluster client splits per node. The same names serve one
+Redis.
+
 ``P:collectors``            ZSET  host id -> unix time of its last report
 ``P:host:{host}``           STR   JSON host attributes (name, kernel, mode); TTL
 ``P:containers:{host}``     HASH  container id -> JSON container attributes; TTL
@@ -25,10 +34,10 @@ Redis layout (``P`` is the key prefix, ``portolan`` by default)
                                    every ``HISTORY_STEP`` s, kept ``HISTORY_FINE`` s
 ``P:history:{host}:coarse`` ZSET  the same every ``HISTORY_COARSE_STEP`` s, kept
                                    for the whole history window
-``P:anomaly:status``        HASH  target -> JSON status and reasons (analyzer); TTL
-``P:anomaly:causes``        STR   JSON likely-cause ranking (analyzer); TTL
-``P:anomaly:events``        STREAM anomaly started/changed/ended, capped
-``P:anomaly:lock``          STR   the one active analyzer's id; TTL
+``P:{anomaly}:status``      HASH  target -> JSON status and reasons (analyzer); TTL
+``P:{anomaly}:causes``      STR   JSON likely-cause ranking (analyzer); TTL
+``P:{anomaly}:events``      STREAM anomaly started/changed/ended, capped
+``P:{anomaly}:lock``        STR   the one active analyzer's id; TTL
 ``P:applied:{host}``        STR   id of the last flow batch written (exactly-once
                                    counting across lost replies)
 ``P:changes``               PUBSUB JSON ``{"host": ..., "ts": ...}`` after each
@@ -298,6 +307,12 @@ class Keys:
         if not re.match(r"^[A-Za-z0-9_.-]+$", self.prefix):
             raise SchemaError(f"invalid Redis key prefix {self.prefix!r}")
 
+    @staticmethod
+    def _tag(host_id: str) -> str:
+        """A host's hash tag: Redis Cluster keeps all of a host's keys in one
+        slot, so one transaction can write them (host ids hold no braces)."""
+        return f"{{{validate_host_id(host_id)}}}"
+
     @property
     def collectors(self) -> str:
         return f"{self.prefix}:collectors"
@@ -307,33 +322,33 @@ class Keys:
         return f"{self.prefix}:changes"
 
     def host(self, host_id: str) -> str:
-        return f"{self.prefix}:host:{validate_host_id(host_id)}"
+        return f"{self.prefix}:host:{self._tag(host_id)}"
 
     def containers(self, host_id: str) -> str:
-        return f"{self.prefix}:containers:{validate_host_id(host_id)}"
+        return f"{self.prefix}:containers:{self._tag(host_id)}"
 
     def addrs(self, host_id: str) -> str:
-        return f"{self.prefix}:addrs:{validate_host_id(host_id)}"
+        return f"{self.prefix}:addrs:{self._tag(host_id)}"
 
     def flows(self, host_id: str) -> str:
-        return f"{self.prefix}:flows:{validate_host_id(host_id)}"
+        return f"{self.prefix}:flows:{self._tag(host_id)}"
 
     def rates(self, host_id: str) -> str:
-        return f"{self.prefix}:rates:{validate_host_id(host_id)}"
+        return f"{self.prefix}:rates:{self._tag(host_id)}"
 
     def history(self, host_id: str, resolution: str) -> str:
         if resolution not in ("fine", "coarse"):
             raise SchemaError(f"unknown history resolution {resolution!r}")
-        return f"{self.prefix}:history:{validate_host_id(host_id)}:{resolution}"
+        return f"{self.prefix}:history:{self._tag(host_id)}:{resolution}"
 
     def anomaly(self, part: str) -> str:
         """The analyzer's keys: status, causes, events, lock (see webapp.anomalies)."""
         if part not in ("status", "causes", "events", "lock"):
             raise SchemaError(f"unknown anomaly key {part!r}")
-        return f"{self.prefix}:anomaly:{part}"
+        return f"{self.prefix}:{{anomaly}}:{part}"
 
     def applied(self, host_id: str) -> str:
-        return f"{self.prefix}:applied:{validate_host_id(host_id)}"
+        return f"{self.prefix}:applied:{self._tag(host_id)}"
 
 
 def plain_fields(record) -> dict:

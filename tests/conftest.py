@@ -140,6 +140,133 @@ def redis_client(redis_server):
     client.close()
 
 
+class RedisClusterServers:
+    """Three masters and three replicas on free loopback ports (Redis Cluster)."""
+
+    def __init__(self, size: int = 6):
+        self.ports = [free_port() for _ in range(size)]
+        # The bus port is set: the default (port + 10000) may be taken or too high.
+        self.bus_ports = [free_port() for _ in range(size)]
+        self.dir = tempfile.mkdtemp(prefix="portolan-cluster-")
+        self.procs: dict[int, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self) -> None:
+        for port, bus in zip(self.ports, self.bus_ports, strict=True):
+            self.procs[port] = subprocess.Popen(
+                [shutil.which("redis-server") or "redis-server", "--port", str(port),
+                 "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--dir", self.dir, "--cluster-enabled", "yes",
+                 "--cluster-config-file", f"nodes-{port}.conf",
+                 "--cluster-port", str(bus),
+                 "--cluster-node-timeout", "1000"],  # a quick failover
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        for port in self.ports:
+            if not wait_for(lambda p=port: _ping(redis.Redis(port=p)), timeout=10):
+                raise RuntimeError(f"cluster node on port {port} did not start")
+        subprocess.run(
+            ["redis-cli", "--cluster", "create",
+             *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60)
+        if not wait_for(self.healthy, timeout=30, interval=0.2):
+            raise RuntimeError("the cluster never reached cluster_state:ok")
+
+    def info(self, port: int) -> dict:
+        import redis
+
+        client = redis.Redis(port=port, socket_timeout=2)
+        try:
+            return client.cluster("info")
+        finally:
+            client.close()
+
+    def healthy(self) -> bool:
+        """cluster_state:ok on every running node, and every slot served."""
+        try:
+            infos = [self.info(p) for p, proc in self.procs.items()
+                     if proc.poll() is None]
+        except Exception:  # noqa: BLE001 - a node still starting
+            return False
+        return all(i.get("cluster_state") == "ok"
+                   and int(i.get("cluster_slots_ok", 0)) == 16384 for i in infos)
+
+    def masters(self) -> list[int]:
+        """Ports of the running masters that serve slots."""
+        import redis
+
+        out = []
+        for port, proc in self.procs.items():
+            if proc.poll() is None:
+                client = redis.Redis(port=port, socket_timeout=2)
+                if client.info("replication")["role"] == "master":
+                    out.append(port)
+                client.close()
+        return out
+
+    def crossslot_errors(self) -> int:
+        """CROSSSLOT refusals counted by the running nodes since they started."""
+        import redis
+
+        total = 0
+        for port, proc in self.procs.items():
+            if proc.poll() is None:
+                client = redis.Redis(port=port, socket_timeout=2)
+                stat = client.info("errorstats").get("errorstat_CROSSSLOT") or {}
+                total += int(stat.get("count", 0))
+                client.close()
+        return total
+
+    def flushall(self) -> None:
+        import redis
+
+        for port in self.masters():
+            redis.Redis(port=port).flushall()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    require(shutil.which("redis-server") is not None
+            and shutil.which("redis-cli") is not None, "redis-server not installed")
+    cluster = RedisClusterServers()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["single", "cluster"])
+def redis_backend(request):
+    """``(url, client)`` of one Redis or of the cluster, emptied; no CROSSSLOT."""
+    from collector.redis_client import redis_client as make_client
+
+    server = request.getfixturevalue(
+        "redis_server" if request.param == "single" else "redis_cluster")
+    if request.param == "cluster":
+        server.flushall()
+        crossslot = server.crossslot_errors()
+    client = make_client(server.url)
+    if request.param == "single":
+        client.flushall()
+    yield server.url, client
+    client.close()
+    if request.param == "cluster":
+        assert server.crossslot_errors() == crossslot, "a command went cross-slot"
+
+
 # ---------------------------------------------------------------- Docker
 
 

@@ -1,10 +1,11 @@
-"""RedisReporter against a real redis-server: merging, outages, exactly-once."""
+"""RedisReporter against a real redis-server and a real Redis Cluster:
+merging, outages, exactly-once."""
 
 from collections import Counter
 
 import redis
 
-from collector.reporter import HistoryPolicy, HostReport, InDoubt, RedisReporter
+from collector.reporter import HistoryPolicy, HostReport, RedisReporter
 from collector.reporter import redis_client as reporter_client
 from collector.schema import (
     ContainerRecord,
@@ -32,9 +33,10 @@ def report_for(host, cid, ip, flows=None):
     )
 
 
-def test_two_collectors_merge_into_one_graph(redis_client, redis_server):
-    a = RedisReporter(reporter_client(redis_server.url), KEYS)
-    b = RedisReporter(reporter_client(redis_server.url), KEYS)
+def test_two_collectors_merge_into_one_graph(redis_backend):
+    url, redis_client = redis_backend
+    a = RedisReporter(reporter_client(url), KEYS)
+    b = RedisReporter(reporter_client(url), KEYS)
     key = FlowKey(container_node_id("hostA", "ca"), "out", "10.9.0.2", 80)
     assert a.report(report_for("hostA", "ca", "10.9.0.1", {(key, "connections"): 4}))
     assert b.report(report_for("hostB", "cb", "10.9.0.2"))
@@ -46,8 +48,9 @@ def test_two_collectors_merge_into_one_graph(redis_client, redis_server):
     assert edge["connections"] == 10
 
 
-def test_malformed_entries_are_skipped_not_fatal(redis_client, redis_server):
-    rep = RedisReporter(reporter_client(redis_server.url), KEYS)
+def test_malformed_entries_are_skipped_not_fatal(redis_backend):
+    url, redis_client = redis_backend
+    rep = RedisReporter(reporter_client(url), KEYS)
     assert rep.report(report_for("hostA", "ca", "10.9.0.1"))
     redis_client.hset(KEYS.containers("hostA"), "evil", "{not json")
     redis_client.hset(KEYS.flows("hostA"), "garbage\tfield", 3)
@@ -81,25 +84,97 @@ def test_redis_outage_loses_no_count():
         client = redis.Redis.from_url(server.url)
         state = read_state(client, KEYS, ttl=10)
         assert state.flows[("hostA", key)]["connections"] == 150
+        # The 1 went with Redis' data, and is reported lost, not dropped.
+        assert (rep.lost_batches, rep.lost_counts) == (1, 1)
     finally:
         server.stop()
 
 
-def test_batch_whose_reply_was_lost_is_not_added_twice(redis_client, redis_server):
-    rep = RedisReporter(reporter_client(redis_server.url), KEYS)
+def reply_lost(rep, landed: bool):
+    """Make ``rep``'s next transactions fail without an answer, after landing
+    in Redis (``landed``) or before reaching it; returns the undo."""
+    real_pipeline = rep.client.pipeline
+
+    def pipeline(*args, **kwargs):
+        pipe = real_pipeline(*args, **kwargs)
+        execute = pipe.execute
+
+        def no_answer(*a, **k):
+            if landed:
+                execute(*a, **k)
+            raise redis.TimeoutError("the reply was lost")
+        pipe.execute = no_answer
+        return pipe
+
+    rep.client.pipeline = pipeline
+
+    def undo():
+        rep.client.pipeline = real_pipeline
+        rep._next_attempt = 0  # do not wait out the backoff in a test
+    return undo
+
+
+def test_batch_whose_reply_was_lost_is_not_added_twice(redis_backend):
+    url, redis_client = redis_backend
+    rep = RedisReporter(reporter_client(url), KEYS)
     key = FlowKey(container_node_id("hostA", "ca"), "out", "10.9.0.2", 80)
-    batch = Counter({(key, "connections"): 5})
-    report = report_for("hostA", "ca", "10.9.0.1")
-    rep._write(report, InDoubt("hostA", "batch-1", batch), 1.0)  # landed, but
-    rep.in_doubt = InDoubt("hostA", "batch-1", batch)  # pretend no answer came
+    undo = reply_lost(rep, landed=True)
+    assert not rep.report(report_for("hostA", "ca", "10.9.0.1",
+                                      {(key, "connections"): 5}))
+    undo()
     assert rep.report(report_for("hostA", "ca", "10.9.0.1", {(key, "connections"): 1}))
     state = read_state(redis_client, KEYS, ttl=1e12)
     assert state.flows[("hostA", key)]["connections"] == 6
-    # And a batch that did not land is put back.
-    rep.in_doubt = InDoubt("hostA", "never-written", Counter({(key, "connections"): 7}))
+    # And a batch that did not land is sent again.
+    undo = reply_lost(rep, landed=False)
+    assert not rep.report(report_for("hostA", "ca", "10.9.0.1",
+                                      {(key, "connections"): 7}))
+    undo()
     assert rep.report(report_for("hostA", "ca", "10.9.0.1"))
     state = read_state(redis_client, KEYS, ttl=1e12)
     assert state.flows[("hostA", key)]["connections"] == 13
+    assert rep.lost_counts == 0
+
+
+def host_keys(host: str) -> list[str]:
+    return [KEYS.host(host), KEYS.containers(host), KEYS.addrs(host),
+            KEYS.flows(host), KEYS.rates(host), KEYS.history(host, "fine"),
+            KEYS.history(host, "coarse"), KEYS.applied(host)]
+
+
+def test_acknowledged_batch_that_a_failover_lost_is_sent_again(redis_backend):
+    """A replica promoted before it copied the last write: Redis acknowledged
+    the batch, then lost it. The reporter's next write finds it missing and
+    sends it again, once."""
+    url, redis_client = redis_backend
+    rep = RedisReporter(reporter_client(url), KEYS,
+                        history=HistoryPolicy(step=5, coarse_step=5))
+    key = FlowKey(container_node_id("hostF", "cf"), "out", "10.9.0.2", 80)
+    t0 = 4_000_000.0
+    assert rep.report(report_for("hostF", "cf", "10.9.0.1",
+                                 {(key, "connections"): 1}), now=t0)
+    # What the replica holds: the host's keys after the first write.
+    replica = {k: (redis_client.dump(k), redis_client.pttl(k))
+               for k in host_keys("hostF")}
+    assert rep.report(report_for("hostF", "cf", "10.9.0.1",
+                                 {(key, "connections"): 10}), now=t0 + 5)
+    for k, (blob, ttl) in replica.items():  # the replica takes over
+        redis_client.delete(k)
+        if blob is not None:
+            redis_client.restore(k, max(ttl, 0), blob)
+    assert read_state(redis_client, KEYS, ttl=1e12).flows[("hostF", key)][
+        "connections"] == 1
+    for i, n in enumerate((100, 1000)):
+        assert rep.report(report_for("hostF", "cf", "10.9.0.1",
+                                     {(key, "connections"): n}), now=t0 + 10 + i)
+    state = read_state(redis_client, KEYS, ttl=1e12)
+    assert state.flows[("hostF", key)]["connections"] == 1111
+    assert rep.lost_counts == 0
+    # The lost batch's history snapshot is written again too (with the next).
+    field = make_flow_field(key, "connections")
+    counts = [decode_snapshot(raw)["counts"].get(field, 0)
+              for raw in redis_client.zrange(KEYS.history("hostF", "fine"), 0, -1)]
+    assert sum(counts) == 1111, counts
 
 
 def test_refused_writes_lose_no_count(redis_client, redis_server):
@@ -125,32 +200,19 @@ def test_refused_writes_lose_no_count(redis_client, redis_server):
 
 
 def test_history_of_a_write_whose_reply_was_lost_is_not_counted_twice(
-        redis_client, redis_server):
-    rep = RedisReporter(reporter_client(redis_server.url), KEYS,
+        redis_backend):
+    url, redis_client = redis_backend
+    rep = RedisReporter(reporter_client(url), KEYS,
                         history=HistoryPolicy(step=5, coarse_step=5))
     key = FlowKey(container_node_id("hostH", "ch"), "out", "10.9.0.2", 80)
     field = make_flow_field(key, "connections")
-    real_pipeline = rep.client.pipeline
-
-    def reply_lost_pipeline(*args, **kwargs):
-        """Its transaction lands in Redis, then the reply is lost."""
-        pipe = real_pipeline(*args, **kwargs)
-        execute = pipe.execute
-
-        def landed_then_lost(*a, **k):
-            execute(*a, **k)
-            raise redis.TimeoutError("the reply was lost")
-        pipe.execute = landed_then_lost
-        return pipe
-
     t0 = 3_000_000.0
     assert rep.report(report_for("hostH", "ch", "10.9.0.1",
                                  {(key, "connections"): 1}), now=t0)
-    rep.client.pipeline = reply_lost_pipeline
+    undo = reply_lost(rep, landed=True)
     assert not rep.report(report_for("hostH", "ch", "10.9.0.1",
                                      {(key, "connections"): 10}), now=t0 + 5)
-    rep.client.pipeline = real_pipeline
-    rep._next_attempt = 0
+    undo()
     assert rep.report(report_for("hostH", "ch", "10.9.0.1",
                                  {(key, "connections"): 100}), now=t0 + 10)
     for kind in ("fine", "coarse"):
@@ -162,9 +224,10 @@ def test_history_of_a_write_whose_reply_was_lost_is_not_counted_twice(
         "connections"] == 111
 
 
-def test_vanished_host_leaves_the_live_graph(redis_client, redis_server):
+def test_vanished_host_leaves_the_live_graph(redis_backend):
+    url, redis_client = redis_backend
     ttl = 1
-    rep = RedisReporter(reporter_client(redis_server.url), KEYS)
+    rep = RedisReporter(reporter_client(url), KEYS)
     rep.report(report_for("hostA", "ca", "10.9.0.1"), now=1000.0)
     assert read_state(redis_client, KEYS, ttl=ttl, now=1000.5).hosts
     assert not read_state(redis_client, KEYS, ttl=ttl, now=1002.0).hosts

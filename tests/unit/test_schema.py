@@ -91,9 +91,23 @@ def test_container_record_json_round_trip_and_status():
 
 def test_keys_are_prefixed_and_checked():
     k = Keys("pfx")
-    assert k.flows("h1") == "pfx:flows:h1" and k.collectors == "pfx:collectors"
+    assert k.flows("h1") == "pfx:flows:{h1}" and k.collectors == "pfx:collectors"
     assert host_node_id("h1") == "host:h1"
     with pytest.raises(SchemaError):
         Keys("bad prefix")
     with pytest.raises(SchemaError):
         k.flows("bad host")
+
+
+def test_keys_written_together_share_a_cluster_slot():
+    """One host's keys (one transaction per report) and the analyzer's keys
+    (one transaction per step) each hash to one Redis Cluster slot."""
+    from redis.crc import key_slot
+
+    k = Keys("pfx")
+    host_keys = [k.host("h1"), k.containers("h1"), k.addrs("h1"), k.flows("h1"),
+                 k.rates("h1"), k.history("h1", "fine"),
+                 k.history("h1", "coarse"), k.applied("h1")]
+    assert len({key_slot(key.encode()) for key in host_keys}) == 1
+    anomaly = [k.anomaly(p) for p in ("status", "causes", "events", "lock")]
+    assert len({key_slot(key.encode()) for key in anomaly}) == 1

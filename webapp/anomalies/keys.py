@@ -2,13 +2,16 @@
 
 ``P`` is the collectors' key prefix (``collector.schema.Keys``):
 
-``P:anomaly:status``  HASH   target id -> JSON ``{status, own_status, reasons,
+``P:{anomaly}:status``  HASH target id -> JSON ``{status, own_status, reasons,
                              anomalies, name, type}`` for every target that is
                              not ok; replaced on every analysis step; TTL
-``P:anomaly:causes``  STR    JSON ``{"ts": ..., "causes": [...]}``, the likely
+``P:{anomaly}:causes``  STR  JSON ``{"ts": ..., "causes": [...]}``, the likely
                              cause ranking, best first; TTL
-``P:anomaly:events``  STREAM anomaly started / changed / ended, capped length
-``P:anomaly:lock``    STR    id of the one analyzer allowed to write; TTL
+``P:{anomaly}:events``  STREAM anomaly started / changed / ended, capped length
+``P:{anomaly}:lock``    STR  id of the one analyzer allowed to write; TTL
+
+They share the hash tag ``{anomaly}`` (one Redis Cluster slot): one
+transaction writes status, causes and events together.
 
 A target is a node id, or an edge made by ``edge_target`` (node ids are
 percent-quoted, so ``>`` never occurs in one).
