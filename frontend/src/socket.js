@@ -3,9 +3,13 @@
 //
 // One socket follows one level. Switching level or looking at the past closes
 // it on purpose; a generation number drops what an old socket still delivers.
+// A large snapshot comes in parts; the map is handed only whole ones.
 
 const CLOSE_UNAUTHENTICATED = 4401;
 
+// ``onMessage`` gets each diff and error as sent, and each snapshot whole:
+// its ``graph`` joined from all parts, ``firstPartAt`` when the first came
+// (performance.now(), for bench/map_render.py).
 export class TopologySocket {
   constructor(path, level, { onMessage, onState }) {
     this.url = new URL(path, window.location.href);
@@ -18,6 +22,8 @@ export class TopologySocket {
     this.generation = 0;
     this.retryTimer = null;
     this.paused = false;
+    this.partial = null; // a snapshot's parts so far
+    this.firstPartAt = 0;
   }
 
   get level() {
@@ -47,6 +53,11 @@ export class TopologySocket {
       } catch {
         return;
       }
+      if (message.type === "snapshot") {
+        message.graph = this.joinParts(message);
+        if (!message.graph) return;
+        message.firstPartAt = this.firstPartAt;
+      }
       this.onMessage(message);
     });
     socket.addEventListener("close", (event) => {
@@ -58,6 +69,24 @@ export class TopologySocket {
       if (!opened) this.checkSession();
       this.retry();
     });
+  }
+
+  // A large snapshot comes in parts (nodes first, then links): the whole
+  // graph once the last part is in, else null.
+  joinParts(message) {
+    const parts = Number(message.parts) || 1;
+    const part = Number(message.part) || 0;
+    const graph = message.graph || {};
+    if (part === 0) this.firstPartAt = performance.now();
+    if (parts === 1) return graph;
+    if (part === 0) this.partial = { nodes: [], links: [] };
+    if (!this.partial) return null;
+    this.partial.nodes.push(...(graph.nodes || []));
+    this.partial.links.push(...(graph.links || []));
+    if (part < parts - 1) return null;
+    const whole = this.partial;
+    this.partial = null;
+    return whole;
   }
 
   // Follow another level: a fresh socket, whose snapshot replaces the map.
