@@ -2,7 +2,7 @@
 
 A client container opens short TCP connections to a server container as fast
 as the machine goes, alternately with nothing tracing, with Portolan's
-collector (`manage.py collect`, eBPF, reporting to a real Redis), and with
+collector (`python -m collector`, eBPF, reporting to a real Redis), and with
 bcc's per-event tracers tcplife and tcpstates as peers. Prints throughput and
 its ratio to "off", each tracer's CPU (% of one core) and RSS, and whether the
 collector's edge count equals the connections the client made. Then a run at
@@ -89,7 +89,7 @@ class Tracer:
                        PORTOLAN_VAR_DIR="/tmp/portolan-bench",
                        PORTOLAN_TRACE_UDP=COLLECTORS[self.name])
             self.proc = subprocess.Popen(
-                [sys.executable, "manage.py", "collect"], cwd=ROOT, env=env,
+                [sys.executable, "-m", "collector"], cwd=ROOT, env=env,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             client = redis.Redis.from_url(self.redis_url)

@@ -1,6 +1,6 @@
 """The whole collector (eBPF, Docker events, cgroups) into Redis and the graph.
 
-One `manage.py collect` runs for the module; each test starts containers and
+One `python -m collector` runs for the module; each test starts containers and
 reads the container-level graph back from the real Redis, as the map does.
 """
 
@@ -27,7 +27,7 @@ def collector(redis_server, docker_client, ebpf_ready, tmp_path_factory, repo_ro
                PORTOLAN_VAR_DIR=str(tmp_path_factory.mktemp("var")),
                PORTOLAN_INTERVAL="0.5", PORTOLAN_HISTORY_STEP="1")
     proc = subprocess.Popen(
-        [sys.executable, "manage.py", "collect"], cwd=repo_root, env=env,
+        [sys.executable, "-m", "collector"], cwd=repo_root, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     import redis
@@ -159,12 +159,12 @@ def test_host_to_a_host_network_container_reaches_the_container(collector,
 
 
 def test_ebpf_dump_prints_the_program(repo_root):
-    out = subprocess.run([sys.executable, "manage.py", "collect", "--ebpf-dump"],
+    out = subprocess.run([sys.executable, "-m", "collector", "--ebpf-dump"],
                          cwd=repo_root, capture_output=True, text=True, check=True)
     assert "inet_sock_set_state" in out.stdout and "cflags:" in out.stdout
     # The setting reaches the program: no route-lookup hooks without UDP.
     env = dict(os.environ, PORTOLAN_TRACE_UDP="0")
-    tcp_only = subprocess.run([sys.executable, "manage.py", "collect", "--ebpf-dump"],
+    tcp_only = subprocess.run([sys.executable, "-m", "collector", "--ebpf-dump"],
                               cwd=repo_root, env=env, capture_output=True, text=True,
                               check=True)
     assert "-DHAVE_FIB4" in out.stdout.splitlines()[0]  # the cflags line

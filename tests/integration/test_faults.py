@@ -1,6 +1,6 @@
 """Real faults in real containers turn the map red for a stated reason.
 
-The whole back end runs as users run it: `manage.py collect` (eBPF, Docker,
+The whole back end runs as users run it: `python -m collector` (eBPF, Docker,
 cgroups) and `manage.py analyze` (rules, status, likely cause, webhook) against
 one Redis; a webhook receiver listens on loopback. Each test bounds how long
 its fault takes to show: SEEN_WITHIN (5 s) once an OOM kill or throttling can
@@ -109,7 +109,7 @@ def backend(docker_client, ebpf_ready, tmp_path_factory, repo_root,
         PORTOLAN_ANOMALY_WARMUP_SECONDS="5", PORTOLAN_ANOMALY_WARMUP_SAMPLES="5",
     )
     procs = [
-        subprocess.Popen([sys.executable, "manage.py", "collect"], cwd=repo_root,
+        subprocess.Popen([sys.executable, "-m", "collector"], cwd=repo_root,
                          env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL),
     ]

@@ -1,6 +1,6 @@
 """The walking skeleton end to end: kernel -> collector -> Redis -> graph command.
 
-Two real containers talk over TCP; `manage.py collect` sees it through eBPF and
+Two real containers talk over TCP; `python -m collector` sees it through eBPF and
 writes it to a real Redis; `manage.py graph` prints the edge.
 """
 
@@ -32,9 +32,13 @@ def collector_env(redis_server, tmp_path, repo_root):
     return env
 
 
-def run_collector(env, repo_root, duration, *extra):
+COLLECTOR = ("-m", "collector")
+ALIAS = ("manage.py", "collect")  # the same runner behind Django's command line
+
+
+def run_collector(env, repo_root, duration, *extra, command=COLLECTOR):
     return subprocess.Popen(
-        [sys.executable, "manage.py", "collect", "--duration", str(duration), *extra],
+        [sys.executable, *command, "--duration", str(duration), *extra],
         cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
     )
@@ -91,9 +95,11 @@ def test_two_containers_connection_reaches_the_graph(
     assert "ebpf mode" in out
 
 
-def test_collect_exits_after_duration(redis_client, collector_env, repo_root):
+@pytest.mark.parametrize("command", [COLLECTOR, ALIAS], ids=" ".join)
+def test_collect_exits_after_duration(redis_client, collector_env, repo_root,
+                                      command):
     start = time.monotonic()
-    proc = run_collector(collector_env, repo_root, 2, "--fallback")
+    proc = run_collector(collector_env, repo_root, 2, "--fallback", command=command)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert time.monotonic() - start < 30
