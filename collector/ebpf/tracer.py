@@ -1,7 +1,10 @@
 """Load connections.c and read its in-kernel counters as deltas.
 
-Hooks (tracepoints only, and no syscall tracepoints; see the header of
-connections.c for why each):
+The program is connections.c with its headers beside it (counters.h,
+sockets.h, udp_route.h) inlined by collector.ebpf.source, compiled with -D
+flags for its sizes, the hooks this kernel has and, before 5.12, the
+COMPAT_PRE_5_12 variant. Hooks (tracepoints only, and no syscall tracepoints;
+the header of connections.c says why each):
 
 required
     sock:inet_sock_set_state. Without it nothing loads and the collector
@@ -31,11 +34,11 @@ import functools
 import ipaddress
 import logging
 import platform
-import re
 import time
 from pathlib import Path
 
 from collector.ebpf.prog_info import ProgramMisses
+from collector.ebpf.source import inline_includes, standalone
 from collector.ebpf.support import (
     OPTIONAL_HOOKS,
     available_hooks,
@@ -125,14 +128,14 @@ class ConnectionTracer:
 
     mode = "ebpf"
 
-    # Placeholders in connections.c, filled here and only here.
+    # Sizes, passed to connections.c as -D flags (see _configure), only here.
     FLOW_MAP_SIZE = 16384
     SOCK_SLOTS = 131072  # TCP socket table; a power of two
     SOCK_MAP_SIZE = 65536  # UDP sockets; TCP sockets too before 5.12
     LISTEN_MAP_SIZE = 4096
     CGROUP_PATH_LEN = 256
-    # Before 5.12: how long read() waits for programs still writing to the old
-    # buffer.
+    # XXX: delete with kernels before 5.12 (COMPAT_PRE_5_12): how long read()
+    # waits for programs still writing to the old buffer.
     DRAIN_TIMEOUT_S = 1.0
 
     def __init__(self, flow_map_size: int | None = None, trace_udp: bool = True,
@@ -147,6 +150,7 @@ class ConnectionTracer:
         self._text, self._cflags, self.missing_hooks = self._configure(
             flow_map_size, trace_udp, compat)
         self.compat = "-DCOMPAT_PRE_5_12" in self._cflags
+        # Not BPF(src_file=...): see collector.ebpf.source.
         self._bpf = BPF(text=self._text.encode(), cflags=self._cflags)
         # Every program was loaded and attached by BPF() (TRACEPOINT_PROBE,
         # RAW_TRACEPOINT_PROBE).
@@ -161,7 +165,8 @@ class ConnectionTracer:
         cls, flow_map_size: int | None = None, trace_udp: bool = True,
         compat: bool | None = None,
     ) -> tuple[str, list[str], list[str]]:
-        """The program text, its -D flags and the missing-hook messages here."""
+        """The program text (headers inlined), its -D flags and the
+        missing-hook messages here."""
         hooks = available_hooks()
         off = () if trace_udp else ROUTE_HOOKS
         hooks.update({hook: False for hook in off})
@@ -170,7 +175,15 @@ class ConnectionTracer:
             for hook, lost in OPTIONAL_HOOKS.items()
             if not hooks.get(hook, False)
         ]
-        cflags = [
+        sizes = {
+            "FLOW_MAP_SIZE": int(flow_map_size or cls.FLOW_MAP_SIZE),
+            "SOCK_SLOTS": int(cls.SOCK_SLOTS),
+            "SOCK_MAP_SIZE": int(cls.SOCK_MAP_SIZE),
+            "LISTEN_MAP_SIZE": int(cls.LISTEN_MAP_SIZE),
+            "CGROUP_PATH_LEN": int(cls.CGROUP_PATH_LEN),
+        }
+        cflags = [f"-D{name}={value}" for name, value in sizes.items()]
+        cflags += [
             f"-D{flag}"
             for flag, needed in _FLAG_HOOKS.items()
             if all(hooks.get(h, False) for h in needed)
@@ -181,7 +194,9 @@ class ConnectionTracer:
         if compat is None:
             compat = kernel < (5, 12)
         if compat:
-            cflags.append("-DCOMPAT_PRE_5_12")  # no compare-and-swap in BPF
+            # XXX: delete with kernels before 5.12 (no compare-and-swap in BPF),
+            # with every COMPAT_PRE_5_12 block of connections.c and its headers.
+            cflags.append("-DCOMPAT_PRE_5_12")
         if kernel < SKIPS_COUNTED_SINCE:
             missing.append(SKIPS_UNCOUNTED)
         if "-DHAVE_SOCK_LENGTH" not in cflags:
@@ -189,44 +204,27 @@ class ConnectionTracer:
             # give connect failures only.
             message = "UDP: no datagrams are counted without sock:sock_*_length"
             missing.append(message)
-        sizes = {
-            "FLOW_MAP_SIZE": int(flow_map_size or cls.FLOW_MAP_SIZE),
-            "SOCK_SLOTS": cls.SOCK_SLOTS,
-            "SOCK_MAP_SIZE": cls.SOCK_MAP_SIZE,
-            "LISTEN_MAP_SIZE": cls.LISTEN_MAP_SIZE,
-            "CGROUP_PATH_LEN": cls.CGROUP_PATH_LEN,
-        }
-        return cls._render(PROGRAM_PATH.read_text(), sizes), cflags, missing
+        return inline_includes(PROGRAM_PATH), cflags, missing
 
     @classmethod
     def render_program(cls, flow_map_size: int | None = None,
                        trace_udp: bool = True) -> str:
-        """The final C for this kernel without loading it (``collect --ebpf-dump``)."""
+        """The final C for this kernel without loading it (``collect --ebpf-dump``):
+        one text, its -D flags as #define lines on top, that compiles alone."""
         text, cflags, _ = cls._configure(flow_map_size, trace_udp)
-        return cls._with_flags(text, cflags)
-
-    @staticmethod
-    def _with_flags(text: str, cflags: list[str]) -> str:
-        return f"/* cflags: {' '.join(cflags) or '(none)'} */\n{text}"
-
-    @staticmethod
-    def _render(text: str, sizes: dict[str, int]) -> str:
-        # The header comment names the placeholders; fill only the code.
-        header, sep, code = text.partition("*/")
-        for name, value in sizes.items():
-            code = re.sub(rf"\b{name}\b", str(int(value)), code)
-        return header + sep + code
+        return standalone(text, cflags)
 
     @_class_or_instance
     def program_text(self_or_cls) -> str:
-        """The final C with its -D flags on top: as loaded, or as it would load here.
+        """The final C with its -D flags as #define lines on top: as loaded, or
+        as it would load here.
 
         ``ConnectionTracer.program_text()`` renders without loading anything
         (``collect --ebpf-dump``); ``tracer.program_text()`` is what was loaded.
         """
         if isinstance(self_or_cls, type):
             return self_or_cls.render_program()
-        return self_or_cls._with_flags(self_or_cls._text, self_or_cls._cflags)
+        return standalone(self_or_cls._text, self_or_cls._cflags)
 
     # ------------------------------------------------------------- reading
 
@@ -238,8 +236,8 @@ class ConnectionTracer:
         control[ctypes.c_int(0)] = ctypes.c_uint32(new)
         self._active = new
         # Every program that read the old selector has finished writing once
-        # this returns (see "Exact, race-free deltas" in connections.c).
-        if self.compat:
+        # this returns (see counters.h).
+        if self.compat:  # XXX: delete with kernels before 5.12
             self._drain_inflight(old)
         else:
             # A map-of-maps update returns after an RCU grace period.
@@ -248,7 +246,9 @@ class ConnectionTracer:
         return old
 
     def _drain_inflight(self, old: int) -> None:
-        """Before 5.12: wait until no program announces itself in buffer ``old``."""
+        """Wait until no program announces itself in buffer ``old``.
+
+        XXX: delete with kernels before 5.12 (COMPAT_PRE_5_12)."""
         inflight = self._bpf[b"inflight"]
         deadline = time.monotonic() + self.DRAIN_TIMEOUT_S
         while (writers := sum(int(v) for v in inflight[ctypes.c_int(old)])) != 0:

@@ -229,9 +229,18 @@ def test_hooks_report(tracer):
     from collector.ebpf.tracer import ConnectionTracer
 
     assert text == tracer.render_program() == ConnectionTracer.program_text()
-    code = text.split("*/", 2)[2]  # after the cflags note and the header
-    assert "BPF_HASH(flows_a, struct flow_key_t, struct flow_val_t, 16384)" in code
-    assert "FLOW_MAP_SIZE" not in code
+    # One text, headers inlined, the -D values defined on top: it compiles
+    # alone into the program that was loaded.
+    assert "#include \"" not in text
+    assert "\n#define FLOW_MAP_SIZE 16384\n" in text.split("#line", 1)[0]
+    from bcc import BPF
+
+    alone = BPF(text=text.encode())
+    try:
+        assert alone[b"flows_a"].max_entries == 16384
+        assert set(alone.funcs) == set(tracer._bpf.funcs)
+    finally:
+        alone.cleanup()
 
 
 def test_exact_short_connections_and_bytes(tracer, containers, scripts):
