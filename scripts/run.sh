@@ -39,7 +39,7 @@ if ! $PY -c 'import os, redis; redis.Redis.from_url(os.environ["REDIS_URL"], soc
   done
 fi
 
-$PY manage.py collect &
+$PY -m collector &
 pids+=($!)
 $PY manage.py analyze &
 pids+=($!)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates .venv and installs the project (with the dev extra), only when
+# Creates .venv and installs the project (the dev extra: web app and tests), only when
 # pyproject.toml changed since the last install. Links Debian's bcc in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
