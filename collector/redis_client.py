@@ -143,7 +143,8 @@ def redis_client(url: str, *, retries: int = 3, **options):
 
 
 def async_redis_client(url: str, *, retries: int = 3, **options):
-    """The asyncio twin of ``redis_client`` (for the WebSocket tier)."""
+    """The asyncio twin of ``redis_client`` (for the WebSocket tier); ``await
+    client.initialize()`` before pub/sub, which a cluster client needs."""
     retry = redis.asyncio.retry.Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
     if not is_cluster_url(url):
         return redis.asyncio.Redis.from_url(url, retry=retry, **options)

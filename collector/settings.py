@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from collector.redis_client import CLUSTER_SCHEMES, parse_cluster_url
 from collector.schema import Keys, SchemaError, validate_host_id
 
 __all__ = ["CollectorSettings", "SettingsError", "settings_from_env"]
@@ -99,10 +100,16 @@ def settings_from_env(env: Mapping[str, str],
     }
     redis_url = text("REDIS_URL", defaults.redis_url)
     scheme = urlsplit(redis_url).scheme
-    if scheme not in ("redis", "rediss", "unix"):
+    if scheme not in ("redis", "rediss", "unix", *CLUSTER_SCHEMES):
         # Only the scheme is shown: the rest of the URL may hold a password.
-        raise SettingsError("REDIS_URL must start with redis://, rediss:// or "
-                            f"unix://, not {scheme + ':' if scheme else 'no scheme'}")
+        raise SettingsError("REDIS_URL must start with redis://, rediss://, "
+                            "unix:// or redis+cluster://, not "
+                            f"{scheme + ':' if scheme else 'no scheme'}")
+    if scheme in CLUSTER_SCHEMES:
+        try:
+            parse_cluster_url(redis_url)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
     log_level = text("LOG_LEVEL", defaults.log_level).upper()
     if log_level not in _LOG_LEVELS:
         raise SettingsError(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from collector.redis_client import is_cluster_url
 from collector.settings import SettingsError, settings_from_env
 from webapp.metrics.config import metrics_settings
 
@@ -165,10 +166,18 @@ DATABASES = {
     }
 }
 
+# channels_redis speaks to one Redis (or Sentinel), not to a Redis Cluster: with
+# a cluster REDIS_URL the channel layer needs its own plain Redis.
+CHANNEL_REDIS_URL = os.environ.get("CHANNEL_REDIS_URL", "") or (
+    "" if is_cluster_url(REDIS_URL) else REDIS_URL)
+if not CHANNEL_REDIS_URL or is_cluster_url(CHANNEL_REDIS_URL):
+    raise ImproperlyConfigured(
+        "REDIS_URL names a Redis Cluster, which the Channels layer (channels_redis) "
+        "cannot use: set CHANNEL_REDIS_URL to one Redis (redis://host:port/db)")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "portolan-channels"},
+        "CONFIG": {"hosts": [CHANNEL_REDIS_URL], "prefix": "portolan-channels"},
     }
 }
 

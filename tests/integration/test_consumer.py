@@ -3,6 +3,7 @@
 import asyncio
 from collections import Counter
 from importlib import import_module
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -37,6 +38,15 @@ def live_redis(settings, redis_client, redis_server):
     }
     service.redis_client.cache_clear()
     yield redis_server
+    service.redis_client.cache_clear()
+
+
+@pytest.fixture
+def live_backend(settings, redis_backend):
+    """The web tier on one Redis, then on the Redis Cluster, emptied."""
+    settings.REDIS_URL, _ = redis_backend
+    service.redis_client.cache_clear()
+    yield SimpleNamespace(url=settings.REDIS_URL)
     service.redis_client.cache_clear()
 
 
@@ -160,8 +170,8 @@ async def test_bad_level_is_refused(live_redis, session_cookie):
     await comm.disconnect()
 
 
-async def test_snapshot_then_diff_for_a_new_container(live_redis, session_cookie):
-    host = Host(live_redis.url)
+async def test_snapshot_then_diff_for_a_new_container(live_backend, session_cookie):
+    host = Host(live_backend.url)
     await sync_to_async(host.add)("c1", "pt-first")
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     connected, _ = await comm.connect()

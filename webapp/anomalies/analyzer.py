@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 
+from collector.redis_client import REDIS_ERRORS, redis_client
 from collector.schema import Keys
 from webapp.anomalies.cause import rank_causes
 from webapp.anomalies.config import Config, load_config
@@ -111,10 +110,8 @@ class Analyzer:
         """An analyzer for the Django settings' Redis, prefix and TTLs."""
         from django.conf import settings
 
-        client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=1.0, socket_timeout=3.0,
-            retry=Retry(ExponentialBackoff(cap=2.0), 3),
-        )
+        client = redis_client(settings.REDIS_URL, retries=3,
+                              socket_connect_timeout=1.0, socket_timeout=3.0)
         return cls(client, settings.PORTOLAN["KEY_PREFIX"],
                    load_config({k: v for k, v in overrides.items() if v is not None}),
                    node_ttl=settings.PORTOLAN["NODE_TTL"])
@@ -148,7 +145,7 @@ class Analyzer:
         """Give the lock up (only if it is still ours)."""
         try:
             self._release(keys=[self.akeys.lock], args=[self.owner])
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("could not release the analyzer lock: %s", exc)
         self.leader = False
 
@@ -199,7 +196,8 @@ class Analyzer:
         return analysis
 
     def publish(self, analysis: Analysis, G: nx.DiGraph) -> None:
-        """Replace the statuses and causes in Redis and append the events."""
+        """Replace the statuses and causes in Redis and append the events
+        (one transaction: the keys share a cluster slot)."""
         ttl = max(1, math.ceil(self.config.status_ttl))
         k = self.akeys
         pipe = self.client.pipeline(transaction=True)
@@ -213,10 +211,12 @@ class Analyzer:
                                       sort_keys=True), ex=ttl)
         names = {e.target: target_name(G, e.target) for e in analysis.events}
         append_events(pipe, k, analysis.events, self.config.events_maxlen, names)
+        pipe.execute()
         if analysis.events:
             # Open maps redraw now rather than at the next collector report.
-            pipe.publish(self.keys.changes, json.dumps({"analysis": analysis.ts}))
-        pipe.execute()
+            # (After the transaction: a cluster transaction cannot PUBLISH.)
+            self.client.publish(self.keys.changes,
+                                json.dumps({"analysis": analysis.ts}))
 
     def notify(self, analysis: Analysis) -> None:
         """One webhook notification per status change."""
@@ -244,7 +244,7 @@ class Analyzer:
                 try:
                     self.step()
                     backoff = interval
-                except (redis.RedisError, OSError) as exc:
+                except REDIS_ERRORS as exc:
                     log.warning("analysis step failed (%s); retrying in %.1f s",
                                 exc, backoff)
                     stop.wait(backoff)

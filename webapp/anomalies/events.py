@@ -11,6 +11,7 @@ import logging
 
 import redis
 
+from collector.redis_client import REDIS_ERRORS
 from webapp.anomalies.keys import AnalysisKeys
 from webapp.anomalies.status import AnomalyEvent
 
@@ -51,7 +52,7 @@ def read_events(
     high = "+" if until is None else str(int(until * 1000))
     try:
         rows = client.xrevrange(keys.events, high, low, count=count)
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         log.warning("cannot read the anomaly events: %s", exc)
         return []
     out = []

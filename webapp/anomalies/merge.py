@@ -14,6 +14,7 @@ import logging
 import networkx as nx
 import redis
 
+from collector.redis_client import REDIS_ERRORS
 from webapp.anomalies.keys import AnalysisKeys, edge_target
 from webapp.anomalies.status import severity_rank
 
@@ -84,7 +85,7 @@ def read_analysis(client: redis.Redis, prefix: str = "portolan") -> tuple[dict, 
         pipe.hgetall(keys.status)
         pipe.get(keys.causes)
         raw_statuses, raw_causes = pipe.execute()
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         log.warning("cannot read the anomaly analysis: %s", exc)
         return {}, []
     statuses = {}

@@ -38,14 +38,13 @@ import logging
 from importlib import import_module
 from urllib.parse import parse_qs
 
-import redis
-import redis.asyncio
 from asgiref.sync import sync_to_async
 from channels.auth import get_user
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
 
+from collector.redis_client import REDIS_ERRORS, async_redis_client
 from webapp.maps.diff import graph_diff, is_empty, split_diff, split_snapshot
 from webapp.topology import service
 
@@ -118,10 +117,11 @@ class LevelFeed:
         """Follow Redis while sockets are open, reconnecting with backoff."""
         failures = 0
         while True:
-            client = redis.asyncio.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=1.0
-            )
+            # One Redis or a cluster (whose PUBLISH reaches every node).
+            client = async_redis_client(settings.REDIS_URL, socket_connect_timeout=1.0)
             try:
+                # A cluster client must learn the cluster's map before pub/sub.
+                await client.initialize()
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(service.keys().changes)
                     await self._refresh()
@@ -129,7 +129,7 @@ class LevelFeed:
                     await self._follow(pubsub)
             except asyncio.CancelledError:
                 raise
-            except (redis.RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 # The details (addresses) go to the log, not to the page.
                 log.warning("map feed (%s): Redis unreachable: %s", self.level, exc)
                 await self._fail("Redis unreachable; retrying")

@@ -16,6 +16,8 @@ import networkx as nx
 import redis
 from django.conf import settings
 
+from collector.redis_client import REDIS_ERRORS
+from collector.redis_client import redis_client as make_client
 from collector.schema import Keys, host_of_node, parse_node_id
 from webapp.anomalies.merge import apply_analysis, read_analysis
 from webapp.topology import details
@@ -44,9 +46,9 @@ __all__ = [
 
 @functools.cache
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.REDIS_URL, socket_connect_timeout=1.0, socket_timeout=3.0
-    )
+    """The web tier's client: one Redis or a cluster, per ``REDIS_URL``."""
+    return make_client(settings.REDIS_URL, retries=3, socket_connect_timeout=1.0,
+                       socket_timeout=3.0)
 
 
 def keys() -> Keys:
@@ -122,7 +124,7 @@ def health() -> tuple[bool, dict]:
         client = redis_client()
         client.ping()
         collectors = live_collectors(client, keys(), ttl)
-    except (redis.RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         # /healthz needs no login: the details (Redis' address) go to the log.
         log.warning("health check: Redis unreachable: %s", exc)
         return False, {"redis": "unreachable", "error": "Redis unreachable",

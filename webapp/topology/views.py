@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import math
 
-import redis
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
+from collector.redis_client import REDIS_ERRORS
 from collector.schema import SchemaError
 from webapp.topology import service
 
@@ -52,7 +52,7 @@ def api_graph(request):
             return JsonResponse({"error": str(exc)}, status=400)
     try:
         G = service.current_graph(level, at)
-    except (redis.RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         return redis_unreachable(exc)
     return JsonResponse(service.graph_payload(G))
 
@@ -78,7 +78,7 @@ def api_node(request):
         body = service.node_details(node_id, window)
     except KeyError:
         return JsonResponse({"error": "no such node on the live map"}, status=404)
-    except (redis.RedisError, OSError) as exc:
+    except REDIS_ERRORS as exc:
         return redis_unreachable(exc)
     return JsonResponse(body)
 

@@ -3,9 +3,9 @@
 import json
 
 import networkx as nx
-import redis
 from django.core.management.base import BaseCommand, CommandError
 
+from collector.redis_client import REDIS_ERRORS
 from webapp.topology import export, service
 
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         try:
             G = service.current_graph(opts["level"], at)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             raise CommandError(f"Redis unreachable: {exc}") from None
         if opts["format"] == "json":
             self.stdout.write(json.dumps(service.graph_payload(G), indent=2,
