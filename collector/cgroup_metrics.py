@@ -7,19 +7,18 @@ anyway, and a pass over hundreds of containers is a few thousand small reads.
 Layouts
 -------
 * **v2 (unified)**: ``root`` itself holds ``cgroup.controllers``; a container is
-  one directory (``docker/<id>`` for the cgroupfs driver,
-  ``system.slice/docker-<id>.scope`` for systemd, ``kubepods.slice/.../
-  cri-containerd-<id>.scope``, ``.../crio-<id>.scope``,
-  ``machine.slice/libpod-<id>.scope``, ``lxc.payload.<name>``...).
+  one directory (``docker/<id>``, ``system.slice/docker-<id>.scope``,
+  ``kubepods.slice/.../cri-containerd-<id>.scope``...: see ``collector.cgroups``).
 * **v1 (and hybrid)**: one hierarchy per controller (``root/cpu``,
   ``root/memory``, or joined ``root/cpu,cpuacct``), the same relative path in
   each. When v1 controllers are mounted they are the ones that account, so
   they win over a controller-less ``root/unified``.
 
 A container is found through its init pid's ``/proc/<pid>/cgroup`` when the
-caller knows the pid, else by the well-known paths above, else by a shallow
-walk for a directory named after the id (cached; misses retried every
-``rescan_interval`` seconds).
+caller knows the pid, else at a well-known path, else by a shallow walk for a
+directory named after the id (cached; misses retried every ``rescan_interval``
+seconds). Where runtimes put containers, and the walk, live in
+``collector.cgroups``: that module knows container cgroups, this one reads them.
 
 Parsers are pure functions over file text; :class:`CgroupMetricsReader` does
 the I/O. A cgroup that vanishes mid-read gives ``None``, never an exception.
@@ -37,7 +36,11 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
-from collector.cgroups import parse_proc_cgroup
+from collector.cgroups import (
+    container_cgroup_at_known_path,
+    container_cgroup_by_walk,
+    parse_proc_cgroup,
+)
 
 __all__ = [
     "CgroupMetricsReader",
@@ -61,18 +64,6 @@ log = logging.getLogger("portolan.collector.cgroup_metrics")
 # (9223372036854771712 on 4 KiB pages); anything this big means unlimited.
 _UNLIMITED = 1 << 60
 
-# Relative paths tried, in order, before walking; "{id}" is the container id.
-_CANDIDATES = (
-    "docker/{id}",
-    "system.slice/docker-{id}.scope",
-    "machine.slice/libpod-{id}.scope",
-    "libpod_parent/libpod-{id}",
-    "system.slice/crio-{id}.scope",
-    "system.slice/cri-containerd-{id}.scope",
-    "system.slice/nerdctl-{id}.scope",
-    "lxc.payload.{id}",
-    "lxc/{id}",
-)
 _WALK_DEPTH = 6
 
 
@@ -412,34 +403,11 @@ class CgroupMetricsReader:
         return paths
 
     def _top(self) -> str:
+        """The hierarchy whose directories are looked for (that of ``procs_dir``)."""
         if self.version == 2:
             return self.unified
-        return self.mounts.get("pids") or self.mounts.get("memory") or ""
-
-    def _walk(self, container_id: str) -> str | None:
-        """Relative path of a directory named after the id, breadth first."""
-        top = self._top()
-        if not top:
-            return None
-        level = [top]
-        for _ in range(_WALK_DEPTH):
-            following = []
-            for directory in level:
-                try:
-                    entries = list(os.scandir(directory))
-                except OSError:
-                    continue
-                for entry in entries:
-                    if not entry.is_dir(follow_symlinks=False):
-                        continue
-                    # Skip CRI-O/Podman monitor cgroups named after the same id.
-                    if container_id in entry.name and "conmon" not in entry.name:
-                        return os.path.relpath(entry.path, top)
-                    following.append(entry.path)
-            level = following
-            if not level:
-                break
-        return None
+        return (self.mounts.get("pids") or self.mounts.get("memory")
+                or self.mounts.get("cpu") or "")
 
     def locate(self, container_id: str, pid: int | None = None) -> CgroupPaths | None:
         """The cgroup directories of a container, or None if none is found."""
@@ -448,17 +416,14 @@ class CgroupMetricsReader:
             return cached
         found = self._from_pid(pid) if pid else None
         if found is None:
-            for template in _CANDIDATES:
-                paths = self._paths_for(template.format(id=container_id))
-                if paths.exists():
-                    found = paths
-                    break
+            rel = container_cgroup_at_known_path(self._top(), container_id)
+            found = self._paths_for(rel) if rel is not None else None
         if found is None:
             last = self._missed.get(container_id)
             now = time.monotonic()
             if last is not None and now - last < self.rescan_interval:
                 return None
-            rel = self._walk(container_id)
+            rel = container_cgroup_by_walk(self._top(), container_id, _WALK_DEPTH)
             if rel is None:
                 self._missed[container_id] = now
                 return None

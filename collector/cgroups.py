@@ -1,4 +1,9 @@
-"""Map processes and cgroup ids to containers.
+"""Map processes and cgroup ids to containers, and containers to their cgroups.
+
+Everything the collector knows about where runtimes put a container's cgroup
+is here: the patterns that recognise one in a path (cgroup path -> container)
+and the well-known places and walk that find one by id (container -> cgroup
+directory, for the metrics reader in ``cgroup_metrics``).
 
 Pure parsers for cgroup paths, /proc/<pid>/cgroup and /proc/self/mountinfo,
 and a small resolver over the cgroup v2 hierarchy. A v2 cgroup id is the inode
@@ -16,8 +21,11 @@ import time
 from pathlib import Path
 
 __all__ = [
+    "KNOWN_CONTAINER_CGROUPS",
     "CgroupResolver",
     "containers_in_cgroup_tree",
+    "container_cgroup_at_known_path",
+    "container_cgroup_by_walk",
     "container_for_proc_cgroup",
     "container_id_from_cgroup_path",
     "find_cgroup2_mount",
@@ -52,6 +60,21 @@ _PATTERNS = (
     # (Docker's cgroup-parent, nerdctl's namespaces...); not a Podman pod's
     # own cgroup, whose containers are libpod-<id> inside it.
     ("container", re.compile(rf"^(?!/libpod_parent/).*?/(?P<id>{_HEX64})(?:/|$)")),
+)
+
+
+# Where runtimes put a container's cgroup, relative to a hierarchy's root, in
+# the order tried before any walk; "{id}" is the container id.
+KNOWN_CONTAINER_CGROUPS = (
+    "docker/{id}",
+    "system.slice/docker-{id}.scope",
+    "machine.slice/libpod-{id}.scope",
+    "libpod_parent/libpod-{id}",
+    "system.slice/crio-{id}.scope",
+    "system.slice/cri-containerd-{id}.scope",
+    "system.slice/nerdctl-{id}.scope",
+    "lxc.payload.{id}",
+    "lxc/{id}",
 )
 
 
@@ -93,6 +116,48 @@ def containers_in_cgroup_tree(root: str | os.PathLike | None,
         elif dirpath.count(os.sep) - base_depth >= max_depth:
             dirnames.clear()
     return found
+
+
+def container_cgroup_at_known_path(top: str, container_id: str) -> str | None:
+    """The container's cgroup relative to ``top`` if it is at a well-known place
+    (:data:`KNOWN_CONTAINER_CGROUPS`), else None."""
+    if not top:
+        return None
+    for template in KNOWN_CONTAINER_CGROUPS:
+        rel = template.format(id=container_id)
+        if os.path.isdir(os.path.join(top, rel)):
+            return rel
+    return None
+
+
+def container_cgroup_by_walk(top: str, container_id: str,
+                             max_depth: int = 6) -> str | None:
+    """Relative path of a directory under ``top`` named after the container,
+    breadth first, or None: the layouts no well-known path covers.
+
+    CRI-O's and Podman's monitor cgroups (``...conmon-<id>...``) carry the same
+    id but hold the monitor, not the container, so they are passed over.
+    """
+    if not top:
+        return None
+    level = [top]
+    for _ in range(max_depth):
+        following = []
+        for directory in level:
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                if container_id in entry.name and "conmon" not in entry.name:
+                    return os.path.relpath(entry.path, top)
+                following.append(entry.path)
+        level = following
+        if not level:
+            break
+    return None
 
 
 def parse_proc_cgroup(text: str) -> dict[str, str]:

@@ -215,3 +215,26 @@ def test_containers_in_cgroup_tree_finds_every_runtime(tmp_path):
     assert found[ids["e"]][0] == found[ids["f"]][0] == "podman"
     assert len(found) == 7
     assert containers_in_cgroup_tree(None) == {}
+
+
+def test_container_cgroup_found_by_id_at_a_known_path_or_by_walk(tmp_path):
+    from collector.cgroups import (
+        container_cgroup_at_known_path,
+        container_cgroup_by_walk,
+    )
+
+    top = str(tmp_path)
+    (tmp_path / "system.slice" / f"docker-{CID}.scope").mkdir(parents=True)
+    assert container_cgroup_at_known_path(top, CID) == \
+        f"system.slice/docker-{CID}.scope"
+    other = "5" * 64
+    pod = tmp_path / "kubepods.slice" / "kubepods-pod1.slice"
+    (pod / f"crio-conmon-{other}.scope").mkdir(parents=True)
+    assert container_cgroup_at_known_path(top, other) is None
+    assert container_cgroup_by_walk(top, other) is None  # only its monitor
+    (pod / f"crio-{other}.scope").mkdir()
+    assert container_cgroup_by_walk(top, other) == \
+        f"kubepods.slice/kubepods-pod1.slice/crio-{other}.scope"
+    assert container_cgroup_by_walk(top, other, max_depth=1) is None
+    assert container_cgroup_at_known_path("", CID) is None
+    assert container_cgroup_by_walk("", CID) is None
