@@ -92,8 +92,9 @@ T0 = time.time()
 
 
 def test_healthy_chain_stays_green_then_a_stopped_db_is_the_likely_cause(
-        redis_client, redis_server):
-    cluster = Cluster(redis_server.url)
+        redis_backend):
+    url, redis_client = redis_backend
+    cluster = Cluster(url)
     analyzer = Analyzer(redis_client, PREFIX, CONF, owner="a1")
     for result in run(analyzer, cluster, 0, 15):
         assert result.findings == [] and result.statuses == {}
@@ -157,9 +158,9 @@ def test_restart_loop_and_nonzero_exit(redis_client, redis_server):
     assert "exited with code 1" in st[cid("db")]["reasons"]
 
 
-def test_only_one_analyzer_writes_and_a_takeover_repeats_nothing(
-        redis_client, redis_server):
-    cluster = Cluster(redis_server.url)
+def test_only_one_analyzer_writes_and_a_takeover_repeats_nothing(redis_backend):
+    url, redis_client = redis_backend
+    cluster = Cluster(url)
     first = Analyzer(redis_client, PREFIX, CONF, owner="a1")
     second = Analyzer(redis_client, PREFIX, CONF, owner="a2")
     cluster.states["db"] = ("exited", 3)

@@ -1,4 +1,5 @@
-"""History in a real Redis: the graph as it was at time T, rates, retention."""
+"""History in a real Redis and a real Redis Cluster: the graph as it was at
+time T, rates, retention."""
 
 from collections import Counter
 
@@ -28,9 +29,10 @@ def report(host, containers, flows=None, interval=1.0):
     )
 
 
-def test_time_travel_returns_the_earlier_graph(redis_client, redis_server):
+def test_time_travel_returns_the_earlier_graph(redis_backend):
+    url, redis_client = redis_backend
     policy = HistoryPolicy(step=5, fine=900, coarse_step=60, window=3600)
-    rep = RedisReporter(reporter_client(redis_server.url), KEYS, history=policy)
+    rep = RedisReporter(reporter_client(url), KEYS, history=policy)
     key = FlowKey(container_node_id("h", "a"), "out", "10.1.0.3", 80)
     t0 = 1_000_000.0
     # 0..20 s: a talks to b; from 30 s on, a is gone and c has appeared.
@@ -56,9 +58,10 @@ def test_time_travel_returns_the_earlier_graph(redis_client, redis_server):
     assert read_state_at(redis_client, KEYS, t0 + 12, 5, 60).hosts
 
 
-def test_history_is_downsampled_and_trimmed(redis_client, redis_server):
+def test_history_is_downsampled_and_trimmed(redis_backend):
+    url, redis_client = redis_backend
     policy = HistoryPolicy(step=1, fine=60, coarse_step=30, window=300)
-    rep = RedisReporter(reporter_client(redis_server.url), KEYS, history=policy)
+    rep = RedisReporter(reporter_client(url), KEYS, history=policy)
     t0 = 2_000_000.0
     for t in range(0, 400):
         rep.report(report("h", [("a", "10.1.0.2")]), now=t0 + t)
@@ -72,8 +75,9 @@ def test_history_is_downsampled_and_trimmed(redis_client, redis_server):
     assert list(old.containers["h"]) == ["a"]
 
 
-def test_rates_are_per_second_of_the_last_interval(redis_client, redis_server):
-    rep = RedisReporter(reporter_client(redis_server.url), KEYS)
+def test_rates_are_per_second_of_the_last_interval(redis_backend):
+    url, redis_client = redis_backend
+    rep = RedisReporter(reporter_client(url), KEYS)
     key = FlowKey(container_node_id("h", "a"), "out", "10.1.0.3", 80)
     rep.report(report("h", [("a", "10.1.0.2"), ("b", "10.1.0.3")],
                       {(key, "connections"): 30, (key, "bytes_sent"): 3000},
