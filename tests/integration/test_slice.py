@@ -32,6 +32,14 @@ def collector_env(redis_server, tmp_path, repo_root):
     return env
 
 
+@pytest.fixture
+def backend_env(collector_env, redis_backend, redis_server):
+    """collector_env on one Redis, then on the Redis Cluster (whose web tier
+    keeps its Channels layer on one Redis)."""
+    url, client = redis_backend
+    return dict(collector_env, REDIS_URL=url, CHANNEL_REDIS_URL=redis_server.url)
+
+
 COLLECTOR = ("-m", "collector")
 ALIAS = ("manage.py", "collect")  # the same runner behind Django's command line
 
@@ -53,8 +61,9 @@ def graph_json(env, repo_root, level="container"):
 
 
 def test_two_containers_connection_reaches_the_graph(
-    ebpf_ready, containers, redis_client, collector_env, repo_root
+    ebpf_ready, containers, redis_backend, backend_env, repo_root
 ):
+    collector_env, redis_client = backend_env, redis_backend[1]
     server = containers.run("httpd -f -p 8080 -h /var/www")
     server_ip = containers.ip(server)
     proc = run_collector(collector_env, repo_root, 60)
