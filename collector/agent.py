@@ -42,6 +42,20 @@ CGROUP_SCAN_EVERY = 5.0
 HOST_ADDRESSES_EVERY = 5.0
 
 
+def _missing_capabilities_reason(kernel: tuple[int, int]) -> str | None:
+    """Why eBPF cannot load for want of capabilities (None if it can); warns
+    about those whose lack only costs process details."""
+    from collector import capabilities as caps
+
+    held = caps.effective_capabilities()
+    if lacking := caps.missing_for_process_details(held):
+        log.warning("without %s: no process names, users or services of other "
+                    "processes (grant it, e.g. cap_add)", ", ".join(lacking))
+    if lacking := caps.missing_for_ebpf(held, kernel):
+        return f"missing capabilities {', '.join(lacking)} (grant them, e.g. cap_add)"
+    return None
+
+
 def open_tracer(force_fallback: bool = False, trace_udp: bool = True):
     """The eBPF tracer where it loads, else the /proc fallback and the reason.
 
@@ -51,9 +65,9 @@ def open_tracer(force_fallback: bool = False, trace_udp: bool = True):
 
     if force_fallback:
         return ProcfsTracer(), "fallback requested"
-    from collector.ebpf.support import ebpf_unavailable_reason
+    from collector.ebpf.support import ebpf_unavailable_reason, kernel_version
 
-    reason = ebpf_unavailable_reason()
+    reason = ebpf_unavailable_reason() or _missing_capabilities_reason(kernel_version())
     if reason is None:
         try:
             from collector.ebpf.tracer import ConnectionTracer

@@ -11,6 +11,8 @@ want=(redis-server redis-tools python3-bpfcc "linux-headers-$arch" iproute2)
 command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
 if [ "$what" = test ]; then
   want+=(docker.io busybox-static chromium iptables wrk bpfcc-tools bpftool linux-perf prometheus)
+  # images (scripts/images.sh) and the compose file of the deploy tests
+  want+=(mmdebstrap docker-compose)
 fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
 
