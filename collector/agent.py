@@ -19,6 +19,12 @@ from collector.cgroups import containers_in_cgroup_tree
 from collector.container_metrics import disk_used_ratio
 from collector.host_addresses import host_addresses
 from collector.host_info import HostLoad, read_host_info, read_host_load
+from collector.host_processes import (
+    ProcessIdentity,
+    ProcessNames,
+    host_listeners,
+    listener_for,
+)
 from collector.readings import FlowSample, TracerReading
 from collector.reporter import HostReport, RedisReporter, add_flow
 from collector.schema import (
@@ -40,6 +46,9 @@ log = logging.getLogger("portolan.collector")
 CGROUP_SCAN_EVERY = 5.0
 # The host's own addresses change rarely; /proc/net/fib_trie costs 1 ms a read.
 HOST_ADDRESSES_EVERY = 5.0
+# At most this often, the host's listening sockets are read from /proc again
+# when an accept finds none (a visit of every process's file descriptors).
+HOST_LISTENERS_EVERY = 5.0
 
 
 def _missing_capabilities_reason(kernel: tuple[int, int]) -> str | None:
@@ -92,6 +101,10 @@ class Attribution:
     host_id: str
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
     ip_owner: dict[str, str] = field(default_factory=dict)  # ip -> container id
+    # pid (tgid) -> the process as a user knows it, for this interval's pids.
+    processes: dict[int, ProcessIdentity] = field(default_factory=dict)
+    # (ip, port, proto) listened on in the host's namespace -> node id.
+    listeners: dict[tuple[str, int, str], str] = field(default_factory=dict)
 
 
 def node_for_sample(sample: FlowSample, attribution: Attribution, resolver) -> str:
@@ -105,7 +118,16 @@ def node_for_sample(sample: FlowSample, attribution: Attribution, resolver) -> s
         cid = attribution.ip_owner.get(sample.local_ip)
     if cid is not None:
         return container_node_id(attribution.host_id, cid)
-    return process_node_id(attribution.host_id, sample.comm or "unknown")
+    if sample.direction == "in" and not sample.pid:
+        # An accept, in softirq: the socket listening on its address says whose.
+        node = listener_for(attribution.listeners, sample.local_ip, sample.port,
+                            sample.proto)
+        if node is not None:
+            return node
+    identity = attribution.processes.get(sample.pid)
+    # "" when nothing names it: the graph says why (see UNNAMED_PROCESS).
+    return process_node_id(attribution.host_id,
+                           identity.name if identity else sample.comm)
 
 
 def flows_from_reading(
@@ -139,7 +161,35 @@ def listening_ports(
                             "", listen.port, listen.proto)
         node = node_for_sample(sample, attribution, resolver)
         ports.setdefault(node, set()).add((listen.port, listen.proto))
+    # A UDP server is seen answering on its own port (there is no listen()).
+    for sample in reading.flows:
+        if sample.direction == "in" and sample.proto == "udp" and sample.pid:
+            node = node_for_sample(sample, attribution, resolver)
+            ports.setdefault(node, set()).add((sample.port, "udp"))
     return ports
+
+
+def host_listener_table(
+    reading: TracerReading, scanned: list, attribution: Attribution, resolver
+) -> dict[tuple[str, int, str], str]:
+    """(ip, port, proto) -> node, for the sockets that listen in the host's
+    network namespace: those read from /proc (``scanned``, HostListener) and
+    those the tracer saw opened, minus the ones inside a container's own
+    namespace. ``attribution.processes`` must name their pids."""
+    on_host_network = {container_node_id(attribution.host_id, r.id)
+                       for r in attribution.containers.values() if r.host_network}
+    table = {}
+    found = [(s.ip, s.port, s.proto, FlowSample(0, s.pid, "", "out", "", "",
+                                                s.port, s.proto))
+             for s in scanned]
+    found += [(s.ip, s.port, s.proto, FlowSample(s.cgroup_id, s.pid, s.comm, "out",
+                                                 "", "", s.port, s.proto))
+              for s in reading.listens]
+    for ip, port, proto, sample in found:
+        node = node_for_sample(sample, attribution, resolver)
+        if node.startswith("process:") or node in on_host_network:
+            table[(ip, port, proto)] = node
+    return table
 
 
 def address_index(
@@ -281,6 +331,10 @@ class Collector:
         self.listeners: dict[str, set[tuple[int, str]]] = {}
         self.host_ips: list[str] = []
         self._host_ips_at = -HOST_ADDRESSES_EVERY
+        self.names = ProcessNames()
+        # The host namespace's listening sockets as last read from /proc.
+        self.scanned_listeners: list = []
+        self._listeners_at = -HOST_LISTENERS_EVERY
         self._last_step = time.monotonic()
         # Counts the tracer dropped since start, published with the host's
         # metrics so that /metrics can say how complete the counts are.
@@ -340,8 +394,10 @@ class Collector:
         if reading.lost:
             log.warning("the tracer lost %d counts this interval", reading.lost)
             self.lost_total += reading.lost
-        flows = flows_from_reading(reading, self.attribution, self.resolver)
+        flows = self.attribute(reading)
         listening = listening_ports(reading, self.attribution, self.resolver)
+        for (_, port, proto), node in self.attribution.listeners.items():
+            listening.setdefault(node, set()).add((port, proto))
         for node, ports in listening.items():
             self.listeners.setdefault(node, set()).update(ports)
         metrics = self.sampler.sample(self.details) if self.sampler else {}
@@ -364,6 +420,35 @@ class Collector:
         report = HostReport(host=self.host, containers=containers, addrs=addrs,
                             flows=flows, interval=interval)
         return self.reporter.report(report)
+
+    def attribute(self, reading: TracerReading) -> Counter:
+        """The reading's flows by node, with host processes named by process and
+        accepts by the socket that listened (re-read from /proc on a miss)."""
+        if not self.scanned_listeners:
+            self.scan_listeners()
+        flows = self._attribute_once(reading)
+        unnamed = process_node_id(self.host.id, "")
+        if any(key.node == unnamed for key, _ in flows) and self.scan_listeners():
+            flows = self._attribute_once(reading)
+        return flows
+
+    def scan_listeners(self) -> bool:
+        """Read the host's listening sockets again, unless done lately; True
+        if it did."""
+        now = time.monotonic()
+        if now - self._listeners_at < HOST_LISTENERS_EVERY:
+            return False
+        self._listeners_at = now
+        self.scanned_listeners = host_listeners()
+        return True
+
+    def _attribute_once(self, reading: TracerReading) -> Counter:
+        pids = [s.pid for s in reading.flows] + [s.pid for s in reading.listens]
+        pids += [s.pid for s in self.scanned_listeners]
+        self.attribution.processes = self.names.names(pids)
+        self.attribution.listeners = host_listener_table(
+            reading, self.scanned_listeners, self.attribution, self.resolver)
+        return flows_from_reading(reading, self.attribution, self.resolver)
 
     def run(self, interval: float = 1.0, duration: float | None = None) -> None:
         """Step every ``interval`` seconds until ``duration`` passes (or forever)."""

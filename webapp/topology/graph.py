@@ -44,6 +44,12 @@ __all__ = [
 ]
 
 LEVELS = ("service", "container", "host")
+# A host process the collector could not name: a socket that was listening
+# before it started (so never seen opened) whose process exited before the
+# collector looked for it.
+UNNAMED_PROCESS = "unnamed process"
+UNNAMED_REASON = ("its socket was opened before the collector started and its "
+                  "process exited before the collector could read its name")
 STATUS_ORDER = ("unknown", "stopped", "ok", "warning", "critical")
 # The node types each level keeps; anything finer merges into its parent.
 _LEVEL_TYPES = {
@@ -255,6 +261,11 @@ def _add_flow(G, index, ensure_service, host_id, key, values, seen) -> None:
             found = found or (local, key.port)
         else:
             found = index.resolve(host_id, key.ip, key.port, key.proto)
+        if found is None and _is_loopback(key.ip):
+            # Its own host, on a port no socket we know of listens on (a
+            # refused connect, or a server older than the collector that
+            # has exited): the host itself, never "external".
+            found = (_ensure_node(G, host_node_id(host_id)), key.port)
         if found is None:
             peer = _ensure_external(G, key.ip, seen)
         else:
@@ -301,7 +312,9 @@ def _ensure_node(G: nx.DiGraph, node_id: str) -> str:
     if kind == "external":
         attrs.update(name=parts[0], status="ok", addresses=[], address_count=0)
     elif kind == "process":
-        attrs.update(name=parts[1], host=parts[0], status="ok")
+        attrs.update(name=parts[1] or UNNAMED_PROCESS, host=parts[0], status="ok")
+        if not parts[1]:
+            attrs["unnamed_reason"] = UNNAMED_REASON
         attrs["parent"] = _ensure_node(G, host_node_id(parts[0]))
     elif kind == "container":
         attrs.update(name=parts[1][:12], host=parts[0])
