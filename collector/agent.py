@@ -7,6 +7,7 @@ the only I/O to Redis goes through RedisReporter.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import platform
@@ -49,6 +50,9 @@ HOST_ADDRESSES_EVERY = 5.0
 # At most this often, the host's listening sockets are read from /proc again
 # when an accept finds none (a visit of every process's file descriptors).
 HOST_LISTENERS_EVERY = 5.0
+# An address keeps naming the container that last held it this long after the
+# container is gone: flows counted while it held it still name it.
+ADDRESS_MEMORY = 3600.0
 
 
 def _missing_capabilities_reason(kernel: tuple[int, int]) -> str | None:
@@ -235,23 +239,64 @@ def address_index(
 
 
 def remember_addresses(
-    known: dict[str, str], records: list[ContainerRecord]
-) -> dict[str, str]:
-    """IP -> container id: running containers' addresses, plus the last owner of
-    an address no running container holds now, as long as that container still
-    exists (an exited container's connections are still attributed to it).
+    known: dict[str, tuple[str, float]], records: list[ContainerRecord],
+    now: float, seen: dict[str, str] | None = None,
+) -> dict[str, tuple[str, float]]:
+    """IP -> (container id, when it last held it): running containers'
+    addresses and those ``seen`` in use by a container's sockets (a container
+    that exits before the engine is asked has only those), plus the last owner
+    of an address no container holds now, while that container exists or for
+    ADDRESS_MEMORY seconds after: flows counted while it held the address still
+    name it, and "external" is kept for addresses outside every host.
 
     >>> a = ContainerRecord(id="a", name="a", state="running", ips=["10.0.0.2"])
-    >>> remember_addresses({}, [a])
-    {'10.0.0.2': 'a'}
+    >>> remember_addresses({}, [a], now=0)
+    {'10.0.0.2': ('a', 0)}
     >>> a.state, a.ips = "exited", []
-    >>> remember_addresses({"10.0.0.2": "a"}, [a])
-    {'10.0.0.2': 'a'}
+    >>> remember_addresses({"10.0.0.2": ("a", 0)}, [a], now=9999)
+    {'10.0.0.2': ('a', 0)}
+    >>> remember_addresses({"10.0.0.2": ("a", 0)}, [], now=60)
+    {'10.0.0.2': ('a', 0)}
+    >>> remember_addresses({"10.0.0.2": ("a", 0)}, [], now=ADDRESS_MEMORY + 1)
+    {}
     """
     present = {r.id for r in records}
-    owners = {ip: cid for ip, cid in known.items() if cid in present}
-    owners.update({ip: r.id for r in records if r.state == "running" for ip in r.ips})
+    owners = {ip: (cid, at) for ip, (cid, at) in known.items()
+              if cid in present or now - at <= ADDRESS_MEMORY}
+    owners.update({ip: (cid, now) for ip, cid in (seen or {}).items()})
+    owners.update({ip: (r.id, now) for r in records if r.state == "running"
+                   for ip in r.ips})
     return owners
+
+
+def addresses_in_use(
+    reading: TracerReading, attribution: Attribution, resolver, host_ips
+) -> dict[str, str]:
+    """IP -> container id, from the local address of sockets a container's own
+    processes used (not the host's addresses: a container on the host's
+    network uses those)."""
+    own = set(host_ips)
+    found = {}
+    for sample in reading.flows:
+        ip = sample.local_ip
+        if not ip or ip in own or ip in found or _is_loopback(ip):
+            continue
+        cid = None
+        if sample.cgroup_id:
+            cid = resolver.container_for_cgroup_id(sample.cgroup_id)
+        if cid is None and sample.pid:
+            cid = resolver.container_for_pid(sample.pid)
+        record = attribution.containers.get(cid) if cid else None
+        if cid is not None and not (record and record.host_network):
+            found[ip] = cid
+    return found
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
 
 
 def record_from_details(details: dict) -> ContainerRecord:
@@ -327,6 +372,8 @@ class Collector:
         self._cgroup_scan_at = -CGROUP_SCAN_EVERY
         self._cgroup_found: dict[str, tuple[str, str]] = {}
         self.attribution = Attribution(host_id=host_id)
+        # ip -> (container id, when it last held it); see remember_addresses.
+        self.address_owners: dict[str, tuple[str, float]] = {}
         # Node id -> (port, proto) listened on; kept: listen() is seen once.
         self.listeners: dict[str, set[tuple[int, str]]] = {}
         self.host_ips: list[str] = []
@@ -359,9 +406,10 @@ class Collector:
         self.published = {cid: p for cid, p in self.published.items()
                           if cid in self.details}
         self.attribution.containers = {r.id: r for r in records}
-        self.attribution.ip_owner = remember_addresses(
-            self.attribution.ip_owner, records
-        )
+        self.address_owners = remember_addresses(
+            self.address_owners, records, time.monotonic())
+        self.attribution.ip_owner = {
+            ip: cid for ip, (cid, _) in self.address_owners.items()}
 
     def cgroup_only_containers(self) -> dict[str, dict]:
         """Containers of runtimes we cannot ask (containerd, CRI-O, Podman,
@@ -443,6 +491,13 @@ class Collector:
         return True
 
     def _attribute_once(self, reading: TracerReading) -> Counter:
+        seen = addresses_in_use(reading, self.attribution, self.resolver,
+                                self.host_ips)
+        if seen:
+            self.address_owners = remember_addresses(
+                self.address_owners, list(self.attribution.containers.values()),
+                time.monotonic(), seen)
+            self.attribution.ip_owner.update(seen)
         pids = [s.pid for s in reading.flows] + [s.pid for s in reading.listens]
         pids += [s.pid for s in self.scanned_listeners]
         self.attribution.processes = self.names.names(pids)

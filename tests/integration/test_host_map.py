@@ -21,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from collector.schema import Keys
+from collector.schema import Keys, container_node_id
 from tests.conftest import (
     HOST_PROGRAM_MOUNTS,
+    TEST_IMAGE,
+    TEST_LABEL,
+    TEST_SESSION,
     free_port,
     wait_for,
 )
@@ -381,3 +384,44 @@ def test_a_host_process_reaches_a_container_by_ip_and_published_port(
         service = wait_edge(collector, client, server.name, N, level="service",
                             port=8080)
         assert service.get("connections") == N, service
+
+
+@pytest.mark.docker
+def test_a_short_lived_udp_container_leaves_only_its_own_edge(
+    collector, programs, containers, scripts, docker_client
+):
+    server, port = unique_name("ptudp"), free_port()
+    programs.serve(server, "udp_server.py", port)
+    probe = containers.run("sleep 60", stop_signal="SIGKILL")
+    client = docker_client.containers.run(
+        TEST_IMAGE, ["sh", "-c", py("udp_client.py", gateway_of(probe), port, 0.5)],
+        name=f"pt-{uuid.uuid4().hex[:8]}", detach=True, auto_remove=True,
+        labels={TEST_LABEL: TEST_SESSION}, volumes=python_in_container(scripts),
+    )
+    node = container_node_id(HOST, client.id)
+    try:
+        client.wait(timeout=30)
+    except Exception:  # noqa: BLE001, S110 - already removed
+        pass
+    # The low-level list: the high-level one inspects each, and may race
+    # its removal.
+    assert wait_for(lambda: not docker_client.api.containers(
+        all=True, filters={"id": client.id}), timeout=30), "never removed"
+
+    def client_edge():
+        G = graph(collector, "container")
+        return next((d for u, v, d in G.edges(data=True)
+                     if u == node and G.nodes[v].get("name") == server
+                     and d["datagrams_sent"] > 0), None)
+
+    assert wait_for(client_edge, timeout=10, interval=0.3), "no client edge"
+    # Several reports after it is gone: its address still names it.
+    import time
+
+    time.sleep(3)
+    G = graph(collector, "service")
+    assert_host_is_known(G)
+    inbound = [G.nodes[u] for u, v, _ in G.in_edges(data=True)
+               if G.nodes[v].get("type") == "service"
+               and G.nodes[G.nodes[v]["parent"]].get("name") == server]
+    assert [n["id"] for n in inbound] == [node], inbound
