@@ -17,10 +17,10 @@ key) shows that a sent batch is not in Redis, the batch is added again:
   before a replica copied it and the replica took over (a Redis Cluster or
   Sentinel failover), is re-sent, so a failover loses no count either.
 
-What cannot be re-sent is reported as lost (logged, and summed in
-``RedisReporter.lost_counts``), never dropped in silence: acknowledged batches when
-Redis lost the host's whole state (a restart without persistence: the totals
-start again), or batches older than ``confirm_after`` that a failover lost.
+What cannot be re-sent, batches acknowledged more than ``confirm_after``
+seconds before Redis lost them (a failover to a replica far behind, a restart
+without persistence), is reported as lost: logged, and summed in
+``RedisReporter.lost_counts``, never dropped in silence.
 
 The host's keys share one Redis Cluster slot (see ``collector.schema``); the
 collectors index and the change notice are written after the transaction.
@@ -217,33 +217,29 @@ class RedisReporter:
         kept = self.sent[:-1] if before is not None else self.sent
         applied_id = applied.decode() if applied is not None else None
         ids = [b.batch_id for b in kept]
-        confirmed_ids = [i for i, _ in self.confirmed]
         if applied_id in ids:
             landed = ids.index(applied_id) + 1
             missing, kept = kept[landed:], kept[:landed]
-        elif applied_id is not None and applied_id in confirmed_ids:
+        else:
+            # Redis holds none of the kept batches: a failover that lost more
+            # than confirm_after s, or none of this host's writes reached a
+            # replica; or a restart without persistence, or an expiry. The
+            # kept ones are sent again; older ones after the last it holds
+            # cannot be.
             missing, kept = kept, []
-            # Batches no longer kept, after the one Redis holds: lost.
-            after = self.confirmed[confirmed_ids.index(applied_id) + 1:]
+            confirmed_ids = [i for i, _ in self.confirmed]
+            after = list(self.confirmed)
+            if applied_id in confirmed_ids:
+                after = after[confirmed_ids.index(applied_id) + 1:]
             if after:
                 self._report_lost(len(after), sum(n for _, n in after),
-                                  "a failover lost writes older than "
-                                  f"{self.confirm_after:g} s")
-                self.confirmed.clear()
-        elif kept or self.confirmed:
-            # Redis lost the host's state (restart without persistence,
-            # expiry, flush): acknowledged batches went with the totals.
-            answered = [b for b in kept if b.answered]
-            if answered:
-                self._report_lost(len(answered), sum(b.size() for b in answered),
-                                  "Redis lost this host's state")
-            missing, kept = [b for b in kept if not b.answered], []
+                                  "Redis lost writes it had acknowledged more "
+                                  f"than {self.confirm_after:g} s before")
             self.confirmed.clear()
-        else:
-            missing = []
         if any(b.answered for b in missing):
-            log.warning("Redis lost %d acknowledged batches (a failover?); "
-                        "sending them again", sum(b.answered for b in missing))
+            log.warning("Redis lost %d acknowledged batches (a failover, a "
+                        "restart?); sending them again",
+                        sum(b.answered for b in missing))
         for b in missing:
             self.pending.update(b.batch)
             for tier in self.tiers:

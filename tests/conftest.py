@@ -162,7 +162,9 @@ class RedisClusterServers:
                  "--dir", self.dir, "--cluster-enabled", "yes",
                  "--cluster-config-file", f"nodes-{port}.conf",
                  "--cluster-port", str(bus),
-                 "--cluster-node-timeout", "1000"],  # a quick failover
+                 # A quick failover, by any replica however stale.
+                 "--cluster-node-timeout", "1000",
+                 "--cluster-replica-validity-factor", "0"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis
 
@@ -187,14 +189,27 @@ class RedisClusterServers:
             client.close()
 
     def healthy(self) -> bool:
-        """cluster_state:ok on every running node, and every slot served."""
+        """cluster_state:ok on every running node, every slot served, and
+        every replica in sync with its master."""
+        import redis
+
         try:
-            infos = [self.info(p) for p, proc in self.procs.items()
-                     if proc.poll() is None]
+            for port, proc in self.procs.items():
+                if proc.poll() is not None:
+                    continue
+                info = self.info(port)
+                if (info.get("cluster_state") != "ok"
+                        or int(info.get("cluster_slots_ok", 0)) != 16384):
+                    return False
+                client = redis.Redis(port=port, socket_timeout=2)
+                role = client.info("replication")
+                client.close()
+                if (role["role"] == "slave"
+                        and role.get("master_link_status") != "up"):
+                    return False
         except Exception:  # noqa: BLE001 - a node still starting
             return False
-        return all(i.get("cluster_state") == "ok"
-                   and int(i.get("cluster_slots_ok", 0)) == 16384 for i in infos)
+        return True
 
     def masters(self) -> list[int]:
         """Ports of the running masters that serve slots."""
