@@ -379,6 +379,8 @@ class Collector:
         self.host_ips: list[str] = []
         self._host_ips_at = -HOST_ADDRESSES_EVERY
         self.names = ProcessNames()
+        # Process node id -> {pids, cmdline, seen}: what its details list.
+        self.process_details: dict[str, dict] = {}
         # The host namespace's listening sockets as last read from /proc.
         self.scanned_listeners: list = []
         self._listeners_at = -HOST_LISTENERS_EVERY
@@ -451,6 +453,9 @@ class Collector:
         metrics = self.sampler.sample(self.details) if self.sampler else {}
         # Identity and labels are read once, at start; load every interval.
         self.host.metrics = host_metrics(read_host_load())
+        self.host.processes = [
+            {"node": node, "pids": sorted(entry["pids"]), "cmdline": entry["cmdline"]}
+            for node, entry in sorted(self.process_details.items())]
         self.host.metrics["tracer_lost_total"] = self.lost_total
         containers = []
         for record in self.attribution.containers.values():
@@ -490,6 +495,27 @@ class Collector:
         self.scanned_listeners = host_listeners()
         return True
 
+    def _note_processes(self, reading: TracerReading) -> None:
+        """Remember the pids and command line behind each process node."""
+        now = time.monotonic()
+        for sample in reading.flows:
+            if not sample.pid or (sample.cgroup_id and self.resolver
+                                  .container_for_cgroup_id(sample.cgroup_id)):
+                continue
+            # Gone by now: the name the tracer gives, and no command line.
+            identity = self.attribution.processes.get(
+                sample.pid, ProcessIdentity(sample.comm))
+            node = process_node_id(self.host.id, identity.name)
+            entry = self.process_details.setdefault(
+                node, {"pids": [], "cmdline": "", "seen": now})
+            if sample.pid not in entry["pids"] and len(entry["pids"]) < 20:
+                entry["pids"].append(sample.pid)
+            entry["cmdline"] = identity.cmdline or entry["cmdline"]
+            entry["seen"] = now
+        self.process_details = {
+            node: entry for node, entry in self.process_details.items()
+            if now - entry["seen"] < ADDRESS_MEMORY}
+
     def _attribute_once(self, reading: TracerReading) -> Counter:
         seen = addresses_in_use(reading, self.attribution, self.resolver,
                                 self.host_ips)
@@ -501,6 +527,7 @@ class Collector:
         pids = [s.pid for s in reading.flows] + [s.pid for s in reading.listens]
         pids += [s.pid for s in self.scanned_listeners]
         self.attribution.processes = self.names.names(pids)
+        self._note_processes(reading)
         self.attribution.listeners = host_listener_table(
             reading, self.scanned_listeners, self.attribution, self.resolver)
         return flows_from_reading(reading, self.attribution, self.resolver)

@@ -423,6 +423,8 @@ class HostRecord:
     mode_reason: str = ""  # why eBPF is not in use, when it is not
     labels: dict[str, str] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # memory, load, cpus, disk
+    # Its processes on the map: {node (a process node id), pids, cmdline}.
+    processes: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return plain_fields(self)

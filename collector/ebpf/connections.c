@@ -22,7 +22,8 @@
  *   sock:inet_sock_set_state (4.16+), tcp:tcp_retransmit_skb,
  *   tcp:tcp_receive_reset / tcp_send_reset (4.15+), sock:sock_send_length /
  *   sock_recv_length (6.3+, attached raw: 4.17+), fib:fib_table_lookup and
- *   fib6:fib6_table_lookup, cgroup:cgroup_mkdir. Only tracepoint arguments
+ *   fib6:fib6_table_lookup, cgroup:cgroup_mkdir, sched:sched_process_exec.
+ *   Only tracepoint arguments
  *   are read, never a kernel struct field, so the program is correct
  *   whatever headers bcc compiles it with. Socket addresses (skaddr, sk) are
  *   used as opaque keys only. bpf_get_current_cgroup_id() (4.18+) gives the
@@ -71,6 +72,11 @@
  *                       a container that exits before userspace scans
  *                       /sys/fs/cgroup is still attributed (one event per
  *                       cgroup, not per connection).
+ *   sched_process_exec  tgid -> the name it was executed under, so that a
+ *                       process that exits before userspace reads /proc is
+ *                       named after itself, not after the thread that made
+ *                       the call (bpf_get_current_comm() is the thread's).
+ *                       One event per exec; userspace looks it up.
  *
  * Overhead
  *   A few map operations per TCP state change and per socket send/recv, and
@@ -138,6 +144,13 @@ struct cgroup_path_t {
 BPF_HASH(listens, u64, struct listen_t, LISTEN_MAP_SIZE);
 /* v2 cgroup id -> path of cgroups created since userspace last drained it. */
 BPF_TABLE("lru_hash", u64, struct cgroup_path_t, cgroup_paths, 4096);
+
+struct exec_name_t {
+    char comm[16];
+};
+/* tgid -> its comm right after exec; LRU: nothing says when a process ends,
+ * and an exited one is what userspace asks about. */
+BPF_TABLE("lru_hash", u32, struct exec_name_t, exec_names, 16384);
 
 /* --------------------------------------------------------- state machine */
 
@@ -364,6 +377,20 @@ TRACEPOINT_PROBE(fib, fib_table_lookup)
 TRACEPOINT_PROBE(fib6, fib6_table_lookup)
 {
     ROUTE_LOOKUP(6)
+}
+#endif
+
+/* ---------------------------------------------------------------- execs */
+
+#ifdef HAVE_SCHED_PROCESS_EXEC
+/* After exec the process has one thread, named after the file it runs. */
+TRACEPOINT_PROBE(sched, sched_process_exec)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct exec_name_t name = {};
+    bpf_get_current_comm(&name.comm, sizeof(name.comm));
+    exec_names.update(&tgid, &name);
+    return 0;
 }
 #endif
 

@@ -40,6 +40,10 @@ OPTIONAL_HOOKS = {
         "containers that exit between two cgroup scans are not attributed"
     ),
     "tcp:tcp_retransmit_skb": "retransmits are not counted",
+    "sched:sched_process_exec": (
+        "a host process that exits before the collector reads it is named "
+        "after the thread that made the call"
+    ),
     "sock:sock_send_length": "bytes sent and UDP datagrams are not counted",
     "sock:sock_recv_length": "bytes received and UDP datagrams are not counted",
     "fib:fib_table_lookup": (

@@ -20,6 +20,8 @@ optional, and what is lost without each
     fib:fib_table_lookup,   UDP peers (IPv4, IPv6), and connects that fail
     fib6:fib6_table_lookup  for want of a route. They run on every routed
                             packet; PORTOLAN_TRACE_UDP=0 leaves them out.
+    sched:sched_process_exec  a process that exits before the collector reads
+                            /proc is named after its calling thread.
     cgroup:cgroup_mkdir     containers that live less than one cgroup scan
                             interval are not attributed (TracerReading.cgroups
                             stays empty).
@@ -65,6 +67,7 @@ _FLAG_HOOKS = {
     "HAVE_TCP_SEND_RESET": ("tcp:tcp_send_reset",),
     "HAVE_TCP_RETRANSMIT_SKB": ("tcp:tcp_retransmit_skb",),
     "HAVE_CGROUP_MKDIR": ("cgroup:cgroup_mkdir",),
+    "HAVE_SCHED_PROCESS_EXEC": ("sched:sched_process_exec",),
     "HAVE_SOCK_LENGTH": ("sock:sock_send_length", "sock:sock_recv_length"),
     "HAVE_FIB4": ("fib:fib_table_lookup",),
     "HAVE_FIB6": ("fib6:fib6_table_lookup",),
@@ -295,6 +298,7 @@ class ConnectionTracer:
             )
             for v in self._bpf[b"listens"].values()
         ]
+        self._name_by_exec(flows + listens)
         lost = self._lost_delta() + self._misses.delta()
         return TracerReading(
             flows=flows,
@@ -302,6 +306,27 @@ class ConnectionTracer:
             lost=lost,
             cgroups=self._drain_cgroups(),
         )
+
+    def _name_by_exec(self, samples) -> None:
+        """Name each sample's process as it was executed, where the kernel saw
+        the exec: the kernel's comm is the calling thread's (ProcessNames
+        reads /proc first; this is for a process gone by then)."""
+        if "-DHAVE_SCHED_PROCESS_EXEC" not in self._cflags:
+            return
+        table = self._bpf[b"exec_names"]
+        names: dict[int, str | None] = {}
+        for sample in samples:
+            if not sample.pid:
+                continue
+            if sample.pid not in names:
+                try:
+                    raw = table[table.Key(sample.pid)].comm
+                    names[sample.pid] = bytes(raw).split(b"\0", 1)[0].decode(
+                        "utf-8", "replace")
+                except KeyError:
+                    names[sample.pid] = None
+            if names[sample.pid]:
+                sample.comm = names[sample.pid]
 
     def _drain_cgroups(self) -> dict[int, str]:
         """v2 cgroups created since the previous read: id -> path."""

@@ -66,9 +66,10 @@ while True:
 # n connections, spread over `threads` worker threads that each give
 # themselves a thread name (what bpf_get_current_comm() reports).
 CLIENT = r"""
-import ctypes, socket, sys, threading
+import ctypes, socket, sys, threading, time
 host = sys.argv[1]
 port, n, k, m, threads = (int(a) for a in sys.argv[2:7])
+linger = float(sys.argv[7]) if len(sys.argv) > 7 else 0
 libc = ctypes.CDLL(None)
 
 def work(count, name):
@@ -96,6 +97,7 @@ else:
     for t in ts:
         t.join()
 print("done", flush=True)
+time.sleep(linger)
 """
 
 UDP_SERVER = r"""
@@ -288,6 +290,33 @@ def test_loopback_between_host_processes_is_one_edge(collector, programs,
     assert service.get("connections") == N, service
     assert service["bytes_sent"] >= N * 10 and service["bytes_received"] >= N * 30
     assert_host_is_known(graph(collector, "service"))
+
+
+@pytest.mark.parametrize("exits", [True, False], ids=["gone", "running"])
+def test_threaded_client_is_one_process_node(collector, programs, exits):
+    """Connections made from worker threads (named by the threads) go to one
+    node named after the process, whether it is gone by the collector's next
+    read or not; its details list its pid and command line."""
+    server, port = unique_name("ptsrv"), free_port()
+    programs.serve(server, "server.py", "127.0.0.1", port, 10, 30)
+    client = unique_name("ptthr")
+    proc = programs.start(client, "client.py", "127.0.0.1", port, N, 10, 30, 4,
+                          0 if exits else 30)
+    assert proc.stdout.readline().strip() == "done"
+    found = wait_edge(collector, client, server, N)
+    assert found.get("connections") == N, found
+    G = graph(collector, "container")
+    names = {d.get("name") for _, d in G.nodes(data=True)}
+    assert not any(name.startswith("worker-") for name in names if name), names
+    node = next(d for _, d in G.nodes(data=True) if d.get("name") == client)
+    assert node["type"] == "process"
+    assert wait_for(lambda: proc.pid in next(
+        d for _, d in graph(collector, "container").nodes(data=True)
+        if d.get("name") == client).get("pids", ()), timeout=5), node
+    if not exits:
+        node = next(d for _, d in graph(collector, "container").nodes(data=True)
+                    if d.get("name") == client)
+        assert f"{client} -u" in node["cmdline"], node
 
 
 def test_a_server_started_before_the_collector_is_named(collector, programs,

@@ -243,6 +243,12 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
             # A node id that parses but names an invalid host (a malformed
             # flow or address-index entry): skip it, keep the rest of the map.
             log.warning("host %s: skipping flow %s: %s", host_id, key, exc)
+    for host in state.hosts.values():
+        for entry in getattr(host, "processes", None) or ():
+            node = entry.get("node") if isinstance(entry, dict) else None
+            if node in G and G.nodes[node].get("type") == "process":
+                G.nodes[node]["pids"] = list(entry.get("pids") or [])
+                G.nodes[node]["cmdline"] = str(entry.get("cmdline") or "")
     for _, _, data in G.edges(data=True):
         data["status"] = edge_status(data)
     return G
