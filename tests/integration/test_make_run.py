@@ -63,6 +63,7 @@ def test_make_run_serves_the_map_and_stops_on_ctrl_c(tmp_path, repo_root):
         assert "portolan" in page.text.lower()
         health = session.get(f"{base}/healthz", timeout=5).json()
         assert [c["host"] for c in health["collectors"]] == ["run-host"]
+        assert_true_host_map(session, base, redis_port, web_port)
     finally:
         os.killpg(run.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
         run.wait(timeout=60)
@@ -70,3 +71,36 @@ def test_make_run_serves_the_map_and_stops_on_ctrl_c(tmp_path, repo_root):
     assert "portolan: stopped" in "".join(output)
     assert wait_for(lambda: not _listening(web_port) and not _listening(redis_port),
                     timeout=10), "something it started is still running"
+
+
+def assert_true_host_map(session, base: str, redis_port: int, web_port: int) -> None:
+    """The stack's own traffic is drawn as it is (issue 14): `redis-server` and
+    `daphne` are services on this host with their clients (the collector, the
+    analyzer, Daphne, this test), and nothing is `unknown` or a loopback
+    `external`."""
+    def services_with_clients():
+        try:
+            g = session.get(f"{base}/api/graph/?level=service", timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return None
+        nodes = {n["id"]: n for n in g["nodes"]}
+        served = {}
+        for link in g["links"]:
+            target = nodes[link["target"]]
+            if target.get("type") == "service" and link.get("connections"):
+                owner = nodes.get(target.get("parent"), {})
+                served.setdefault((owner.get("name"), target.get("port")), set()).add(
+                    nodes[link["source"]].get("name"))
+        if ("redis-server", redis_port) in served and ("daphne", web_port) in served:
+            return g, served
+        return None
+
+    found = wait_for(services_with_clients, timeout=30, interval=1)
+    assert found, "redis-server and daphne services with clients never showed"
+    g, served = found
+    assert served[("redis-server", redis_port)], served
+    assert served[("daphne", web_port)], served
+    names = [n.get("name") for n in g["nodes"]]
+    assert "unknown" not in names, names
+    assert not any(n.get("type") == "external" and n.get("name") in (
+        "127.0.0.0/24", "::/64") for n in g["nodes"]), names
