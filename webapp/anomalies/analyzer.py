@@ -17,11 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import socket
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -39,31 +36,13 @@ from webapp.anomalies.merge import read_analysis
 from webapp.anomalies.notify import WebhookNotifier
 from webapp.anomalies.rules import Context, Finding, baseline_warming, evaluate_rules
 from webapp.anomalies.status import AnomalyEvent, StatusTracker, roll_up, target_name
+from webapp.lease import Lease
 from webapp.topology.graph import build_graph
 from webapp.topology.store import read_state
 
 __all__ = ["Analysis", "Analyzer"]
 
 log = logging.getLogger("portolan.anomalies.analyzer")
-
-# Take the lock when free, or extend it when it is ours: 1 if we hold it.
-_LOCK_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 1
-end
-return 0
-"""
-_RELEASE_SCRIPT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
 
 @dataclass(slots=True)
 class Analysis:
@@ -97,9 +76,8 @@ class Analyzer:
                 self.config.webhook_url, self.config.webhook_timeout,
                 self.config.webhook_retries, self.config.webhook_backoff)
         self.notifier = notifier
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-        self._lock = client.register_script(_LOCK_SCRIPT)
-        self._release = client.register_script(_RELEASE_SCRIPT)
+        self.lease = Lease(client, self.akeys.lock, self.config.lock_ttl, owner)
+        self.owner = self.lease.owner
         self.leader = False
         # check name -> steps it raised in, since this process started
         self.check_failures: Counter[str] = Counter()
@@ -125,8 +103,7 @@ class Analyzer:
 
     def acquire(self) -> bool:
         """Take or extend the analyzer lock; adopt the published state on gaining it."""
-        ttl_ms = int(self.config.lock_ttl * 1000)
-        held = bool(self._lock(keys=[self.akeys.lock], args=[self.owner, ttl_ms]))
+        held = self.lease.acquire()
         if held and not self.leader:
             self._reset()
             statuses, _ = read_analysis(self.client, self.akeys.prefix)
@@ -143,10 +120,7 @@ class Analyzer:
 
     def release(self) -> None:
         """Give the lock up (only if it is still ours)."""
-        try:
-            self._release(keys=[self.akeys.lock], args=[self.owner])
-        except REDIS_ERRORS as exc:
-            log.warning("could not release the analyzer lock: %s", exc)
+        self.lease.release()
         self.leader = False
 
     # ------------------------------------------------------------ one step

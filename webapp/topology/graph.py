@@ -192,7 +192,8 @@ class AddressIndex:
         return node, port if target_port is None else target_port
 
 
-def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
+def service_graph(state: TopologyState, services: bool = True,
+                  edges_of_flows: dict | None = None) -> nx.DiGraph:
     """Hosts, containers, host processes, services and externals, with flows.
 
     Each node has ``id``, ``type``, ``name``, ``status`` and ``parent`` (the
@@ -201,7 +202,10 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
     client whichever side recorded them (``bytes_sent``: client to server). With
     ``services=False`` edges end at the service's owner: the container level,
     built directly (the same as ``coarsen(service_graph(state), "container")``,
-    without making the service nodes first).
+    without making the service nodes first). ``edges_of_flows``, when given,
+    is filled with ``(host id, FlowKey) -> (source, target, turned)``: the
+    edge each flow was added onto (``turned``: seen from its server), so an
+    incremental builder can update only the edges whose flows changed.
     """
     ensure_service = _ensure_service if services else _owner_of_port
     G = nx.DiGraph()
@@ -238,11 +242,14 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
         for name, rate in state.rates.get((host_id, key), {}).items():
             values[f"{name}_per_s"] = rate
         try:
-            _add_flow(G, index, ensure_service, host_id, key, values, seen)
+            edge = _add_flow(G, index, ensure_service, host_id, key, values, seen)
         except SchemaError as exc:
             # A node id that parses but names an invalid host (a malformed
             # flow or address-index entry): skip it, keep the rest of the map.
             log.warning("host %s: skipping flow %s: %s", host_id, key, exc)
+            continue
+        if edges_of_flows is not None and edge is not None:
+            edges_of_flows[(host_id, key)] = edge
     for host in state.hosts.values():
         for entry in getattr(host, "processes", None) or ():
             node = entry.get("node") if isinstance(entry, dict) else None
@@ -254,8 +261,9 @@ def service_graph(state: TopologyState, services: bool = True) -> nx.DiGraph:
     return G
 
 
-def _add_flow(G, index, ensure_service, host_id, key, values, seen) -> None:
-    """Add one flow record's counters onto its client -> server edge."""
+def _add_flow(G, index, ensure_service, host_id, key, values, seen):
+    """Add one flow record's counters onto its client -> server edge: returns
+    ``(client, server, turned)``, or None when the flow adds nothing."""
     local = _ensure_node(G, key.node)
     if key.direction == "out":
         found = None
@@ -278,15 +286,26 @@ def _add_flow(G, index, ensure_service, host_id, key, values, seen) -> None:
             owner, port = found
             peer = ensure_service(G, _ensure_node(G, owner), port, key.proto)
         _add_edge(G, local, peer, values)
+        return local, peer, False
     else:
         # The server's side of a connection. When the client is a node we
         # know, its own "out" record already counts the connection.
         if _is_loopback(key.ip) or index.lookup(host_id, key.ip) is not None:
-            return
+            return None
         client = _ensure_external(G, key.ip, seen)
-        values = {_CLIENT_VIEW.get(name, name): v for name, v in values.items()}
-        _add_edge(G, client, ensure_service(G, local, key.port, key.proto),
-                  values)
+        values = client_view(values)
+        server = ensure_service(G, local, key.port, key.proto)
+        _add_edge(G, client, server, values)
+        return client, server, True
+
+
+def client_view(values: dict) -> dict:
+    """A server-side flow record's values as seen from its client.
+
+    >>> client_view({"bytes_sent": 5, "connections": 1})
+    {'bytes_received': 5, 'connections': 1}
+    """
+    return {_CLIENT_VIEW.get(name, name): v for name, v in values.items()}
 
 
 def _ensure_external(G: nx.DiGraph, ip: str, seen: set[str]) -> str:

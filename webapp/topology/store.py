@@ -204,3 +204,78 @@ def read_history(
         except SchemaError as exc:
             log.warning("host %s history: %s", host_id, exc)
     return snapshots
+
+
+# ------------------------------------------------- reading some hosts again
+#
+# The graph builder keeps every host's records between updates and re-reads
+# only the hosts that reported. Records come back raw, so that an unchanged
+# entry costs a bytes comparison rather than a JSON parse.
+
+
+@dataclass(slots=True)
+class HostKeys:
+    """One host's keys as read, raw: what changed is found by comparing."""
+
+    host: bytes | None
+    containers: dict[bytes, bytes]
+    addrs: dict[bytes, bytes]
+    rates: dict[bytes, bytes]
+    flow_fields: int  # HLEN of the flows hash: a new flow or counter grows it
+
+
+def read_hosts(client: redis.Redis, keys: Keys, host_ids) -> dict[str, HostKeys]:
+    """The records, address index, rates and flow-field count of some hosts
+    (one pipeline, split per node by a cluster client); flows are read apart."""
+    host_ids = list(host_ids)
+    pipe = client.pipeline(transaction=False)
+    for host_id in host_ids:
+        pipe.get(keys.host(host_id))
+        pipe.hgetall(keys.containers(host_id))
+        pipe.hgetall(keys.addrs(host_id))
+        pipe.hgetall(keys.rates(host_id))
+        pipe.hlen(keys.flows(host_id))
+    results = pipe.execute()
+    return {
+        host_id: HostKeys(*results[5 * i: 5 * i + 5])
+        for i, host_id in enumerate(host_ids)
+    }
+
+
+def read_flow_fields(
+    client: redis.Redis, keys: Keys, wanted: dict[str, list[str] | None]
+) -> dict[str, dict[bytes, bytes]]:
+    """Flow counters of some hosts: host id -> the listed fields (None: all)."""
+    pipe = client.pipeline(transaction=False)
+    order = list(wanted.items())
+    for host_id, fields in order:
+        if fields is None:
+            pipe.hgetall(keys.flows(host_id))
+        else:
+            pipe.hmget(keys.flows(host_id), fields)
+    out = {}
+    for (host_id, fields), result in zip(order, pipe.execute(), strict=True):
+        if fields is None:
+            out[host_id] = result
+        else:
+            out[host_id] = {f.encode(): v for f, v in zip(fields, result,
+                                                           strict=True)
+                            if v is not None}
+    return out
+
+
+def parse_host(host_id: str, raw: bytes | None) -> HostRecord:
+    """A host record from its raw JSON (a bare record when missing or bad)."""
+    return _host_record(host_id, raw)
+
+
+def parse_containers(host_id: str, raw: dict[bytes, bytes]
+                     ) -> dict[str, ContainerRecord]:
+    """Container id -> record, from the raw hash (bad entries logged, skipped)."""
+    return _containers(host_id, raw)
+
+
+def parse_flows(host_id: str, raw: dict[bytes, bytes], kind=int
+                ) -> dict[FlowKey, dict]:
+    """FlowKey -> counter -> value, from raw flow (or rate) fields."""
+    return _flows(host_id, raw, kind)

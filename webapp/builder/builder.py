@@ -1,0 +1,375 @@
+"""The graph builder process: one active per Redis, the others on standby.
+
+The active builder follows ``Keys.changes``; after each batch of change notices
+(at most every ``min_interval`` seconds, and every ``recheck_interval`` seconds
+without any, since a host whose keys expire publishes nothing) it updates the
+fleet and the levels, stores each changed level's diff (and, now and then, a
+whole snapshot) under ``GraphKeys`` and publishes the diff once to the level's
+Channels group. A standby polls the lease; on taking it, it loads each level's
+stored snapshot and diffs and continues the sequence from there, so relays
+and their open maps simply receive the next diff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import redis
+from channels.layers import get_channel_layer
+from redis.backoff import ExponentialBackoff
+
+from collector.redis_client import REDIS_ERRORS, async_redis_client, redis_client
+from collector.schema import Keys, SchemaError, parse_node_id
+from webapp.anomalies.merge import read_analysis
+from webapp.builder.fleet import Fleet
+from webapp.builder.keys import (
+    UPDATE_TYPE,
+    GraphKeys,
+    decode_entry,
+    decode_snapshot_blob,
+    encode_entry,
+    encode_snapshot_blob,
+    group_name,
+)
+from webapp.builder.levels import LEVELS, LevelView, build_levels
+from webapp.lease import Lease
+from webapp.maps.diff import apply_diff, is_empty, split_diff, split_snapshot
+from webapp.topology.store import live_collectors
+
+__all__ = ["BuilderSettings", "GraphBuilder", "Publication", "encode_message",
+           "load_stored", "snapshot_payload"]
+
+log = logging.getLogger("portolan.builder")
+
+MESSAGE_LIMIT = 512 * 1024  # bytes of JSON per socket message (Daphne: 1 MiB)
+
+
+def encode_message(message: dict) -> str:
+    """Compact JSON: a 10,000-container map is megabytes of it."""
+    return json.dumps(message, separators=(",", ":"))
+
+
+@dataclass(slots=True)
+class BuilderSettings:
+    prefix: str = "portolan"
+    node_ttl: float = 30.0  # a host is on the map this long after its last report
+    collector_ttl: float = 10.0  # silent this long: shown as not reporting
+    lease_ttl: float = 3.0
+    min_interval: float = 0.25  # seconds between two updates at most
+    recheck_interval: float = 1.0  # update this often even without notices
+    snapshot_interval: float = 10.0  # store a whole snapshot at least this often
+    store_ttl: float = 120.0  # stored snapshots and diffs outlive a dead builder
+
+
+@dataclass(slots=True)
+class Publication:
+    level: str
+    seq: int
+    texts: list[str] | None  # None: no diff, reload the snapshot
+
+
+def snapshot_payload(texts: list[str]) -> dict:
+    """The node-link graph that encoded snapshot parts carry, joined."""
+    payload = None
+    for text in texts:
+        graph = json.loads(text)["graph"]
+        if payload is None:
+            payload = {k: v for k, v in graph.items() if k not in ("nodes", "links")}
+            payload["nodes"], payload["links"] = [], []
+        payload["nodes"] += graph["nodes"]
+        payload["links"] += graph["links"]
+    return payload or {"nodes": [], "links": []}
+
+
+def load_stored(client: redis.Redis, gkeys: GraphKeys, level: str
+                ) -> tuple[int, list[str], list[tuple[int, list[str]]]] | None:
+    """``(seq, snapshot texts, [(seq, diff texts)...])`` as stored, or None."""
+    pipe = client.pipeline(transaction=True)  # one slot: a consistent pair
+    pipe.get(gkeys.snapshot(level))
+    pipe.lrange(gkeys.diffs(level), 0, -1)
+    blob, entries = pipe.execute()
+    if blob is None:
+        return None
+    seq, texts = decode_snapshot_blob(blob)
+    diffs = [d for d in map(decode_entry, entries) if d[0] > seq]
+    return seq, texts, diffs
+
+
+class _StoredLevel:
+    """A level's sequence and what its stored snapshot and diff list hold."""
+
+    def __init__(self):
+        self.seq = 0
+        self.snapshot_at = 0.0  # time.monotonic() of the last stored snapshot
+        self.snapshot_bytes = 0
+        self.diff_bytes = 0  # stored since that snapshot
+
+
+class GraphBuilder:
+    """Keeps each level's graph for every web worker; see the module docstring."""
+
+    def __init__(self, client: redis.Redis, conf: BuilderSettings | None = None,
+                 owner: str | None = None):
+        self.client = client
+        self.conf = conf or BuilderSettings()
+        self.keys = Keys(self.conf.prefix)
+        self.gkeys = GraphKeys(self.conf.prefix)
+        self.lease = Lease(client, self.gkeys.lock, self.conf.lease_ttl, owner)
+        self.active = False
+        self.steps = 0
+        self.full_builds = 0
+        self._reset()
+
+    @classmethod
+    def from_settings(cls, **overrides) -> GraphBuilder:
+        """A builder for the Django settings' Redis, prefix and TTLs."""
+        from django.conf import settings
+
+        conf = settings.PORTOLAN
+        client = redis_client(settings.REDIS_URL, retries=3,
+                              socket_connect_timeout=1.0, socket_timeout=5.0)
+        values = {"prefix": conf["KEY_PREFIX"], "node_ttl": conf["NODE_TTL"],
+                  "collector_ttl": conf["COLLECTOR_TTL"],
+                  "lease_ttl": conf.get("BUILDER_LEASE_TTL", 3.0)}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(client, BuilderSettings(**values))
+
+    def _reset(self) -> None:
+        self.fleet = Fleet()
+        self.views = {level: LevelView(level) for level in LEVELS}
+        self.stored = {level: _StoredLevel() for level in LEVELS}
+        self.analysis: tuple[dict, list] | None = None
+        self.silent: dict[str, float] = {}
+
+    # ------------------------------------------------------------ takeover
+
+    def take_over(self) -> None:
+        """Continue each level from what the previous builder stored."""
+        self._reset()
+        for level in LEVELS:
+            stored = self.stored[level]
+            try:
+                found = load_stored(self.client, self.gkeys, level)
+            except SchemaError as exc:
+                log.warning("stored %s graph unreadable (%s); starting anew",
+                            level, exc)
+                found = None
+            if found is None:
+                # Past any seq a relay may hold: they reload, never mis-apply.
+                stored.seq = int(time.time() * 1000)
+                continue
+            seq, texts, diffs = found
+            payload = snapshot_payload(texts)
+            for _, diff_texts in diffs:
+                for text in diff_texts:
+                    payload = apply_diff(payload, json.loads(text))
+            stored.seq = diffs[-1][0] if diffs else seq
+            self.views[level] = LevelView(level, payload)
+        log.info("builder %s is now the active graph builder", self.lease.owner)
+
+    # ------------------------------------------------------------ one step
+
+    def step(self, reported: set[str], now: float | None = None
+             ) -> list[Publication]:
+        """Update the levels from the hosts in ``reported``; store the diffs."""
+        return self.store(self.update(reported, now))
+
+    def update(self, reported: set[str], now: float | None = None
+               ) -> dict[str, dict | None]:
+        """Update the levels from the hosts in ``reported``: level -> diff
+        (None: a first graph, nothing to diff against)."""
+        now = time.time() if now is None else now
+        self.steps += 1
+        live = live_collectors(self.client, self.keys, self.conf.node_ttl, now)
+        change = self.fleet.update(self.client, self.keys, reported, live)
+        analysis = read_analysis(self.client, self.conf.prefix)
+        silent = {h: seen for h, seen in live.items()
+                  if now - seen > self.conf.collector_ttl}
+        rebuild = (change.structural or analysis != self.analysis
+                   or silent != self.silent
+                   or any(v.graph is None for v in self.views.values()))
+        self.analysis, self.silent = analysis, silent
+        diffs: dict[str, dict | None] = {}
+        if rebuild:
+            self.full_builds += 1
+            graphs = build_levels(self.fleet.state, *analysis, silent)
+            for level, graph in graphs.items():
+                diffs[level] = self.views[level].replace(graph)
+        elif change.flows or change.nodes:
+            sources = self._node_sources(change.nodes)
+            for level, view in self.views.items():
+                diffs[level] = view.update(self.fleet.state, change.flows,
+                                           change.nodes, analysis[0], sources)
+        return diffs
+
+    def _node_sources(self, node_ids) -> dict[str, dict]:
+        """The volatile attributes (metrics) of nodes whose records changed."""
+        s = self.fleet.state
+        out = {}
+        for node_id in node_ids:
+            kind, parts = parse_node_id(node_id)
+            if kind == "host" and parts[0] in s.hosts:
+                out[node_id] = {"metrics": dict(s.hosts[parts[0]].metrics)}
+            elif kind == "container":
+                record = s.containers.get(parts[0], {}).get(parts[1])
+                if record is not None:
+                    out[node_id] = {"metrics": dict(record.metrics),
+                                    "processes": list(record.processes)}
+        return out
+
+    def store(self, diffs: dict[str, dict | None]) -> list[Publication]:
+        """Store each level's diff (or a new snapshot); what to publish."""
+        publications = []
+        pipe = self.client.pipeline(transaction=True)  # one slot: {graph}
+        ttl = max(1, int(self.conf.store_ttl))
+        for level, diff in diffs.items():
+            if diff is not None and is_empty(diff):
+                continue
+            stored = self.stored[level]
+            stored.seq += 1
+            texts = None
+            if diff is not None:
+                texts = [encode_message(m) for m in split_diff(diff, MESSAGE_LIMIT)]
+            size = sum(map(len, texts or ()))
+            due = (texts is None or time.monotonic() - stored.snapshot_at
+                   > self.conf.snapshot_interval
+                   or stored.diff_bytes + size > stored.snapshot_bytes // 2)
+            if due:
+                snap = [encode_message(m) for m in split_snapshot(
+                    level, self.views[level].graph.payload(), MESSAGE_LIMIT)]
+                blob = encode_snapshot_blob(stored.seq, snap)
+                pipe.set(self.gkeys.snapshot(level), blob, ex=ttl)
+                pipe.delete(self.gkeys.diffs(level))
+                stored.snapshot_at = time.monotonic()
+                stored.snapshot_bytes = sum(map(len, snap))
+                stored.diff_bytes = 0
+            else:
+                pipe.rpush(self.gkeys.diffs(level), encode_entry(stored.seq, texts))
+                pipe.expire(self.gkeys.diffs(level), ttl)
+                pipe.expire(self.gkeys.snapshot(level), ttl)
+                stored.diff_bytes += size
+            publications.append(Publication(level, stored.seq, texts))
+        if publications:
+            pipe.execute()
+        return publications
+
+    # ------------------------------------------------------------ the loop
+
+    async def run(self, duration: float | None = None,
+                  stop: asyncio.Event | None = None) -> None:
+        """Stand by or build until ``stop`` is set (or ``duration`` s pass)."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        backoff = ExponentialBackoff(cap=10.0, base=0.5)
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    if await asyncio.to_thread(self.lease.acquire):
+                        await self._lead(stop)
+                        failures = 0
+                    else:
+                        failures = 0
+                        await _wait(stop, min(0.5, self.conf.lease_ttl / 4))
+                        continue
+                except REDIS_ERRORS as exc:
+                    log.warning("graph builder: Redis unreachable: %s", exc)
+                except Exception:  # noqa: BLE001 - a builder must never die of it
+                    log.exception("graph builder step failed")
+                if self.active:
+                    log.info("builder %s stands by", self.lease.owner)
+                self.active = False
+                await _wait(stop, backoff.compute(failures))
+                failures += 1
+        finally:
+            await asyncio.to_thread(self.lease.release)
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        """While the lease is ours: follow notices, update, publish."""
+        layer = get_channel_layer()
+        client = async_redis_client(self._url(), socket_connect_timeout=1.0)
+        lost = asyncio.Event()
+        renew = asyncio.create_task(self._renew(lost))
+        try:
+            await client.initialize()
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(self.keys.changes)
+                await asyncio.to_thread(self.take_over)
+                self.active = True
+                reported: set[str] = set()
+                while not (stop.is_set() or lost.is_set()):
+                    diffs = await asyncio.to_thread(self.update, reported)
+                    last = loop_time()
+                    if not await asyncio.to_thread(self.lease.acquire):
+                        break  # another builder took over meanwhile: not ours
+                    await self._publish(
+                        layer, await asyncio.to_thread(self.store, diffs))
+                    reported = await self._notices(pubsub, last)
+        finally:
+            renew.cancel()
+            with contextlib.suppress(asyncio.CancelledError, *REDIS_ERRORS):
+                await renew
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    def _url(self) -> str:
+        from django.conf import settings
+
+        return settings.REDIS_URL
+
+    async def _renew(self, lost: asyncio.Event) -> None:
+        """Keep the lease while a long step runs; flag its loss."""
+        while True:
+            await asyncio.sleep(self.conf.lease_ttl / 3)
+            if not await asyncio.to_thread(self.lease.acquire):
+                lost.set()
+                return
+
+    async def _notices(self, pubsub, last: float) -> set[str]:
+        """Hosts that reported, gathered until the next update is due."""
+        reported: set[str] = set()
+        first = await pubsub.get_message(ignore_subscribe_messages=True,
+                                         timeout=self.conf.recheck_interval)
+        _note(first, reported)
+        wait = last + self.conf.min_interval - loop_time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        while message := await pubsub.get_message(ignore_subscribe_messages=True,
+                                                  timeout=0.0):
+            _note(message, reported)
+        return reported
+
+    async def _publish(self, layer, publications: list[Publication]) -> None:
+        for p in publications:
+            await layer.group_send(group_name(p.level), {
+                "type": UPDATE_TYPE, "level": p.level, "seq": p.seq,
+                "texts": p.texts,
+            })
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _note(message, reported: set[str]) -> None:
+    """Add the host a change notice names (analysis notices name none)."""
+    if not message or message.get("type") != "message":
+        return
+    try:
+        host = json.loads(message["data"]).get("host")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(host, str):
+        reported.add(host)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

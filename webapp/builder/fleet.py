@@ -1,0 +1,173 @@
+"""Every live host's records, kept between updates and re-read host by host.
+
+``Fleet.update`` reads only the hosts that reported (and the ones it has not
+seen yet), compares what they wrote with what it holds and says what changed:
+``structural`` (hosts, containers other than their metrics, addresses, the
+set of flows: the levels must be rebuilt), the flows whose counters or rates
+changed, and the nodes whose metrics alone changed. Flow totals are re-read
+only for flows whose rates changed, unless the host's flow hash grew (a new
+flow or counter), when the whole hash is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import redis
+
+from collector.schema import Keys, container_node_id, host_node_id, make_flow_field
+from webapp.topology.store import (
+    HostKeys,
+    TopologyState,
+    parse_containers,
+    parse_flows,
+    parse_host,
+    read_flow_fields,
+    read_hosts,
+)
+
+__all__ = ["Fleet", "FleetChange"]
+
+# Fields a record may change without changing the map's shape (a host's
+# processes name process nodes: not volatile there).
+_VOLATILE = {"ContainerRecord": ("metrics", "processes"), "HostRecord": ("metrics",)}
+
+
+@dataclass(slots=True)
+class FleetChange:
+    """What one update changed."""
+
+    structural: bool = False
+    flows: set = field(default_factory=set)  # (host id, FlowKey)
+    nodes: set = field(default_factory=set)  # node ids whose metrics changed
+    hosts_read: int = 0
+
+
+def _shape(record) -> tuple:
+    """A record without its volatile fields: equal shapes draw the same map."""
+    volatile = _VOLATILE[type(record).__name__]
+    return tuple(getattr(record, f.name) for f in dataclasses.fields(record)
+                 if f.name not in volatile)
+
+
+class Fleet:
+    """The merged state of every live host (``state``), updated in place."""
+
+    def __init__(self):
+        self.state = TopologyState()
+        self.raw: dict[str, HostKeys] = {}
+        # host id -> FlowKey -> the counter names its flow hash holds
+        self.fields: dict[str, dict] = {}
+        # host id -> the FlowKeys it has rates for (the state's keys, by host)
+        self.rated: dict[str, set] = {}
+
+    def update(self, client: redis.Redis, keys: Keys, reported,
+               live: dict[str, float]) -> FleetChange:
+        """Re-read the hosts in ``reported`` (and new ones); drop hosts not live."""
+        change = FleetChange()
+        for host_id in set(self.raw) - set(live):
+            self._forget(host_id)
+            change.structural = True
+        self.state.last_seen.update(live)
+        to_read = [h for h in live if h in reported or h not in self.raw]
+        if not to_read:
+            return change
+        change.hosts_read = len(to_read)
+        parts = read_hosts(client, keys, to_read)
+        wanted = {}
+        for host_id, new in parts.items():
+            old = self.raw.get(host_id)
+            self._update_records(host_id, old, new, change)
+            changed_rates = self._update_rates(host_id, new.rates)
+            known = self.fields.get(host_id)
+            if old is None or known is None or new.flow_fields != old.flow_fields:
+                wanted[host_id] = None
+            elif changed_rates:
+                wanted[host_id] = [
+                    make_flow_field(key, counter)
+                    for key in changed_rates for counter in known.get(key, ())
+                ]
+                change.flows.update((host_id, key) for key in changed_rates)
+            self.raw[host_id] = new
+        wanted = {h: f for h, f in wanted.items() if f is None or f}
+        if wanted:
+            for host_id, raw in read_flow_fields(client, keys, wanted).items():
+                self._update_flows(host_id, raw, wanted[host_id] is None, change)
+        return change
+
+    def _forget(self, host_id: str) -> None:
+        s = self.state
+        for key in self.fields.get(host_id, ()):
+            s.flows.pop((host_id, key), None)
+        for key in self.rated.get(host_id, ()):
+            s.rates.pop((host_id, key), None)
+        for part in (self.raw, self.fields, self.rated, s.hosts, s.last_seen,
+                     s.containers, s.addrs):
+            part.pop(host_id, None)
+
+    def _update_records(self, host_id: str, old: HostKeys | None, new: HostKeys,
+                        change: FleetChange) -> None:
+        s = self.state
+        if old is None or new.host != old.host:
+            record = parse_host(host_id, new.host)
+            before = s.hosts.get(host_id)
+            if before is None or _shape(before) != _shape(record):
+                change.structural = True
+            elif before.metrics != record.metrics:
+                change.nodes.add(host_node_id(host_id))
+            s.hosts[host_id] = record
+        if old is None or new.addrs != old.addrs:
+            change.structural = True
+            s.addrs[host_id] = {a.decode(): t.decode() for a, t in new.addrs.items()}
+        if old is None or new.containers != old.containers:
+            before = s.containers.get(host_id, {})
+            if old is None or new.containers.keys() != old.containers.keys():
+                change.structural = True
+                s.containers[host_id] = parse_containers(host_id, new.containers)
+                return
+            records = dict(before)
+            changed = {cid: text for cid, text in new.containers.items()
+                       if old.containers.get(cid) != text}
+            for cid, record in parse_containers(host_id, changed).items():
+                previous = records.get(cid)
+                if previous is None or _shape(previous) != _shape(record):
+                    change.structural = True
+                else:
+                    change.nodes.add(container_node_id(host_id, cid))
+                records[cid] = record
+            s.containers[host_id] = records
+
+    def _update_rates(self, host_id: str, raw: dict[bytes, bytes]) -> set:
+        """Replace the host's rates; the flows whose rates changed."""
+        s = self.state
+        new = parse_flows(host_id, raw, float)
+        old_keys = self.rated.get(host_id, set())
+        self.rated[host_id] = set(new)
+        changed = set()
+        for key in old_keys | new.keys():
+            before = s.rates.get((host_id, key))
+            after = new.get(key)
+            if before != after:
+                changed.add(key)
+                if after is None:
+                    del s.rates[(host_id, key)]
+                else:
+                    s.rates[(host_id, key)] = dict(after)
+        return changed
+
+    def _update_flows(self, host_id: str, raw: dict[bytes, bytes], whole: bool,
+                      change: FleetChange) -> None:
+        s = self.state
+        parsed = parse_flows(host_id, raw, int)
+        if whole:
+            old_keys = set(self.fields.get(host_id, ()))
+            if old_keys != parsed.keys():
+                change.structural = True
+                for key in old_keys - parsed.keys():
+                    del s.flows[(host_id, key)]
+            self.fields[host_id] = {k: tuple(c) for k, c in parsed.items()}
+        for key, counters in parsed.items():
+            if s.flows.get((host_id, key)) != counters:
+                s.flows[(host_id, key)] = counters
+                change.flows.add((host_id, key))

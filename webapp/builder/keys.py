@@ -1,0 +1,103 @@
+"""The builder's Redis keys, Channels groups and stored forms, made in one place.
+
+``P`` is the collectors' key prefix (``collector.schema.Keys``):
+
+``P:{graph}:lock``              STR  id of the one active builder; TTL
+``P:{graph}:snapshot:<level>``  STR  zlib of ``seq`` and the encoded snapshot
+                                      messages, one per line; TTL
+``P:{graph}:diffs:<level>``     LIST the encoded diffs after that snapshot,
+                                      oldest first, each ``seq`` and its
+                                      messages, one per line; TTL
+
+They share the hash tag ``{graph}`` (one Redis Cluster slot), so one
+transaction replaces a snapshot and empties its diff list. JSON never holds a
+raw newline, so lines separate messages safely.
+
+Channels group ``topology.<level>``: ``{"type": "topology.update", "level",
+"seq", "texts"}``; ``texts`` are the encoded diff messages of step ``seq``, or
+None when there is no diff to apply (a fresh start): a relay that is not at
+``seq - 1`` reloads the stored snapshot.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from collector.schema import Keys, SchemaError
+
+__all__ = [
+    "UPDATE_TYPE",
+    "GraphKeys",
+    "decode_entry",
+    "decode_snapshot_blob",
+    "encode_entry",
+    "encode_snapshot_blob",
+    "group_name",
+]
+
+UPDATE_TYPE = "topology.update"  # handled by ``topology_update`` on a relay's sockets
+_LEVELS = ("service", "container", "host")
+
+
+def group_name(level: str) -> str:
+    """The Channels group a level's diffs are published to.
+
+    >>> group_name("host")
+    'topology.host'
+    """
+    if level not in _LEVELS:
+        raise SchemaError(f"unknown level {level!r}")
+    return f"topology.{level}"
+
+
+def encode_entry(seq: int, texts: list[str]) -> bytes:
+    """One stored diff (or snapshot): its seq, then its messages, one a line.
+
+    >>> decode_entry(encode_entry(7, ['{"a":1}', '{"b":2}']))
+    (7, ['{"a":1}', '{"b":2}'])
+    """
+    return "\n".join([str(int(seq)), *texts]).encode()
+
+
+def decode_entry(blob: bytes) -> tuple[int, list[str]]:
+    """Inverse of ``encode_entry``."""
+    head, *texts = blob.decode().split("\n")
+    try:
+        return int(head), texts
+    except ValueError:
+        raise SchemaError(f"malformed stored graph entry {head[:40]!r}") from None
+
+
+def encode_snapshot_blob(seq: int, texts: list[str]) -> bytes:
+    """A stored snapshot: compressed (a 10,000-container map is megabytes)."""
+    return zlib.compress(encode_entry(seq, texts), 1)
+
+
+def decode_snapshot_blob(blob: bytes) -> tuple[int, list[str]]:
+    try:
+        return decode_entry(zlib.decompress(blob))
+    except zlib.error as exc:
+        raise SchemaError(f"malformed stored snapshot: {exc}") from None
+
+
+@dataclass(slots=True)
+class GraphKeys:
+    """The builder's Redis keys under one (validated) prefix."""
+
+    prefix: str = "portolan"
+
+    def __post_init__(self):
+        self.prefix = Keys(self.prefix).prefix
+
+    @property
+    def lock(self) -> str:
+        return f"{self.prefix}:{{graph}}:lock"
+
+    def snapshot(self, level: str) -> str:
+        group_name(level)  # validates the level
+        return f"{self.prefix}:{{graph}}:snapshot:{level}"
+
+    def diffs(self, level: str) -> str:
+        group_name(level)
+        return f"{self.prefix}:{{graph}}:diffs:{level}"

@@ -1,0 +1,207 @@
+"""The three levels' live graphs as node-link dicts, rebuilt or updated in place.
+
+``build_levels`` is the pure, full build (``webapp.topology.graph``) of all
+three levels from one state, with the analysis and the silent collectors
+applied; it also records which flows make up each edge. ``LevelView`` keeps
+one level between updates: after a full build it diffs against what it held;
+when only flow counters or node metrics changed it recomputes just the edges
+of those flows and those nodes, so a typical second costs its changes, not
+the fleet.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from webapp.anomalies.keys import edge_target
+from webapp.anomalies.merge import apply_analysis, worse
+from webapp.anomalies.status import severity_rank
+from webapp.maps.diff import graph_diff
+from webapp.topology.graph import (
+    EDGE_ATTRS,
+    client_view,
+    coarsen,
+    edge_status,
+    service_graph,
+)
+from webapp.topology.store import TopologyState
+
+__all__ = ["LevelView", "build_levels", "mark_silent"]
+
+LEVELS = ("service", "container", "host")
+SILENT_STATUS = "unknown"
+
+
+@dataclass(slots=True)
+class LevelGraph:
+    """One level as the map receives it, with each edge's flows."""
+
+    rest: dict  # node-link keys other than nodes and links
+    nodes: dict[str, dict]
+    links: dict[tuple[str, str], dict]
+    # (source, target) -> [(host id, FlowKey, turned)]
+    members: dict[tuple[str, str], list] = field(default_factory=dict)
+    # (host id, FlowKey) -> (source, target)
+    edge_of: dict = field(default_factory=dict)
+
+    def payload(self) -> dict:
+        return {**self.rest, "nodes": list(self.nodes.values()),
+                "links": list(self.links.values())}
+
+
+def _roll_up(G: nx.DiGraph) -> nx.DiGraph:
+    # As graph.build_graph: a host shows its worst child.
+    for _n, data in G.nodes(data=True):
+        parent = data.get("parent")
+        if parent in G and G.nodes[parent].get("type") == "host":
+            G.nodes[parent]["status"] = worse(G.nodes[parent]["status"],
+                                              data.get("status"))
+    return G
+
+
+def _level_graph(G: nx.DiGraph, edge_of: dict) -> LevelGraph:
+    data = nx.node_link_data(G, edges="links")
+    nodes = {n["id"]: n for n in data.pop("nodes")}
+    links = {(e["source"], e["target"]): e for e in data.pop("links")}
+    members: dict = {}
+    for flow, (u, v, turned) in edge_of.items():
+        members.setdefault((u, v), []).append((*flow, turned))
+    return LevelGraph(data, nodes, links, members,
+                      {flow: (u, v) for flow, (u, v, _) in edge_of.items()})
+
+
+def mark_silent(G: nx.DiGraph, silent: dict[str, float]) -> None:
+    """Grey out the nodes of hosts whose collector stopped reporting.
+
+    ``silent`` maps host id -> time of its last report; the host node says
+    since when (a fixed time, so the map is not redrawn every second).
+    """
+    if not silent:
+        return
+    for _n, data in G.nodes(data=True):
+        host = data.get("id", "").partition(":")[2] if data.get("type") == "host" \
+            else data.get("host")
+        if host is None or host not in silent:
+            continue
+        since = datetime.datetime.fromtimestamp(silent[host], datetime.UTC)
+        data["status"] = SILENT_STATUS
+        data["reporting"] = False
+        if data.get("type") == "host":
+            data["last_report"] = silent[host]
+            data["reasons"] = [*data.get("reasons", []),
+                               f"no report from its collector since "
+                               f"{since:%Y-%m-%d %H:%M:%S} UTC"]
+
+
+def build_levels(state: TopologyState, statuses: dict, causes: list,
+                 silent: dict[str, float]) -> dict[str, LevelGraph]:
+    """All three levels from scratch (the container graph is built once)."""
+    out = {}
+    edge_of: dict = {}
+    G = _roll_up(service_graph(state, edges_of_flows=edge_of))
+    graphs = {"service": (G, edge_of)}
+    edge_of_c: dict = {}
+    C = service_graph(state, services=False, edges_of_flows=edge_of_c)
+    H = coarsen(C, "host")
+    host_of = {n: _host_ancestor(C, n) for n in C}
+    graphs["host"] = (H, {f: (host_of[u], host_of[v], t)
+                          for f, (u, v, t) in edge_of_c.items()})
+    graphs["container"] = (_roll_up(C), edge_of_c)
+    for level, (graph, flows) in graphs.items():
+        graph = apply_analysis(graph, statuses, causes)
+        mark_silent(graph, silent)
+        out[level] = _level_graph(graph, flows)
+    return out
+
+
+def _host_ancestor(G: nx.DiGraph, node: str) -> str:
+    """The node a host-level coarsening merges ``node`` into."""
+    seen = set()
+    while G.nodes[node].get("type") not in ("host", "external"):
+        parent = G.nodes[node].get("parent")
+        if parent is None or parent not in G or node in seen:
+            return node
+        seen.add(node)
+        node = parent
+    return node
+
+
+class LevelView:
+    """One level's current graph and the diffs that keep a copy of it current."""
+
+    def __init__(self, level: str, payload: dict | None = None):
+        self.level = level
+        self.graph: LevelGraph | None = None
+        self.loaded = payload  # the stored graph a takeover continues from
+
+    def replace(self, graph: LevelGraph) -> dict | None:
+        """Take a fully built graph; the diff from the previous one (None: no
+        previous graph to diff against)."""
+        old = self.graph.payload() if self.graph is not None else self.loaded
+        self.graph, self.loaded = graph, None
+        return None if old is None else graph_diff(old, graph.payload())
+
+    def update(self, state: TopologyState, flows, nodes, statuses: dict,
+               node_sources: dict[str, dict]) -> dict:
+        """The diff of changed flows' edges and of nodes whose metrics changed."""
+        g = self.graph
+        changed_edges = []
+        for edge in {g.edge_of[f] for f in flows if f in g.edge_of}:
+            link = g.links.get(edge)
+            if link is None:
+                continue
+            new = {**link, **_edge_values(state, g.members.get(edge, ()))}
+            new["status"] = _edge_status(g, edge, new, statuses)
+            if new != link:
+                g.links[edge] = new
+                changed_edges.append(new)
+        changed_nodes = []
+        for node_id in nodes:
+            node = g.nodes.get(node_id)
+            source = node_sources.get(node_id)
+            if node is None or source is None:
+                continue
+            new = {**node, **source}
+            if new != node:
+                g.nodes[node_id] = new
+                changed_nodes.append(new)
+        return {
+            "type": "diff", "added_nodes": [], "removed_nodes": [],
+            "changed_nodes": sorted(changed_nodes, key=lambda n: n["id"]),
+            "added_edges": [], "removed_edges": [],
+            "changed_edges": sorted(changed_edges,
+                                    key=lambda e: (e["source"], e["target"])),
+        }
+
+
+def _edge_values(state: TopologyState, members) -> dict:
+    """An edge's counters and rates: the sum of its flows', as the build adds."""
+    total = dict.fromkeys(EDGE_ATTRS, 0)
+    for host_id, key, turned in members:
+        values = dict(state.flows.get((host_id, key), {}))
+        for name, rate in state.rates.get((host_id, key), {}).items():
+            values[f"{name}_per_s"] = rate
+        if turned:
+            values = client_view(values)
+        for name, value in values.items():
+            total[name] += value
+    return total
+
+
+def _edge_status(g: LevelGraph, edge, values: dict, statuses: dict) -> str:
+    """As the build: from the rates, then the analysis (``apply_analysis``)."""
+    status = edge_status(values)
+    u, v = edge
+    entry = statuses.get(edge_target(u, v)) or statuses.get(
+        edge_target(_owner(g, u), _owner(g, v))) or {}
+    if severity_rank(entry.get("status") or "ok") > 0:
+        status = worse(status, entry["status"])
+    return status
+
+
+def _owner(g: LevelGraph, node: str) -> str:
+    data = g.nodes.get(node, {})
+    return data.get("parent") or node if data.get("type") == "service" else node

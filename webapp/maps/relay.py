@@ -1,0 +1,160 @@
+"""One relay per level and web worker: the builder's diffs to this worker's sockets.
+
+The relay joins the level's Channels group once for the whole process (so a
+diff crosses from Redis once per worker, however many maps are open), keeps
+the last stored snapshot and the diffs since, and hands each update to its
+sockets' ``topology_update``. It only forwards text the builder encoded.
+A relay that misses a step (a gap in ``seq``), or that the builder tells to
+(a fresh start), reloads the stored snapshot and sends it to its sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from redis.backoff import ExponentialBackoff
+
+from collector.redis_client import REDIS_ERRORS
+from collector.schema import SchemaError
+from webapp.builder.builder import load_stored
+from webapp.builder.keys import UPDATE_TYPE, GraphKeys, group_name
+from webapp.topology import service
+
+log = logging.getLogger("portolan.maps.relay")
+
+__all__ = ["LevelRelay", "NO_BUILDER"]
+
+NO_BUILDER = ("no graph yet: the graph builder (manage.py builder) has stored "
+              "none; waiting for it")
+RELOAD_AFTER = 30  # diffs kept since the snapshot before a joiner reloads it
+GROUP_RENEW = 3600.0  # seconds: re-join the group before channels_redis expires it
+
+
+class LevelRelay:
+    """This worker's copy of one level's stream; see the module docstring."""
+
+    relays: dict[str, LevelRelay] = {}
+    backoff = ExponentialBackoff(cap=10.0, base=0.5)
+
+    @classmethod
+    def for_level(cls, level: str) -> LevelRelay:
+        if level not in cls.relays:
+            cls.relays[level] = cls(level)
+        return cls.relays[level]
+
+    def __init__(self, level: str):
+        self.level = level
+        self.sockets: set = set()
+        self.seq: int | None = None  # step of the builder held; None: none
+        self.snapshot: list[str] = []  # encoded snapshot messages at snapshot_seq
+        self.diffs: list[tuple[int, list[str]]] = []  # since the snapshot
+        self.updates = 0  # group messages received
+        self.lock = asyncio.Lock()  # one socket's catch-up never interleaves
+        self.task: asyncio.Task | None = None
+        self.channel: str | None = None
+
+    # ------------------------------------------------------------ sockets
+
+    async def join(self, socket) -> None:
+        """Add a socket: it gets the snapshot and the diffs since, then updates."""
+        self.sockets.add(socket)
+        if self.task is None:
+            self.task = asyncio.create_task(self._follow())
+        async with self.lock:
+            if self.seq is not None and len(self.diffs) > RELOAD_AFTER:
+                await self._reload()
+            if self.seq is not None:
+                await socket.catch_up(self.snapshot, self.diffs, self.seq)
+
+    async def leave(self, socket) -> None:
+        self.sockets.discard(socket)
+        if not self.sockets and self.task is not None:
+            task, self.task = self.task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self.seq, self.snapshot, self.diffs = None, [], []
+
+    # ------------------------------------------------------------ the stream
+
+    async def _follow(self) -> None:
+        """Join the group, load the snapshot, relay updates; ride out outages."""
+        failures = 0
+        layer = get_channel_layer()
+        while True:
+            try:
+                if self.channel is None:
+                    self.channel = await layer.new_channel()
+                group = group_name(self.level)
+                await layer.group_add(group, self.channel)
+                async with self.lock:
+                    await self._reload()
+                failures = 0
+                joined = asyncio.get_running_loop().time()
+                while True:
+                    message = await layer.receive(self.channel)
+                    if message.get("type") == UPDATE_TYPE:
+                        await self._update(message)
+                    if asyncio.get_running_loop().time() - joined > GROUP_RENEW:
+                        await layer.group_add(group, self.channel)
+                        joined = asyncio.get_running_loop().time()
+            except asyncio.CancelledError:
+                if self.channel is not None:
+                    with contextlib.suppress(Exception):
+                        await layer.group_discard(group_name(self.level),
+                                                  self.channel)
+                raise
+            except REDIS_ERRORS as exc:
+                log.warning("map relay (%s): Redis unreachable: %s", self.level, exc)
+                await self._fail("Redis unreachable; retrying")
+            except Exception as exc:  # noqa: BLE001 - a relay must never die of it
+                log.exception("relaying the %s graph failed", self.level)
+                await self._fail(f"graph update failed: {type(exc).__name__}")
+            await asyncio.sleep(self.backoff.compute(failures))
+            failures += 1
+
+    async def _reload(self) -> None:
+        """Load the stored snapshot and diffs; send them to every socket."""
+        found = await sync_to_async(self._load, thread_sensitive=False)()
+        if found is None:
+            self.seq = None
+            await self._each("feed_error", NO_BUILDER)
+            return
+        seq, self.snapshot, self.diffs = found
+        self.seq = self.diffs[-1][0] if self.diffs else seq
+        await self._each("catch_up", self.snapshot, self.diffs, self.seq)
+
+    def _load(self):
+        try:
+            return load_stored(service.redis_client(), GraphKeys(service.keys().prefix),
+                               self.level)
+        except SchemaError as exc:
+            log.warning("stored %s graph unreadable: %s", self.level, exc)
+            return None
+
+    async def _update(self, message: dict) -> None:
+        self.updates += 1
+        async with self.lock:
+            seq, texts = message["seq"], message.get("texts")
+            if self.seq is not None and seq <= self.seq:
+                return  # already held (loaded with the snapshot)
+            if texts is None or self.seq is None or seq != self.seq + 1:
+                await self._reload()
+                return
+            self.seq = seq
+            self.diffs.append((seq, texts))
+            await self._each("topology_update", message)
+
+    async def _fail(self, message: str) -> None:
+        self.seq = None
+        await self._each("feed_error", message)
+
+    async def _each(self, method: str, *args) -> None:
+        await asyncio.gather(
+            *(getattr(s, method)(*args) for s in list(self.sockets)),
+            return_exceptions=True,
+        )

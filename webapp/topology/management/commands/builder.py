@@ -1,0 +1,24 @@
+"""``manage.py builder``: keep every level's live graph for all web workers."""
+
+import asyncio
+
+from django.core.management.base import BaseCommand
+
+from webapp.builder.builder import GraphBuilder
+
+
+class Command(BaseCommand):
+    help = ("Build the map's graphs from the collectors' changes, store them and "
+            "publish their diffs (one active per Redis; others stand by).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--duration", type=float, help="stop after S seconds")
+        parser.add_argument("--lease-ttl", type=float,
+                            help="seconds a standby waits before taking over")
+
+    def handle(self, *args, **opts):
+        builder = GraphBuilder.from_settings(lease_ttl=opts["lease_ttl"])
+        try:
+            asyncio.run(builder.run(duration=opts["duration"]))
+        except KeyboardInterrupt:
+            pass
