@@ -1,4 +1,8 @@
-"""The map socket against a real Redis: auth, origin, snapshot, live diffs."""
+"""The map socket against a real Redis: auth, origin, snapshot, live diffs.
+
+A graph builder (``webapp.builder``, run in a thread here) builds the graph;
+the consumer relays what it stored and published.
+"""
 
 import asyncio
 from collections import Counter
@@ -16,6 +20,7 @@ from collector.reporter import HostReport, RedisReporter
 from collector.reporter import redis_client as reporter_client
 from collector.schema import ContainerRecord, HostRecord, Keys, container_node_id
 from tests.conftest import RedisServer, free_port
+from tests.integration.builder_thread import BuilderThread
 from webapp.asgi import application, origin_allowed
 from webapp.topology import service
 
@@ -26,10 +31,33 @@ SITE = (b"host", b"localhost")  # the page's (and so the socket's) Host
 HOST = "sock-h1"
 
 
+def channel_layers(url: str) -> dict:
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [url], "prefix": "portolan-test"},
+        }
+    }
+
+
 @pytest.fixture
 def live_redis(settings, redis_client, redis_server):
-    """Point the web tier (and Channels' own layer) at the emptied test Redis."""
+    """Point the web tier (and Channels' own layer) at the emptied test Redis,
+    with a graph builder running on it."""
     settings.REDIS_URL = redis_server.url
+    settings.CHANNEL_LAYERS = channel_layers(redis_server.url)
+    service.redis_client.cache_clear()
+    builder = BuilderThread(redis_server.url).start()
+    yield redis_server
+    builder.stop()
+    service.redis_client.cache_clear()
+
+
+@pytest.fixture
+def live_backend(settings, redis_backend, redis_server):
+    """The web tier on one Redis, then on the Redis Cluster, emptied; the
+    Channels layer stays on one Redis (channels_redis has no cluster mode)."""
+    settings.REDIS_URL, _ = redis_backend
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -37,16 +65,9 @@ def live_redis(settings, redis_client, redis_server):
         }
     }
     service.redis_client.cache_clear()
-    yield redis_server
-    service.redis_client.cache_clear()
-
-
-@pytest.fixture
-def live_backend(settings, redis_backend):
-    """The web tier on one Redis, then on the Redis Cluster, emptied."""
-    settings.REDIS_URL, _ = redis_backend
-    service.redis_client.cache_clear()
-    yield SimpleNamespace(url=settings.REDIS_URL)
+    builder = BuilderThread(settings.REDIS_URL).start()
+    yield SimpleNamespace(url=settings.REDIS_URL, builder=builder)
+    builder.stop()
     service.redis_client.cache_clear()
 
 
@@ -199,12 +220,15 @@ async def test_snapshot_then_diff_for_a_new_container(live_backend, session_cook
     host.reporter.client.close()
 
 
-async def test_expired_host_is_removed_without_a_message(live_redis, session_cookie,
-                                                        settings):
+async def test_expired_host_is_removed_without_a_message(settings, redis_client,
+                                                        redis_server, session_cookie):
     # A host whose collector stops: its keys lapse by their TTL and its
-    # collectors entry ages past COLLECTOR_TTL; nobody publishes anything.
-    settings.PORTOLAN = {**settings.PORTOLAN, "NODE_TTL": 1}
-    host = Host(live_redis.url, node_ttl=1)
+    # collectors entry ages past NODE_TTL; nobody publishes anything.
+    settings.REDIS_URL = redis_server.url
+    settings.CHANNEL_LAYERS = channel_layers(redis_server.url)
+    service.redis_client.cache_clear()
+    builder = await sync_to_async(BuilderThread(redis_server.url, node_ttl=1).start)()
+    host = Host(redis_server.url, node_ttl=1)
     await sync_to_async(host.add)("c1", "pt-fading")
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
@@ -221,6 +245,46 @@ async def test_expired_host_is_removed_without_a_message(live_redis, session_coo
         assert await receive_until(comm, both_gone, timeout=6), removed
     finally:
         await comm.disconnect()
+        await sync_to_async(builder.stop)()
+    host.reporter.client.close()
+
+
+async def test_a_silent_collector_is_shown_as_not_reporting(
+        settings, redis_client, redis_server, session_cookie):
+    # Its host stays on the map (its keys live NODE_TTL) but greyed out, with
+    # since when, as soon as it has been silent for COLLECTOR_TTL.
+    settings.REDIS_URL = redis_server.url
+    settings.CHANNEL_LAYERS = channel_layers(redis_server.url)
+    service.redis_client.cache_clear()
+    builder = await sync_to_async(
+        BuilderThread(redis_server.url, collector_ttl=1.5).start)()
+    host = Host(redis_server.url)
+    await sync_to_async(host.add)("c1", "pt-silent")
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    assert (await comm.connect())[0]
+    try:
+        snapshot = await receive_until(comm, lambda m: m["type"] == "snapshot", 5)
+        nodes = {n["id"]: n for n in snapshot["graph"]["nodes"]}
+        assert nodes[f"host:{HOST}"]["status"] == "ok"
+        assert "reporting" not in nodes[f"host:{HOST}"]
+        diff = await receive_until(
+            comm, lambda m: m["type"] == "diff" and any(
+                n["id"] == f"host:{HOST}" for n in m["changed_nodes"]), timeout=5)
+        changed = {n["id"]: n for n in diff["changed_nodes"]}
+        silent = changed[f"host:{HOST}"]
+        assert silent["status"] == "unknown" and silent["reporting"] is False
+        assert "no report from its collector since" in silent["reasons"][-1]
+        assert changed[container_node_id(HOST, "c1")]["status"] == "unknown"
+        # Reporting again: back to normal.
+        await sync_to_async(host.add)("c2", "pt-back")
+        diff = await receive_until(
+            comm, lambda m: m["type"] == "diff" and any(
+                n["id"] == f"host:{HOST}" for n in m["changed_nodes"]), timeout=5)
+        back = {n["id"]: n for n in diff["changed_nodes"]}[f"host:{HOST}"]
+        assert back["status"] == "ok" and "reporting" not in back
+    finally:
+        await comm.disconnect()
+        await sync_to_async(builder.stop)()
     host.reporter.client.close()
 
 
@@ -246,7 +310,9 @@ async def test_socket_survives_a_redis_restart(settings, session_cookie):
     server = RedisServer()
     server.start()
     settings.REDIS_URL = server.url
+    settings.CHANNEL_LAYERS = channel_layers(server.url)
     service.redis_client.cache_clear()
+    builder = await sync_to_async(BuilderThread(server.url).start)()
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     try:
         assert (await comm.connect())[0]
@@ -271,6 +337,7 @@ async def test_socket_survives_a_redis_restart(settings, session_cookie):
         host.reporter.client.close()
     finally:
         await comm.disconnect()
+        await sync_to_async(builder.stop)()
         service.redis_client.cache_clear()
         server.stop()
 
@@ -300,12 +367,9 @@ async def test_bursts_are_batched(live_redis, session_cookie):
     host.reporter.client.close()
 
 
-async def test_sockets_at_one_level_share_one_build(
-    live_redis, session_cookie, monkeypatch
-):
-    from webapp.maps import consumers
+async def test_sockets_at_one_level_share_one_relay(live_redis, session_cookie):
+    from webapp.maps import relay
 
-    monkeypatch.setattr(consumers, "RECHECK_INTERVAL", 60.0)  # only real changes
     host = Host(live_redis.url)
     await sync_to_async(host.add)("c1", "pt-shared-1")
     comms = [communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
@@ -314,27 +378,28 @@ async def test_sockets_at_one_level_share_one_build(
         for comm in comms:
             assert (await comm.connect())[0]
             assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
-        feed = consumers.LevelFeed.for_level("container")
-        assert len(feed.sockets) == 5
-        builds = feed.builds
+        level_relay = relay.LevelRelay.for_level("container")
+        assert len(level_relay.sockets) == 5
+        updates = level_relay.updates
         await sync_to_async(host.add)("c2", "pt-shared-2")
         for comm in comms:
             diff = await receive_until(comm, lambda m: m["type"] == "diff", timeout=3)
             assert [n["name"] for n in diff["added_nodes"]] == ["pt-shared-2"]
-        assert feed.builds - builds == 1  # one build for five sockets
+        # One group message reached this worker for five sockets.
+        assert level_relay.updates - updates == 1
     finally:
         for comm in comms:
             await comm.disconnect()
     host.reporter.client.close()
-    assert not consumers.LevelFeed.for_level("container").sockets
+    assert not relay.LevelRelay.for_level("container").sockets
 
 
 async def test_stray_frames_are_ignored_and_the_socket_stays_a_member(
     live_redis, session_cookie
 ):
     # The JSON consumer's receive raised on these, ending the consumer without
-    # disconnect(): the dead socket stayed in its feed, one per bad frame.
-    from webapp.maps import consumers
+    # disconnect(): the dead socket stayed in its relay, one per bad frame.
+    from webapp.maps import relay
 
     host = Host(live_redis.url)
     await sync_to_async(host.add)("c1", "pt-stray-1")
@@ -347,7 +412,7 @@ async def test_stray_frames_are_ignored_and_the_socket_stays_a_member(
         await comm.send_to(text_data='{"type": "hello"}')
         await asyncio.sleep(0.2)
         assert not comm.future.done(), "the consumer ended"
-        assert len(consumers.LevelFeed.for_level("container").sockets) == 1
+        assert len(relay.LevelRelay.for_level("container").sockets) == 1
         # Still following the map: the next change comes as a diff.
         await sync_to_async(host.add)("c2", "pt-stray-2")
         await receive_until(
@@ -361,7 +426,7 @@ async def test_stray_frames_are_ignored_and_the_socket_stays_a_member(
     finally:
         await comm.disconnect()
     host.reporter.client.close()
-    assert not consumers.LevelFeed.for_level("container").sockets
+    assert not relay.LevelRelay.for_level("container").sockets
 
 
 def _log_out(key):
@@ -383,7 +448,7 @@ async def test_a_socket_whose_login_ended_is_closed_before_the_next_update(
     live_redis, session_cookie, monkeypatch, end_login
 ):
     # The login was checked on connect only: the socket kept streaming diffs.
-    from webapp.maps import consumers
+    from webapp.maps import consumers, relay
 
     monkeypatch.setattr(consumers, "LOGIN_RECHECK_INTERVAL", 0.0)
     host = Host(live_redis.url)
@@ -403,7 +468,7 @@ async def test_a_socket_whose_login_ended_is_closed_before_the_next_update(
     finally:
         await comm.disconnect()
     host.reporter.client.close()
-    assert not consumers.LevelFeed.for_level("container").sockets
+    assert not relay.LevelRelay.for_level("container").sockets
 
 
 async def test_a_socket_still_logged_in_keeps_its_updates_when_rechecked(
