@@ -11,11 +11,11 @@ import functools
 import logging
 import time
 
-import redis
 from django.conf import settings
 from prometheus_client.core import CollectorRegistry, Metric
 from prometheus_client.registry import Collector
 
+from collector.redis_client import REDIS_ERRORS
 from webapp.metrics.families import Limits, metric_families, redis_family
 from webapp.topology import service
 from webapp.topology.graph import build_graph
@@ -40,7 +40,7 @@ class TopologyCollector(Collector):
             # A silent collector stays listed (up 0, its age growing) as long
             # as its flows are kept, so an alert can see it stop.
             reported = live_collectors(client, keys, conf["FLOW_TTL"], now)
-        except (redis.RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:  # a cluster raises some outside RedisError
             log.warning("metrics: Redis unreachable: %s", exc)
             yield redis_family(False)
             return
