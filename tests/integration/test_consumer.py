@@ -48,7 +48,7 @@ def live_redis(settings, redis_client, redis_server):
     settings.CHANNEL_LAYERS = channel_layers(redis_server.url)
     service.redis_client.cache_clear()
     builder = BuilderThread(redis_server.url).start()
-    yield redis_server
+    yield SimpleNamespace(url=redis_server.url, builder=builder)
     builder.stop()
     service.redis_client.cache_clear()
 
@@ -194,6 +194,7 @@ async def test_bad_level_is_refused(live_redis, session_cookie):
 async def test_snapshot_then_diff_for_a_new_container(live_backend, session_cookie):
     host = Host(live_backend.url)
     await sync_to_async(host.add)("c1", "pt-first")
+    await live_backend.builder.wait_holds(container_node_id(HOST, "c1"))
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     connected, _ = await comm.connect()
     assert connected
@@ -230,6 +231,7 @@ async def test_expired_host_is_removed_without_a_message(settings, redis_client,
     builder = await sync_to_async(BuilderThread(redis_server.url, node_ttl=1).start)()
     host = Host(redis_server.url, node_ttl=1)
     await sync_to_async(host.add)("c1", "pt-fading")
+    await builder.wait_holds(container_node_id(HOST, "c1"))
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:
@@ -260,6 +262,7 @@ async def test_a_silent_collector_is_shown_as_not_reporting(
         BuilderThread(redis_server.url, collector_ttl=1.5).start)()
     host = Host(redis_server.url)
     await sync_to_async(host.add)("c1", "pt-silent")
+    await builder.wait_holds(container_node_id(HOST, "c1"))
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:
@@ -315,6 +318,7 @@ async def test_socket_survives_a_redis_restart(settings, session_cookie):
     builder = await sync_to_async(BuilderThread(server.url).start)()
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     try:
+        await builder.wait_stored()
         assert (await comm.connect())[0]
         assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
         await sync_to_async(server.stop)()
@@ -345,6 +349,7 @@ async def test_socket_survives_a_redis_restart(settings, session_cookie):
 async def test_bursts_are_batched(live_redis, session_cookie):
     host = Host(live_redis.url)
     await sync_to_async(host.add)("c0", "pt-burst-0")
+    await live_redis.builder.wait_holds(container_node_id(HOST, "c0"))
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:
@@ -372,6 +377,7 @@ async def test_sockets_at_one_level_share_one_relay(live_redis, session_cookie):
 
     host = Host(live_redis.url)
     await sync_to_async(host.add)("c1", "pt-shared-1")
+    await live_redis.builder.wait_holds(container_node_id(HOST, "c1"))
     comms = [communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
              for _ in range(5)]
     try:
@@ -403,6 +409,7 @@ async def test_stray_frames_are_ignored_and_the_socket_stays_a_member(
 
     host = Host(live_redis.url)
     await sync_to_async(host.add)("c1", "pt-stray-1")
+    await live_redis.builder.wait_holds(container_node_id(HOST, "c1"))
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:
@@ -453,6 +460,7 @@ async def test_a_socket_whose_login_ended_is_closed_before_the_next_update(
     monkeypatch.setattr(consumers, "LOGIN_RECHECK_INTERVAL", 0.0)
     host = Host(live_redis.url)
     await sync_to_async(host.add)("c1", "pt-login-1")
+    await live_redis.builder.wait_holds(container_node_id(HOST, "c1"))
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:
@@ -479,6 +487,7 @@ async def test_a_socket_still_logged_in_keeps_its_updates_when_rechecked(
     monkeypatch.setattr(consumers, "LOGIN_RECHECK_INTERVAL", 0.0)
     host = Host(live_redis.url)
     await sync_to_async(host.add)("c1", "pt-still-1")
+    await live_redis.builder.wait_holds(container_node_id(HOST, "c1"))
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:

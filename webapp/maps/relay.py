@@ -78,6 +78,7 @@ class LevelRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self.seq, self.snapshot, self.diffs = None, [], []
+            self.channel = None  # the next one may have another layer
 
     # ------------------------------------------------------------ the stream
 
