@@ -12,7 +12,7 @@ command -v node >/dev/null && command -v npm >/dev/null || want+=(nodejs npm)
 if [ "$what" = test ]; then
   want+=(docker.io busybox-static chromium iptables wrk bpfcc-tools bpftool linux-perf prometheus)
   # images (scripts/images.sh) and the compose file of the deploy tests
-  want+=(mmdebstrap docker-compose)
+  want+=(mmdebstrap docker-compose python3-pip)
 fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
 
