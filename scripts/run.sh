@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: everything needed to open the map on this host, then the map.
-# Starts a Redis if none answers at REDIS_URL, one collector, the analyzer
-# and Daphne;
+# Starts a Redis if none answers at REDIS_URL, one collector, the analyzer,
+# the graph builder and Daphne;
 # Ctrl-C stops all it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +42,8 @@ fi
 $PY -m collector &
 pids+=($!)
 $PY manage.py analyze &
+pids+=($!)
+$PY manage.py builder &
 pids+=($!)
 .venv/bin/daphne -b "$PORTOLAN_BIND" -p "$PORTOLAN_PORT" webapp.asgi:application &
 pids+=($!)

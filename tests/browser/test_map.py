@@ -121,6 +121,11 @@ def server(redis_server, tmp_path_factory):
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        # The graph builder: Daphne only relays what it publishes.
+        builder = subprocess.Popen(
+            [*manage, "builder"], cwd=ROOT, env=env, stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         if not wait_for(lambda: _healthy(url) or proc.poll() is not None, timeout=30):
@@ -129,11 +134,12 @@ def server(redis_server, tmp_path_factory):
             raise RuntimeError(f"Daphne exited:\n{log_path.read_text()}")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for p in (proc, builder):
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
         # Shown by pytest when a test of this module failed.
         print(log_path.read_text()[-4000:])
 
