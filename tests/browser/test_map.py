@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -52,19 +51,6 @@ EVIL = "<img src=x onerror=alert(1)>"
 ARTIFACTS = ROOT / "artifacts"
 
 
-def ensure_static_build() -> None:
-    """Build the front end (offline, from the lock file) unless it is there."""
-    if (ROOT / "static/portolan/map.js").exists():
-        return
-    require(shutil.which("npm") is not None, "npm not installed: cannot build map.js")
-    frontend = ROOT / "frontend"
-    if not (frontend / "node_modules").exists():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=frontend, check=True
-        )
-    subprocess.run(["npm", "run", "build"], cwd=frontend, check=True)
-
-
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:  # noqa: S310
@@ -74,9 +60,9 @@ def _healthy(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def server(redis_server, tmp_path_factory):
-    """Daphne serving the real ASGI app on a free loopback port."""
-    ensure_static_build()
+def server(redis_server, tmp_path_factory, frontend_bundle):
+    """Daphne serving the real ASGI app on a free loopback port (the front end
+    rebuilt first when its sources are newer: tests/browser/conftest.py)."""
     tmp = tmp_path_factory.mktemp("portolan-web")
     env = {
         **os.environ,
