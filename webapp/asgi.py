@@ -1,7 +1,7 @@
 """ASGI entry point for Daphne: HTTP through Django, WebSockets through Channels.
 
-Sockets pass the allowed-hosts Origin check, the same-origin check and the
-session login before any consumer sees them.
+Sockets pass the allowed-hosts Origin check, the same-origin check, the
+session login and the role's map permission before any consumer sees them.
 """
 
 import os
@@ -22,6 +22,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.http.request import is_same_domain  # noqa: E402
 
+from webapp.accounts.access import TopologyPermissionValidator  # noqa: E402
 from webapp.maps.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -82,7 +83,8 @@ application = ProtocolTypeRouter(
         "http": ASGIStaticFilesHandler(django_asgi_app),
         # The allowed-hosts check stays: nothing else checks the Host here.
         "websocket": AllowedHostsOriginValidator(
-            SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            SameOriginValidator(AuthMiddlewareStack(
+                TopologyPermissionValidator(URLRouter(websocket_urlpatterns))))
         ),
     }
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -119,6 +120,7 @@ PORTOLAN_METRICS = metrics_settings(os.environ)
 
 INSTALLED_APPS = [
     "daphne",
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -129,16 +131,21 @@ INSTALLED_APPS = [
     "webapp.maps",
     "webapp.anomalies",
     "webapp.metrics",
+    "axes",
+    "webapp.accounts",  # after axes and auth: its roles hold their permissions
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a throttled login into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -184,6 +191,34 @@ CHANNEL_LAYERS = {
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Login throttling (django-axes): after PORTOLAN_LOGIN_FAILURE_LIMIT failures
+# in a row for a user name, or from a client address, logins from it are
+# refused for PORTOLAN_LOGIN_COOLOFF_SECONDS; a success resets the count.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(env_float("PORTOLAN_LOGIN_FAILURE_LIMIT", 5))
+AXES_COOLOFF_TIME = timedelta(seconds=env_float("PORTOLAN_LOGIN_COOLOFF_SECONDS", 900))
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME.total_seconds() <= 0:
+    raise ImproperlyConfigured(
+        "PORTOLAN_LOGIN_FAILURE_LIMIT and PORTOLAN_LOGIN_COOLOFF_SECONDS must be "
+        "positive")
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_LOCKOUT_CALLABLE = "webapp.accounts.views.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "webapp.accounts.client_ip.client_ip"
+# Behind a proxy: the header it sets to the client's address (its last entry
+# is used); empty: the peer address. Never trust one the proxy does not set.
+PORTOLAN_CLIENT_IP_HEADER = os.environ.get("PORTOLAN_CLIENT_IP_HEADER", "").strip()
+
+# Sessions end after this long without a request (each request renews them).
+SESSION_COOKIE_AGE = int(env_float("PORTOLAN_SESSION_IDLE_SECONDS", 8 * 3600))
+SESSION_SAVE_EVERY_REQUEST = True
+if SESSION_COOKIE_AGE <= 0:
+    raise ImproperlyConfigured("PORTOLAN_SESSION_IDLE_SECONDS must be positive")
+
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
@@ -201,6 +236,24 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
+# No inline script or style, no eval; the socket is 'self' too (CSP 3 matches
+# ws:/wss: of the page's own host). PORTOLAN_CSP_REPORT_URI: where browsers
+# report violations (none by default).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        **({"report-uri": [os.environ["PORTOLAN_CSP_REPORT_URI"]]}
+           if os.environ.get("PORTOLAN_CSP_REPORT_URI") else {}),
+    },
+}
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 

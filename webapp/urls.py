@@ -1,5 +1,7 @@
-"""URL map: login, the health check, /metrics, the graph API and the map pages."""
+"""URL map: login, account and admin pages, the health check, /metrics, the graph
+API and the map pages."""
 
+from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
@@ -13,6 +15,9 @@ urlpatterns = [
         name="login",
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("account/", include("webapp.accounts.urls")),
+    # Users, everyone's tokens and the login log, for admins (session only).
+    path("admin/", admin.site.urls),
     path("healthz", topology_views.healthz, name="healthz"),
     path("metrics", metrics_views.metrics, name="metrics"),
     path("api/graph/", topology_views.api_graph, name="api-graph"),

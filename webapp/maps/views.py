@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -17,6 +17,7 @@ DEFAULT_LEVEL = "host"
 
 @require_GET
 @login_required
+@permission_required("accounts.view_topology", raise_exception=True)
 def map_view(request):
     """The live map at ``?level=`` (an unknown level falls back to the default)."""
     level = request.GET.get("level", DEFAULT_LEVEL)

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET
 
 from collector.redis_client import REDIS_ERRORS
 from collector.schema import SchemaError
+from webapp.accounts.access import topology_reader
 from webapp.topology import service
 
 log = logging.getLogger("portolan.webapp.topology")
@@ -33,11 +34,10 @@ def healthz(request):
 
 
 @require_GET
+@topology_reader
 def api_graph(request):
     """The graph at ``?level=`` (live, or at ``?at=`` ISO time) as NetworkX
-    node-link JSON; login needed."""
-    if not request.user.is_authenticated:
-        return JsonResponse({"error": "authentication required"}, status=401)
+    node-link JSON; a login or an API token needed."""
     level = request.GET.get("level", "container")
     if level not in service.LEVELS:
         return JsonResponse(
@@ -58,10 +58,9 @@ def api_graph(request):
 
 
 @require_GET
+@topology_reader
 def api_node(request):
-    """One node's details for the map's panel (login needed)."""
-    if not request.user.is_authenticated:
-        return JsonResponse({"error": "authentication required"}, status=401)
+    """One node's details for the map's panel (a login or an API token needed)."""
     node_id = request.GET.get("id", "")
     try:
         window = float(request.GET.get("window", "900"))

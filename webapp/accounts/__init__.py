@@ -1,0 +1,1 @@
+"""Accounts: roles (viewer, admin), read-only API tokens, login throttling glue."""
