@@ -62,3 +62,52 @@ def compose_service(name: str) -> dict:
 def compose(args: list[str], cwd: Path, env: dict, timeout: float = 300):
     return subprocess.run(["docker-compose", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def kubernetes_documents(directory: Path) -> dict[str, list[dict]]:
+    """Every YAML document of each file a kustomization.yaml lists."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    return {
+        name: [d for d in yaml.safe_load_all((directory / name).read_text()) if d]
+        for name in kustomization["resources"]
+    }
+
+
+def docker_run_args(pod_spec: dict, container_name: str, *, env: dict,
+                    engine_knows_bpf: bool) -> list[str]:
+    """``docker run`` flags that give a container what ``pod_spec`` gives it:
+    host namespaces, the security context's capabilities and flags, the
+    hostPath volumes at their mount points. ``env`` stands in for envFrom and
+    the downward API. Engines before Docker 23 cannot name BPF and PERFMON:
+    SYS_ADMIN, which holds both, takes their place (then said by the caller).
+    """
+    container = next(c for c in pod_spec["containers"] if c["name"] == container_name)
+    args = []
+    if pod_spec.get("hostPID"):
+        args += ["--pid", "host"]
+    if pod_spec.get("hostNetwork"):
+        args += ["--network", "host"]
+    context = container.get("securityContext", {})
+    assert not context.get("privileged"), "the collector must not be privileged"
+    caps = context.get("capabilities", {})
+    for cap in caps.get("drop", []):
+        args += ["--cap-drop", cap]
+    added = list(caps.get("add", []))
+    if not engine_knows_bpf and {"BPF", "PERFMON"} & set(added):
+        added = [c for c in added if c not in ("BPF", "PERFMON")] + ["SYS_ADMIN"]
+    for cap in added:
+        args += ["--cap-add", cap]
+    if context.get("readOnlyRootFilesystem"):
+        args.append("--read-only")
+    if context.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    if "runAsUser" in context:
+        args += ["--user", str(context["runAsUser"])]
+    host_paths = {v["name"]: v["hostPath"]["path"] for v in pod_spec["volumes"]
+                  if "hostPath" in v}
+    for mount in container.get("volumeMounts", []):
+        mode = "ro" if mount.get("readOnly") else "rw"
+        args += ["-v", f"{host_paths[mount['name']]}:{mount['mountPath']}:{mode}"]
+    for name, value in env.items():
+        args += ["-e", f"{name}={value}"]
+    return args
