@@ -1,0 +1,279 @@
+"""Turns what collectors wrote into Redis into capture records.
+
+Live: each change notice (``P:changes``) of a host is answered by one atomic
+read of its keys; the record carries what the flows grew by since the
+previous read, the rates and records as written, and which history tiers the
+report snapshotted, so a replay writes the same history at the same times.
+Past: a window of the history tiers, one record per snapshot.
+
+The first record of each host also carries the counters it had before
+(``Report.base``): a replay then reaches the same totals.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from collector.capture.format import Event, Report
+from collector.schema import (
+    ContainerRecord,
+    HostRecord,
+    Keys,
+    SchemaError,
+    container_node_id,
+    decode_snapshot,
+    parse_address_target,
+    parse_flow_field,
+    validate_host_id,
+)
+
+__all__ = ["ContainerFilter", "HostReader", "history_records", "record_live"]
+
+log = logging.getLogger("portolan.capture.recorder")
+
+
+@dataclass(slots=True)
+class ContainerFilter:
+    """Which containers a capture keeps: by name (glob) or ``label=value``;
+    empty keeps all. The host's own records and flows are kept either way."""
+
+    patterns: list[str] = field(default_factory=list)
+
+    def keeps(self, record: ContainerRecord) -> bool:
+        if not self.patterns:
+            return True
+        for pattern in self.patterns:
+            label, sep, value = pattern.partition("=")
+            if sep and record.labels.get(label) == value:
+                return True
+            if not sep and fnmatch.fnmatchcase(record.name, pattern):
+                return True
+        return False
+
+    def apply(self, report: Report) -> Report:
+        """The report with only the kept containers and their flows."""
+        if not self.patterns:
+            return report
+        host = report.host.id
+        kept = [c for c in report.containers if self.keeps(c)]
+        dropped = {container_node_id(host, c.id) for c in report.containers
+                   if not self.keeps(c)}
+        dropped_ips = {ip for c in report.containers if not self.keeps(c)
+                       for ip in c.ips}
+        kept_ips = {ip for c in kept for ip in c.ips}
+
+        def keep_field(name: str) -> bool:
+            key, _ = parse_flow_field(name)
+            if key.node in dropped:
+                return key.ip in kept_ips
+            return not (key.node.startswith("process:") and key.ip in dropped_ips)
+
+        report.containers = kept
+        report.addrs = {a: t for a, t in report.addrs.items()
+                        if parse_address_target(t)[0] not in dropped}
+        report.flows = {f: v for f, v in report.flows.items() if keep_field(f)}
+        report.rates = {f: v for f, v in report.rates.items() if keep_field(f)}
+        report.base = {f: v for f, v in report.base.items() if keep_field(f)}
+        return report
+
+
+def _decode_map(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+class HostReader:
+    """Reads hosts' keys after their reports and makes records of them."""
+
+    def __init__(self, client: redis.Redis, keys: Keys,
+                 containers: ContainerFilter | None = None):
+        self.client = client
+        self.keys = keys
+        self.filter = containers or ContainerFilter()
+        self.totals: dict[str, dict[str, int]] = {}  # host -> flow field -> total
+        self.last_ts: dict[str, float] = {}
+        self.last_batch: dict[str, bytes | None] = {}
+
+    def read(self, host_id: str, ts: float) -> Report | None:
+        """The record of the host's report at ``ts``; None when the host's keys
+        hold no report newer than the last one read."""
+        k = self.keys
+        # One transaction: the host's keys share a slot, and the collector
+        # writes them in one transaction too, so this sees one report whole.
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(k.applied(host_id))
+        pipe.get(k.host(host_id))
+        pipe.hgetall(k.containers(host_id))
+        pipe.hgetall(k.addrs(host_id))
+        pipe.hgetall(k.flows(host_id))
+        pipe.hgetall(k.rates(host_id))
+        pipe.zcount(k.history(host_id, "fine"), ts, ts)
+        pipe.zcount(k.history(host_id, "coarse"), ts, ts)
+        applied, raw_host, containers, addrs, flows, rates, fine, coarse = (
+            pipe.execute())
+        if raw_host is None or (host_id in self.last_batch
+                                and applied == self.last_batch[host_id]):
+            return None
+        self.last_batch[host_id] = applied
+        totals = {f.decode(): int(v) for f, v in flows.items()}
+        previous = self.totals.get(host_id)
+        report = Report(
+            ts=ts, host=HostRecord.from_json(raw_host),
+            containers=[ContainerRecord.from_json(v) for v in containers.values()],
+            addrs=_decode_map(addrs),
+            rates={f.decode(): float(v) for f, v in rates.items()},
+            interval=max(0.001, ts - self.last_ts.get(host_id, ts - 1.0)),
+            history=tuple(t for t, n in (("fine", fine), ("coarse", coarse)) if n),
+        )
+        if previous is None:
+            # The host's first report: what it had counted so far is the base;
+            # this step's share of it is unknown, so no history step is kept
+            # (the next one starts with what the capture saw).
+            report.base = totals
+            report.history = ()
+        else:
+            # A counter that went down was reset (its hash expired): count anew.
+            report.flows = {f: v - previous.get(f, 0) if v >= previous.get(f, 0)
+                            else v for f, v in totals.items()
+                            if v != previous.get(f, 0)}
+        self.totals[host_id] = totals
+        self.last_ts[host_id] = ts
+        return self.filter.apply(report)
+
+
+def record_live(
+    client: redis.Redis, keys: Keys, write: Callable[[Report | Event], None],
+    hosts: set[str] | None = None, containers: ContainerFilter | None = None,
+    duration: float | None = None, should_stop: Callable[[], bool] = lambda: False,
+    until: float | None = None, flush: Callable[[], None] | None = None,
+    flush_every: float = 5.0,
+) -> int:
+    """Follow the change notices and write a record per report (and the
+    analyzer's events) until ``duration`` or ``until`` passes or
+    ``should_stop()``; returns the records written."""
+    reader = HostReader(client, keys, containers)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(keys.changes)
+    events_key = keys.anomaly("events")
+    last_event = f"{int(time.time() * 1000)}-0"
+    end = min(time.time() + duration if duration else float("inf"),
+              until if until else float("inf"))
+    written = 0
+    next_flush = time.monotonic() + flush_every
+    try:
+        while not should_stop() and time.time() < end:
+            message = pubsub.get_message(timeout=0.2)
+            if message is not None:
+                try:
+                    notice = json.loads(message["data"])
+                    host_id = validate_host_id(notice["host"])
+                    ts = float(notice["ts"])
+                except (ValueError, KeyError, TypeError, SchemaError) as exc:
+                    log.warning("skipping change notice: %s", exc)
+                    continue
+                if hosts and host_id not in hosts:
+                    continue
+                report = reader.read(host_id, ts)
+                if report is not None:
+                    write(report)
+                    written += 1
+            for stream_id, fields in client.xrange(events_key, f"({last_event}",
+                                                   "+", count=1000):
+                last_event = stream_id.decode()
+                event = _event(fields)
+                if event is not None:
+                    write(event)
+                    written += 1
+            if flush and time.monotonic() >= next_flush:
+                flush()
+                next_flush = time.monotonic() + flush_every
+    finally:
+        pubsub.close()
+    return written
+
+
+def _event(fields: dict[bytes, bytes]) -> Event | None:
+    data = _decode_map(fields)
+    try:
+        return Event(float(data.get("ts", "")), data)
+    except ValueError:
+        return None
+
+
+def history_records(
+    client: redis.Redis, keys: Keys, since: float, until: float,
+    hosts: set[str] | None = None, containers: ContainerFilter | None = None,
+) -> list[Report | Event]:
+    """The records of a past window, from the history tiers (fine where it
+    reaches back to ``since``, else coarse), with the analyzer's events."""
+    filt = containers or ContainerFilter()
+    records: list[Report | Event] = []
+    known = [m.decode() for m in client.zrange(keys.collectors, 0, -1)]
+    for host_id in sorted(h for h in known if not hosts or h in hosts):
+        try:
+            validate_host_id(host_id)
+        except SchemaError:
+            continue
+        records.extend(filt.apply(r) for r in _host_history(client, keys, host_id,
+                                                             since, until))
+    for _id, fields in client.xrange(keys.anomaly("events"),
+                                     str(int(since * 1000)),
+                                     str(int(until * 1000))):
+        event = _event(fields)
+        if event is not None:
+            records.append(event)
+    records.sort(key=lambda r: r.ts)
+    return records
+
+
+def _host_history(client: redis.Redis, keys: Keys, host_id: str, since: float,
+                  until: float) -> list[Report]:
+    fine_key = keys.history(host_id, "fine")
+    oldest_fine = client.zrange(fine_key, 0, 0, withscores=True)
+    tier = "fine" if oldest_fine and oldest_fine[0][1] <= since else "coarse"
+    # Everything from the window's start on: the counts after the window
+    # come off today's totals to give the totals when it began.
+    rows = client.zrangebyscore(keys.history(host_id, tier), since, "+inf",
+                                withscores=True)
+    coarse_times = ({s for _, s in client.zrangebyscore(
+        keys.history(host_id, "coarse"), since, until, withscores=True)}
+        if tier == "fine" else set())
+    snapshots = []
+    for blob, score in rows:
+        try:
+            snapshots.append((score, decode_snapshot(blob)))
+        except SchemaError as exc:
+            log.warning("host %s history at %s: %s", host_id, score, exc)
+    totals = {f.decode(): int(v)
+              for f, v in client.hgetall(keys.flows(host_id)).items()}
+    reports = []
+    previous = None
+    for score, snap in snapshots:
+        counts = {f: int(v) for f, v in (snap.get("counts") or {}).items()}
+        for f, v in counts.items():
+            totals[f] = totals.get(f, 0) - v
+        if score > until:
+            continue
+        history = ("fine", "coarse") if score in coarse_times else (tier,)
+        reports.append(Report(
+            ts=score, host=HostRecord.from_json(json.dumps(snap.get("host") or {
+                "id": host_id})),
+            containers=[ContainerRecord.from_json(json.dumps(c))
+                        for c in snap.get("containers") or []],
+            addrs={str(a): str(t) for a, t in (snap.get("addrs") or {}).items()},
+            flows=counts,
+            rates={f: float(v) for f, v in (snap.get("rates") or {}).items()},
+            interval=max(0.001, score - previous) if previous else 1.0,
+            history=history,
+        ))
+        previous = score
+    if reports:
+        # What the host had counted before the window's first snapshot.
+        reports[0].base = {f: v for f, v in totals.items() if v > 0}
+    return reports
