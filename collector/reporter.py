@@ -78,6 +78,9 @@ class HostReport:
     addrs: dict[str, str] = field(default_factory=dict)  # address -> target
     flows: Counter = field(default_factory=Counter)  # (FlowKey, counter) -> delta
     interval: float = 1.0  # seconds the flows were counted over
+    # The rates to write; None: from flows over interval. A replay passes the
+    # rates the collector wrote, to write them again exactly.
+    rates: dict[str, float] | None = None
 
 
 @dataclass(slots=True)
@@ -277,7 +280,9 @@ class RedisReporter:
         batch = sent.batch
         host_id = report.host.id
         k = self.keys
-        rates = flow_rates(report.flows, report.interval)
+        rates = report.rates
+        if rates is None:
+            rates = flow_rates(report.flows, report.interval)
         pipe = self.client.pipeline(transaction=True)
         # GETSET, not SET ... GET: Redis before 6.2 has only the former.
         pipe.getset(k.applied(host_id), sent.batch_id)

@@ -425,6 +425,9 @@ class HostRecord:
     metrics: dict = field(default_factory=dict)  # memory, load, cpus, disk
     # Its processes on the map: {node (a process node id), pids, cmdline}.
     processes: list[dict] = field(default_factory=list)
+    # Set only by ``manage.py replay``: {file, recorded_at (unix time the
+    # collector reported this), offset (seconds added to recorded times)}.
+    replay: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return plain_fields(self)

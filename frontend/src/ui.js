@@ -83,6 +83,13 @@ export function edgeRows(a) {
   return rows;
 }
 
+// A replayed host's mark (manage.py replay): its capture file and when it was recorded.
+function replayText(replay) {
+  if (!replay || typeof replay !== "object" || !replay.file) return "";
+  const when = Number(replay.recorded_at);
+  return Number.isFinite(when) ? `${replay.file}, recorded ${new Date(when * 1000).toISOString()}` : String(replay.file);
+}
+
 // Identity of a node as [term, value] rows.
 export function identityRows(a) {
   const rows = [
@@ -107,6 +114,7 @@ export function identityRows(a) {
     ["addresses", Array.isArray(a.addresses) ? a.addresses.join(", ") : ""],
     ["kernel", a.kernel],
     ["collector", a.mode ? `${a.mode}${a.mode_reason ? ` (${a.mode_reason})` : ""}` : ""],
+    ["replayed from", replayText(a.replay)],
   ];
   for (const [term, value] of optional) {
     if (value !== undefined && value !== null && value !== "") rows.push([term, value]);

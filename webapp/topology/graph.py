@@ -215,7 +215,7 @@ def service_graph(state: TopologyState, services: bool = True,
             hid, id=hid, type="host", name=host.hostname or host_id, status="ok",
             parent=None, kernel=host.kernel, mode=host.mode,
             mode_reason=host.mode_reason, labels=dict(host.labels),
-            metrics=dict(host.metrics),
+            metrics=dict(host.metrics), replay=dict(host.replay),
         )
         for record in state.containers.get(host_id, {}).values():
             cid = container_node_id(host_id, record.id)
