@@ -439,6 +439,33 @@ def ebpf_ready():
     require(reason is None, f"eBPF unavailable: {reason}")
 
 
+def wait_collector_in_ebpf_mode(client, host_id: str, process=None,
+                                timeout: float = 60, keys=None):
+    """The host record of ``host_id`` once its collector reported, asserted
+    to be in eBPF mode: the collector falls back to /proc quietly, and most
+    tests that rely on eBPF would pass on the fallback. ``process`` (a
+    ``tests.processes.LoggedProcess``) is checked alive, its log in the message."""
+    from collector.schema import HostRecord, Keys
+
+    keys = keys or Keys()
+    where = f"; {process.describe()}" if process is not None else ""
+
+    def reported():
+        if process is not None and not process.alive:
+            return "dead"
+        return client.zscore(keys.collectors, host_id) and client.get(
+            keys.host(host_id))
+
+    raw = wait_for(reported, timeout=timeout, interval=0.2)
+    assert raw and raw != "dead", (
+        f"collector {host_id} never reported within {timeout} s{where}")
+    host = HostRecord.from_json(raw)
+    assert host.mode == "ebpf", (
+        f"collector {host_id} runs in {host.mode!r} mode, not eBPF: "
+        f"{host.mode_reason or 'no reason given'}{where}")
+    return host
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent

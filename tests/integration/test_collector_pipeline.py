@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from collector.schema import Keys
-from tests.conftest import wait_for
+from tests.conftest import wait_collector_in_ebpf_mode, wait_for
+from tests.processes import LoggedProcess
 from webapp.topology.graph import build_graph
 from webapp.topology.store import read_state
 
@@ -26,17 +27,15 @@ def collector(redis_server, docker_client, ebpf_ready, tmp_path_factory, repo_ro
     env = dict(os.environ, REDIS_URL=redis_server.url, PORTOLAN_HOST_ID=HOST,
                PORTOLAN_VAR_DIR=str(tmp_path_factory.mktemp("var")),
                PORTOLAN_INTERVAL="0.5", PORTOLAN_HISTORY_STEP="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "collector"], cwd=repo_root, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     import redis
 
     client = redis.Redis.from_url(redis_server.url)
-    assert wait_for(lambda: client.zscore(Keys().collectors, HOST), timeout=60)
-    yield client
-    proc.terminate()
-    proc.wait(timeout=30)
+    with LoggedProcess("test_collector_pipeline-collector",
+                       [sys.executable, "-m", "collector"], cwd=repo_root,
+                       env=env) as proc:
+        wait_collector_in_ebpf_mode(client, HOST, proc)
+        yield client
+        proc.assert_alive("the collector died during the module")
 
 
 def node_named(client, name):

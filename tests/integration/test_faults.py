@@ -21,7 +21,14 @@ import pytest
 import redis
 
 from collector.schema import Keys
-from tests.conftest import HOST_PROGRAM_MOUNTS, RedisServer, free_port, wait_for
+from tests.conftest import (
+    HOST_PROGRAM_MOUNTS,
+    RedisServer,
+    free_port,
+    wait_collector_in_ebpf_mode,
+    wait_for,
+)
+from tests.processes import LoggedProcess
 from webapp.anomalies.keys import edge_target
 from webapp.anomalies.merge import read_analysis
 from webapp.topology.graph import build_graph
@@ -109,24 +116,31 @@ def backend(docker_client, ebpf_ready, tmp_path_factory, repo_root,
         # Learn baselines within the test's time, so that they are judged too.
         PORTOLAN_ANOMALY_WARMUP_SECONDS="5", PORTOLAN_ANOMALY_WARMUP_SAMPLES="5",
     )
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "collector"], cwd=repo_root,
-                         env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL),
-    ]
+    collector = LoggedProcess("test_faults-collector",
+                              [sys.executable, "-m", "collector"], cwd=repo_root,
+                              env=env).start()
     analyzer_process.start(repo_root, env)
-    procs.append(analyzer_process.proc)
     client = redis.Redis.from_url(server.url)
-    assert wait_for(lambda: client.zscore(Keys().collectors, HOST), timeout=60)
-    yield client, hook
     try:
+        wait_collector_in_ebpf_mode(client, HOST, collector)
+        yield client, hook, collector
+        collector.assert_alive("the collector died during the module")
         analyzer_process.assert_healthy()  # through every test of the module
     finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=30)
+        collector.stop()
+        analyzer_process.proc.terminate()
+        analyzer_process.proc.wait(timeout=30)
         hook.close()
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def processes_still_run(backend, analyzer_process):
+    """After each test: the collector and the analyzer still run, and no check
+    failed, so that a test's green is not a dead process's silence."""
+    yield
+    backend[2].assert_alive("the collector died during the test")
+    analyzer_process.assert_healthy()
 
 
 def node_id_of(client, name):
@@ -158,7 +172,7 @@ def wait_reason(client, target, words, timeout=SEEN_WITHIN,
 
 
 def test_oom_kill_goes_red_and_notifies_once(backend, containers):
-    client, hook = backend
+    client, hook, _ = backend
     c = containers.run("sleep 2; dd if=/dev/zero of=/dev/shm/fill bs=1M count=200; "
                        "sleep 120", mem_limit="32m", memswap_limit="32m")
     node = wait_for(lambda: node_id_of(client, c.name), timeout=10)
@@ -174,7 +188,7 @@ def test_oom_kill_goes_red_and_notifies_once(backend, containers):
 def test_stopped_server_is_ranked_the_cause_of_refused_connections(
     backend, containers, repo_root
 ):
-    client, hook = backend
+    client, hook, _ = backend
     port = free_port()
     server = containers.run("httpd -f -p 80 -h /var/www",
                             ports={"80/tcp": ("127.0.0.1", port)})
@@ -228,7 +242,7 @@ def test_stopped_server_is_ranked_the_cause_of_refused_connections(
 
 
 def test_crash_loop_shows_its_restart_loop(backend, containers):
-    client, _ = backend
+    client, _, _ = backend
     c = containers.run("usleep 200000; exit 1", restart_policy={"Name": "always"})
     node = wait_for(lambda: node_id_of(client, c.name), timeout=10)
     entry = wait_reason(client, node, "restart loop", timeout=10)
@@ -236,7 +250,7 @@ def test_crash_loop_shows_its_restart_loop(backend, containers):
 
 
 def test_cpu_hog_at_its_limit_shows_throttling(backend, containers):
-    client, _ = backend
+    client, _, _ = backend
     c = containers.run("yes > /dev/null", nano_cpus=200_000_000)
     node = wait_for(lambda: node_id_of(client, c.name), timeout=10)
     entry = wait_reason(client, node, "CPU throttled", timeout=3 + SEEN_WITHIN)
@@ -272,7 +286,7 @@ while True:
 
 def test_healthy_three_tier_chain_stays_green(backend, containers, tmp_path,
                                               analyzer_process):
-    client, hook = backend
+    client, hook, _ = backend
     (tmp_path / "server.py").write_text(CHAIN_SERVER)
     (tmp_path / "client.py").write_text(CHAIN_CLIENT)
     vols = {**HOST_PROGRAM_MOUNTS, str(tmp_path): {"bind": "/chain", "mode": "ro"}}

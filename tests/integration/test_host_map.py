@@ -14,7 +14,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -28,8 +27,10 @@ from tests.conftest import (
     TEST_LABEL,
     TEST_SESSION,
     free_port,
+    wait_collector_in_ebpf_mode,
     wait_for,
 )
+from tests.processes import LoggedProcess
 from webapp.topology.graph import build_graph
 from webapp.topology.store import read_state
 
@@ -135,39 +136,39 @@ def unique_name(prefix: str) -> str:
 
 
 class HostPrograms:
-    """Host python under chosen names; every process started is stopped after."""
+    """Host python under chosen names, output under artifacts/; every process
+    started is stopped after."""
 
     def __init__(self, root: Path):
         self.root = root
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[LoggedProcess] = []
 
-    def start(self, name: str, script: str, *args) -> subprocess.Popen:
+    def start(self, name: str, script: str, *args) -> LoggedProcess:
         exe = self.root / name
         if not exe.exists():
             exe.symlink_to(PYTHON)
-        proc = subprocess.Popen([str(exe), "-u", str(self.root / script),
-                                 *map(str, args)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True)
+        proc = LoggedProcess(f"test_host_map-{name}",
+                             [exe, "-u", self.root / script, *args]).start()
         self.procs.append(proc)
         return proc
 
     def run(self, name: str, script: str, *args, timeout: float = 60) -> str:
         proc = self.start(name, script, *args)
-        out, _ = proc.communicate(timeout=timeout)
-        assert proc.returncode == 0 and "done" in out, out
+        code = proc.wait(timeout)
+        out = proc.output()
+        assert code == 0 and "done" in out, proc.describe()
         return out
 
-    def serve(self, name: str, script: str, *args) -> subprocess.Popen:
+    def serve(self, name: str, script: str, *args) -> LoggedProcess:
         proc = self.start(name, script, *args)
-        assert proc.stdout.readline().strip() == "listening"
+        assert wait_for(lambda: "listening" in proc.output() or not proc.alive,
+                        timeout=30), proc.describe()
+        proc.assert_alive("the server did not start")
         return proc
 
     def stop(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+            proc.stop(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -200,17 +201,15 @@ def collector(redis_server, ebpf_ready, old_server, tmp_path_factory, repo_root)
     env = dict(os.environ, REDIS_URL=redis_server.url, PORTOLAN_HOST_ID=HOST,
                PORTOLAN_VAR_DIR=str(tmp_path_factory.mktemp("var")),
                PORTOLAN_INTERVAL="0.5")
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "collect"], cwd=repo_root, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
     import redis
 
     client = redis.Redis.from_url(redis_server.url)
-    assert wait_for(lambda: client.zscore(Keys().collectors, HOST), timeout=60)
-    yield client
-    proc.terminate()
-    proc.wait(timeout=30)
+    with LoggedProcess("test_host_map-collector",
+                       [sys.executable, "manage.py", "collect"], cwd=repo_root,
+                       env=env) as proc:
+        wait_collector_in_ebpf_mode(client, HOST, proc)
+        yield client
+        proc.assert_alive("the collector died during the module")
     client.close()
 
 
@@ -302,7 +301,7 @@ def test_threaded_client_is_one_process_node(collector, programs, exits):
     client = unique_name("ptthr")
     proc = programs.start(client, "client.py", "127.0.0.1", port, N, 10, 30, 4,
                           0 if exits else 30)
-    assert proc.stdout.readline().strip() == "done"
+    assert wait_for(lambda: "done" in proc.output(), timeout=60), proc.describe()
     found = wait_edge(collector, client, server, N)
     assert found.get("connections") == N, found
     G = graph(collector, "container")

@@ -8,13 +8,13 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import threading
 
 import pytest
+import redis
 import requests
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import free_port, wait_collector_in_ebpf_mode, wait_for
+from tests.processes import LoggedProcess
 
 pytestmark = [pytest.mark.ebpf]
 
@@ -24,23 +24,23 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_make_run_serves_the_map_and_stops_on_ctrl_c(tmp_path, repo_root):
+def test_make_run_serves_the_map_and_stops_on_ctrl_c(ebpf_ready, tmp_path, repo_root):
     redis_port, web_port = free_port(), free_port()
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
                PORTOLAN_PORT=str(web_port), PORTOLAN_VAR_DIR=str(tmp_path),
                PORTOLAN_ADMIN_PASSWORD="make-run-test-pw", PORTOLAN_HOST_ID="run-host")
-    run = subprocess.Popen(["make", "run"], cwd=repo_root, env=env, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           start_new_session=True)
-    output: list[str] = []
-    reader = threading.Thread(target=lambda: output.extend(run.stdout), daemon=True)
-    reader.start()
+    run = LoggedProcess("test_make_run-make", ["make", "run"], cwd=repo_root,
+                        env=env, start_new_session=True).start()
     base = f"http://127.0.0.1:{web_port}"
     try:
         started = f"the map is at {base}/"
-        assert wait_for(lambda: any(started in line for line in output),
-                        timeout=180, interval=0.5), "".join(output)
+        assert wait_for(lambda: started in run.output() or not run.alive,
+                        timeout=180, interval=0.5), run.describe()
+        run.assert_alive("make run stopped")
         assert _listening(redis_port), "it did not start its own Redis"
+        own_redis = redis.Redis(port=redis_port)
+        wait_collector_in_ebpf_mode(own_redis, "run-host", run)
+        own_redis.close()
 
         def collector_reports():
             # Its own Redis: the one collector counted is the one it started.
@@ -50,7 +50,7 @@ def test_make_run_serves_the_map_and_stops_on_ctrl_c(tmp_path, repo_root):
                 return False
             return body["collectors"] == 1
 
-        assert wait_for(collector_reports, timeout=60, interval=0.5), "".join(output)
+        assert wait_for(collector_reports, timeout=60, interval=0.5), run.describe()
         session = requests.Session()
         assert session.get(f"{base}/", timeout=5).url.startswith(f"{base}/login/")
         login = session.get(f"{base}/login/", timeout=5)
@@ -64,11 +64,11 @@ def test_make_run_serves_the_map_and_stops_on_ctrl_c(tmp_path, repo_root):
         health = session.get(f"{base}/healthz", timeout=5).json()
         assert [c["host"] for c in health["collectors"]] == ["run-host"]
         assert_true_host_map(session, base, redis_port, web_port)
+        run.assert_alive("make run stopped during the test")
     finally:
         os.killpg(run.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
         run.wait(timeout=60)
-        reader.join(timeout=5)
-    assert "portolan: stopped" in "".join(output)
+    assert "portolan: stopped" in run.output(), run.describe()
     assert wait_for(lambda: not _listening(web_port) and not _listening(redis_port),
                     timeout=10), "something it started is still running"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -32,7 +31,8 @@ from collector.schema import (
     Keys,
     container_node_id,
 )
-from tests.conftest import free_port, require, wait_for
+from tests.conftest import free_port, require, wait_collector_in_ebpf_mode, wait_for
+from tests.processes import LoggedProcess
 from webapp.metrics import registry as metrics_registry
 from webapp.topology import service
 
@@ -55,15 +55,6 @@ def http_get(url: str, token: str | None = None) -> tuple[int, str]:
         return 0, ""
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
 @pytest.fixture
 def web_env(redis_server, tmp_path):
     return {
@@ -80,25 +71,20 @@ def web_env(redis_server, tmp_path):
 
 
 @pytest.fixture
-def daphne(web_env, tmp_path):
+def daphne(web_env):
     """Daphne serving the real ASGI app on a free loopback port."""
     port = free_port()
-    log_path = tmp_path / "daphne.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1",
-             "-p", str(port), "webapp.asgi:application"],
-            cwd=ROOT, env=web_env, stdout=log, stderr=subprocess.STDOUT,
-        )
+    proc = LoggedProcess("test_metrics_prometheus-daphne", [
+        Path(sys.executable).parent / "daphne", "-b", "127.0.0.1", "-p", port,
+        "webapp.asgi:application"], cwd=ROOT, env=web_env)
     url = f"http://127.0.0.1:{port}"
-    try:
+    with proc:
         up = wait_for(lambda: http_get(f"{url}/healthz")[0] == 200
-                      or proc.poll() is not None, timeout=30, interval=0.2)
-        assert up and proc.poll() is None, log_path.read_text()
+                      or not proc.alive, timeout=60, interval=0.2)
+        assert up, proc.describe()
+        proc.assert_alive("daphne did not start")
         yield url
-    finally:
-        stop(proc)
-        print(log_path.read_text()[-3000:])
+        proc.assert_alive("daphne died during the test")
 
 
 @pytest.fixture
@@ -120,23 +106,18 @@ def prometheus(daphne, tmp_path):
         ],
     }))
     port = free_port()
-    log_path = tmp_path / "prometheus.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}",
-             f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+    proc = LoggedProcess("test_metrics_prometheus-prometheus", [
+        binary, f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}"])
     url = f"http://127.0.0.1:{port}"
-    try:
+    with proc:
         ready = wait_for(lambda: http_get(f"{url}/-/ready")[0] == 200
-                         or proc.poll() is not None, timeout=60, interval=0.2)
-        assert ready and proc.poll() is None, log_path.read_text()
+                         or not proc.alive, timeout=60, interval=0.2)
+        assert ready, proc.describe()
+        proc.assert_alive("prometheus did not start")
         yield url
-    finally:
-        stop(proc)
-        print(log_path.read_text()[-3000:])
+        proc.assert_alive("prometheus died during the test")
 
 
 def query(prometheus_url: str, promql: str) -> list[dict]:
@@ -161,15 +142,10 @@ def test_prometheus_scrapes_the_traced_edge_with_its_exact_count(
 ):
     server = containers.run("httpd -f -p 8080 -h /var/www")
     server_ip = containers.ip(server)
-    log_path = Path(web_env["PORTOLAN_VAR_DIR"]).parent / "collector.log"
-    with open(log_path, "wb") as log:
-        collector = subprocess.Popen(
-            [sys.executable, "manage.py", "collect", "--duration", "120"],
-            cwd=ROOT, env=web_env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        assert wait_for(lambda: redis_client.zscore(Keys().collectors, HOST_ID),
-                        timeout=30), log_path.read_text()
+    with LoggedProcess("test_metrics_prometheus-collector",
+                       [sys.executable, "manage.py", "collect", "--duration", "300"],
+                       cwd=ROOT, env=web_env) as collector:
+        wait_collector_in_ebpf_mode(redis_client, HOST_ID, collector)
         client = containers.run(
             f"for i in $(seq {N}); do wget -q -O /dev/null http://{server_ip}:8080/ "
             "|| exit 1; done")
@@ -198,8 +174,7 @@ def test_prometheus_scrapes_the_traced_edge_with_its_exact_count(
         assert scalar(prometheus, 'up{job="portolan"}') == 1
         # The job without the token gets 401 on every scrape: its target is down.
         assert scalar(prometheus, 'up{job="no-token"}') == 0
-    finally:
-        stop(collector)
+        collector.assert_alive("the collector died during the test")
 
 
 def test_metrics_answers_401_without_the_right_token(daphne):

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, wait_for
+from tests.processes import LoggedProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,27 +86,17 @@ def test_switching_a_protection_off_is_what_check_deploy_then_reports(
 
 
 @pytest.fixture
-def prod_daphne(image_env, tmp_path):
+def prod_daphne(image_env):
     port = free_port()
-    log_path = tmp_path / "daphne.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1",
-             "-p", str(port), "webapp.asgi:application"],
-            cwd=ROOT, env=image_env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    try:
-        up = wait_for(lambda: get(port, "/healthz")[0] == 200
-                      or proc.poll() is not None, timeout=30, interval=0.2)
-        assert up and proc.poll() is None, log_path.read_text()
+    with LoggedProcess("test_settings_prod-daphne", [
+            Path(sys.executable).parent / "daphne", "-b", "127.0.0.1", "-p", port,
+            "webapp.asgi:application"], cwd=ROOT, env=image_env) as proc:
+        up = wait_for(lambda: get(port, "/healthz")[0] == 200 or not proc.alive,
+                      timeout=60, interval=0.2)
+        assert up, proc.describe()
+        proc.assert_alive("daphne did not start")
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print(log_path.read_text()[-3000:])
+        proc.assert_alive("daphne died during the test")
 
 
 def get(port: int, path: str, headers: dict | None = None):
