@@ -93,7 +93,9 @@ def test_readme_steps_bring_the_stack_to_healthy_with_a_least_privileged_collect
     assert sorted(host_config["CapAdd"]) == sorted(listed)
     assert effective_caps_of(collector) == cap_mask(listed)
     assert host_config["PidMode"] == "host"
-    assert all(not m["RW"] for m in collector.attrs["Mounts"])
+    mounts = collector.attrs["Mounts"]
+    assert mounts, "the collector has no mounts to check"
+    assert all(not m["RW"] for m in mounts), mounts
     logs = collector.logs().decode()
     assert "running in ebpf mode" in logs, logs[-2000:]
 

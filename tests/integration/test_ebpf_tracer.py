@@ -667,20 +667,33 @@ def test_udp_socket_connected_before_the_tracer(ebpf_ready):
     port = sink.getsockname()[1]
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.connect(("127.0.0.1", port))
+    witness_sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    witness_sink.bind(("127.0.0.1", 0))
+    witness_port = witness_sink.getsockname()[1]
     late = ConnectionTracer()
     try:
         late.read()
         for _ in range(5):
             udp.send(b"x")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as witness:
+            witness.connect(("127.0.0.1", witness_port))
+            for _ in range(3):
+                witness.send(b"w")
         reading = late.read()
         mine = [f for f in reading.flows if f.proto == "udp" and f.pid == os.getpid()]
-        on_flow = sum(f.counters["datagrams_sent"] for f in mine)
+        # The same read saw this process: a socket connected after the tracer
+        # started is counted, so an empty ``mine`` is not a blind tracer.
+        seen = [f for f in mine if f.port == witness_port]
+        assert sum(f.counters["datagrams_sent"] for f in seen) == 3, mine
+        late_flows = [f for f in mine if f.port != witness_port]
+        on_flow = sum(f.counters["datagrams_sent"] for f in late_flows)
         assert on_flow <= 5
-        assert all(f.ip == "127.0.0.1" and f.port == port for f in mine)
+        assert all(f.ip == "127.0.0.1" and f.port == port for f in late_flows), mine
         assert reading.lost == 0
     finally:
         udp.close()
         sink.close()
+        witness_sink.close()
         late.close()
 
 

@@ -257,6 +257,7 @@ def own_addresses() -> set[str]:
 def assert_host_is_known(G) -> None:
     """No node of the map is unnamed, and no address of this host is external."""
     names = [d.get("name") for _, d in G.nodes(data=True)]
+    assert names, "the map is empty: nothing to check"
     assert "unknown" not in names, names
     mine = own_addresses()
     for _, data in G.nodes(data=True):
