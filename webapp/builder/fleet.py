@@ -139,7 +139,9 @@ class Fleet:
             s.containers[host_id] = records
 
     def _update_rates(self, host_id: str, raw: dict[bytes, bytes]) -> set:
-        """Replace the host's rates; the flows whose rates changed."""
+        """Replace the host's rates; the flows whose rates or totals changed
+        (a rate is written only for a flow that had traffic, so every flow
+        with one has new totals, even at a steady rate)."""
         s = self.state
         new = parse_flows(host_id, raw, float)
         old_keys = self.rated.get(host_id, set())
@@ -154,7 +156,7 @@ class Fleet:
                     del s.rates[(host_id, key)]
                 else:
                     s.rates[(host_id, key)] = dict(after)
-        return changed
+        return changed | new.keys()
 
     def _update_flows(self, host_id: str, raw: dict[bytes, bytes], whole: bool,
                       change: FleetChange) -> None:

@@ -1,0 +1,327 @@
+"""Fleet scale: 500 collectors, 10,000 containers, 50,000 edges, one graph builder.
+
+Simulated collectors (real ``RedisReporter``s writing ``synthetic_world``'s
+world, in two writer processes) report every second; ``manage.py builder`` and
+one Daphne worker run as processes; 50 WebSocket clients hold the container
+map open on that worker. A probe host reports a counter every 0.5 s, and one
+client times each report to the diff that carries it. Measured on one Redis and
+on a three-master Redis Cluster (the Channels layer on its own Redis).
+
+    .venv/bin/python bench/fleet_scale.py [--hosts 500] [--containers 10000]
+        [--edges 50000] [--sockets 50] [--seconds 20] [--backends single,cluster]
+
+Goals (issue 17): builder CPU per second of updates < 0.5 s when ~5 % of flows
+change and < 1 s when all do; report -> diff p95 < 2 s; Redis memory per
+container <= 7 kB; the Daphne worker relaying to 50 sockets < 10 % of a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from synthetic_world import make_world  # noqa: E402
+
+from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
+from collector.schema import (  # noqa: E402
+    ContainerRecord,
+    FlowKey,
+    HostRecord,
+    Keys,
+    container_node_id,
+)
+from tests.conftest import RedisClusterServers, RedisServer, free_port  # noqa: E402
+from tests.integration.test_builder import close_map, open_map  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+PROBE = "probe-host"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+# ------------------------------------------------------------ collectors
+
+
+def writer(url: str, hosts: int, containers: int, edges: int, part: int,
+           parts: int, fraction, rounds, stop) -> None:
+    """Report the world's hosts ``part`` of ``parts`` every second: the flows
+    that change this round (``fraction`` of them) get traffic."""
+    world = make_world(hosts, containers, edges)
+    mine = [h for i, h in enumerate(world.containers) if i % parts == part]
+    reporters = {h: RedisReporter(redis_client(url), Keys("portolan")) for h in mine}
+    rng = random.Random(part)
+    addrs = {h: {r.ips[0]: container_node_id(h, r.id) for r in world.containers[h]}
+             for h in mine}
+    next_at = time.time()
+    while not stop.is_set():
+        share = fraction.value
+        for h in mine:
+            deltas: Counter = Counter()
+            for key, weight in world.flows[h]:
+                if rng.random() < share:
+                    deltas[(key, "connections")] += weight + 1
+                    deltas[(key, "bytes_sent")] += rng.randint(100, 5000)
+                    deltas[(key, "bytes_received")] += rng.randint(100, 50000)
+            reporters[h].report(HostReport(
+                host=HostRecord(id=h, hostname=h, mode="ebpf"),
+                containers=world.containers[h], addrs=addrs[h], flows=deltas))
+        with rounds.get_lock():
+            rounds.value += 1
+        next_at += 1.0
+        time.sleep(max(0.0, next_at - time.time()))
+        next_at = max(next_at, time.time())
+
+
+class Probe(threading.Thread):
+    """A host whose one flow counts up every 0.5 s; remembers when each count
+    was reported."""
+
+    def __init__(self, url: str):
+        super().__init__(daemon=True)
+        self.reporter = RedisReporter(redis_client(url), Keys("portolan"))
+        self.client = ContainerRecord(id="p1", name="probe-client", state="running",
+                                      ips=["10.250.0.1"])
+        self.key = FlowKey(container_node_id(PROBE, "p1"), "out", "203.0.113.9", 443)
+        self.sent: dict[int, float] = {}
+        self.total = 0
+        self.stopped = threading.Event()
+
+    def run(self):
+        while not self.stopped.is_set():
+            self.total += 1
+            if self.reporter.report(HostReport(
+                    host=HostRecord(id=PROBE), containers=[self.client],
+                    flows=Counter({(self.key, "connections"): 1}))):
+                self.sent[self.total] = time.time()
+            self.stopped.wait(0.5)
+
+
+# ------------------------------------------------------------ web tier
+
+
+def start(argv, env, log):
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def session_cookie(env) -> str:
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    code = ("from django.contrib.auth import get_user_model;"
+            "from django.test import Client;"
+            "u, _ = get_user_model().objects.get_or_create(username='bench');"
+            "c = Client(); c.force_login(u); print(c.cookies['sessionid'].value)")
+    out = subprocess.run([*manage, "shell", "-c", code], cwd=ROOT, env=env,
+                         check=True, capture_output=True, text=True)
+    return f"sessionid={out.stdout.strip().splitlines()[-1]}"
+
+
+async def hold_maps(port, cookie, sockets, probe: Probe, latencies, received,
+                    stop):
+    """``sockets`` clients on the container map; the first one times the probe."""
+    handles = []
+    queues = []
+    for _ in range(sockets):
+        handle, queue = await open_map(port, cookie)
+        handles.append(handle)
+        queues.append(queue)
+    probe_id = json.dumps(container_node_id(PROBE, "p1"))
+
+    async def drain(i, queue):
+        while not stop.is_set():
+            try:
+                at, message = await asyncio.wait_for(queue.get(), 0.5)
+            except TimeoutError:
+                continue
+            received[i] += 1
+            if i or message.get("type") != "diff":
+                continue
+            for edge in message["changed_edges"] + message["added_edges"]:
+                if json.dumps(edge["source"]) == probe_id:
+                    sent = probe.sent.get(edge["connections"])
+                    if sent is not None:
+                        latencies.append(time.time() - sent)
+
+    await asyncio.gather(*(drain(i, q) for i, q in enumerate(queues)))
+    for handle in handles:
+        close_map(handle)
+
+
+# ------------------------------------------------------------ one backend
+
+
+def redis_memory(url_ports) -> int:
+    import redis
+
+    total = 0
+    for port in url_ports:
+        client = redis.Redis(port=port)
+        if client.info("replication")["role"] == "master":
+            total += client.info("memory")["used_memory"]
+        client.close()
+    return total
+
+
+def run_backend(name: str, args) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="portolan-fleet-"))
+    channel = RedisServer()
+    channel.start()
+    if name == "single":
+        server = RedisServer()
+        server.start()
+        url, ports = server.url, [server.port]
+    else:
+        server = RedisClusterServers()
+        server.start()
+        url, ports = server.url, server.ports
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings",
+           "REDIS_URL": url, "CHANNEL_REDIS_URL": channel.url,
+           "DATABASE_PATH": str(tmp / "db.sqlite3"),
+           "PORTOLAN_VAR_DIR": str(tmp / "var"), "LOG_LEVEL": "WARNING"}
+    procs, result = [], {"backend": name}
+    stop = mp.Event()
+    fraction = mp.Value("d", 1.0)  # the first rounds write every flow
+    rounds = mp.Value("i", 0)
+    probe = Probe(url)
+    try:
+        cookie = session_cookie(env)
+        t0 = time.time()
+        writers = [mp.Process(target=writer, args=(
+            url, args.hosts, args.containers, args.edges, i, 2, fraction, rounds,
+            stop)) for i in range(2)]
+        for w in writers:
+            w.start()
+        while rounds.value < 2:
+            time.sleep(0.2)
+        result["first_write_s"] = time.time() - t0
+        log = open(tmp / "procs.log", "wb")  # noqa: SIM115 - lives with the run
+        builder = start([sys.executable, "manage.py", "builder"], env, log)
+        port = free_port()
+        daphne = start([str(VENV_BIN / "daphne"), "-p", str(port), "-b", "127.0.0.1",
+                        "webapp.asgi:application"], env, log)
+        procs = [builder, daphne]
+        probe.start()
+
+        from webapp.builder.keys import GraphKeys
+
+        key = GraphKeys().snapshot("container")
+        from collector.redis_client import redis_client as any_client
+
+        c = any_client(url)
+        t0 = time.time()
+        while not c.exists(key):
+            time.sleep(0.2)
+            if time.time() - t0 > 120:
+                raise RuntimeError("the builder stored no graph in 120 s")
+        result["first_build_s"] = time.time() - t0
+        c.close()
+
+        latencies: list[float] = []
+        received = [0] * args.sockets
+        loop_stop = threading.Event()
+
+        def clients():
+            async def main():
+                await hold_maps(port, cookie, args.sockets, probe, latencies,
+                                received, loop_stop)
+            asyncio.run(main())
+
+        holder = threading.Thread(target=clients, daemon=True)
+        holder.start()
+        time.sleep(5)  # snapshots delivered, steady state
+        for phase, share, seconds in (("typical", 0.05, args.seconds),
+                                      ("all", 1.0, max(10, args.seconds // 2))):
+            fraction.value = share
+            time.sleep(3)  # the share applies from the next round on
+            latencies.clear()
+            r0, b0, d0, w0 = (rounds.value, cpu_seconds(builder.pid),
+                              cpu_seconds(daphne.pid), time.monotonic())
+            time.sleep(seconds)
+            r1, b1, d1, w1 = (rounds.value, cpu_seconds(builder.pid),
+                              cpu_seconds(daphne.pid), time.monotonic())
+            per_round = (r1 - r0) / 2  # two writers: a round is both halves
+            result[phase] = {
+                "rounds_per_s": per_round / (w1 - w0),
+                "builder_cpu_per_round": (b1 - b0) / max(per_round, 1e-9),
+                "builder_cpu_share": (b1 - b0) / (w1 - w0),
+                "daphne_cpu_share": (d1 - d0) / (w1 - w0),
+                "latency_p50": statistics.median(latencies) if latencies else None,
+                "latency_p95": (statistics.quantiles(latencies, n=20)[18]
+                                if len(latencies) >= 20 else
+                                max(latencies) if latencies else None),
+                "latency_samples": len(latencies),
+            }
+        result["memory_per_container"] = redis_memory(ports) / args.containers
+        result["messages_per_socket"] = statistics.median(received)
+        loop_stop.set()
+        holder.join(5)
+    finally:
+        stop.set()
+        probe.stopped.set()
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        for w in mp.active_children():
+            w.join(10)
+        server.stop()
+        channel.stop()
+    return result
+
+
+def fmt(value, goal=None, unit=""):
+    if value is None:
+        return "n/a"
+    text = f"{value:.3f}{unit}"
+    return f"{text} ({value / goal:.2f}x goal)" if goal else text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=500)
+    parser.add_argument("--containers", type=int, default=10000)
+    parser.add_argument("--edges", type=int, default=50000)
+    parser.add_argument("--sockets", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--backends", default="single,cluster")
+    args = parser.parse_args()
+    for name in args.backends.split(","):
+        r = run_backend(name, args)
+        print(f"\n== {name}: {args.hosts} collectors, {args.containers} containers, "
+              f"{args.edges} flows, {args.sockets} sockets")
+        print(f"first report round {r['first_write_s']:.1f} s; first build and "
+              f"store {r['first_build_s']:.1f} s")
+        for phase, goal in (("typical", 0.5), ("all", 1.0)):
+            p = r[phase]
+            print(f"[{phase}] rounds/s {p['rounds_per_s']:.2f} | builder CPU per "
+                  f"round {fmt(p['builder_cpu_per_round'], goal, ' s')} | "
+                  f"report->diff p50 {fmt(p['latency_p50'], unit=' s')} p95 "
+                  f"{fmt(p['latency_p95'], 2.0, ' s')} (n={p['latency_samples']}) | "
+                  f"Daphne CPU {fmt(p['daphne_cpu_share'], 0.10)}")
+        print(f"Redis memory per container "
+              f"{fmt(r['memory_per_container'] / 1000, 7.0, ' kB')}; "
+              f"messages per socket {r['messages_per_socket']}")
+
+
+if __name__ == "__main__":
+    main()
