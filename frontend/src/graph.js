@@ -92,6 +92,8 @@ export function nodeData(node) {
     kind: String(node.type ?? "unknown"),
     status: String(node.status ?? "unknown"),
     colour: statusColour(node.status),
+    // The analyzer's likely-cause rank (0: not ranked): where to start.
+    likely: Number.isInteger(node.cause_rank) && node.cause_rank > 0 ? node.cause_rank : 0,
     wantParent: node.parent ?? null,
     namespace: labels[NAMESPACE_LABEL] == null ? "" : String(labels[NAMESPACE_LABEL]),
     project: labels[PROJECT_LABEL] == null ? "" : String(labels[PROJECT_LABEL]),
@@ -257,6 +259,23 @@ export const MAP_STYLE = [
   {
     selector: "edge[status = 'critical']",
     style: { "line-style": "dashed" },
+  },
+  {
+    // A likely cause (ranked by the analyzer): a double ring, thickest for
+    // the first, where to start.
+    selector: "node[likely > 0]",
+    style: {
+      "border-color": "#7c3aed",
+      "border-width": 4,
+      "border-style": "double",
+      "underlay-color": "#7c3aed",
+      "underlay-opacity": 0.12,
+      "underlay-padding": 6,
+    },
+  },
+  {
+    selector: "node[likely = 1]",
+    style: { "border-width": 7, "underlay-opacity": 0.25, "underlay-padding": 10 },
   },
   {
     selector: ":selected",

@@ -368,11 +368,19 @@ export class Details {
       text("span", a.status ?? "unknown", `badge status-${statusClass(a.status)}`),
     );
     const sections = [];
+    const because = this.becauseOf(a);
+    if (because) sections.push(this.section("Likely cause", because, "because"));
     const why = whyRed(a);
     if (why.length) {
       const list = el("ul", "reasons", why.map((r) => text("li", r)));
       sections.push(this.section("Why is this red", list, "why"));
     }
+    const notes = Array.isArray(a.notes) ? a.notes.filter((n) => n != null).map(String) : [];
+    if (notes.length) {
+      sections.push(this.section("Notes", el("ul", "notes", notes.map((n) => text("li", n))), "notes"));
+    }
+    const start = this.whereToStart(ele, a);
+    if (start) sections.push(this.section("Where to start", start, "where-to-start"));
     sections.push(this.section("Now", this.now(ele)));
     sections.push(this.section("Last 15 minutes", this.sparklines()));
     const { inbound, outbound } = this.connections(ele);
@@ -382,6 +390,53 @@ export class Details {
     sections.push(this.section("Processes", this.processes()));
     sections.push(this.section("Recent events", this.events()));
     this.body.replaceChildren(...sections);
+  }
+
+  // A link that opens another node's panel, as a click on it would.
+  nodeLink(id, label) {
+    const link = text("a", label, "node-link");
+    link.href = "#";
+    link.dataset.target = String(id);
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      const target = this.context.element(String(id));
+      if (target && target.nonempty()) target.emit("tap");
+    });
+    return link;
+  }
+
+  // "because of db: exited with code 137", for a node a likely cause explains.
+  becauseOf(a) {
+    const root = a.because_of;
+    if (!root || typeof root !== "object" || root.target == null) return null;
+    const name = root.name ?? this.context.nameOf(root.target);
+    const line = el("p", "because-of", [text("span", "because of "), this.nodeLink(root.target, name)]);
+    if (root.reason) line.append(text("span", `: ${root.reason}`));
+    return line;
+  }
+
+  // The analyzer's ranked likely causes on this map, for a node in trouble.
+  whereToStart(ele, a) {
+    const troubled = a.status === "critical" || a.status === "warning" || a.because_of || a.cause_rank;
+    if (!troubled || this.context.past()) return null;
+    const ranked = ele
+      .cy()
+      .nodes()
+      .filter((n) => Number((n.data("attrs") || {}).cause_rank) > 0)
+      .sort((x, y) => x.data("attrs").cause_rank - y.data("attrs").cause_rank)
+      .slice(0, 5);
+    if (!ranked.length) return null;
+    const list = el("ol", "causes");
+    ranked.forEach((n) => {
+      const attrs = n.data("attrs") || {};
+      const reasons = Array.isArray(attrs.reasons) ? attrs.reasons : [];
+      const item = el("li", n.id() === this.current ? "cause current" : "cause", [
+        this.nodeLink(n.id(), n.data("label")),
+      ]);
+      if (reasons.length) item.append(text("span", `: ${reasons[0]}`, "cause-reason"));
+      list.append(item);
+    });
+    return list;
   }
 
   renderGone() {

@@ -338,7 +338,9 @@ def test_each_rule_is_registered_once_with_what_the_analysis_needs_of_it():
     assert RULES["service_down"].intrinsic and not RULES["service_failures"].intrinsic
     assert {n for n, r in RULES.items() if r.intrinsic} == {
         "exited", "restart_loop", "oom", "health", "memory", "cpu_throttled",
-        "cpu_spike", "service_down", "host_memory", "host_load", "host_disk"}
+        "cpu_spike", "service_down", "host_memory", "host_load", "host_disk",
+        "calls_unserved", "service_stopped"}
+    assert {n for n, r in RULES.items() if r.caller_at_fault} == {"calls_unserved"}
     assert {n: r.baseline for n, r in RULES.items() if r.baseline} == {
         "cpu_spike": "cpu_cores", "resets": "resets_per_s",
         "traffic_stopped": "active", "slow_connect": "connect_latency_us",

@@ -37,7 +37,7 @@ from webapp.anomalies.notify import WebhookNotifier
 from webapp.anomalies.rules import Context, Finding, baseline_warming, evaluate_rules
 from webapp.anomalies.status import AnomalyEvent, StatusTracker, roll_up, target_name
 from webapp.lease import Lease
-from webapp.topology.graph import build_graph
+from webapp.topology.graph import build_graph, coarsen
 from webapp.topology.store import read_state
 
 __all__ = ["Analysis", "Analyzer"]
@@ -125,9 +125,12 @@ class Analyzer:
 
     # ------------------------------------------------------------ one step
 
-    def evaluate(self, G: nx.DiGraph, now: float) -> Analysis:
-        """Judge one container graph (no Redis): rules, hysteresis, causes."""
-        ctx = Context(self.config, self.memory, now)
+    def evaluate(self, G: nx.DiGraph, now: float,
+                 services: nx.DiGraph | None = None) -> Analysis:
+        """Judge one container graph (no Redis): rules, hysteresis, causes.
+        ``services``, the service level of the same moment, tells which port
+        each failure was to (whose fault it is)."""
+        ctx = Context(self.config, self.memory, now, services)
         results = evaluate_rules(G, ctx)
         self.check_failures.update(results.failed_checks)
         findings = results.findings
@@ -139,7 +142,7 @@ class Analyzer:
                 if baseline_warming(G, ctx, *k)}
         events = self.tracker.update(findings, now, hold)
         self.memory.active = self.tracker.active_keys()
-        remember(G, self.memory, self.config, now)
+        remember(G, self.memory, self.config, now, services)
         own = self.tracker.own_statuses()
         statuses = roll_up(G, own)
         causes = rank_causes(G, statuses, self.config.top_causes)
@@ -163,8 +166,9 @@ class Analyzer:
         if not self.acquire():
             return None
         state = read_state(self.client, self.keys, self.node_ttl, now)
-        G = build_graph(state, "container")
-        analysis = self.evaluate(G, now)
+        S = build_graph(state, "service")
+        G = coarsen(S, "container")  # the same as building it from the state
+        analysis = self.evaluate(G, now, S)
         self.publish(analysis, G)
         self.notify(analysis)
         return analysis

@@ -55,6 +55,12 @@ def rank_causes(G: nx.DiGraph, statuses: dict[str, dict],
         return own(n) > 0 or docker_critical(n)
 
     def red_edge(u: str, v: str) -> bool:
+        # An edge red only through its client's own fault (a port nothing
+        # serves) says nothing against its server.
+        entry = statuses.get(edge_target(u, v)) or {}
+        rules = [a.get("rule") for a in entry.get("anomalies") or []]
+        if rules and all(r in RULES and RULES[r].caller_at_fault for r in rules):
+            return False
         return own(edge_target(u, v)) > 0
 
     candidates = {n for n in G if G.nodes[n].get("type") != "host" and red_node(n)}

@@ -24,7 +24,9 @@ from webapp.anomalies.attributes import (
     number,
 )
 from webapp.anomalies.baseline import Baselines, is_spike
+from webapp.anomalies.blame import served_now
 from webapp.anomalies.config import Config
+from webapp.anomalies.keys import edge_target
 
 __all__ = ["EDGE_COUNTERS", "Memory", "first_deltas", "remember"]
 
@@ -51,6 +53,9 @@ class Memory:
     window: dict[str, deque] = field(default_factory=dict)
     last_active: dict[str, float] = field(default_factory=dict)  # edge traffic
     seen: dict[str, float] = field(default_factory=dict)  # target -> last seen
+    # container -> {port: last time it was seen served}: whether a refused
+    # port was served before (the server's fault) or never (the client's).
+    served: dict[str, dict[int, float]] = field(default_factory=dict)
     # (target, rule) pairs whose anomaly is active: their targets' samples are
     # outliers, so the anomaly becomes the new normal only once it lasts
     # baseline_relearn.
@@ -125,8 +130,27 @@ def _learn(memory: Memory, config: Config, now: float, target: str, metric: str,
     memory.baselines.update(target, metric, value, now, outlier=outlier)
 
 
-def remember(G: nx.DiGraph, memory: Memory, config: Config, now: float) -> None:
-    """Fold this step into ``memory``: the only place it changes."""
+def _remember_window(mem: Memory, config: Config, now: float, target: str,
+                     data: dict) -> dict[str, float]:
+    """Append an edge's changes of this step to its failure window."""
+    mem.seen[target] = now
+    deltas = mem.edge_deltas(target, data)
+    if deltas is None:
+        deltas = first_deltas(data)
+    window = mem.window.setdefault(target, deque())
+    window.append((now, deltas))
+    while window and window[0][0] <= now - config.failure_window:
+        window.popleft()
+    return deltas
+
+
+def remember(G: nx.DiGraph, memory: Memory, config: Config, now: float,
+             services: nx.DiGraph | None = None) -> None:
+    """Fold this step into ``memory``: the only place it changes.
+
+    ``services``, the service-level graph of the same moment, adds each
+    client -> service edge's failure window (failures by port).
+    """
     mem, conf = memory, config
     frozen = {t for t, _ in mem.active}
     for n, data in G.nodes(data=True):
@@ -134,6 +158,8 @@ def remember(G: nx.DiGraph, memory: Memory, config: Config, now: float) -> None:
         mem.seen[n] = now
         if data.get("type") != "container":
             continue
+        for port in served_now(data) or ():
+            mem.served.setdefault(n, {})[port] = now
         kills = number(m.get("memory_oom_kills"))
         if mem.growth(n, "memory_oom_kills", kills) > 0:
             mem.oom_at[n] = now
@@ -148,15 +174,13 @@ def remember(G: nx.DiGraph, memory: Memory, config: Config, now: float) -> None:
             _learn(mem, conf, now, n, "cpu_cores", cores, conf.spike_min_cpu_cores,
                    frozen=n in frozen)
         mem.counters[n] = {"memory_oom_kills": kills}
+    for u, s, data in services.edges(data=True) if services is not None else ():
+        if services.nodes[s].get("type") == "service":
+            target = edge_target(u, s)
+            _remember_window(mem, conf, now, target, data)
+            mem.counters[target] = {k: data.get(k, 0) or 0 for k in EDGE_COUNTERS}
     for _u, _v, target, data in edges_with_targets(G):
-        mem.seen[target] = now
-        deltas = mem.edge_deltas(target, data)
-        if deltas is None:
-            deltas = first_deltas(data)
-        window = mem.window.setdefault(target, deque())
-        window.append((now, deltas))
-        while window and window[0][0] <= now - conf.failure_window:
-            window.popleft()
+        deltas = _remember_window(mem, conf, now, target, data)
         active = carries_traffic(data)
         if active:
             mem.last_active[target] = now
@@ -183,6 +207,6 @@ def remember(G: nx.DiGraph, memory: Memory, config: Config, now: float) -> None:
     stale = [t for t, seen in mem.seen.items() if now - seen > conf.forget_after]
     for t in stale:
         for table in (mem.seen, mem.counters, mem.restarts, mem.oom_at, mem.window,
-                      mem.last_active):
+                      mem.last_active, mem.served):
             table.pop(t, None)
     mem.baselines.forget(stale)

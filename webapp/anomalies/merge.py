@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from typing import NamedTuple
 
 import networkx as nx
 import redis
@@ -18,9 +20,21 @@ from collector.redis_client import REDIS_ERRORS
 from webapp.anomalies.keys import AnalysisKeys, edge_target
 from webapp.anomalies.status import severity_rank
 
-__all__ = ["apply_analysis", "read_analysis", "worse"]
+__all__ = [
+    "ANALYSIS_FRESH",
+    "NO_ANALYZER",
+    "Verdict",
+    "apply_analysis",
+    "apply_verdict",
+    "read_analysis",
+    "read_verdict",
+    "worse",
+]
 
 log = logging.getLogger("portolan.anomalies.merge")
+# The analyzer publishes every second; silent this long, it is not running.
+ANALYSIS_FRESH = 10.0
+NO_ANALYZER = "status unknown: no analyzer is running"
 _ORDER = ("unknown", "stopped", "ok", "warning", "critical")
 
 
@@ -40,12 +54,49 @@ def _owner(G: nx.DiGraph, node: str) -> str:
     return data.get("parent") or node if data.get("type") == "service" else node
 
 
-def apply_analysis(G: nx.DiGraph, statuses: dict, causes: list) -> nx.DiGraph:
+class Verdict(NamedTuple):
+    """The analyzer's last word, and whether an analyzer is there to say it."""
+
+    statuses: dict
+    causes: list
+    active: bool = True  # an analyzer published within ANALYSIS_FRESH seconds
+
+
+def apply_verdict(G: nx.DiGraph, verdict: Verdict) -> nx.DiGraph:
+    """A copy of ``G`` with the verdict merged in: the analysis when an
+    analyzer is active, else ``unknown`` where the map would claim ``ok``.
+
+    Without an analyzer the rates of one interval would be all there is to
+    judge by, and a map that is green or red depending on which second it
+    was read is worse than one that says it does not know.
+    """
+    if verdict.active:
+        return apply_analysis(G, verdict.statuses, verdict.causes, judged=True)
+    H = G.copy()
+    for _n, data in H.nodes(data=True):
+        if data.get("status") in (None, "ok", "unknown"):
+            data["status"] = "unknown"
+            data["reasons"] = [NO_ANALYZER]
+        else:
+            data["reasons"] = list(data.get("reasons") or [])
+        data["likely_cause"], data["cause_rank"] = False, None
+    for _u, _v, data in H.edges(data=True):
+        data["status"], data["reasons"] = "unknown", [NO_ANALYZER]
+    H.graph["analysis"] = {"active": False, "reason": NO_ANALYZER}
+    return H
+
+
+def apply_analysis(G: nx.DiGraph, statuses: dict, causes: list,
+                   judged: bool = False) -> nx.DiGraph:
     """A copy of ``G`` with the analysis merged in.
 
     Every node and edge gets ``reasons`` (a list, empty when fine) and a
-    ``status`` that is the worse of its own and the analysis'; every node gets
-    ``likely_cause`` and ``cause_rank`` (None unless ranked).
+    ``status`` that is the worse of its own and the analysis' (``judged``: an
+    edge's is the analysis' alone, judged over its window, not the last
+    interval's rates); every node gets ``notes`` (the analysis' remarks that
+    leave it ok), ``likely_cause`` and ``cause_rank`` (None unless ranked),
+    and a node a likely cause explains gets ``because_of``: ``{target, name,
+    reason}`` of the best ranked one.
 
     >>> G = nx.DiGraph([("a", "b")])
     >>> G.nodes["b"]["status"] = "stopped"
@@ -57,28 +108,72 @@ def apply_analysis(G: nx.DiGraph, statuses: dict, causes: list) -> nx.DiGraph:
     ([], 'stopped')
     """
     H = G.copy()
-    ranks = {c.get("target"): c.get("rank") for c in causes or []
-             if isinstance(c, dict)}
+    causes = [c for c in causes or [] if isinstance(c, dict)]
+    ranks = {c.get("target"): c.get("rank") for c in causes}
+    because = _because_of(H, causes)
     for n, data in H.nodes(data=True):
         entry = statuses.get(n) or {}
         status = entry.get("status")
         if severity_rank(status or "ok") > 0:
             data["status"] = worse(data.get("status"), status)
         data["reasons"] = list(entry.get("reasons") or [])
+        data["notes"] = list(entry.get("notes") or [])
         data["likely_cause"] = n in ranks
         data["cause_rank"] = ranks.get(n)
+        if n in because:
+            data["because_of"] = because[n]
     for u, v, data in H.edges(data=True):
         entry = (statuses.get(edge_target(u, v))
                  or statuses.get(edge_target(_owner(H, u), _owner(H, v))) or {})
         status = entry.get("status")
-        if severity_rank(status or "ok") > 0:
+        if judged:
+            data["status"] = status if severity_rank(status or "ok") > 0 else "ok"
+        elif severity_rank(status or "ok") > 0:
             data["status"] = worse(data.get("status"), status)
         data["reasons"] = list(entry.get("reasons") or [])
+    if judged:
+        H.graph["analysis"] = {"active": True}
     return H
+
+
+def _because_of(G: nx.DiGraph, causes: list[dict]) -> dict[str, dict]:
+    """Node -> the best ranked likely cause that explains it (a node at the
+    service level through its owner)."""
+    by_node: dict[str, dict] = {}
+    for c in sorted(causes, key=lambda c: c.get("rank") or 0):
+        reasons = c.get("reasons") or []
+        root = {"target": c.get("target"), "name": c.get("name"),
+                "reason": str(reasons[0]) if reasons else ""}
+        for n in c.get("explains") or []:
+            by_node.setdefault(n, root)
+    out = {}
+    for n in G:
+        found = by_node.get(n) or by_node.get(_owner(G, n))
+        if found is not None and found["target"] != n:
+            out[n] = found
+    return out
 
 
 def read_analysis(client: redis.Redis, prefix: str = "portolan") -> tuple[dict, list]:
     """``(statuses, causes)`` as the analyzer last wrote them; empty if none."""
+    statuses, causes, _ = _read(client, prefix)
+    return statuses, causes
+
+
+def read_verdict(client: redis.Redis, prefix: str = "portolan",
+                 now: float | None = None) -> Verdict:
+    """The analyzer's statuses and causes, and whether an analyzer wrote them
+    within ``ANALYSIS_FRESH`` seconds (else none is running: ``active`` is
+    False and they are left out)."""
+    now = time.time() if now is None else now
+    statuses, causes, ts = _read(client, prefix)
+    if ts is None or not now - ts <= ANALYSIS_FRESH:
+        return Verdict({}, [], False)
+    return Verdict(statuses, causes, True)
+
+
+def _read(client: redis.Redis, prefix: str) -> tuple[dict, list, float | None]:
+    """Statuses, causes and when they were published (None: unknown)."""
     keys = AnalysisKeys(prefix)
     try:
         pipe = client.pipeline(transaction=False)
@@ -87,7 +182,7 @@ def read_analysis(client: redis.Redis, prefix: str = "portolan") -> tuple[dict, 
         raw_statuses, raw_causes = pipe.execute()
     except REDIS_ERRORS as exc:
         log.warning("cannot read the anomaly analysis: %s", exc)
-        return {}, []
+        return {}, [], None
     statuses = {}
     for target, text in raw_statuses.items():
         try:
@@ -96,10 +191,13 @@ def read_analysis(client: redis.Redis, prefix: str = "portolan") -> tuple[dict, 
                 statuses[target.decode()] = entry
         except (ValueError, UnicodeDecodeError) as exc:
             log.warning("skipping malformed anomaly status %r: %s", target, exc)
-    causes = []
+    causes, ts = [], None
     if raw_causes:
         try:
-            causes = json.loads(raw_causes).get("causes", [])
+            published = json.loads(raw_causes)
+            causes, ts = published.get("causes", []), published.get("ts")
         except (ValueError, AttributeError) as exc:
             log.warning("skipping malformed likely-cause ranking: %s", exc)
-    return statuses, causes if isinstance(causes, list) else []
+    if not isinstance(ts, int | float) or isinstance(ts, bool):
+        ts = None
+    return statuses, causes if isinstance(causes, list) else [], ts

@@ -22,6 +22,7 @@ blind the others; it is logged with its name and counted in
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -40,6 +41,7 @@ from webapp.anomalies.attributes import (
     number,
 )
 from webapp.anomalies.baseline import is_spike
+from webapp.anomalies.blame import STOPPED, UNSERVED, port_state
 from webapp.anomalies.config import Config
 from webapp.anomalies.keys import edge_target, parse_target
 from webapp.anomalies.memory import Memory
@@ -47,6 +49,7 @@ from webapp.anomalies.memory import Memory
 __all__ = [
     "CHECKS",
     "RULES",
+    "PortFailure",
     "Check",
     "Context",
     "Finding",
@@ -55,12 +58,14 @@ __all__ = [
     "RuleResults",
     "baseline_warming",
     "evaluate_rules",
+    "port_failures",
     "rule",
 ]
 
 log = logging.getLogger("portolan.anomalies.rules")
 
-SEVERITIES = ("warning", "critical")
+# A "note" is shown beside a target but leaves its status ok.
+SEVERITIES = ("note", "warning", "critical")
 FAILURE_KINDS = (
     ("failed_refused", "connection refused"),
     ("failed_timeout", "connection timed out"),
@@ -79,7 +84,7 @@ class Finding:
 
     target: str
     rule: str
-    severity: str  # "warning" or "critical"
+    severity: str  # "note", "warning" or "critical"
     reason: str
     hard: bool = False  # a fact: raise at once, without waiting for repeats
 
@@ -91,6 +96,11 @@ class Context:
     config: Config
     memory: Memory
     now: float
+    # The service-level graph of the same moment: which port each failing
+    # connect was to (None: blame by port is skipped).
+    services: nx.DiGraph | None = None
+    # Derived once per step for the checks that share it (``port_failures``).
+    cache: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,9 @@ class Rule:
     name: str
     intrinsic: bool = False  # the node's own trouble rather than its clients'
     baseline: str | None = None  # the series it judges by; silent until warm
+    # On an edge: the client's own fault, so the edge does not make its
+    # server a likely cause.
+    caller_at_fault: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +141,8 @@ RULES: dict[str, Rule] = {}
 CHECKS: list[Check] = []
 
 
-def rule(name: str, *, intrinsic: bool = False,
-         baseline: str | None = None) -> Callable:
+def rule(name: str, *, intrinsic: bool = False, baseline: str | None = None,
+         caller_at_fault: bool = False) -> Callable:
     """Register the decorated check as the one that raises rule ``name``.
 
     A check that raises several rules is decorated once for each.
@@ -137,7 +150,7 @@ def rule(name: str, *, intrinsic: bool = False,
     def register(find: Callable) -> Callable:
         if name in RULES:
             raise RuleError(f"rule {name!r} is registered twice")
-        RULES[name] = Rule(name, intrinsic, baseline)
+        RULES[name] = Rule(name, intrinsic, baseline, caller_at_fault)
         for i, check in enumerate(CHECKS):
             if check.find is find:
                 CHECKS[i] = replace(check, rules=check.rules | {name})
@@ -208,6 +221,68 @@ def edge_failure(ctx: Context, target: str, data: dict) -> tuple[str, str] | Non
     summary = (f"{failure_text(sums)}: {failed:.0f} of {attempts:.0f} connects "
                f"failed in the last {ctx.config.failure_window:.0f} s")
     return severity, summary
+
+
+@dataclass(frozen=True, slots=True)
+class PortFailure:
+    """Failed connects from a client to one port of a server, and that port's
+    state on the server (``webapp.anomalies.blame``)."""
+
+    port: int
+    severity: str
+    summary: str
+    refused: float  # refused connects in the window
+    state: str
+    served_until: float | None
+
+
+def port_failures(G: nx.DiGraph, ctx: Context) -> dict[tuple[str, str], list]:
+    """Container-level edge ``(client, server)`` -> its failing ports, judged
+    on the service-level edges (computed once per step)."""
+    if "port_failures" in ctx.cache:
+        return ctx.cache["port_failures"]
+    out: dict[tuple[str, str], list[PortFailure]] = {}
+    S = ctx.services
+    for u, s, data in S.edges(data=True) if S is not None else ():
+        service = S.nodes[s]
+        owner = service.get("parent")
+        if service.get("type") != "service" or owner not in G or u not in G:
+            continue
+        target = edge_target(u, s)
+        found = edge_failure(ctx, target, data)
+        if found is None:
+            continue
+        port = int(service.get("port") or 0)
+        state, until = port_state(G.nodes[owner], port,
+                                  ctx.memory.served.get(owner))
+        refused = window_sums(ctx, target, data).get("failed_refused", 0)
+        out.setdefault((u, owner), []).append(
+            PortFailure(port, found[0], found[1], refused, state, until))
+    ctx.cache["port_failures"] = out
+    return out
+
+
+def clients_fault(G: nx.DiGraph, ctx: Context, u: str, v: str) -> bool:
+    """Whether every failing port of edge u -> v is refused because nothing
+    ever served it: the client's fault, not the server's."""
+    fails = port_failures(G, ctx).get((u, v))
+    return bool(fails) and all(f.state == UNSERVED and f.refused > 0 for f in fails)
+
+
+def servers_own_fault(G: nx.DiGraph, ctx: Context, u: str, v: str) -> bool:
+    """Whether every failing port of edge u -> v is the client's fault or a
+    service the server stopped (reported by ``service_stopped``)."""
+    fails = port_failures(G, ctx).get((u, v))
+    return bool(fails) and all(f.state in (UNSERVED, STOPPED) and f.refused > 0
+                               for f in fails)
+
+
+def _worst(severities) -> str:
+    return "critical" if "critical" in severities else "warning"
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(ts))
 
 
 # ---------------------------------------------------------------- containers
@@ -351,12 +426,81 @@ def connection_failures(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """Failed connects on an edge: critical when none succeeded, warning when
     at least ``edge_failure_ratio`` of the attempts failed."""
     out = []
-    for _u, v, target, data in edges_with_targets(G):
+    for u, v, target, data in edges_with_targets(G):
         found = edge_failure(ctx, target, data)
-        if found:
+        if found and not clients_fault(G, ctx, u, v):
             severity, summary = found
             out.append(Finding(target, "connect_failed", severity,
                                f"{summary} (to {node_name(G, v)})"))
+    return out
+
+
+@rule("calls_unserved", intrinsic=True, caller_at_fault=True)
+@rule("called_on_unserved_port")
+def unserved_ports(G: nx.DiGraph, ctx: Context) -> list[Finding]:
+    """Refused connects to a port the server never served: the client and its
+    edge are at fault; the server stays ok, with a note."""
+    out, by_client, notes = [], {}, {}
+    for (u, v), fails in sorted(port_failures(G, ctx).items()):
+        bad = [f for f in fails if f.state == UNSERVED and f.refused > 0]
+        if not bad:
+            continue
+        ports = ", ".join(str(f.port) for f in bad)
+        noun = "port" if len(bad) == 1 else "ports"
+        severity = _worst(f.severity for f in bad)
+        reason = (f"calls {noun} {ports} on {node_name(G, v)}, which nothing "
+                  f"serves ({bad[0].summary})")
+        out.append(Finding(edge_target(u, v), "calls_unserved", severity, reason))
+        by_client.setdefault(u, []).append((severity, reason))
+        notes.setdefault(v, []).append(
+            f"{node_name(G, u)} calls {noun} {ports}, which nothing serves "
+            "(the client's fault)")
+    for u, found in by_client.items():
+        out.append(Finding(u, "calls_unserved", _worst(s for s, _ in found),
+                           "; ".join(r for _, r in found)))
+    for v, texts in notes.items():
+        out.append(Finding(v, "called_on_unserved_port", "note", "; ".join(texts)))
+    return out
+
+
+@rule("service_stopped", intrinsic=True)
+def stopped_services(G: nx.DiGraph, ctx: Context) -> list[Finding]:
+    """Refused connects to a port the server served before and no longer
+    does, while it runs: the server's fault (a fact, raised at once)."""
+    stopped: dict[str, dict[int, float | None]] = {}
+    for (_u, v), fails in port_failures(G, ctx).items():
+        for f in fails:
+            if f.state == STOPPED and f.refused > 0:
+                stopped.setdefault(v, {})[f.port] = f.served_until
+    out = []
+    for v, ports in sorted(stopped.items()):
+        parts = [f"service :{port} stopped listening "
+                 + (f"(was served until {_clock(until)})" if until
+                    else "(was served before)")
+                 for port, until in sorted(ports.items())]
+        out.append(Finding(v, "service_stopped", "critical", "; ".join(parts),
+                           hard=True))
+    return out
+
+
+@rule("dependency_failing")
+def failing_dependencies(G: nx.DiGraph, ctx: Context) -> list[Finding]:
+    """A caller whose connects to a server all fail (through no fault of its
+    own): it is degraded, and the cause is further down."""
+    out = []
+    for n, data in nodes_of_type(G, "container", "process"):
+        if data.get("state") in NOT_RUNNING:
+            continue
+        failing = []
+        for v in G.successors(n):
+            if v == n or clients_fault(G, ctx, n, v):
+                continue
+            found = edge_failure(ctx, edge_target(n, v), G.edges[n, v])
+            if found and found[0] == "critical":
+                failing.append(f"calls {node_name(G, v)}, which fails: {found[1]}")
+        if failing:
+            out.append(Finding(n, "dependency_failing", "warning",
+                               "; ".join(failing[:3])))
     return out
 
 
@@ -451,7 +595,10 @@ def rate_spike(G: nx.DiGraph, ctx: Context) -> list[Finding]:
 @rule("service_failures")
 def service_failures(G: nx.DiGraph, ctx: Context) -> list[Finding]:
     """A server whose clients fail to connect; critical when it is not even
-    running (a stopped server that clients still call)."""
+    running or gone (a stopped or removed server that clients still call: a
+    fact, raised at once). Refused connects to ports it never served are its
+    clients' fault (``calls_unserved``), to ports it stopped serving its own
+    (``service_stopped``)."""
     out = []
     for n, data in G.nodes(data=True):
         if data.get("type") not in ("container", "process", "external"):
@@ -461,6 +608,8 @@ def service_failures(G: nx.DiGraph, ctx: Context) -> list[Finding]:
             callers += 1
             edge = G.edges[u, n]
             found = edge_failure(ctx, edge_target(u, n), edge)
+            if found and servers_own_fault(G, ctx, u, n):
+                continue
             if found:
                 failing.append(node_name(G, u))
                 worst = "critical" if found[0] == "critical" else worst
@@ -472,11 +621,13 @@ def service_failures(G: nx.DiGraph, ctx: Context) -> list[Finding]:
         who = ", ".join(sorted(failing)[:5]) + (" ..." if len(failing) > 5 else "")
         what = failure_text(kinds)
         state = data.get("state")
-        if data.get("type") == "container" and state in NOT_RUNNING:
+        if data.get("type") == "container" and (state in NOT_RUNNING
+                                                 or state is None):
+            # No record: removed (or recreated under a new id), so gone.
             out.append(Finding(
                 n, "service_down", "critical",
-                f"{state} while {len(failing)} client(s) still connect: "
-                f"{what} from {who}"))
+                f"{state or 'gone'} while {len(failing)} client(s) still "
+                f"connect: {what} from {who}", hard=True))
         else:
             out.append(Finding(
                 n, "service_failures", worst,

@@ -146,10 +146,13 @@ class StatusTracker:
         return [k for k, s in self.signals.items() if s.adopted]
 
     def active_keys(self) -> frozenset:
-        return frozenset(k for k, s in self.signals.items() if s.active)
+        """Active anomalies (notes, which leave a target ok, are not)."""
+        return frozenset(k for k, s in self.signals.items()
+                         if s.active and s.severity != "note")
 
     def own_statuses(self) -> dict[str, dict]:
-        """Target -> ``{status, reasons, anomalies}`` for targets not ok."""
+        """Target -> ``{status, reasons, notes, anomalies}`` for targets not ok
+        or with a note (a note is listed, never a status)."""
         out: dict[str, dict] = {}
         for s in sorted(self.active(), key=lambda s: (-severity_rank(s.severity),
                                                       s.since, s.rule)):
@@ -157,7 +160,10 @@ class StatusTracker:
                                               "anomalies": []})
             if severity_rank(s.severity) > severity_rank(entry["status"]):
                 entry["status"] = s.severity
-            entry["reasons"].append(s.reason)
+            if s.severity == "note":
+                entry.setdefault("notes", []).append(s.reason)
+            else:
+                entry["reasons"].append(s.reason)
             entry["anomalies"].append(s.as_dict())
         return out
 
@@ -197,7 +203,7 @@ def roll_up(G: nx.DiGraph, own: dict[str, dict], limit: int = 5) -> dict[str, di
                        "type": node.get("type", "edge" if v else "node")}
     for target, entry in own.items():
         u, v = parse_target(target)
-        if v is not None or u not in G:
+        if v is not None or u not in G or severity_rank(entry["status"]) == 0:
             continue
         seen = {u}
         parent = G.nodes[u].get("parent")

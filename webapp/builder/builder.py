@@ -25,7 +25,7 @@ from redis.backoff import ExponentialBackoff
 
 from collector.redis_client import REDIS_ERRORS, async_redis_client, redis_client
 from collector.schema import Keys, SchemaError, parse_node_id
-from webapp.anomalies.merge import read_analysis
+from webapp.anomalies.merge import read_verdict
 from webapp.builder.fleet import Fleet
 from webapp.builder.keys import (
     UPDATE_TYPE,
@@ -187,7 +187,7 @@ class GraphBuilder:
         self.steps += 1
         live = live_collectors(self.client, self.keys, self.conf.node_ttl, now)
         change = self.fleet.update(self.client, self.keys, reported, live)
-        analysis = read_analysis(self.client, self.conf.prefix)
+        analysis = read_verdict(self.client, self.conf.prefix, now)
         silent = {h: seen for h, seen in live.items()
                   if now - seen > self.conf.collector_ttl}
         rebuild = (change.structural or analysis != self.analysis
@@ -197,14 +197,14 @@ class GraphBuilder:
         diffs: dict[str, dict | None] = {}
         if rebuild:
             self.full_builds += 1
-            graphs = build_levels(self.fleet.state, *analysis, silent)
+            graphs = build_levels(self.fleet.state, analysis, silent)
             for level, graph in graphs.items():
                 diffs[level] = self.views[level].replace(graph)
         elif change.flows or change.nodes:
             sources = self._node_sources(change.nodes)
             for level, view in self.views.items():
                 diffs[level] = view.update(self.fleet.state, change.flows,
-                                           change.nodes, analysis[0], sources)
+                                           change.nodes, analysis, sources)
         return diffs
 
     def _node_sources(self, node_ids) -> dict[str, dict]:

@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from webapp.anomalies.keys import edge_target
-from webapp.anomalies.merge import apply_analysis, worse
+from webapp.anomalies.merge import Verdict, apply_verdict, worse
 from webapp.anomalies.status import severity_rank
 from webapp.maps.diff import graph_diff
 from webapp.topology.graph import (
     EDGE_ATTRS,
     client_view,
     coarsen,
-    edge_status,
     service_graph,
 )
 from webapp.topology.store import TopologyState
@@ -96,7 +95,7 @@ def mark_silent(G: nx.DiGraph, silent: dict[str, float]) -> None:
                                f"{since:%Y-%m-%d %H:%M:%S} UTC"]
 
 
-def build_levels(state: TopologyState, statuses: dict, causes: list,
+def build_levels(state: TopologyState, verdict: Verdict,
                  silent: dict[str, float]) -> dict[str, LevelGraph]:
     """All three levels from scratch (the container graph is built once)."""
     out = {}
@@ -111,7 +110,7 @@ def build_levels(state: TopologyState, statuses: dict, causes: list,
                           for f, (u, v, t) in edge_of_c.items()})
     graphs["container"] = (_roll_up(C), edge_of_c)
     for level, (graph, flows) in graphs.items():
-        graph = apply_analysis(graph, statuses, causes)
+        graph = apply_verdict(graph, verdict)
         mark_silent(graph, silent)
         out[level] = _level_graph(graph, flows)
     return out
@@ -144,7 +143,7 @@ class LevelView:
         self.graph, self.loaded = graph, None
         return None if old is None else graph_diff(old, graph.payload())
 
-    def update(self, state: TopologyState, flows, nodes, statuses: dict,
+    def update(self, state: TopologyState, flows, nodes, verdict: Verdict,
                node_sources: dict[str, dict]) -> dict:
         """The diff of changed flows' edges and of nodes whose metrics changed."""
         g = self.graph
@@ -154,7 +153,7 @@ class LevelView:
             if link is None:
                 continue
             new = {**link, **_edge_values(state, g.members.get(edge, ()))}
-            new["status"] = _edge_status(g, edge, new, statuses)
+            new["status"] = _edge_status(g, edge, verdict)
             if new != link:
                 g.links[edge] = new
                 changed_edges.append(new)
@@ -191,15 +190,16 @@ def _edge_values(state: TopologyState, members) -> dict:
     return total
 
 
-def _edge_status(g: LevelGraph, edge, values: dict, statuses: dict) -> str:
-    """As the build: from the rates, then the analysis (``apply_analysis``)."""
-    status = edge_status(values)
+def _edge_status(g: LevelGraph, edge, verdict: Verdict) -> str:
+    """As the build (``apply_verdict``): the analysis' alone, judged over its
+    window; unknown without an analyzer."""
+    if not verdict.active:
+        return "unknown"
     u, v = edge
-    entry = statuses.get(edge_target(u, v)) or statuses.get(
+    entry = verdict.statuses.get(edge_target(u, v)) or verdict.statuses.get(
         edge_target(_owner(g, u), _owner(g, v))) or {}
-    if severity_rank(entry.get("status") or "ok") > 0:
-        status = worse(status, entry["status"])
-    return status
+    status = entry.get("status") or "ok"
+    return status if severity_rank(status) > 0 else "ok"
 
 
 def _owner(g: LevelGraph, node: str) -> str:

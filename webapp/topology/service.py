@@ -19,7 +19,7 @@ from django.conf import settings
 from collector.redis_client import REDIS_ERRORS
 from collector.redis_client import redis_client as make_client
 from collector.schema import Keys, host_of_node, parse_node_id
-from webapp.anomalies.merge import apply_analysis, read_analysis
+from webapp.anomalies.merge import apply_verdict, read_verdict
 from webapp.topology import details
 from webapp.topology.graph import LEVELS, build_graph
 from webapp.topology.store import (
@@ -65,9 +65,10 @@ def current_graph(level: str = "container", at: float | None = None) -> nx.DiGra
                               conf["HISTORY_COARSE_STEP"])
         return build_graph(state, level)
     state = read_state(redis_client(), keys(), conf["NODE_TTL"])
-    # The analyzer's statuses, reasons and likely causes colour the live map.
-    statuses, causes = read_analysis(redis_client(), keys().prefix)
-    return apply_analysis(build_graph(state, level), statuses, causes)
+    # The analyzer's statuses, reasons and likely causes colour the live map
+    # (as the graph builder does): the same verdict, or "unknown" without one.
+    return apply_verdict(build_graph(state, level),
+                         read_verdict(redis_client(), keys().prefix))
 
 
 def parse_time(text: str) -> float:
