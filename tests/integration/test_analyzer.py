@@ -118,7 +118,10 @@ def test_healthy_chain_stays_green_then_a_stopped_db_is_the_likely_cause(
     started = {(e["target"], e["rule"]) for e in events if e["kind"] == "started"}
     assert (cid("db"), "service_down") in started
     assert (edge_target(cid("api"), cid("db")), "connect_failed") in started
-    assert all(e["reason"] and e["severity"] == "critical" for e in events)
+    # The caller of the stopped db is degraded (a warning), not at fault.
+    assert (cid("api"), "dependency_failing") in started
+    assert all(e["reason"] and e["severity"] == "critical" for e in events
+               if e["rule"] != "dependency_failing")
 
     # The map: the live graph with the analysis merged in.
     G = build_graph(read_state(redis_client, KEYS, 30, now=T0 + 17), "container")
@@ -235,9 +238,11 @@ def test_webhook_gets_one_post_per_state_change_with_retries(
         changes.extend(result.changes)
     assert notifier.flush(10)
     notifier.close()
-    # db and the api -> db edge each went ok -> critical -> ok.
+    # db and the api -> db edge each went ok -> critical -> ok, api (which
+    # calls db) ok -> warning -> ok.
     assert sorted((c["target"], c["from"], c["to"]) for c in changes) == sorted([
         (cid("db"), "ok", "critical"), (cid("db"), "critical", "ok"),
+        (cid("api"), "ok", "warning"), (cid("api"), "warning", "ok"),
         (edge_target(cid("api"), cid("db")), "ok", "critical"),
         (edge_target(cid("api"), cid("db")), "critical", "ok"),
     ])

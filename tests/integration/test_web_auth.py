@@ -91,7 +91,9 @@ def test_api_graph_returns_node_link_json(user_client, live_redis):
     assert [(n["id"], n["name"]) for n in containers] == [
         (container_node_id("web-h1", "c1"), "pt-web")
     ]
-    assert containers[0]["status"] == "ok"
+    # No analyzer runs here: the API says it does not know, not "ok".
+    assert containers[0]["status"] == "unknown"
+    assert containers[0]["reasons"] == ["status unknown: no analyzer is running"]
     assert containers[0]["parent"] == "host:web-h1"
 
 
