@@ -42,7 +42,8 @@ log = logging.getLogger("portolan.capture.recorder")
 @dataclass(slots=True)
 class ContainerFilter:
     """Which containers a capture keeps: by name (glob) or ``label=value``;
-    empty keeps all. The host's own records and flows are kept either way."""
+    empty keeps all. With a pattern, the flows kept are the kept containers'
+    own and those of anything else (a host process) towards one of them."""
 
     patterns: list[str] = field(default_factory=list)
 
@@ -65,22 +66,26 @@ class ContainerFilter:
         kept = [c for c in report.containers if self.keeps(c)]
         dropped = {container_node_id(host, c.id) for c in report.containers
                    if not self.keeps(c)}
-        dropped_ips = {ip for c in report.containers if not self.keeps(c)
-                       for ip in c.ips}
         kept_ips = {ip for c in kept for ip in c.ips}
 
         def keep_field(name: str) -> bool:
+            # A kept container's own flows, and whatever else talks to one.
             key, _ = parse_flow_field(name)
-            if key.node in dropped:
-                return key.ip in kept_ips
-            return not (key.node.startswith("process:") and key.ip in dropped_ips)
+            if key.node in kept_nodes:
+                return True
+            return key.ip in kept_ips and key.node not in dropped
 
         report.containers = kept
+        kept_nodes = {container_node_id(host, c.id) for c in kept}
         report.addrs = {a: t for a, t in report.addrs.items()
                         if parse_address_target(t)[0] not in dropped}
         report.flows = {f: v for f, v in report.flows.items() if keep_field(f)}
         report.rates = {f: v for f, v in report.rates.items() if keep_field(f)}
         report.base = {f: v for f, v in report.base.items() if keep_field(f)}
+        talking = {parse_flow_field(f)[0].node for f in report.base} | {
+            parse_flow_field(f)[0].node for f in report.flows}
+        report.host.processes = [p for p in report.host.processes
+                                 if isinstance(p, dict) and p.get("node") in talking]
         return report
 
 

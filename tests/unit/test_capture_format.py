@@ -33,7 +33,8 @@ FLOW = make_flow_field(FlowKey(container_node_id("h1", "a"), "out", "10.0.0.3", 
 
 def report(ts, host="h1", n=1, **extra):
     return Report(ts=ts, host=HostRecord(id=host, hostname=host),
-                  containers=[ContainerRecord(id="a", name="web <b>", ips=["10.0.0.2"])],
+                  containers=[ContainerRecord(id="a", name="web <b>",
+                                              ips=["10.0.0.2"])],
                   addrs={"10.0.0.2": container_node_id(host, "a")},
                   flows={FLOW: n}, rates={FLOW: float(n)}, history=("fine",),
                   **extra)
