@@ -268,7 +268,8 @@ async def test_a_silent_collector_is_shown_as_not_reporting(
     try:
         snapshot = await receive_until(comm, lambda m: m["type"] == "snapshot", 5)
         nodes = {n["id"]: n for n in snapshot["graph"]["nodes"]}
-        assert nodes[f"host:{HOST}"]["status"] == "ok"
+        # No analyzer runs here: "unknown" (issue 20), but reporting.
+        assert nodes[f"host:{HOST}"]["status"] == "unknown"
         assert "reporting" not in nodes[f"host:{HOST}"]
         diff = await receive_until(
             comm, lambda m: m["type"] == "diff" and any(
@@ -284,7 +285,8 @@ async def test_a_silent_collector_is_shown_as_not_reporting(
             comm, lambda m: m["type"] == "diff" and any(
                 n["id"] == f"host:{HOST}" for n in m["changed_nodes"]), timeout=5)
         back = {n["id"]: n for n in diff["changed_nodes"]}[f"host:{HOST}"]
-        assert back["status"] == "ok" and "reporting" not in back
+        assert back["status"] == "unknown" and "reporting" not in back
+        assert not any("no report" in r for r in back["reasons"])
     finally:
         await comm.disconnect()
         await sync_to_async(builder.stop)()
