@@ -243,6 +243,21 @@ def wait_edge(client, source, target, connections, level="container", port=None,
         "missing, edges from it": describe_edges(graph(client, level), source)}
 
 
+def wait_reports(client, reports: int, timeout: float = 60) -> None:
+    """Until the collector has reported ``reports`` more times (its score in
+    the collectors set is the time of its last report)."""
+    seen = [client.zscore(Keys().collectors, HOST)]
+
+    def reported():
+        score = client.zscore(Keys().collectors, HOST)
+        if score != seen[-1]:
+            seen.append(score)
+        return len(seen) > reports
+
+    assert wait_for(reported, timeout=timeout, interval=0.1), (
+        f"{len(seen) - 1} of {reports} reports in {timeout} s")
+
+
 def describe_edges(G, source: str) -> list[tuple[str, str, int]]:
     return [(u, G.nodes[v].get("name"), d["connections"])
             for u, v, d in G.edges(data=True) if G.nodes[u].get("name") == source]
@@ -445,9 +460,7 @@ def test_a_short_lived_udp_container_leaves_only_its_own_edge(
 
     assert wait_for(client_edge, timeout=10, interval=0.3), "no client edge"
     # Several reports after it is gone: its address still names it.
-    import time
-
-    time.sleep(3)
+    wait_reports(collector, 4)
     G = graph(collector, "service")
     assert_host_is_known(G)
     inbound = [G.nodes[u] for u, v, _ in G.in_edges(data=True)
