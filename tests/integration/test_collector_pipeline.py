@@ -46,7 +46,7 @@ def node_named(client, name):
     return None
 
 
-def wait_node(client, name, predicate=lambda n: True, timeout=10.0):
+def wait_node(client, name, predicate=lambda n: True, timeout=30.0):
     return wait_for(lambda: (n := node_named(client, name)) and predicate(n) and n,
                     timeout=timeout, interval=0.2)
 
@@ -76,7 +76,7 @@ def test_oom_kill_shows(collector, containers):
                        mem_limit="32m", memswap_limit="32m")
     node = wait_node(collector, c.name,
                      lambda n: n["metrics"].get("memory_oom_kills", 0) >= 1,
-                     timeout=15)
+                     timeout=30)
     assert node, "OOM kill never showed"
 
 
@@ -92,8 +92,7 @@ def test_compose_labels_rename_and_service_port(collector, containers):
     assert any(p["command"] == "httpd" and p["port"] == 8080
                for p in node["processes"])
     c.rename(c.name + "-renamed")
-    assert wait_node(collector, c.name + "-renamed", timeout=2.5), \
-        "rename did not show within 2 s"
+    assert wait_node(collector, c.name + "-renamed"), "the rename never showed"
 
 
 def test_restarts_are_counted(collector, containers):
@@ -128,7 +127,7 @@ def http_gets_reach_service(collector, port: int, container: str,
                 return data
         return None
 
-    return bool(wait_for(edge_from_this_process, timeout=5, interval=0.3))
+    return bool(wait_for(edge_from_this_process, timeout=30, interval=0.3))
 
 
 def test_host_to_published_port_reaches_the_container(collector, containers):
@@ -152,7 +151,7 @@ def test_host_to_a_host_network_container_reaches_the_container(collector,
     c = containers.run(f"httpd -f -p 127.0.0.1:{port} -h /var/www",
                        network_mode="host")
     assert wait_for(lambda: port in (node_named(collector, c.name) or {}).get(
-        "ports", ()), timeout=15, interval=0.2), "its listening port never showed"
+        "ports", ()), timeout=30, interval=0.2), "its listening port never showed"
     assert http_gets_reach_service(collector, port, c.name, port), \
         "host -> host-network container edge not attributed to its service"
 
@@ -181,7 +180,7 @@ def test_container_of_an_unaskable_runtime_shows_by_cgroup(collector):
     path = pod / cid
     path.mkdir(parents=True)
     try:
-        node = wait_node(collector, f"kubernetes-{cid[:12]}", timeout=15)
+        node = wait_node(collector, f"kubernetes-{cid[:12]}", timeout=30)
         assert node, "the cgroup-only container never showed"
         assert node["labels"]["portolan.runtime"] == "kubernetes"
         assert node["container_id"] == cid
