@@ -92,7 +92,8 @@ def test_two_containers_connection_reaches_the_graph(
         assert link["failed"] == 0
         assert link["bytes_received"] > 0 and link["bytes_sent"] > 0
         nodes = {n["name"]: n for n in g["nodes"] if n["type"] == "container"}
-        assert nodes[server.name]["status"] == "ok"
+        # No analyzer runs in the slice: not judged (issue 20), so unknown.
+        assert nodes[server.name]["status"] == "unknown"
         assert nodes[client.name]["status"] == "stopped"  # exited 0
         assert 8080 in nodes[server.name]["ports"]
         assert g["directed"] is True
