@@ -29,7 +29,14 @@ History: every ``history_step`` seconds the host's records, the counts of the
 step and the latest rates go into a fine-grained sorted set (kept
 ``history_fine`` seconds), and every ``history_coarse_step`` seconds into a
 coarse one (kept ``history_window`` seconds): full resolution for the recent
-past, downsampled after.
+past, downsampled after. A coarse snapshot is always written with a fine one,
+so the two tiers' steps line up. Every ``keyframe`` seconds, with a coarse
+snapshot, the host's totals (every flow counter as Redis holds it) go into a
+third set: the totals at any past snapshot are the keyframe before it plus the
+counts since, so a past view shows the totals the live map showed, including
+edges quiet in that step, without storing every total in every snapshot. The
+reporter keeps those totals itself (read from Redis when it starts, and again
+after Redis lost them), adding each batch it writes.
 """
 
 from __future__ import annotations
@@ -51,8 +58,10 @@ from collector.schema import (
     FlowKey,
     HostRecord,
     Keys,
+    SchemaError,
     encode_snapshot,
     make_flow_field,
+    parse_flow_field,
 )
 
 log = logging.getLogger("portolan.collector.reporter")
@@ -89,6 +98,7 @@ class HistoryPolicy:
     fine: float = 900.0
     coarse_step: float = 60.0
     window: float = 3600.0
+    keyframe: float = 600.0  # totals with a coarse snapshot this often
 
 
 def flow_rates(flows: Counter, interval: float) -> dict[str, float]:
@@ -112,6 +122,7 @@ class HistoryTier:
     keep: float
     counts: Counter = field(default_factory=Counter)
     next_at: float = 0.0
+    last_at: float | None = None  # the time of its latest snapshot
 
 
 @dataclass(slots=True)
@@ -119,12 +130,14 @@ class SentBatch:
     """A write sent to Redis and kept until Redis surely holds it: what it
     carried, to send again if it turns out not to be there. ``snapshots``:
     tier name -> the counts of the history snapshot it wrote there;
-    ``answered``: Redis acknowledged it (else its reply was lost)."""
+    ``answered``: Redis acknowledged it (else its reply was lost);
+    ``keyframe``: it wrote the host's totals too."""
 
     host_id: str
     batch_id: str
     batch: Counter
     snapshots: dict[str, Counter] = field(default_factory=dict)
+    keyframe: bool = False
     sent_at: float = 0.0  # time.monotonic()
     answered: bool = False
 
@@ -162,6 +175,10 @@ class RedisReporter:
         h = self.history
         self.tiers = (HistoryTier("fine", h.step, h.fine),
                       HistoryTier("coarse", h.coarse_step, h.window))
+        # The host's flow totals as Redis holds them (None: to be read).
+        self.totals: Counter | None = None
+        self._keyframe_at = 0.0
+        self._last_written: float | None = None  # time.monotonic()
         self.connected = True
         self._next_attempt = 0.0
         self._backoff = 0.5
@@ -179,15 +196,15 @@ class RedisReporter:
             if self.sent and not self.sent[-1].answered:
                 # Whether the write without an answer landed, before more go.
                 self._reconcile(self.client.get(self.keys.applied(host_id)))
+            if (self._last_written is not None
+                    and time.monotonic() - self._last_written > self.flow_ttl):
+                self.totals = None  # silent long enough for them to expire
+            if self.totals is None:
+                self.totals = self._read_totals(host_id)
             batch = SentBatch(host_id, uuid.uuid4().hex, self.pending,
                               sent_at=time.monotonic())
             self.pending = Counter()
-            # The snapshots' counts leave with the batch: a write that lands
-            # without an answer must not have them snapshotted again.
-            for tier in self.tiers:
-                if now >= tier.next_at:
-                    batch.snapshots[tier.name], tier.counts = tier.counts, Counter()
-                    tier.next_at = now + tier.step
+            self._take_snapshots(batch, now)
             self.sent.append(batch)
             previous = self._write(report, batch, now)
             batch.answered = True
@@ -207,11 +224,37 @@ class RedisReporter:
             self._next_attempt = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, 10.0)
             return False
+        self._last_written = time.monotonic()
         if not self.connected:
             log.warning("Redis is back; flushed the counters kept meanwhile")
         self.connected = True
         self._backoff = 0.5
         return True
+
+    def _take_snapshots(self, batch: SentBatch, now: float) -> None:
+        """Move the due tiers' counts into ``batch``: they leave with it, so
+        a write that lands without an answer never snapshots them again. A
+        coarse snapshot takes a fine one with it; a keyframe, a coarse one."""
+        fine, coarse = self.tiers
+        due = {"coarse": now >= coarse.next_at}
+        due["fine"] = due["coarse"] or now >= fine.next_at
+        for tier in self.tiers:
+            if due[tier.name]:
+                batch.snapshots[tier.name], tier.counts = tier.counts, Counter()
+                tier.next_at = now + tier.step
+        batch.keyframe = due["coarse"] and now >= self._keyframe_at
+        if batch.keyframe:
+            self._keyframe_at = now + self.history.keyframe
+
+    def _read_totals(self, host_id: str) -> Counter:
+        """The host's flow totals as Redis holds them now (its flows hash)."""
+        totals: Counter = Counter()
+        for name, value in self.client.hgetall(self.keys.flows(host_id)).items():
+            try:
+                totals[parse_flow_field(name.decode())] = int(value)
+            except (SchemaError, ValueError, UnicodeDecodeError):
+                continue  # another version's field: not ours to count
+        return totals
 
     def _reconcile(self, applied: bytes | None,
                    before: SentBatch | None = None) -> None:
@@ -239,12 +282,18 @@ class RedisReporter:
                                   "Redis lost writes it had acknowledged more "
                                   f"than {self.confirm_after:g} s before")
             self.confirmed.clear()
+            if missing or after:
+                self.totals = None  # Redis lost some: read its totals again
         if any(b.answered for b in missing):
             log.warning("Redis lost %d acknowledged batches (a failover, a "
                         "restart?); sending them again",
                         sum(b.answered for b in missing))
         for b in missing:
             self.pending.update(b.batch)
+            if self.totals is not None:
+                self.totals.subtract(b.batch)  # added again when re-sent
+            if b.keyframe:
+                self._keyframe_at = 0.0
             for tier in self.tiers:
                 if tier.name in b.snapshots:
                     tier.counts.update(b.snapshots[tier.name])
@@ -263,9 +312,10 @@ class RedisReporter:
                   "again", why, batches, counts)
 
     def _snapshot(self, report: HostReport, counts: Counter, rates: dict,
-                  now: float) -> bytes:
+                  now: float, since: float | None) -> bytes:
         return encode_snapshot({
             "ts": now,
+            "since": since,  # the tier's previous snapshot: the counts' start
             "host": report.host.to_dict(),
             "containers": [c.to_dict() for c in report.containers],
             "addrs": report.addrs,
@@ -312,10 +362,24 @@ class RedisReporter:
             if tier.name not in sent.snapshots:
                 continue
             key = k.history(host_id, tier.name)
-            snapshot = self._snapshot(report, sent.snapshots[tier.name], rates, now)
+            snapshot = self._snapshot(report, sent.snapshots[tier.name], rates,
+                                      now, tier.last_at)
+            tier.last_at = now
             pipe.zadd(key, {snapshot: now})
             pipe.zremrangebyscore(key, "-inf", now - tier.keep)
             pipe.expire(key, int(tier.keep) + 60)
+        if self.totals is not None:
+            self.totals.update(batch)  # what Redis holds once this lands
+            if sent.keyframe:
+                # Kept one keyframe period beyond the window, so that every
+                # coarse snapshot still kept has a keyframe before it.
+                keep = self.history.window + self.history.keyframe
+                key = k.history(host_id, "totals")
+                pipe.zadd(key, {encode_snapshot({"ts": now, "totals": {
+                    make_flow_field(f, c): v
+                    for (f, c), v in self.totals.items() if v > 0}}): now})
+                pipe.zremrangebyscore(key, "-inf", now - keep)
+                pipe.expire(key, int(keep) + 60)
         return pipe.execute()[0]
 
     def _announce(self, host_id: str, now: float) -> None:

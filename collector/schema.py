@@ -30,13 +30,24 @@ Redis.
 ``P:rates:{host}``          HASH  flow field -> per-second rate over the last
                                    interval (float), replaced on every report
 ``P:history:{host}:fine``   ZSET  score unix time, member zlib-compressed JSON
-                                   snapshot of the host (records, totals, rates)
-                                   every ``HISTORY_STEP`` s, kept ``HISTORY_FINE`` s
+                                   snapshot of the host (``ts``; records; the
+                                   step's ``counts`` since ``since``, the previous
+                                   snapshot; the latest ``rates``) every
+                                   ``HISTORY_STEP`` s, kept ``HISTORY_FINE`` s
 ``P:history:{host}:coarse`` ZSET  the same every ``HISTORY_COARSE_STEP`` s, kept
-                                   for the whole history window
+                                   for the whole history window (always written
+                                   with a fine one, at the same time)
+``P:history:{host}:totals`` ZSET  score unix time, member a compressed
+                                   ``{"ts", "totals"}``: every flow counter as
+                                   the flows hash held it, written with a coarse
+                                   snapshot every keyframe period (10 min)
 ``P:{anomaly}:status``      HASH  target -> JSON status and reasons (analyzer); TTL
 ``P:{anomaly}:causes``      STR   JSON likely-cause ranking (analyzer); TTL
 ``P:{anomaly}:events``      STREAM anomaly started/changed/ended, capped
+``P:{anomaly}:history``     ZSET  score unix time, member a compressed
+                                   ``{"ts", "statuses", "causes"}``: the analysis
+                                   when it changed (and a minute after the last),
+                                   kept for the history window
 ``P:{anomaly}:lock``        STR   the one active analyzer's id; TTL
 ``P:applied:{host}``        STR   id of the last flow batch written (exactly-once
                                    counting across lost replies)
@@ -337,13 +348,13 @@ class Keys:
         return f"{self.prefix}:rates:{self._tag(host_id)}"
 
     def history(self, host_id: str, resolution: str) -> str:
-        if resolution not in ("fine", "coarse"):
+        if resolution not in ("fine", "coarse", "totals"):
             raise SchemaError(f"unknown history resolution {resolution!r}")
         return f"{self.prefix}:history:{self._tag(host_id)}:{resolution}"
 
     def anomaly(self, part: str) -> str:
         """The analyzer's keys: status, causes, events, lock (see webapp.anomalies)."""
-        if part not in ("status", "causes", "events", "lock"):
+        if part not in ("status", "causes", "events", "lock", "history"):
             raise SchemaError(f"unknown anomaly key {part!r}")
         return f"{self.prefix}:{{anomaly}}:{part}"
 

@@ -9,6 +9,8 @@
                              cause ranking, best first; TTL
 ``P:{anomaly}:events``  STREAM anomaly started / changed / ended, capped length
 ``P:{anomaly}:lock``    STR  id of the one analyzer allowed to write; TTL
+``P:{anomaly}:history`` ZSET the analysis as it changed, for past views
+                             (``webapp.anomalies.history``)
 
 They share the hash tag ``{anomaly}`` (one Redis Cluster slot): one
 transaction writes status, causes and events together.
@@ -77,3 +79,7 @@ class AnalysisKeys:
     @property
     def lock(self) -> str:
         return Keys(self.prefix).anomaly("lock")
+
+    @property
+    def history(self) -> str:
+        return Keys(self.prefix).anomaly("history")

@@ -17,6 +17,7 @@ import redis
 
 from collector.schema import (
     COUNTERS,
+    RATE_COUNTERS,
     ContainerRecord,
     FlowKey,
     HostRecord,
@@ -29,6 +30,7 @@ from collector.schema import (
 
 log = logging.getLogger("portolan.topology.store")
 COUNTER_SET = frozenset(COUNTERS)
+RATE_SET = frozenset(RATE_COUNTERS)
 
 
 @dataclass(slots=True)
@@ -93,13 +95,15 @@ def read_state(
 
 def read_state_at(
     client: redis.Redis, keys: Keys, at: float, step: float = 5.0,
-    coarse_step: float = 60.0,
+    coarse_step: float = 60.0, keyframe: float = 600.0,
 ) -> TopologyState:
-    """The hosts' records as they were at unix time ``at``, from history.
+    """The hosts' records as the live map had them at unix time ``at``.
 
     Each host contributes its latest snapshot at or before ``at`` that is no
-    older than two steps (fine history first, then coarse); edges carry the
-    counts of that step and the rates then.
+    older than two steps (fine history first, then coarse). Its flows carry
+    their totals as they stood then (the keyframe before it plus the counts
+    of every snapshot since: an edge quiet in that step keeps its totals, as
+    on the live map) and their rates over that snapshot's step.
     """
     state = TopologyState()
     candidates = [
@@ -110,24 +114,66 @@ def read_state_at(
             validate_host_id(host_id)
         except SchemaError:
             continue
-        snapshot = None
-        for resolution, horizon in (("fine", 2 * step), ("coarse", 2 * coarse_step)):
-            rows = client.zrevrangebyscore(
-                keys.history(host_id, resolution), at, at - horizon, start=0, num=1
-            )
-            if rows:
-                try:
-                    snapshot = decode_snapshot(rows[0])
-                    break
-                except SchemaError as exc:
-                    log.warning("host %s history: %s", host_id, exc)
-        if snapshot is not None:
-            _apply_snapshot(state, host_id, snapshot)
+        try:
+            found = _snapshot_at(client, keys, host_id, at, step, coarse_step,
+                                 keyframe)
+        except SchemaError as exc:
+            log.warning("host %s history: %s", host_id, exc)
+            continue
+        if found is not None:
+            snapshot, totals = found
+            _apply_snapshot(state, host_id, snapshot, totals)
     return state
 
 
-def _apply_snapshot(state: TopologyState, host_id: str, snapshot: dict) -> None:
-    state.last_seen[host_id] = float(snapshot["ts"])
+def _snapshot_at(client, keys: Keys, host_id: str, at: float, step: float,
+                 coarse_step: float, keyframe: float
+                 ) -> tuple[dict, dict[str, int]] | None:
+    """A host's snapshot at ``at`` and its flow totals then, or None."""
+    for tier, horizon in (("fine", 2 * step), ("coarse", 2 * coarse_step)):
+        rows = client.zrevrangebyscore(keys.history(host_id, tier), at,
+                                       at - horizon, start=0, num=1,
+                                       withscores=True)
+        if rows:
+            break
+    else:
+        return None
+    blob, ts = rows[0]
+    snapshot = decode_snapshot(blob)
+    # The keyframe before it, then the coarse counts up to the last coarse
+    # snapshot (written with a fine one), then the fine counts up to ``ts``.
+    pipe = client.pipeline(transaction=False)
+    pipe.zrevrangebyscore(keys.history(host_id, "totals"), ts, "-inf",
+                          start=0, num=1, withscores=True)
+    pipe.zrevrangebyscore(keys.history(host_id, "coarse"), ts, "-inf",
+                          start=0, num=1, withscores=True)
+    frame, last_coarse = pipe.execute()
+    if not frame:
+        # No keyframe yet (history from before them): the step's counts are
+        # all there is.
+        return snapshot, {f: int(v) for f, v in
+                          (snapshot.get("counts") or {}).items()}
+    frame_blob, frame_ts = frame[0]
+    totals = {f: int(v) for f, v in
+              (decode_snapshot(frame_blob).get("totals") or {}).items()}
+    coarse_ts = last_coarse[0][1] if last_coarse else frame_ts
+    pipe = client.pipeline(transaction=False)
+    pipe.zrangebyscore(keys.history(host_id, "coarse"), f"({frame_ts}",
+                       coarse_ts)
+    if tier == "fine":
+        pipe.zrangebyscore(keys.history(host_id, "fine"),
+                           f"({max(coarse_ts, frame_ts)}", ts)
+    for blobs in pipe.execute():
+        for later in blobs:
+            for name, value in (decode_snapshot(later).get("counts") or {}).items():
+                totals[name] = totals.get(name, 0) + int(value)
+    return snapshot, totals
+
+
+def _apply_snapshot(state: TopologyState, host_id: str, snapshot: dict,
+                    totals: dict[str, int]) -> None:
+    ts = float(snapshot["ts"])
+    state.last_seen[host_id] = ts
     state.hosts[host_id] = _host_record(
         host_id, json.dumps(snapshot.get("host") or {}).encode()
     )
@@ -138,10 +184,19 @@ def _apply_snapshot(state: TopologyState, host_id: str, snapshot: dict) -> None:
     state.addrs[host_id] = {
         str(a): str(t) for a, t in (snapshot.get("addrs") or {}).items()
     }
-    counts = {f.encode(): str(v).encode() for f, v in
-              (snapshot.get("counts") or {}).items()}
-    rates = {f.encode(): str(v).encode() for f, v in
-             (snapshot.get("rates") or {}).items()}
+    counts = {f.encode(): str(v).encode() for f, v in totals.items() if v > 0}
+    # Rates over the step the snapshot closes (the live map's are over the
+    # last second; a past view's are over the step around its time).
+    since = snapshot.get("since")
+    span = ts - float(since) if isinstance(since, int | float) and since < ts \
+        else None
+    if span:
+        rates = {f.encode(): str(round(int(v) / span, 3)).encode()
+                 for f, v in (snapshot.get("counts") or {}).items()
+                 if v and f.rpartition("\t")[2] in RATE_SET}
+    else:  # a snapshot from before ``since``: the rates it kept
+        rates = {f.encode(): str(v).encode() for f, v in
+                 (snapshot.get("rates") or {}).items()}
     for key, counters in _flows(host_id, counts, int).items():
         state.flows[(host_id, key)] = counters
     for key, values in _flows(host_id, rates, float).items():
