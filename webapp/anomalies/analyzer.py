@@ -30,6 +30,7 @@ from collector.schema import Keys
 from webapp.anomalies.cause import rank_causes
 from webapp.anomalies.config import Config, load_config
 from webapp.anomalies.events import append_events
+from webapp.anomalies.history import StatusHistory
 from webapp.anomalies.keys import AnalysisKeys
 from webapp.anomalies.memory import Memory, remember
 from webapp.anomalies.merge import read_analysis
@@ -79,6 +80,8 @@ class Analyzer:
         self.lease = Lease(client, self.akeys.lock, self.config.lock_ttl, owner)
         self.owner = self.lease.owner
         self.leader = False
+        # The analysis as it changes, for past views (issue 23).
+        self.status_history = StatusHistory(client, prefix)
         # check name -> steps it raised in, since this process started
         self.check_failures: Counter[str] = Counter()
         self._reset()
@@ -189,6 +192,8 @@ class Analyzer:
                                       sort_keys=True), ex=ttl)
         names = {e.target: target_name(G, e.target) for e in analysis.events}
         append_events(pipe, k, analysis.events, self.config.events_maxlen, names)
+        self.status_history.record(analysis.ts, analysis.statuses, analysis.causes,
+                                   pipe)
         pipe.execute()
         if analysis.events:
             # Open maps redraw now rather than at the next collector report.
