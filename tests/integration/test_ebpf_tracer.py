@@ -142,19 +142,11 @@ def scripts(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module", params=["raw", "tracepoint"])
-def program(request) -> str:
-    """Every test here runs with both programs: the raw hooks reading kernel
-    fields at BTF offsets, and the tracepoint program."""
-    return request.param
-
-
 @pytest.fixture(scope="module")
-def tracer(ebpf_ready, program):
+def tracer(ebpf_ready):
     from collector.ebpf.tracer import ConnectionTracer
 
-    t = ConnectionTracer(program=program)
-    assert t.program == program
+    t = ConnectionTracer()
     yield t
     t.close()
 
@@ -225,7 +217,7 @@ class Collected:
         return self.total(counter, **match)
 
 
-def test_hooks_report(tracer, program):
+def test_hooks_report(tracer):
     from collector.ebpf.support import OPTIONAL_HOOKS, available_hooks
 
     assert tracer.mode == "ebpf"
@@ -240,8 +232,7 @@ def test_hooks_report(tracer, program):
     assert "TRACEPOINT_PROBE(sock, inet_sock_set_state)" in text
     from collector.ebpf.tracer import ConnectionTracer
 
-    assert text == tracer.render_program(program=program)
-    assert (text == ConnectionTracer.program_text()) == (program == "raw")
+    assert text == tracer.render_program() == ConnectionTracer.program_text()
     # One text, headers inlined, the -D values defined on top: it compiles
     # alone into the program that was loaded.
     assert "#include \"" not in text
@@ -651,7 +642,7 @@ def test_reads_during_a_load_lose_nothing(tracer):
     assert got.lost == 0
 
 
-def test_program_for_kernels_before_5_12(ebpf_ready, tracer, program):
+def test_program_for_kernels_before_5_12(ebpf_ready, tracer):
     """Kernels before 5.12 have no BPF compare-and-swap: they get a hash map of
     sockets and inflight counters for the buffer flips. Built and run here, it
     counts TCP and UDP as exactly, with reads taken during the load."""
@@ -659,7 +650,7 @@ def test_program_for_kernels_before_5_12(ebpf_ready, tracer, program):
 
     assert not tracer.compat  # this kernel (5.12+) gets the socket table
     assert "-DCOMPAT_PRE_5_12" not in tracer.program_text().split("*/", 1)[0]
-    old = ConnectionTracer(compat=True, program=program)
+    old = ConnectionTracer(compat=True)
     try:
         assert old.compat
         assert "-DCOMPAT_PRE_5_12" in old.program_text().split("*/", 1)[0]
@@ -688,7 +679,7 @@ def test_program_for_kernels_before_5_12(ebpf_ready, tracer, program):
         old.close()
 
 
-def test_udp_socket_connected_before_the_tracer(ebpf_ready, program):
+def test_udp_socket_connected_before_the_tracer(ebpf_ready):
     """A datagram is counted on its own flow when the kernel routes it again
     (a route change since the connect makes it), else not at all: the send hook
     cannot tell such a socket from a Unix one. Never twice, never as lost,
@@ -703,7 +694,7 @@ def test_udp_socket_connected_before_the_tracer(ebpf_ready, program):
     witness_sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     witness_sink.bind(("127.0.0.1", 0))
     witness_port = witness_sink.getsockname()[1]
-    late = ConnectionTracer(program=program)
+    late = ConnectionTracer()
     try:
         late.read()
         for _ in range(5):
@@ -732,13 +723,13 @@ def test_udp_socket_connected_before_the_tracer(ebpf_ready, program):
         late.close()
 
 
-def test_without_udp_tracing(ebpf_ready, program):
+def test_without_udp_tracing(ebpf_ready):
     """PORTOLAN_TRACE_UDP=0: no route-lookup hooks; TCP is counted as before,
     UDP not at all (and not as lost), and the tracer says so."""
     from collector.ebpf.tracer import ConnectionTracer
 
     n, k, m = 5, 9, 4
-    tcp_only = ConnectionTracer(trace_udp=False, program=program)
+    tcp_only = ConnectionTracer(trace_udp=False)
     try:
         assert "HAVE_FIB" not in tcp_only.program_text().split("*/", 1)[0]
         assert any(h.startswith("fib:fib_table_lookup: off (PORTOLAN_TRACE_UDP=0)")
@@ -757,10 +748,10 @@ def test_without_udp_tracing(ebpf_ready, program):
         tcp_only.close()
 
 
-def test_full_flow_map_is_counted_as_lost(ebpf_ready, program):
+def test_full_flow_map_is_counted_as_lost(ebpf_ready):
     from collector.ebpf.tracer import ConnectionTracer
 
-    small = ConnectionTracer(flow_map_size=2, program=program)
+    small = ConnectionTracer(flow_map_size=2)
     try:
         small.read()
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -856,12 +847,12 @@ def test_a_connect_to_itself_is_a_connection_not_an_accept(tracer):
     _connect_to_itself_counts_once(tracer)
 
 
-def test_a_connect_to_itself_before_5_12_too(ebpf_ready, program):
+def test_a_connect_to_itself_before_5_12_too(ebpf_ready):
     """The program for older kernels keeps sockets in a hash map, whose
     claim would overwrite the tracked connect."""
     from collector.ebpf.tracer import ConnectionTracer
 
-    old = ConnectionTracer(compat=True, program=program)
+    old = ConnectionTracer(compat=True)
     try:
         _connect_to_itself_counts_once(old)
     finally:
