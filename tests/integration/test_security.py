@@ -317,3 +317,35 @@ def test_password_change_logs_out_every_other_session(live_redis):
     assert here.get("/").status_code == 200  # this session stays
     assert elsewhere.get("/")["Location"].startswith("/login/")
     assert elsewhere.get("/api/graph/").status_code == 401
+
+
+# ------------------------------------------------------------------ socket
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("role", "accepted"), [(VIEWER, True), (None, False)])
+async def test_the_socket_asks_for_the_map_permission(settings, redis_server,
+                                                      role, accepted):
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from webapp.asgi import application
+
+    settings.REDIS_URL = redis_server.url
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [redis_server.url], "prefix": "portolan-sec"}}}
+
+    def session_cookie() -> bytes:
+        client = logged_in(make_user(f"sock-{role}", role))
+        return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    cookie = await sync_to_async(session_cookie)()
+    comm = WebsocketCommunicator(
+        application, "/ws/topology/?level=host",
+        headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"),
+                 (b"cookie", cookie)])
+    connected, _ = await comm.connect(timeout=5)
+    assert connected == accepted
+    if connected:
+        await comm.disconnect()
