@@ -69,10 +69,12 @@ def _missing_capabilities_reason(kernel: tuple[int, int]) -> str | None:
     return None
 
 
-def open_tracer(force_fallback: bool = False, trace_udp: bool = True):
+def open_tracer(force_fallback: bool = False, trace_udp: bool = True,
+                program: str = "auto"):
     """The eBPF tracer where it loads, else the /proc fallback and the reason.
 
-    ``trace_udp=False`` leaves out the route-lookup hooks (PORTOLAN_TRACE_UDP).
+    ``trace_udp=False`` leaves out the route-lookup hooks (PORTOLAN_TRACE_UDP);
+    ``program`` picks the eBPF program (PORTOLAN_EBPF_PROGRAM).
     """
     from collector.procfs import ProcfsTracer
 
@@ -85,7 +87,9 @@ def open_tracer(force_fallback: bool = False, trace_udp: bool = True):
         try:
             from collector.ebpf.tracer import ConnectionTracer
 
-            tracer = ConnectionTracer(trace_udp=trace_udp)
+            tracer = ConnectionTracer(trace_udp=trace_udp, program=program)
+            log.info("eBPF tracer: %s program%s", tracer.program,
+                     f" ({tracer.program_note})" if tracer.program_note else "")
             if tracer.missing_hooks:
                 log.warning("eBPF tracer without: %s", "; ".join(tracer.missing_hooks))
             return tracer, ""

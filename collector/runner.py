@@ -32,10 +32,12 @@ def build_collector(*, redis_url: str, prefix: str, host_id: str,
                     node_ttl: float, flow_ttl: float,
                     history: HistoryPolicy | None = None,
                     force_fallback: bool = False,
-                    trace_udp: bool = True) -> Collector:
+                    trace_udp: bool = True,
+                    ebpf_program: str = "auto") -> Collector:
     validate_host_id(host_id)
     keys = Keys(prefix)
-    tracer, reason = open_tracer(force_fallback, trace_udp=trace_udp)
+    tracer, reason = open_tracer(force_fallback, trace_udp=trace_udp,
+                                 program=ebpf_program)
     reporter = RedisReporter(redis_client(redis_url), keys, node_ttl=node_ttl,
                              flow_ttl=flow_ttl, history=history)
     watcher = DockerWatcher().start()
@@ -44,10 +46,10 @@ def build_collector(*, redis_url: str, prefix: str, host_id: str,
                      sampler=MetricsSampler(), mode_reason=reason)
 
 
-def dump_ebpf_program(trace_udp: bool = True) -> str:
+def dump_ebpf_program(trace_udp: bool = True, program: str = "auto") -> str:
     from collector.ebpf.tracer import ConnectionTracer
 
-    return ConnectionTracer.render_program(trace_udp=trace_udp)
+    return ConnectionTracer.render_program(trace_udp=trace_udp, program=program)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +74,8 @@ def run(settings: CollectorSettings, *, duration: float | None = None,
     Raises SettingsError (its message names the option) for bad input.
     """
     if ebpf_dump:
-        out.write(dump_ebpf_program(trace_udp=settings.trace_udp))
+        out.write(dump_ebpf_program(trace_udp=settings.trace_udp,
+                                    program=settings.ebpf_program))
         return
     interval = settings.interval if interval is None else interval
     if not interval > 0:
@@ -91,6 +94,7 @@ def run(settings: CollectorSettings, *, duration: float | None = None,
         ),
         force_fallback=fallback,
         trace_udp=settings.trace_udp,
+        ebpf_program=settings.ebpf_program,
     )
     host = collector.host
     err.write(f"collector {host.id}: {host.mode} mode"

@@ -47,9 +47,14 @@ class CollectorSettings:
     # route lookups, which run for every routed packet: off, the tracer costs
     # about a quarter less in the kernel on TCP-heavy hosts (see BENCHMARKS.md).
     trace_udp: bool = True
+    # Which eBPF program (PORTOLAN_EBPF_PROGRAM): "auto" loads the raw hooks
+    # where the kernel's BTF gives their fields and their self-test passes,
+    # else the tracepoint program; "raw" or "tracepoint" insists on one.
+    ebpf_program: str = "auto"
     log_level: str = "INFO"
 
 
+_EBPF_PROGRAMS = ("auto", "raw", "tracepoint")
 # Field -> variable for the positive numbers, in the order they are read.
 _SECONDS = {
     "interval": "PORTOLAN_INTERVAL",
@@ -114,8 +119,13 @@ def settings_from_env(env: Mapping[str, str],
     if log_level not in _LOG_LEVELS:
         raise SettingsError(
             f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}")
+    ebpf_program = text("PORTOLAN_EBPF_PROGRAM", defaults.ebpf_program).lower()
+    if ebpf_program not in _EBPF_PROGRAMS:
+        raise SettingsError(f"PORTOLAN_EBPF_PROGRAM must be one of "
+                            f"{', '.join(_EBPF_PROGRAMS)}, not {ebpf_program!r}")
     return CollectorSettings(
         host_id=host_id,
+        ebpf_program=ebpf_program,
         redis_url=redis_url,
         key_prefix=prefix,
         trace_udp=_bool("PORTOLAN_TRACE_UDP", env.get("PORTOLAN_TRACE_UDP"),

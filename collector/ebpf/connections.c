@@ -14,6 +14,8 @@
  *   counters.h     the flow counters, double-buffered for exact deltas.
  *   sockets.h      the tracked TCP sockets (a table; a hash map before 5.12).
  *   udp_route.h    UDP: each send joined to its route lookup.
+ *   raw_hooks.h    with RAW_HOOKS: the state-change and route hooks as raw
+ *                  tracepoints (no event record), fields at BTF offsets.
  *   collector/ebpf/tracer.py loads them as one text (the headers inlined,
  *   `collect --ebpf-dump` prints it) with the -D flags below.
  *
@@ -23,10 +25,12 @@
  *   tcp:tcp_receive_reset / tcp_send_reset (4.15+), sock:sock_send_length /
  *   sock_recv_length (6.3+, attached raw: 4.17+), fib:fib_table_lookup and
  *   fib6:fib6_table_lookup, cgroup:cgroup_mkdir, sched:sched_process_exec.
- *   Only tracepoint arguments
- *   are read, never a kernel struct field, so the program is correct
- *   whatever headers bcc compiles it with. Socket addresses (skaddr, sk) are
- *   used as opaque keys only. bpf_get_current_cgroup_id() (4.18+) gives the
+ *   The tracepoint program reads only tracepoint arguments, never a kernel
+ *   struct field, so it is correct whatever headers bcc compiles it with.
+ *   With RAW_HOOKS the state-change and route hooks are raw tracepoints
+ *   instead (raw_hooks.h): they read struct fields at offsets from the
+ *   kernel's own BTF, checked by the collector's self-test at start. Socket
+ *   addresses (skaddr, sk) are used as opaque keys only. bpf_get_current_cgroup_id() (4.18+) gives the
  *   cgroup v2 id; compare-and-swap in BPF (5.12+) claims socket slots.
  *
  * Why each hook
@@ -104,7 +108,9 @@
  *   LISTEN_MAP_SIZE, CGROUP_PATH_LEN: sizes. HAVE_*: the optional hooks this
  *   kernel has. COMPAT_PRE_5_12: kernels before 5.12 (no compare-and-swap in
  *   BPF); every block for them is marked "XXX: delete with kernels before
- *   5.12". NEED_SK_RST_REASON: see tcp_send_reset.
+ *   5.12". NEED_SK_RST_REASON: see tcp_send_reset. RAW_HOOKS and
+ *   F_<FIELD>_OFF/_SIZE/_SHIFT/_BITS: the raw hooks and the kernel fields they
+ *   read (collector/ebpf/kernel_fields.py, from the kernel's BTF).
  */
 
 #include <uapi/linux/ptrace.h>
@@ -209,14 +215,37 @@ static __always_inline void connect_done(struct sock_info_t *si, int ns)
     buf_exit(buf);
 }
 
-TRACEPOINT_PROBE(sock, inet_sock_set_state)
+/* What the socket state hooks read of a socket: the tracepoint's fields
+ * (connections.c) or the struct sock's at BTF offsets (raw_hooks.h). Ports
+ * in host order; v4 addresses in saddr/daddr, v6 in saddr6/daddr6. */
+struct sock_fields_t {
+    u16 family;     /* AF_INET_ or AF_INET6_ */
+    u16 protocol;
+    u16 sport;
+    u16 dport;
+    u8 saddr[4];
+    u8 daddr[4];
+    u8 saddr6[16];
+    u8 daddr6[16];
+};
+
+/* The state changes sock_state_change acts on; the others (most teardown
+ * ones) need nothing read. */
+static __always_inline int state_change_matters(int os, int ns)
 {
-    if (args->protocol != PROTO_TCP)
+    return os == ST_SYN_SENT || ns == ST_CLOSE ||
+           (os == ST_CLOSE && (ns == ST_SYN_SENT || ns == ST_LISTEN)) ||
+           (os == ST_SYN_RECV && ns == ST_ESTABLISHED);
+}
+
+/* TCP socket sk (an opaque key) went from state os to ns. */
+static __always_inline int sock_state_change(u64 sk, const struct sock_fields_t *f,
+                                             int os, int ns)
+{
+    if (f->protocol != PROTO_TCP)
         return 0;
-    if (args->family != AF_INET_ && args->family != AF_INET6_)
+    if (f->family != AF_INET_ && f->family != AF_INET6_)
         return 0;
-    u64 sk = (u64)args->skaddr;
-    int os = args->oldstate, ns = args->newstate;
 
     if (os == ST_CLOSE && ns == ST_SYN_SENT) {
         /* Inside connect(): the caller's cgroup, tgid and comm. */
@@ -229,9 +258,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         si.key.tgid = id >> 32;
         si.key.direction = DIR_OUT;
         si.key.proto = PROTO_TCP;
-        si.key.port = args->dport;
-        fill_addrs(&si.key, args->family, args->saddr, args->daddr,
-                   args->saddr_v6, args->daddr_v6, 1);
+        si.key.port = f->dport;
+        fill_addrs(&si.key, f->family, f->saddr, f->daddr, f->saddr6, f->daddr6, 1);
         si.start_ns = bpf_ktime_get_ns();
         si.state = ns;
         bpf_get_current_comm(&si.comm, sizeof(si.comm));
@@ -246,13 +274,13 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         struct listen_t l = {};
         l.cgroup_id = bpf_get_current_cgroup_id();
         l.tgid = id >> 32;
-        l.port = args->sport;
-        if (args->family == AF_INET_) {
+        l.port = f->sport;
+        if (f->family == AF_INET_) {
             l.family = 4;
-            copy4(l.addr, args->saddr);
+            copy4(l.addr, f->saddr);
         } else {
             l.family = 6;
-            copy16(l.addr, args->saddr_v6);
+            copy16(l.addr, f->saddr6);
         }
         bpf_get_current_comm(&l.comm, sizeof(l.comm));
         if (listens.update(&sk, &l))
@@ -278,9 +306,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         struct sock_info_t si = {};
         si.key.direction = DIR_IN;
         si.key.proto = PROTO_TCP;
-        si.key.port = args->sport;
-        fill_addrs(&si.key, args->family, args->saddr, args->daddr,
-                   args->saddr_v6, args->daddr_v6, 1);
+        si.key.port = f->sport;
+        fill_addrs(&si.key, f->family, f->saddr, f->daddr, f->saddr6, f->daddr6, 1);
         si.state = ns;
         if (slot)
             *slot = si;
@@ -310,6 +337,23 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
         sock_release(sk);
     return 0;
 }
+
+#ifndef RAW_HOOKS
+/* The raw twin, reading the struct sock itself, is in raw_hooks.h. */
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+    struct sock_fields_t f = {};
+    f.family = args->family;
+    f.protocol = args->protocol;
+    f.sport = args->sport;
+    f.dport = args->dport;
+    copy4(f.saddr, args->saddr);
+    copy4(f.daddr, args->daddr);
+    copy16(f.saddr6, args->saddr_v6);
+    copy16(f.daddr6, args->daddr_v6);
+    return sock_state_change((u64)args->skaddr, &f, args->oldstate, args->newstate);
+}
+#endif
 
 /* ------------------------------------------------------------ routes */
 
@@ -347,38 +391,84 @@ static __always_inline int unset_source(const u8 *src, u8 family)
     return any == 0;
 }
 
+/* What the route hooks read of a lookup: the tracepoint's fields
+ * (connections.c) or the flowi4/flowi6's at BTF offsets (raw_hooks.h). Ports
+ * in host order; v4 addresses in the first 4 bytes. */
+struct route_t {
+    int err;
+    u32 tb_id;
+    int oif;
+    u16 sport;
+    u16 dport;
+    u8 proto;
+    u8 pad[3];
+    u8 src[16];
+    u8 dst[16];
+};
+
+/* A lookup route_lookup may act on, from its protocol and result alone: a
+ * UDP datagram's route that was found, a TCP connect's that was not. */
+static __always_inline int route_matters(const struct route_t *r)
+{
+    if (r->proto == PROTO_UDP)
+        return r->err == 0;
+    return r->proto == PROTO_TCP && r->err != 0;
+}
+
 /* The route hooks: a UDP datagram's route (udp_route.h), or a TCP connect
- * with no route. Both families' lookups carry the same fields (v4 addresses
- * in 4 bytes). A TCP lookup that fails counts as a failed connect only as connect() on an
- * unbound socket makes it: no source address, port or interface yet. That
- * leaves out an established socket's lookups after a route went away (source
- * set), a socket bound to a device (the kernel goes on as if on-link) and
- * IPv6's second lookup, made once a source address is chosen. */
-#define ROUTE_LOOKUP(FAMILY)                                                  \
-    if (args->proto == PROTO_UDP) {                                           \
-        if (args->err == 0 && args->dport)                                    \
-            udp_route(FAMILY, args->src, args->dst, args->sport, args->dport); \
-        return 0;                                                             \
-    }                                                                         \
-    if (args->proto == PROTO_TCP && args->err != 0 &&                         \
-        args->tb_id == RT_TABLE_MAIN_ && args->sport == 0 && args->oif == 0 && \
-        unset_source(args->src, FAMILY))                                      \
-        route_failure(FAMILY, args->dst, args->dport, args->err);             \
+ * with no route. A TCP lookup that fails counts as a failed connect only as
+ * connect() on an unbound socket makes it: no source address, port or
+ * interface yet. That leaves out an established socket's lookups after a
+ * route went away (source set), a socket bound to a device (the kernel goes
+ * on as if on-link) and IPv6's second lookup, made once a source address is
+ * chosen. */
+static __always_inline int route_lookup(u8 family, const struct route_t *r)
+{
+    if (!route_matters(r))
+        return 0;
+    if (r->proto == PROTO_UDP) {
+        if (r->dport)
+            udp_route(family, r->src, r->dst, r->sport, r->dport);
+        return 0;
+    }
+    if (r->tb_id == RT_TABLE_MAIN_ && r->sport == 0 && r->oif == 0 &&
+        unset_source(r->src, family))
+        route_failure(family, r->dst, r->dport, r->err);
     return 0;
+}
+
+#ifdef RAW_HOOKS
+/* The same hooks raw, reading the kernel's structs at BTF offsets. */
+#include "raw_hooks.h"
+#else
+/* Both families' lookups carry the same fields (v4 addresses in 4 bytes). */
+#define ROUTE_FROM_ARGS(r, FAMILY)                                            \
+    struct route_t r = {};                                                    \
+    r.err = args->err;                                                        \
+    r.tb_id = args->tb_id;                                                    \
+    r.oif = args->oif;                                                        \
+    r.sport = args->sport;                                                    \
+    r.dport = args->dport;                                                    \
+    r.proto = args->proto;                                                    \
+    copy_addr(r.src, args->src, FAMILY);                                      \
+    copy_addr(r.dst, args->dst, FAMILY);
 
 #ifdef HAVE_FIB4
 TRACEPOINT_PROBE(fib, fib_table_lookup)
 {
-    ROUTE_LOOKUP(4)
+    ROUTE_FROM_ARGS(r, 4)
+    return route_lookup(4, &r);
 }
 #endif
 
 #ifdef HAVE_FIB6
 TRACEPOINT_PROBE(fib6, fib6_table_lookup)
 {
-    ROUTE_LOOKUP(6)
+    ROUTE_FROM_ARGS(r, 6)
+    return route_lookup(6, &r);
 }
 #endif
+#endif /* RAW_HOOKS */
 
 /* ---------------------------------------------------------------- execs */
 

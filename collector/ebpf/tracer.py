@@ -27,6 +27,13 @@ optional, and what is lost without each
                             stays empty).
 Before 6.7 the kernel skips a tracepoint program silently when another BPF
 program runs on that CPU: missing_hooks then says lost is a lower bound.
+
+Two programs: where the kernel has BTF, the state-change and route hooks are
+raw tracepoints reading kernel struct fields at offsets from that BTF
+(raw_hooks.h, collector.ebpf.kernel_fields), checked by a self-test at load
+(collector.ebpf.self_test); elsewhere, or when that test fails, the
+tracepoint program, which reads only tracepoint arguments. ``program`` says
+which was loaded and ``program_note`` why not the raw one.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ import platform
 import time
 from pathlib import Path
 
+from collector.ebpf import btf, self_test
+from collector.ebpf.kernel_fields import FieldsUnavailable, KernelFields, resolve
 from collector.ebpf.prog_info import ProgramMisses
 from collector.ebpf.source import inline_includes, standalone
 from collector.ebpf.support import (
@@ -101,6 +110,19 @@ def format_addr(family: int, raw: bytes) -> str:
     return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
 
 
+_RAW_NOTE = ("raw hooks; the collector checks these offsets by a self-test at "
+             "start\n * and loads the tracepoint program if it fails")
+_TRACEPOINT_NOTE = "tracepoint program (reads tracepoint arguments only)"
+
+
+def _with_note(program: str, note: str, fields: KernelFields | None) -> str:
+    """``program`` with a comment after its cflags line: which program it is,
+    and the kernel fields it reads, where they came from."""
+    cflags_line, _, rest = program.partition("\n")
+    block = f"/*\n * {note}\n" + (fields.describe() if fields else "") + " */\n"
+    return f"{cflags_line}\n{block}{rest}"
+
+
 class _class_or_instance:  # noqa: N801 - used as a decorator
     """Bind a method to the instance when there is one, else to the class."""
 
@@ -141,17 +163,51 @@ class ConnectionTracer:
     # waits for programs still writing to the old buffer.
     DRAIN_TIMEOUT_S = 1.0
 
+    PROGRAMS = ("auto", "raw", "tracepoint")
+    # The -D flags of kernel fields that passed the self-test in this process:
+    # the same offsets on the same kernel need no second test (and a program
+    # with a tiny flow map, as a test loads, could not hold one).
+    _fields_checked: set[tuple[str, ...]] = set()
+
     def __init__(self, flow_map_size: int | None = None, trace_udp: bool = True,
-                 compat: bool | None = None):
+                 compat: bool | None = None, program: str = "auto",
+                 btf_path: Path | str | None = None,
+                 fields: KernelFields | None = None):
         """``compat`` forces (or forbids) the program for kernels before 5.12;
-        by default the running kernel decides."""
+        by default the running kernel decides. ``program``: "raw" (or
+        EbpfUnavailable saying why not), "tracepoint", or "auto": raw where its
+        fields resolve from the BTF at ``btf_path`` and pass the self-test,
+        else tracepoint (``btf_path`` None: btf.KERNEL_BTF). ``fields``
+        replaces what the BTF says (tests)."""
+        if program not in self.PROGRAMS:
+            raise ValueError(f"program must be one of {self.PROGRAMS}, not {program!r}")
         reason = ebpf_unavailable_reason()
         if reason:
             raise EbpfUnavailable(reason)
+        self._bpf = None
+        self._carry = None  # the self-test's reading, less its own flows
+        self.program, self.program_note, self.fields = "tracepoint", "", None
+        if program != "tracepoint":
+            try:
+                self._load_raw(flow_map_size, trace_udp, compat, btf_path, fields)
+            except Exception as exc:  # noqa: BLE001 - any failure: the other program
+                self.close()
+                if program == "raw":
+                    raise EbpfUnavailable(f"raw hooks: {exc}") from exc
+                self.program_note = (f"raw hooks not used ({exc}); using the "
+                                     "tracepoint program")
+                log.warning("ebpf: %s", self.program_note)
+        if self._bpf is None:
+            self._load(flow_map_size, trace_udp, compat, None)
+        for hook in self.missing_hooks:
+            log.warning("ebpf: hook missing, %s", hook)
+
+    def _load(self, flow_map_size, trace_udp, compat, fields) -> None:
+        """Compile, load and attach the program (raw hooks with ``fields``)."""
         from bcc import BPF  # imported late: bcc is optional for the collector
 
         self._text, self._cflags, self.missing_hooks = self._configure(
-            flow_map_size, trace_udp, compat)
+            flow_map_size, trace_udp, compat, fields)
         self.compat = "-DCOMPAT_PRE_5_12" in self._cflags
         # Not BPF(src_file=...): see collector.ebpf.source.
         self._bpf = BPF(text=self._text.encode(), cflags=self._cflags)
@@ -160,16 +216,40 @@ class ConnectionTracer:
         self._misses = ProgramMisses([f.fd for f in self._bpf.funcs.values()])
         self._active = 0
         self._lost_seen = [0, 0, 0]
-        for hook in self.missing_hooks:
-            log.warning("ebpf: hook missing, %s", hook)
+
+    def _load_raw(self, flow_map_size, trace_udp, compat, btf_path, fields) -> None:
+        """Load the raw hooks and run their self-test; raise why not."""
+        if fields is None:
+            fields = self.raw_fields(trace_udp, btf_path)
+        self._load(flow_map_size, trace_udp, compat, fields)
+        checked = tuple(fields.cflags())
+        if checked not in self._fields_checked:
+            counts_udp = "-DHAVE_SOCK_LENGTH" in self._cflags
+            self._carry = self_test.run(
+                self, udp4=counts_udp and "-DHAVE_FIB4" in self._cflags,
+                udp6=counts_udp and "-DHAVE_FIB6" in self._cflags)
+            self._fields_checked.add(checked)
+        self.program, self.fields = "raw", fields
+
+    @classmethod
+    def raw_fields(cls, trace_udp: bool = True,
+                   btf_path: Path | str | None = None) -> KernelFields:
+        """The kernel fields the raw hooks would read here (FieldsUnavailable
+        if the BTF at ``btf_path`` lacks one)."""
+        _, cflags, _ = cls._configure(trace_udp=trace_udp)
+        hooks = ["sock:inet_sock_set_state"]
+        hooks += [hook for flag, hook in (("-DHAVE_FIB4", "fib:fib_table_lookup"),
+                                          ("-DHAVE_FIB6", "fib6:fib6_table_lookup"))
+                  if flag in cflags]
+        return resolve(hooks, btf.KERNEL_BTF if btf_path is None else btf_path)
 
     @classmethod
     def _configure(
         cls, flow_map_size: int | None = None, trace_udp: bool = True,
-        compat: bool | None = None,
+        compat: bool | None = None, fields: KernelFields | None = None,
     ) -> tuple[str, list[str], list[str]]:
         """The program text (headers inlined), its -D flags and the
-        missing-hook messages here."""
+        missing-hook messages here; the raw hooks with ``fields``."""
         hooks = available_hooks()
         off = () if trace_udp else ROUTE_HOOKS
         hooks.update({hook: False for hook in off})
@@ -207,15 +287,31 @@ class ConnectionTracer:
             # give connect failures only.
             message = "UDP: no datagrams are counted without sock:sock_*_length"
             missing.append(message)
+        if fields is not None:
+            cflags += fields.cflags()
         return inline_includes(PROGRAM_PATH), cflags, missing
 
     @classmethod
     def render_program(cls, flow_map_size: int | None = None,
-                       trace_udp: bool = True) -> str:
+                       trace_udp: bool = True, program: str = "auto",
+                       btf_path: Path | str | None = None) -> str:
         """The final C for this kernel without loading it (``collect --ebpf-dump``):
-        one text, its -D flags as #define lines on top, that compiles alone."""
-        text, cflags, _ = cls._configure(flow_map_size, trace_udp)
-        return standalone(text, cflags)
+        one text, its -D flags as #define lines on top, that compiles alone.
+
+        "auto" renders the raw hooks where their fields resolve (the self-test
+        runs only when the collector loads them); a comment on top says which
+        program it is, and the offsets and where they came from."""
+        fields, note = None, _TRACEPOINT_NOTE
+        if program != "tracepoint":
+            try:
+                fields = cls.raw_fields(trace_udp, btf_path)
+                note = _RAW_NOTE
+            except FieldsUnavailable as exc:
+                if program == "raw":
+                    raise
+                note = f"{_TRACEPOINT_NOTE}: raw hooks not used ({exc})"
+        text, cflags, _ = cls._configure(flow_map_size, trace_udp, fields=fields)
+        return _with_note(standalone(text, cflags), note, fields)
 
     @_class_or_instance
     def program_text(self_or_cls) -> str:
@@ -227,7 +323,12 @@ class ConnectionTracer:
         """
         if isinstance(self_or_cls, type):
             return self_or_cls.render_program()
-        return standalone(self_or_cls._text, self_or_cls._cflags)
+        fields = self_or_cls.fields
+        note = (_RAW_NOTE if fields else _TRACEPOINT_NOTE
+                + (f": {self_or_cls.program_note}" if self_or_cls.program_note
+                   else ""))
+        return _with_note(standalone(self_or_cls._text, self_or_cls._cflags), note,
+                          fields)
 
     # ------------------------------------------------------------- reading
 
@@ -300,12 +401,14 @@ class ConnectionTracer:
         ]
         self._name_by_exec(flows + listens)
         lost = self._lost_delta() + self._misses.delta()
-        return TracerReading(
-            flows=flows,
-            listens=listens,
-            lost=lost,
-            cgroups=self._drain_cgroups(),
-        )
+        cgroups = self._drain_cgroups()
+        if self._carry is not None:
+            # What the self-test's read found besides its own traffic.
+            flows = self._carry.flows + flows
+            lost += self._carry.lost
+            cgroups = {**self._carry.cgroups, **cgroups}
+            self._carry = None
+        return TracerReading(flows=flows, listens=listens, lost=lost, cgroups=cgroups)
 
     def _name_by_exec(self, samples) -> None:
         """Name each sample's process as it was executed, where the kernel saw

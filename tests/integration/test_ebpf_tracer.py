@@ -142,11 +142,19 @@ def scripts(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module", params=["raw", "tracepoint"])
+def program(request) -> str:
+    """Every test here runs with both programs: the raw hooks reading kernel
+    fields at BTF offsets, and the tracepoint program."""
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def tracer(ebpf_ready):
+def tracer(ebpf_ready, program):
     from collector.ebpf.tracer import ConnectionTracer
 
-    t = ConnectionTracer()
+    t = ConnectionTracer(program=program)
+    assert t.program == program
     yield t
     t.close()
 
@@ -217,7 +225,7 @@ class Collected:
         return self.total(counter, **match)
 
 
-def test_hooks_report(tracer):
+def test_hooks_report(tracer, program):
     from collector.ebpf.support import OPTIONAL_HOOKS, available_hooks
 
     assert tracer.mode == "ebpf"
@@ -232,7 +240,8 @@ def test_hooks_report(tracer):
     assert "TRACEPOINT_PROBE(sock, inet_sock_set_state)" in text
     from collector.ebpf.tracer import ConnectionTracer
 
-    assert text == tracer.render_program() == ConnectionTracer.program_text()
+    assert text == tracer.render_program(program=program)
+    assert (text == ConnectionTracer.program_text()) == (program == "raw")
     # One text, headers inlined, the -D values defined on top: it compiles
     # alone into the program that was loaded.
     assert "#include \"" not in text
@@ -642,7 +651,7 @@ def test_reads_during_a_load_lose_nothing(tracer):
     assert got.lost == 0
 
 
-def test_program_for_kernels_before_5_12(ebpf_ready, tracer):
+def test_program_for_kernels_before_5_12(ebpf_ready, tracer, program):
     """Kernels before 5.12 have no BPF compare-and-swap: they get a hash map of
     sockets and inflight counters for the buffer flips. Built and run here, it
     counts TCP and UDP as exactly, with reads taken during the load."""
@@ -650,7 +659,7 @@ def test_program_for_kernels_before_5_12(ebpf_ready, tracer):
 
     assert not tracer.compat  # this kernel (5.12+) gets the socket table
     assert "-DCOMPAT_PRE_5_12" not in tracer.program_text().split("*/", 1)[0]
-    old = ConnectionTracer(compat=True)
+    old = ConnectionTracer(compat=True, program=program)
     try:
         assert old.compat
         assert "-DCOMPAT_PRE_5_12" in old.program_text().split("*/", 1)[0]
@@ -679,7 +688,7 @@ def test_program_for_kernels_before_5_12(ebpf_ready, tracer):
         old.close()
 
 
-def test_udp_socket_connected_before_the_tracer(ebpf_ready):
+def test_udp_socket_connected_before_the_tracer(ebpf_ready, program):
     """A datagram is counted on its own flow when the kernel routes it again
     (a route change since the connect makes it), else not at all: the send hook
     cannot tell such a socket from a Unix one. Never twice, never as lost,
@@ -694,7 +703,7 @@ def test_udp_socket_connected_before_the_tracer(ebpf_ready):
     witness_sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     witness_sink.bind(("127.0.0.1", 0))
     witness_port = witness_sink.getsockname()[1]
-    late = ConnectionTracer()
+    late = ConnectionTracer(program=program)
     try:
         late.read()
         for _ in range(5):
@@ -723,13 +732,13 @@ def test_udp_socket_connected_before_the_tracer(ebpf_ready):
         late.close()
 
 
-def test_without_udp_tracing(ebpf_ready):
+def test_without_udp_tracing(ebpf_ready, program):
     """PORTOLAN_TRACE_UDP=0: no route-lookup hooks; TCP is counted as before,
     UDP not at all (and not as lost), and the tracer says so."""
     from collector.ebpf.tracer import ConnectionTracer
 
     n, k, m = 5, 9, 4
-    tcp_only = ConnectionTracer(trace_udp=False)
+    tcp_only = ConnectionTracer(trace_udp=False, program=program)
     try:
         assert "HAVE_FIB" not in tcp_only.program_text().split("*/", 1)[0]
         assert any(h.startswith("fib:fib_table_lookup: off (PORTOLAN_TRACE_UDP=0)")
@@ -748,10 +757,12 @@ def test_without_udp_tracing(ebpf_ready):
         tcp_only.close()
 
 
-def test_full_flow_map_is_counted_as_lost(ebpf_ready):
+def test_full_flow_map_is_counted_as_lost(ebpf_ready, program, tracer):
     from collector.ebpf.tracer import ConnectionTracer
 
-    small = ConnectionTracer(flow_map_size=2)
+    # The raw hooks' offsets passed their self-test when ``tracer`` loaded
+    # (a map of 2 would not hold it); this one does not repeat it.
+    small = ConnectionTracer(flow_map_size=2, program=program)
     try:
         small.read()
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -847,12 +858,12 @@ def test_a_connect_to_itself_is_a_connection_not_an_accept(tracer):
     _connect_to_itself_counts_once(tracer)
 
 
-def test_a_connect_to_itself_before_5_12_too(ebpf_ready):
+def test_a_connect_to_itself_before_5_12_too(ebpf_ready, program):
     """The program for older kernels keeps sockets in a hash map, whose
     claim would overwrite the tracked connect."""
     from collector.ebpf.tracer import ConnectionTracer
 
-    old = ConnectionTracer(compat=True)
+    old = ConnectionTracer(compat=True, program=program)
     try:
         _connect_to_itself_counts_once(old)
     finally:
