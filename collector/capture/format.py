@@ -13,8 +13,10 @@ block and what is wrong (``CaptureError``).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 import struct
 import zlib
 from collections import Counter
@@ -64,6 +66,9 @@ MAX_COUNTER = (1 << 63) - 1  # Redis' HINCRBY range
 # Times a collector could have reported at: 2001-09-09 .. 2100-01-01.
 MIN_TS, MAX_TS = 1_000_000_000.0, 4_102_444_800.0
 HISTORY_TIERS = ("fine", "coarse")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# A capture repeats the same flow fields and address targets in every report.
+_flow_field = functools.lru_cache(maxsize=200_000)(parse_flow_field)
 
 
 class CaptureError(ValueError):
@@ -435,7 +440,7 @@ def _text(value, what: str = "string") -> str:
         raise SchemaError(f"{what}: expected a string, got {type(value).__name__}")
     if len(value) > MAX_STRING:
         raise SchemaError(f"{what}: string of {len(value)} characters")
-    if any(ord(ch) < 32 and ch not in "\t\n" or ord(ch) == 127 for ch in value):
+    if _CONTROL.search(value):
         raise SchemaError(f"{what}: control character in {value[:80]!r}")
     return value
 
@@ -471,58 +476,76 @@ def _plain(value, what: str, depth: int = 0):
     raise SchemaError(f"{what}: unexpected {type(value).__name__}")
 
 
+@functools.cache
+def _field_types(cls) -> tuple[tuple[str, type], ...]:
+    """Each field of a schema record and the type of its default."""
+    out = []
+    for name, f in cls.__dataclass_fields__.items():
+        if f.default_factory is not MISSING:
+            out.append((name, type(f.default_factory())))
+        elif f.default is not MISSING:
+            out.append((name, type(f.default)))
+        else:
+            out.append((name, str))
+    return tuple(out)
+
+
 def _dataclass(cls, data, what: str):
     """A schema record from a map: known fields only, each of its default's
     type, every string checked."""
     if not isinstance(data, dict):
         raise SchemaError(f"{what}: expected a map")
     values = {}
-    for name, f in cls.__dataclass_fields__.items():
+    for name, expected in _field_types(cls):
         if name not in data:
             continue
-        value = _plain(data[name], f"{what} {name}")
-        if f.default_factory is not MISSING:
-            expected = type(f.default_factory())
-        elif f.default is not MISSING:
-            expected = type(f.default)
-        else:
-            expected = str
-        if expected is float and isinstance(value, int):
+        value = data[name]
+        kind = type(value)
+        if kind is str:
+            value = _text(value, f"{what} {name}")
+        elif kind in (list, dict):
+            value = _plain(value, f"{what} {name}")
+        if expected is float and kind is int:
             value = float(value)
-        if expected is int and isinstance(value, int) and not isinstance(
-                value, bool) and value < 0 and name != "exit_code":
+        elif expected is int and kind is int and value < 0 and name != "exit_code":
             raise SchemaError(f"{what} {name}: negative {value}")
-        if not isinstance(value, expected) or (
-                expected is int and isinstance(value, bool)):
+        if type(value) is not expected:
             raise SchemaError(f"{what} {name}: expected {expected.__name__}, got "
-                              f"{type(value).__name__}")
+                              f"{kind.__name__}")
+        if expected is float and not math.isfinite(value):
+            raise SchemaError(f"{what} {name}: {value!r} is not a finite number")
         values[name] = value
     if "id" not in values:
         raise SchemaError(f"{what}: no id")
     return cls(**values)
 
 
+@functools.lru_cache(maxsize=200_000)
+def _flow_name(name) -> str:
+    """A flow field name, checked once however often it recurs."""
+    _flow_field(_text(name, "flow field"))
+    return name
+
+
 def _counters(value, what: str) -> dict[str, int]:
     if not isinstance(value, dict):
         raise SchemaError(f"{what}: expected a map")
-    out = {}
     for name, count in value.items():
-        parse_flow_field(_text(name, what))
-        if not isinstance(count, int) or isinstance(count, bool):
+        _flow_name(name)
+        if type(count) is not int:
             raise SchemaError(f"{what}: counter {count!r} is not an integer")
         if not 0 <= count <= MAX_COUNTER:
             raise SchemaError(f"{what}: counter {count} out of range")
-        out[name] = count
-    return out
+    return value
 
 
 def _rates(value) -> dict[str, float]:
     if not isinstance(value, dict):
         raise SchemaError("rates: expected a map")
-    out = {}
     for name, rate in value.items():
-        parse_flow_field(_text(name, "rates"))
-        if not _number(rate) or rate < 0:
+        _flow_name(name)
+        if type(rate) is int:
+            rate = float(rate)
+        if type(rate) is not float or not 0 <= rate < math.inf:
             raise SchemaError(f"rates: rate {rate!r} out of range")
-        out[name] = float(rate)
-    return out
+    return {name: float(rate) for name, rate in value.items()}

@@ -29,6 +29,7 @@ from collector.schema import (
     SchemaError,
     container_node_id,
     decode_snapshot,
+    host_node_id,
     parse_address_target,
     parse_flow_field,
     validate_host_id,
@@ -77,8 +78,6 @@ class ContainerFilter:
 
         report.containers = kept
         kept_nodes = {container_node_id(host, c.id) for c in kept}
-        report.addrs = {a: t for a, t in report.addrs.items()
-                        if parse_address_target(t)[0] not in dropped}
         report.flows = {f: v for f, v in report.flows.items() if keep_field(f)}
         report.rates = {f: v for f, v in report.rates.items() if keep_field(f)}
         report.base = {f: v for f, v in report.base.items() if keep_field(f)}
@@ -86,6 +85,11 @@ class ContainerFilter:
             parse_flow_field(f)[0].node for f in report.flows}
         report.host.processes = [p for p in report.host.processes
                                  if isinstance(p, dict) and p.get("node") in talking]
+        # Addresses of what is kept: its containers, the host, the processes
+        # that talk to them (not a container gone or left out).
+        wanted = kept_nodes | talking | {host_node_id(host)}
+        report.addrs = {a: t for a, t in report.addrs.items()
+                        if parse_address_target(t)[0] in wanted}
         return report
 
 
