@@ -60,10 +60,13 @@ def graph_json(env, repo_root, level="container"):
     return json.loads(out.stdout)
 
 
+@pytest.mark.parametrize("program", ["raw", "tracepoint"])
 def test_two_containers_connection_reaches_the_graph(
-    ebpf_ready, containers, redis_backend, backend_env, repo_root
+    ebpf_ready, containers, redis_backend, backend_env, repo_root, program
 ):
-    collector_env, redis_client = backend_env, redis_backend[1]
+    """With either eBPF program (PORTOLAN_EBPF_PROGRAM)."""
+    collector_env = dict(backend_env, PORTOLAN_EBPF_PROGRAM=program)
+    redis_client = redis_backend[1]
     server = containers.run("httpd -f -p 8080 -h /var/www")
     server_ip = containers.ip(server)
     proc = run_collector(collector_env, repo_root, 120)
@@ -101,6 +104,7 @@ def test_two_containers_connection_reaches_the_graph(
     finally:
         proc.stop()
     assert "ebpf mode" in proc.output(), proc.describe()
+    assert f"eBPF tracer: {program} program" in proc.output(), proc.describe()
 
 
 @pytest.mark.parametrize("command", [COLLECTOR, ALIAS], ids=" ".join)
