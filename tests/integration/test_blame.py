@@ -11,8 +11,8 @@ intervals against one Redis (issue 20).
 Stated bounds (BENCHMARKS.md measures them): a stopped container or a stopped
 service is red within RED_WITHIN (5 s, a hard fact raises at once); a client's
 refused calls within twice that (two judged steps after the collector saw
-them); back to ok within OK_WITHIN of the last failure (the 10 s failure
-window, then five clean steps).
+them); back to ok within OK_WITHIN of the recovery (the 10 s failure window, then
+five clean steps: about 15 s; 30 s at most in bench/fault_timing.py).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ pytestmark = [pytest.mark.ebpf, pytest.mark.docker]
 
 HOST = "blame-host"
 RED_WITHIN = 5.0
-OK_WITHIN = 20.0
+OK_WITHIN = 30.0
 ROOT = Path(__file__).resolve().parents[2]
 
 # Serves ports; stops serving port P once /ctl/stop-P exists.
