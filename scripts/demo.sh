@@ -2,7 +2,8 @@
 # `make demo`: the map on the shipped capture (demo/demo.capture), replayed in a
 # loop. No Docker, no root, no eBPF: its own redis-server on a free loopback
 # port, the replay, the analyzer, the graph builder and Daphne. Ctrl-C stops
-# everything it started. DEMO_CAPTURE=FILE... replays other captures.
+# everything it started. DEMO_CAPTURE=FILE... replays other captures,
+# DEMO_SPEED=X replays X times faster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -44,7 +45,7 @@ for _ in $(seq 50); do
 done
 
 # shellcheck disable=SC2086 # several captures may be given
-$PY manage.py replay --loop $captures &
+$PY manage.py replay --loop --speed "${DEMO_SPEED:-1}" $captures &
 pids+=($!)
 $PY manage.py analyze &
 pids+=($!)
@@ -52,6 +53,12 @@ $PY manage.py builder &
 pids+=($!)
 .venv/bin/daphne -b "$PORTOLAN_BIND" -p "$PORTOLAN_PORT" webapp.asgi:application 2>/dev/null &
 pids+=($!)
+
+# The URL once it answers.
+for _ in $(seq 300); do
+  $PY -c 'import os, urllib.request as u; u.urlopen(f"http://{os.environ["PORTOLAN_BIND"]}:{os.environ["PORTOLAN_PORT"]}/healthz", timeout=1)' 2>/dev/null && break
+  sleep 0.1
+done
 
 login=${PORTOLAN_ADMIN_USER:-admin}
 if [ -n "${PORTOLAN_ADMIN_PASSWORD:-}" ]; then
