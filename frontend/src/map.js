@@ -63,6 +63,7 @@ class MapPage {
           outbound: ele.outgoers("edge").map((e) => e.data("attrs")),
         }),
         past: () => this.view.at !== null,
+        at: () => this.view.at,
       },
       () => this.closeDetails(),
     );

@@ -209,7 +209,8 @@ const SERIES = [
   ["bytes_per_s_out", "bytes, as client", bytesPerSecond, "#0e7490"],
 ];
 
-export function drawSparkline(canvas, ts, values, colour) {
+// ``markAt`` (unix seconds, optional): a past view's time, drawn as a line.
+export function drawSparkline(canvas, ts, values, colour, markAt = null) {
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth || 150;
   const height = canvas.clientHeight || 28;
@@ -230,8 +231,9 @@ export function drawSparkline(canvas, ts, values, colour) {
   }
   const real = points.filter(Boolean);
   if (!real.length) return false;
-  const t0 = Math.min(...real.map((p) => p[0]));
-  const t1 = Math.max(...real.map((p) => p[0]));
+  const mark = markAt === null || !Number.isFinite(Number(markAt)) ? null : Number(markAt);
+  const t0 = Math.min(...real.map((p) => p[0]), mark ?? Infinity);
+  const t1 = Math.max(...real.map((p) => p[0]), mark ?? -Infinity);
   const vmax = Math.max(...real.map((p) => p[1]), 0);
   const vmin = Math.min(...real.map((p) => p[1]), 0);
   const x = (t) => (t1 > t0 ? ((t - t0) / (t1 - t0)) * (width - 2) + 1 : width / 2);
@@ -257,6 +259,16 @@ export function drawSparkline(canvas, ts, values, colour) {
     else flush();
   }
   flush();
+  if (mark !== null) {
+    ctx.strokeStyle = "#0f172a";
+    ctx.lineWidth = 1;
+    ctx.setLineDash([2, 2]);
+    ctx.beginPath();
+    ctx.moveTo(x(mark), 0);
+    ctx.lineTo(x(mark), height);
+    ctx.stroke();
+    ctx.setLineDash([]);
+  }
   return true;
 }
 
@@ -275,7 +287,7 @@ const WINDOW_S = 900;
 
 export class Details {
   // ``context``: { element(id), nameOf(id), edgesOf(id) -> {inbound, outbound},
-  // past() -> whether the map shows the past (the node API is live only) }
+  // past() -> whether the map shows the past, at() -> its unix time or null }
   constructor(root, context, onClose) {
     this.root = root;
     this.context = context;
@@ -319,8 +331,11 @@ export class Details {
     if (id === null) return;
     let answer = null;
     let state;
+    const at = this.context.at();
     try {
-      const url = `/api/node/?id=${encodeURIComponent(id)}&window=${WINDOW_S}`;
+      // A past view's panel: the node as it was then, series up to then.
+      const when = at === null ? "" : `&at=${encodeURIComponent(String(at))}`;
+      const url = `/api/node/?id=${encodeURIComponent(id)}&window=${WINDOW_S}${when}`;
       const response = await fetch(url, {
         credentials: "same-origin",
         headers: { Accept: "application/json" },
@@ -334,7 +349,8 @@ export class Details {
     } catch {
       state = "unreachable";
     }
-    if (id !== this.current) return; // another node was opened meanwhile
+    // Another node was opened, or another time chosen, meanwhile.
+    if (id !== this.current || at !== this.context.at()) return;
     this.apiState = state;
     if (answer && typeof answer === "object") this.api = answer;
     this.render();
@@ -357,10 +373,9 @@ export class Details {
       return;
     }
     const graphAttrs = ele.data("attrs") || {};
-    // A past map's node is described by the past graph alone: the API's node,
-    // reasons included, is the live one.
-    const apiNode =
-      !this.context.past() && this.api && this.api.node && typeof this.api.node === "object" ? this.api.node : {};
+    // The map's own attributes first; the API's node is of the same time.
+    const api = this.apiOfView();
+    const apiNode = api && api.node && typeof api.node === "object" ? api.node : {};
     const a = { ...apiNode, ...graphAttrs, reasons: graphAttrs.reasons ?? apiNode.reasons };
     this.title.textContent = ele.data("label");
     this.sub.replaceChildren(
@@ -382,7 +397,10 @@ export class Details {
     const start = this.whereToStart(ele, a);
     if (start) sections.push(this.section("Where to start", start, "where-to-start"));
     sections.push(this.section("Now", this.now(ele)));
-    sections.push(this.section("Last 15 minutes", this.sparklines()));
+    const at = this.context.at();
+    const seriesTitle =
+      at === null ? "Last 15 minutes" : `15 minutes up to ${new Date(at * 1000).toLocaleTimeString()}`;
+    sections.push(this.section(seriesTitle, this.sparklines(), "series"));
     const { inbound, outbound } = this.connections(ele);
     sections.push(this.section(`Inbound (${inbound.length})`, this.peers(inbound, "source"), "inbound"));
     sections.push(this.section(`Outbound (${outbound.length})`, this.peers(outbound, "target"), "outbound"));
@@ -390,6 +408,13 @@ export class Details {
     sections.push(this.section("Processes", this.processes()));
     sections.push(this.section("Recent events", this.events()));
     this.body.replaceChildren(...sections);
+  }
+
+  // The node API's last answer if it is of the time the map shows, else null.
+  apiOfView() {
+    if (!this.api || typeof this.api !== "object") return null;
+    const at = this.api.at ?? null;
+    return at === this.context.at() ? this.api : null;
   }
 
   // A link that opens another node's panel, as a click on it would.
@@ -418,7 +443,7 @@ export class Details {
   // The analyzer's ranked likely causes on this map, for a node in trouble.
   whereToStart(ele, a) {
     const troubled = a.status === "critical" || a.status === "warning" || a.because_of || a.cause_rank;
-    if (!troubled || this.context.past()) return null;
+    if (!troubled) return null;
     const ranked = ele
       .cy()
       .nodes()
@@ -498,7 +523,8 @@ export class Details {
   }
 
   sparklines() {
-    const series = this.api && this.api.series && typeof this.api.series === "object" ? this.api.series : null;
+    const api = this.apiOfView();
+    const series = api && api.series && typeof api.series === "object" ? api.series : null;
     if (!series || !Array.isArray(series.ts) || !series.ts.length) {
       return this.noData(this.apiState === "loading" ? "loading…" : "no data");
     }
@@ -508,6 +534,9 @@ export class Details {
       ...Object.keys(series).filter((n) => n !== "ts" && !known.has(n) && Array.isArray(series[n])).sort(),
     ];
     const grid = el("div", "sparklines");
+    const markAt = this.context.at();
+    // The time a past view shows, marked on every series (and readable here).
+    if (markAt !== null) grid.dataset.markedAt = String(markAt);
     const draws = [];
     for (const name of names) {
       const [, label, format, colour] = known.get(name) || [name, name, shortNumber, "#475569"];
@@ -523,7 +552,7 @@ export class Details {
           text("span", latest === null ? "no data" : format(latest), "spark-value"),
         ]),
       );
-      draws.push(() => drawSparkline(canvas, series.ts, values, colour));
+      draws.push(() => drawSparkline(canvas, series.ts, values, colour, markAt));
     }
     if (!names.length) return this.noData();
     // Drawn once the canvases are laid out (they size from CSS).
@@ -531,10 +560,10 @@ export class Details {
     return grid;
   }
 
-  // Inbound and outbound edges: the API's when it answered (live only), else
-  // the map's.
+  // Inbound and outbound edges: the API's when it answered for the time the
+  // map shows, else the map's.
   connections(ele) {
-    const api = (!this.context.past() && this.api) || {};
+    const api = this.apiOfView() || {};
     if (Array.isArray(api.inbound) || Array.isArray(api.outbound)) {
       return {
         inbound: Array.isArray(api.inbound) ? api.inbound : [],
@@ -576,7 +605,8 @@ export class Details {
   }
 
   processes() {
-    const list = this.api && Array.isArray(this.api.processes) ? this.api.processes : null;
+    const api = this.apiOfView();
+    const list = api && Array.isArray(api.processes) ? api.processes : null;
     if (!list || !list.length) return this.noData();
     const table = el("table", "procs");
     table.append(el("thead", "", [el("tr", "", ["pid", "command", "user", "listens"].map((h) => text("th", h)))]));
@@ -597,7 +627,8 @@ export class Details {
   }
 
   events() {
-    const list = this.api && Array.isArray(this.api.events) ? this.api.events : null;
+    const api = this.apiOfView();
+    const list = api && Array.isArray(api.events) ? api.events : null;
     if (!list || !list.length) return this.noData();
     const ul = el("ul", "events");
     for (const e of [...list].reverse().slice(0, 30)) {

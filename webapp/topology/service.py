@@ -19,6 +19,7 @@ from django.conf import settings
 from collector.redis_client import REDIS_ERRORS
 from collector.redis_client import redis_client as make_client
 from collector.schema import Keys, host_of_node, parse_node_id
+from webapp.anomalies.history import read_verdict_at
 from webapp.anomalies.merge import apply_verdict, read_verdict
 from webapp.topology import details
 from webapp.topology.graph import LEVELS, build_graph
@@ -63,7 +64,10 @@ def current_graph(level: str = "container", at: float | None = None) -> nx.DiGra
     if at is not None:
         state = read_state_at(redis_client(), keys(), at, conf["HISTORY_STEP"],
                               conf["HISTORY_COARSE_STEP"])
-        return build_graph(state, level)
+        # The statuses, reasons and likely causes the analyzer published
+        # then, not today's rules run again.
+        return apply_verdict(build_graph(state, level),
+                             read_verdict_at(redis_client(), at, keys().prefix))
     state = read_state(redis_client(), keys(), conf["NODE_TTL"])
     # The analyzer's statuses, reasons and likely causes colour the live map
     # (as the graph builder does): the same verdict, or "unknown" without one.
@@ -101,16 +105,22 @@ def level_of(node_id: str) -> str:
     return {"host": "host", "service": "service"}.get(kind, "container")
 
 
-def node_details(node_id: str, window: float = 900.0) -> dict:
-    """The details panel's data for one node (KeyError when it is not live)."""
-    G = current_graph(level_of(node_id))
+def node_details(node_id: str, window: float = 900.0,
+                 at: float | None = None) -> dict:
+    """The details panel's data for one node, live or at unix time ``at``
+    (series up to then); KeyError when the node is not on that map."""
+    G = current_graph(level_of(node_id), at)
     if node_id not in G:
         raise KeyError(node_id)
     host = host_of_node(node_id)
+    until = time.time() if at is None else at
     snapshots = []
     if host is not None:
-        snapshots = read_history(redis_client(), keys(), host, time.time() - window)
-    return details.node_details(G, node_id, snapshots)
+        snapshots = read_history(redis_client(), keys(), host, until - window,
+                                 until)
+    body = details.node_details(G, node_id, snapshots)
+    body["at"] = at  # the panel marks it on the series
+    return body
 
 
 def graph_payload(G: nx.DiGraph) -> dict:

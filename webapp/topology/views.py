@@ -60,7 +60,8 @@ def api_graph(request):
 @require_GET
 @topology_reader
 def api_node(request):
-    """One node's details for the map's panel (a login or an API token needed)."""
+    """One node's details for the map's panel, live or at ``?at=`` (a login or
+    an API token needed)."""
     node_id = request.GET.get("id", "")
     try:
         window = float(request.GET.get("window", "900"))
@@ -73,10 +74,17 @@ def api_node(request):
             {"error": "window must be a finite number of seconds"}, status=400
         )
     window = min(max(window, 1.0), 3600.0)
+    at = None
+    if request.GET.get("at"):
+        try:
+            at = service.parse_time(request.GET["at"])
+        except ValueError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
     try:
-        body = service.node_details(node_id, window)
+        body = service.node_details(node_id, window, at)
     except KeyError:
-        return JsonResponse({"error": "no such node on the live map"}, status=404)
+        where = "the live map" if at is None else "the map at that time"
+        return JsonResponse({"error": f"no such node on {where}"}, status=404)
     except REDIS_ERRORS as exc:
         return redis_unreachable(exc)
     return JsonResponse(body)
