@@ -6,6 +6,7 @@ import asyncio
 import threading
 
 from webapp.builder.builder import BuilderSettings, GraphBuilder
+from webapp.builder.stored import mark_watched
 
 
 class BuilderThread:
@@ -51,17 +52,21 @@ class BuilderThread:
 
     async def wait_holds(self, node_id: str, level: str = "container",
                          timeout: float = 5.0) -> None:
-        """Wait until the builder has taken a report in (its graph holds it)."""
+        """Wait until the builder has taken a report in (its graph holds it);
+        the level is marked watched, as a map open on it would."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        mark_watched(self.builder.client, self.builder.gkeys, level)
         while not self.holds(node_id, level):
             assert loop.time() < deadline, f"the builder never built {node_id}"
             await asyncio.sleep(0.05)
 
     async def wait_stored(self, level: str = "container", timeout: float = 5.0):
-        """Wait until the builder has stored a first graph at ``level``."""
+        """Wait until the builder has stored a first graph at ``level`` (marked
+        watched, as a map open on it would)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        mark_watched(self.builder.client, self.builder.gkeys, level)
         key = self.builder.gkeys.snapshot(level)
         while not self.builder.client.exists(key):
             assert loop.time() < deadline, "the builder stored no graph"

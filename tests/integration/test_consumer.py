@@ -22,6 +22,7 @@ from collector.schema import ContainerRecord, HostRecord, Keys, container_node_i
 from tests.conftest import RedisServer, free_port
 from tests.integration.builder_thread import BuilderThread
 from webapp.asgi import application, origin_allowed
+from webapp.maps.diff import apply_diff
 from webapp.topology import service
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -271,15 +272,25 @@ async def test_a_silent_collector_is_shown_as_not_reporting(
         # No analyzer runs here: "unknown" (issue 20), but reporting.
         assert nodes[f"host:{HOST}"]["status"] == "unknown"
         assert "reporting" not in nodes[f"host:{HOST}"]
-        diff = await receive_until(
-            comm, lambda m: m["type"] == "diff" and any(
-                n["id"] == f"host:{HOST}" for n in m["changed_nodes"]), timeout=5)
-        changed = {n["id"]: n for n in diff["changed_nodes"]}
-        silent = changed[f"host:{HOST}"]
+        # The map as the client keeps it: the snapshot, each diff merged in
+        # (a node's changed keys alone, or the node whole when keys went).
+        shown = {"graph": snapshot["graph"]}
+
+        def host_changed(message):
+            if message["type"] != "diff":
+                return False
+            shown["graph"] = apply_diff(shown["graph"], message)
+            return any(n["id"] == f"host:{HOST}" for n in
+                       message["changed_nodes"] + message["updated_nodes"])
+
+        await receive_until(comm, host_changed, timeout=5)
+        nodes = {n["id"]: n for n in shown["graph"]["nodes"]}
+        silent = nodes[f"host:{HOST}"]
         assert silent["status"] == "unknown" and silent["reporting"] is False
         assert "no report from its collector since" in silent["reasons"][-1]
-        assert changed[container_node_id(HOST, "c1")]["status"] == "unknown"
-        # Reporting again: back to normal.
+        assert nodes[container_node_id(HOST, "c1")]["reporting"] is False
+        assert nodes[container_node_id(HOST, "c1")]["status"] == "unknown"
+        # Reporting again: back to normal ("reporting" is gone: sent whole).
         await sync_to_async(host.add)("c2", "pt-back")
         diff = await receive_until(
             comm, lambda m: m["type"] == "diff" and any(

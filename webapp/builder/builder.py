@@ -3,11 +3,14 @@
 The active builder follows ``Keys.changes``; after each batch of change notices
 (at most every ``min_interval`` seconds, and every ``recheck_interval`` seconds
 without any, since a host whose keys expire publishes nothing) it updates the
-fleet and the levels, stores each changed level's diff (and, now and then, a
-whole snapshot) under ``GraphKeys`` and publishes the diff once to the level's
-Channels group. A standby polls the lease; on taking it, it loads each level's
-stored snapshot and diffs and continues the sequence from there, so relays
-and their open maps simply receive the next diff.
+fleet and the levels someone watches (``GraphKeys.watched``), stores each
+changed level's diff (and, now and then, a whole snapshot) under ``GraphKeys``
+and publishes the diff once to the level's Channels group. A level nobody
+watches is left as it was; when it is watched again it is rebuilt and diffed
+against what was stored, so its sequence of diffs stays unbroken. A standby
+polls the lease; on taking it, it loads each level's stored snapshot and
+diffs and continues the sequence from there, so relays and their open maps
+simply receive the next diff.
 """
 
 from __future__ import annotations
@@ -37,8 +40,9 @@ from webapp.builder.keys import (
     group_name,
 )
 from webapp.builder.levels import LEVELS, LevelView, build_levels
+from webapp.builder.stored import encode_fresh
 from webapp.lease import Lease
-from webapp.maps.diff import apply_diff, is_empty, split_diff, split_snapshot
+from webapp.maps.diff import apply_diff, encode_diff, encode_snapshot, is_empty
 from webapp.topology.store import live_collectors
 
 __all__ = ["BuilderSettings", "GraphBuilder", "Publication", "encode_message",
@@ -64,6 +68,9 @@ class BuilderSettings:
     recheck_interval: float = 1.0  # update this often even without notices
     snapshot_interval: float = 10.0  # store a whole snapshot at least this often
     store_ttl: float = 120.0  # stored snapshots and diffs outlive a dead builder
+    fresh_ttl: float = 5.0  # the stored level counts as current this long
+    # Keep every level current, watched or not (tests; a builder nobody asks).
+    all_levels: bool = False
 
 
 @dataclass(slots=True)
@@ -105,6 +112,7 @@ class _StoredLevel:
 
     def __init__(self):
         self.seq = 0
+        self.snapshot_seq = 0  # the seq of the stored snapshot
         self.snapshot_at = 0.0  # time.monotonic() of the last stored snapshot
         self.snapshot_bytes = 0
         self.diff_bytes = 0  # stored since that snapshot
@@ -145,6 +153,9 @@ class GraphBuilder:
         self.stored = {level: _StoredLevel() for level in LEVELS}
         self.analysis: tuple[dict, list] | None = None
         self.silent: dict[str, float] = {}
+        # Levels that missed changes while nobody watched them.
+        self.stale: set[str] = set()
+        self.current: set[str] = set()  # levels brought up to date by the update
 
     # ------------------------------------------------------------ takeover
 
@@ -169,6 +180,7 @@ class GraphBuilder:
                 for text in diff_texts:
                     payload = apply_diff(payload, json.loads(text))
             stored.seq = diffs[-1][0] if diffs else seq
+            stored.snapshot_seq = seq
             self.views[level] = LevelView(level, payload)
         log.info("builder %s is now the active graph builder", self.lease.owner)
 
@@ -190,22 +202,35 @@ class GraphBuilder:
         analysis = read_verdict(self.client, self.conf.prefix, now)
         silent = {h: seen for h, seen in live.items()
                   if now - seen > self.conf.collector_ttl}
-        rebuild = (change.structural or analysis != self.analysis
-                   or silent != self.silent
-                   or any(v.graph is None for v in self.views.values()))
+        if (change.structural or analysis != self.analysis
+                or silent != self.silent):
+            self.stale.update(LEVELS)
         self.analysis, self.silent = analysis, silent
+        watched = self.watched_levels()
+        full = {level for level in watched
+                if level in self.stale or self.views[level].graph is None}
         diffs: dict[str, dict | None] = {}
-        if rebuild:
+        if full:
             self.full_builds += 1
-            graphs = build_levels(self.fleet.state, analysis, silent)
+            graphs = build_levels(self.fleet.state, analysis, silent, full)
             for level, graph in graphs.items():
                 diffs[level] = self.views[level].replace(graph)
-        elif change.flows or change.nodes:
+            self.stale -= full
+        if change.flows or change.nodes:
             sources = self._node_sources(change.nodes)
-            for level, view in self.views.items():
-                diffs[level] = view.update(self.fleet.state, change.flows,
-                                           change.nodes, analysis, sources)
+            for level in sorted(watched - full):
+                diffs[level] = self.views[level].update(
+                    self.fleet.state, change.flows, change.nodes, analysis, sources)
+            self.stale.update(set(LEVELS) - watched)
+        self.current = watched
         return diffs
+
+    def watched_levels(self) -> set[str]:
+        """The levels someone reads live (all with ``all_levels``)."""
+        if self.conf.all_levels:
+            return set(LEVELS)
+        flags = self.client.mget([self.gkeys.watched(level) for level in LEVELS])
+        return {level for level, flag in zip(LEVELS, flags, strict=True) if flag}
 
     def _node_sources(self, node_ids) -> dict[str, dict]:
         """The volatile attributes (metrics) of nodes whose records changed."""
@@ -234,17 +259,18 @@ class GraphBuilder:
             stored.seq += 1
             texts = None
             if diff is not None:
-                texts = [encode_message(m) for m in split_diff(diff, MESSAGE_LIMIT)]
+                texts = encode_diff(diff, MESSAGE_LIMIT)
             size = sum(map(len, texts or ()))
             due = (texts is None or time.monotonic() - stored.snapshot_at
                    > self.conf.snapshot_interval
                    or stored.diff_bytes + size > stored.snapshot_bytes // 2)
             if due:
-                snap = [encode_message(m) for m in split_snapshot(
-                    level, self.views[level].graph.payload(), MESSAGE_LIMIT)]
+                snap = encode_snapshot(level, self.views[level].graph.payload(),
+                                       MESSAGE_LIMIT)
                 blob = encode_snapshot_blob(stored.seq, snap)
                 pipe.set(self.gkeys.snapshot(level), blob, ex=ttl)
                 pipe.delete(self.gkeys.diffs(level))
+                stored.snapshot_seq = stored.seq
                 stored.snapshot_at = time.monotonic()
                 stored.snapshot_bytes = sum(map(len, snap))
                 stored.diff_bytes = 0
@@ -254,8 +280,19 @@ class GraphBuilder:
                 pipe.expire(self.gkeys.snapshot(level), ttl)
                 stored.diff_bytes += size
             publications.append(Publication(level, stored.seq, texts))
-        if publications:
-            pipe.execute()
+        for level in LEVELS:
+            # Unwatched levels' snapshots stay (a first viewer sees them at
+            # once, then the diff that catches them up); fresh says which
+            # are current.
+            pipe.expire(self.gkeys.snapshot(level), ttl)
+            pipe.expire(self.gkeys.diffs(level), ttl)
+        fresh = max(1, round(self.conf.fresh_ttl))
+        for level in self.current:
+            stored = self.stored[level]
+            pipe.set(self.gkeys.fresh(level),
+                     encode_fresh(time.time(), stored.seq, stored.snapshot_seq),
+                     ex=fresh)
+        pipe.execute()
         return publications
 
     # ------------------------------------------------------------ the loop

@@ -8,6 +8,12 @@
 ``P:{graph}:diffs:<level>``     LIST the encoded diffs after that snapshot,
                                       oldest first, each ``seq`` and its
                                       messages, one per line; TTL
+``P:{graph}:watched:<level>``   STR  set (with a short TTL) by whoever reads the
+                                      level live: web workers relaying it to
+                                      open maps, /api/graph/, /metrics. The
+                                      builder keeps only watched levels current
+``P:{graph}:fresh:<level>``     STR  unix time at which the builder last brought
+                                      the stored level up to date; TTL
 
 They share the hash tag ``{graph}`` (one Redis Cluster slot), so one
 transaction replaces a snapshot and empties its diff list. JSON never holds a
@@ -101,3 +107,11 @@ class GraphKeys:
     def diffs(self, level: str) -> str:
         group_name(level)
         return f"{self.prefix}:{{graph}}:diffs:{level}"
+
+    def watched(self, level: str) -> str:
+        group_name(level)
+        return f"{self.prefix}:{{graph}}:watched:{level}"
+
+    def fresh(self, level: str) -> str:
+        group_name(level)
+        return f"{self.prefix}:{{graph}}:fresh:{level}"

@@ -19,7 +19,7 @@ import networkx as nx
 from webapp.anomalies.keys import edge_target
 from webapp.anomalies.merge import Verdict, apply_verdict, worse
 from webapp.anomalies.status import severity_rank
-from webapp.maps.diff import graph_diff
+from webapp.maps.diff import changed_keys, empty_diff, graph_diff
 from webapp.topology.graph import (
     EDGE_ATTRS,
     client_view,
@@ -96,19 +96,25 @@ def mark_silent(G: nx.DiGraph, silent: dict[str, float]) -> None:
 
 
 def build_levels(state: TopologyState, verdict: Verdict,
-                 silent: dict[str, float]) -> dict[str, LevelGraph]:
-    """All three levels from scratch (the container graph is built once)."""
+                 silent: dict[str, float], levels=LEVELS) -> dict[str, LevelGraph]:
+    """The ``levels`` from scratch (the container graph is built once for the
+    container and host levels)."""
     out = {}
-    edge_of: dict = {}
-    G = _roll_up(service_graph(state, edges_of_flows=edge_of))
-    graphs = {"service": (G, edge_of)}
-    edge_of_c: dict = {}
-    C = service_graph(state, services=False, edges_of_flows=edge_of_c)
-    H = coarsen(C, "host")
-    host_of = {n: _host_ancestor(C, n) for n in C}
-    graphs["host"] = (H, {f: (host_of[u], host_of[v], t)
-                          for f, (u, v, t) in edge_of_c.items()})
-    graphs["container"] = (_roll_up(C), edge_of_c)
+    graphs = {}
+    if "service" in levels:
+        edge_of: dict = {}
+        G = _roll_up(service_graph(state, edges_of_flows=edge_of))
+        graphs["service"] = (G, edge_of)
+    if "container" in levels or "host" in levels:
+        edge_of_c: dict = {}
+        C = service_graph(state, services=False, edges_of_flows=edge_of_c)
+        if "host" in levels:
+            H = coarsen(C, "host")
+            host_of = {n: _host_ancestor(C, n) for n in C}
+            graphs["host"] = (H, {f: (host_of[u], host_of[v], t)
+                                  for f, (u, v, t) in edge_of_c.items()})
+        if "container" in levels:
+            graphs["container"] = (_roll_up(C), edge_of_c)
     for level, (graph, flows) in graphs.items():
         graph = apply_verdict(graph, verdict)
         mark_silent(graph, silent)
@@ -141,14 +147,16 @@ class LevelView:
         previous graph to diff against)."""
         old = self.graph.payload() if self.graph is not None else self.loaded
         self.graph, self.loaded = graph, None
-        return None if old is None else graph_diff(old, graph.payload())
+        return None if old is None else graph_diff(old, graph.payload(),
+                                                   partial=True)
 
     def update(self, state: TopologyState, flows, nodes, verdict: Verdict,
                node_sources: dict[str, dict]) -> dict:
-        """The diff of changed flows' edges and of nodes whose metrics changed."""
+        """The partial diff of changed flows' edges and of nodes whose metrics
+        changed: each carries only the keys whose values changed."""
         g = self.graph
-        changed_edges = []
-        for edge in {g.edge_of[f] for f in flows if f in g.edge_of}:
+        diff = empty_diff()
+        for edge in sorted({g.edge_of[f] for f in flows if f in g.edge_of}):
             link = g.links.get(edge)
             if link is None:
                 continue
@@ -156,9 +164,9 @@ class LevelView:
             new["status"] = _edge_status(g, edge, verdict)
             if new != link:
                 g.links[edge] = new
-                changed_edges.append(new)
-        changed_nodes = []
-        for node_id in nodes:
+                diff["updated_links"].append(
+                    changed_keys(link, new, ("source", "target")))
+        for node_id in sorted(nodes):
             node = g.nodes.get(node_id)
             source = node_sources.get(node_id)
             if node is None or source is None:
@@ -166,14 +174,8 @@ class LevelView:
             new = {**node, **source}
             if new != node:
                 g.nodes[node_id] = new
-                changed_nodes.append(new)
-        return {
-            "type": "diff", "added_nodes": [], "removed_nodes": [],
-            "changed_nodes": sorted(changed_nodes, key=lambda n: n["id"]),
-            "added_edges": [], "removed_edges": [],
-            "changed_edges": sorted(changed_edges,
-                                    key=lambda e: (e["source"], e["target"])),
-        }
+                diff["updated_nodes"].append(changed_keys(node, new))
+        return diff
 
 
 def _edge_values(state: TopologyState, members) -> dict:

@@ -9,8 +9,10 @@ in an error state):
     resynchronise. A large graph comes in ``n`` parts (nodes first, then
     links) that the client joins: Daphne refuses WebSocket messages over 1 MiB.
 ``{"type": "diff", "added_nodes": [...], "removed_nodes": [ids], ...}``
-    See ``webapp.maps.diff.graph_diff``; empty diffs are not sent; a large
-    one is sent as several smaller diffs, applied in order.
+    See ``webapp.maps.diff.graph_diff``; ``updated_nodes`` and
+    ``updated_links`` carry only the keys that changed, to merge into what the
+    client holds; empty diffs are not sent; a large one is sent as several
+    smaller diffs, applied in order.
 ``{"type": "error", "message": ...}``
     Redis is unreachable, the graph failed, or no graph builder has stored a
     graph yet; the socket stays open and a fresh snapshot follows recovery.
@@ -25,6 +27,12 @@ The graph is built by one process for every web worker (``manage.py builder``,
 stored snapshot and the diffs since, and calls ``catch_up`` on a new socket
 and ``topology_update`` on each socket for each step, with the text the
 builder encoded: a hundred open maps cost no build and no encoding here.
+
+Daphne writes a sent message inside ``send`` without returning to its event
+loop, so a socket catching up on a 10,000-container snapshot, or fifty
+sockets getting a large diff, would hold the loop for seconds: Daphne then
+refuses the handshakes waiting meanwhile (403 after its 5 s connect timeout).
+Each socket therefore yields to the loop after every message it sends.
 """
 
 from __future__ import annotations
@@ -129,12 +137,18 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
         if not await self._logged_in():
             return
         for text in snapshot:
-            await self.send(text_data=text)
+            await self._send_text(text)
         for _, texts in diffs:
             for text in texts:
-                await self.send(text_data=text)
+                await self._send_text(text)
         self.seq = seq
         self.error_sent = False
+
+    async def _send_text(self, text: str) -> None:
+        """Send one encoded message, then let other sockets and handshakes run
+        (see the module docstring)."""
+        await self.send(text_data=text)
+        await asyncio.sleep(0)
 
     async def topology_update(self, message: dict) -> None:
         """One builder step (``topology.update``): its diff, if this client
@@ -143,9 +157,9 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
             return
         if not await self._logged_in():
             return
+        self.seq = message["seq"]  # before yielding: the next step follows this one
         for text in message["texts"]:
-            await self.send(text_data=text)
-        self.seq = message["seq"]
+            await self._send_text(text)
 
     async def feed_error(self, message: str) -> None:
         """Tell the client once per outage; a snapshot follows the recovery."""

@@ -2,8 +2,14 @@
 
 Pure functions over the JSON form of a graph (``service.graph_payload``), so
 the consumer sends only changes and tests need neither Redis nor Channels.
-Nodes are matched by ``id``, edges by ``(source, target)``; a changed node or
-edge is sent whole, in its new form.
+Nodes are matched by ``id``, edges by ``(source, target)``. A changed node or
+edge is sent whole (``changed_nodes``, ``changed_edges``), or, in a partial
+diff, as only the keys whose values changed (``updated_nodes``: ``id`` and
+those keys; ``updated_links``: ``source``, ``target`` and those keys), which
+the client merges into what it holds: at 50,000 edges whose counters all
+move, a whole edge is about four times its changes. A key that disappears
+still sends the whole node or edge. Messages without the ``updated_*``
+fields (older builders) mean the same as before.
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ import json
 __all__ = [
     "DIFF_FIELDS",
     "apply_diff",
+    "changed_keys",
+    "empty_diff",
+    "encode_diff",
+    "encode_snapshot",
     "graph_diff",
     "is_empty",
     "split_diff",
@@ -23,10 +33,13 @@ DIFF_FIELDS = (
     "added_nodes",
     "removed_nodes",
     "changed_nodes",
+    "updated_nodes",
     "added_edges",
     "removed_edges",
     "changed_edges",
+    "updated_links",
 )
+_ENDS = ("source", "target")
 
 
 def _nodes(payload: dict) -> dict:
@@ -37,10 +50,27 @@ def _edges(payload: dict) -> dict:
     return {(e["source"], e["target"]): e for e in payload.get("links", [])}
 
 
-def graph_diff(old: dict, new: dict) -> dict:
+def changed_keys(old: dict, new: dict, keep: tuple = ("id",)) -> dict | None:
+    """``new``'s keys ``keep`` and those whose values differ from ``old``'s;
+    None when ``new`` lacks a key of ``old`` (a partial update cannot remove).
+
+    >>> changed_keys({"id": "x", "a": 1, "b": 2}, {"id": "x", "a": 1, "b": 3})
+    {'id': 'x', 'b': 3}
+    """
+    if not old.keys() <= new.keys():
+        return None
+    out = {k: new[k] for k in keep}
+    out.update((k, v) for k, v in new.items()
+               if k not in out and (k not in old or old[k] != v))
+    return out
+
+
+def graph_diff(old: dict, new: dict, partial: bool = False) -> dict:
     """The ``diff`` message that turns node-link graph ``old`` into ``new``.
 
-    Lists are sorted by id so that equal inputs give equal messages.
+    Lists are sorted by id so that equal inputs give equal messages. With
+    ``partial``, changed nodes and edges carry only their changed keys
+    (``updated_nodes``, ``updated_links``) where they can.
 
     >>> a = {"nodes": [{"id": "x", "status": "ok"}], "links": []}
     >>> b = {"nodes": [{"id": "x", "status": "critical"}, {"id": "y"}],
@@ -50,26 +80,40 @@ def graph_diff(old: dict, new: dict) -> dict:
     (['y'], ['x'])
     >>> d["added_edges"][0]["source"], d["removed_nodes"]
     ('y', [])
+    >>> graph_diff(a, b, partial=True)["updated_nodes"]
+    [{'id': 'x', 'status': 'critical'}]
     """
     old_nodes, new_nodes = _nodes(old), _nodes(new)
     old_edges, new_edges = _edges(old), _edges(new)
-    return {
-        "type": "diff",
-        "added_nodes": [new_nodes[n] for n in sorted(new_nodes.keys() - old_nodes)],
-        "removed_nodes": sorted(old_nodes.keys() - new_nodes),
-        "changed_nodes": [
-            new_nodes[n]
-            for n in sorted(new_nodes.keys() & old_nodes)
-            if new_nodes[n] != old_nodes[n]
-        ],
-        "added_edges": [new_edges[e] for e in sorted(new_edges.keys() - old_edges)],
-        "removed_edges": [list(e) for e in sorted(old_edges.keys() - new_edges)],
-        "changed_edges": [
-            new_edges[e]
-            for e in sorted(new_edges.keys() & old_edges)
-            if new_edges[e] != old_edges[e]
-        ],
-    }
+    diff = empty_diff()
+    diff["added_nodes"] = [new_nodes[n] for n in sorted(new_nodes.keys() - old_nodes)]
+    diff["removed_nodes"] = sorted(old_nodes.keys() - new_nodes)
+    diff["added_edges"] = [new_edges[e] for e in sorted(new_edges.keys() - old_edges)]
+    diff["removed_edges"] = [list(e) for e in sorted(old_edges.keys() - new_edges)]
+    for n in sorted(new_nodes.keys() & old_nodes):
+        if new_nodes[n] != old_nodes[n]:
+            _add_change(diff, "nodes", old_nodes[n], new_nodes[n], partial)
+    for e in sorted(new_edges.keys() & old_edges):
+        if new_edges[e] != old_edges[e]:
+            _add_change(diff, "edges", old_edges[e], new_edges[e], partial)
+    return diff
+
+
+def _add_change(diff: dict, kind: str, old: dict, new: dict, partial: bool) -> None:
+    """Put one changed node or edge in ``diff``: its changes, or itself whole."""
+    if partial:
+        keep = ("id",) if kind == "nodes" else _ENDS
+        update = changed_keys(old, new, keep)
+        if update is not None:
+            diff["updated_nodes" if kind == "nodes" else "updated_links"].append(
+                update)
+            return
+    diff["changed_nodes" if kind == "nodes" else "changed_edges"].append(new)
+
+
+def empty_diff() -> dict:
+    """A diff message that changes nothing (every field present, empty)."""
+    return {"type": "diff", **{name: [] for name in DIFF_FIELDS}}
 
 
 def is_empty(diff: dict) -> bool:
@@ -78,7 +122,7 @@ def is_empty(diff: dict) -> bool:
     >>> is_empty(graph_diff({"nodes": [{"id": "x"}]}, {"nodes": [{"id": "x"}]}))
     True
     """
-    return not any(diff[name] for name in DIFF_FIELDS)
+    return not any(diff.get(name) for name in DIFF_FIELDS)
 
 
 def apply_diff(payload: dict, diff: dict) -> dict:
@@ -94,14 +138,21 @@ def apply_diff(payload: dict, diff: dict) -> dict:
     """
     nodes = _nodes(payload)
     edges = _edges(payload)
-    for node_id in diff["removed_nodes"]:
+    for node_id in diff.get("removed_nodes", ()):
         nodes.pop(node_id, None)
-    for node in (*diff["added_nodes"], *diff["changed_nodes"]):
+    for node in (*diff.get("added_nodes", ()), *diff.get("changed_nodes", ())):
         nodes[node["id"]] = node
-    for source, target in diff["removed_edges"]:
+    for update in diff.get("updated_nodes", ()):
+        if update["id"] in nodes:
+            nodes[update["id"]] = {**nodes[update["id"]], **update}
+    for source, target in diff.get("removed_edges", ()):
         edges.pop((source, target), None)
-    for edge in (*diff["added_edges"], *diff["changed_edges"]):
+    for edge in (*diff.get("added_edges", ()), *diff.get("changed_edges", ())):
         edges[(edge["source"], edge["target"])] = edge
+    for update in diff.get("updated_links", ()):
+        key = (update["source"], update["target"])
+        if key in edges:
+            edges[key] = {**edges[key], **update}
     return {
         **{k: v for k, v in payload.items() if k not in ("nodes", "links")},
         "nodes": [nodes[n] for n in sorted(nodes)],
@@ -109,43 +160,84 @@ def apply_diff(payload: dict, diff: dict) -> dict:
     }
 
 
-def _size(item) -> int:
-    return len(json.dumps(item, separators=(",", ":")))
+def _encode(item) -> str:
+    return json.dumps(item, separators=(",", ":"))
 
 
 def _chunks(items: list, limit: int):
-    """Consecutive runs of ``items`` whose JSON stays under ``limit`` bytes."""
+    """Consecutive runs of ``items``, encoded, whose JSON stays under ``limit``
+    bytes (each item is encoded once: the encoding is most of a step's cost)."""
     run, size = [], 0
     for item in items:
-        n = _size(item) + 1
+        text = _encode(item)
+        n = len(text) + 1
         if run and size + n > limit:
             yield run
             run, size = [], 0
-        run.append(item)
+        run.append(text)
         size += n
     if run:
         yield run
 
 
-def split_diff(diff: dict, limit: int) -> list[dict]:
-    """``diff`` as several diff messages, each under about ``limit`` bytes.
+def _message(head: dict, fields: dict[str, list[str]]) -> str:
+    """A message's JSON from its plain keys and its fields' encoded items."""
+    body = _encode(head)[:-1]
+    parts = [f'"{name}":[{",".join(texts)}]' for name, texts in fields.items()]
+    return body + ("," if head else "") + ",".join(parts) + "}"
 
-    Applied in order they equal the whole: removals, then nodes, then edges,
-    so an edge never arrives before its ends.
+
+def encode_diff(diff: dict, limit: int) -> list[str]:
+    """``diff`` encoded as one or more diff messages of about ``limit`` bytes
+    at most; applied in order they equal the whole: removals, then nodes,
+    then edges, so an edge never arrives before its ends.
+
+    >>> d = graph_diff({}, {"nodes": [{"id": "a"}, {"id": "b"}]})
+    >>> [json.loads(t)["added_nodes"] for t in encode_diff(d, 10)]
+    [[{'id': 'a'}], [{'id': 'b'}]]
+    """
+    runs = [(name, run) for name in DIFF_FIELDS
+            for run in _chunks(diff.get(name, ()), limit)]
+    if len(runs) <= 1:
+        fields = {name: [] for name in DIFF_FIELDS}
+        for name, run in runs:
+            fields[name] = run
+        return [_message({"type": "diff"}, fields)]
+    messages = []
+    for name, run in runs:
+        fields = {field: [] for field in DIFF_FIELDS}
+        fields[name] = run
+        messages.append(_message({"type": "diff"}, fields))
+    return messages
+
+
+def split_diff(diff: dict, limit: int) -> list[dict]:
+    """``diff`` as several diff messages, each under about ``limit`` bytes
+    (``encode_diff``, decoded).
 
     >>> d = graph_diff({}, {"nodes": [{"id": "a"}, {"id": "b"}]})
     >>> [[n["id"] for n in m["added_nodes"]] for m in split_diff(d, 10)]
     [['a'], ['b']]
     """
-    parts = []
-    for name in DIFF_FIELDS:
-        for run in _chunks(diff[name], limit):
-            part = {"type": "diff", **{field: [] for field in DIFF_FIELDS}}
-            part[name] = run
-            parts.append(part)
-    if len(parts) <= 1:
-        return [diff]
-    return parts
+    return [json.loads(text) for text in encode_diff(diff, limit)]
+
+
+def encode_snapshot(level: str, payload: dict, limit: int) -> list[str]:
+    """The snapshot message(s) of node-link ``payload``, encoded, each under
+    about ``limit`` bytes: ``part`` i of ``parts``; the client joins them."""
+    rest = {k: v for k, v in payload.items() if k not in ("nodes", "links")}
+    graphs = [({"nodes": run, "links": []})
+              for run in _chunks(payload.get("nodes", []), limit)]
+    graphs += [({"nodes": [], "links": run})
+               for run in _chunks(payload.get("links", []), limit)]
+    if len(graphs) <= 1:
+        graphs = [{"nodes": [_encode(n) for n in payload.get("nodes", [])],
+                   "links": [_encode(e) for e in payload.get("links", [])]}]
+    return [
+        f'{{"type":"snapshot","level":{_encode(level)},"graph":'
+        f'{_message(rest, g)},"part":{i},"parts":{len(graphs)}}}'
+        for i, g in enumerate(graphs)
+    ]
 
 
 def split_snapshot(level: str, payload: dict, limit: int) -> list[dict]:
@@ -157,19 +249,4 @@ def split_snapshot(level: str, payload: dict, limit: int) -> list[dict]:
     ...  for m in split_snapshot("host", g, 10)]
     [(0, 2, 1), (1, 2, 1)]
     """
-    rest = {k: v for k, v in payload.items() if k not in ("nodes", "links")}
-    graphs = [
-        {**rest, "nodes": run, "links": []}
-        for run in _chunks(payload.get("nodes", []), limit)
-    ] + [
-        {**rest, "nodes": [], "links": run}
-        for run in _chunks(payload.get("links", []), limit)
-    ]
-    if len(graphs) <= 1:
-        graphs = [{**rest, "nodes": payload.get("nodes", []),
-                   "links": payload.get("links", [])}]
-    return [
-        {"type": "snapshot", "level": level, "graph": g, "part": i,
-         "parts": len(graphs)}
-        for i, g in enumerate(graphs)
-    ]
+    return [json.loads(t) for t in encode_snapshot(level, payload, limit)]

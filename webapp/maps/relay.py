@@ -6,6 +6,8 @@ the last stored snapshot and the diffs since, and hands each update to its
 sockets' ``topology_update``. It only forwards text the builder encoded.
 A relay that misses a step (a gap in ``seq``), or that the builder tells to
 (a fresh start), reloads the stored snapshot and sends it to its sockets.
+While it has sockets it marks its level watched (``webapp.builder.stored``):
+the builder keeps only watched levels current.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collector.redis_client import REDIS_ERRORS
 from collector.schema import SchemaError
 from webapp.builder.builder import load_stored
 from webapp.builder.keys import UPDATE_TYPE, GraphKeys, group_name
+from webapp.builder.stored import WATCH_TTL, mark_watched
 from webapp.topology import service
 
 log = logging.getLogger("portolan.maps.relay")
@@ -55,6 +58,7 @@ class LevelRelay:
         self.updates = 0  # group messages received
         self.lock = asyncio.Lock()  # one socket's catch-up never interleaves
         self.task: asyncio.Task | None = None
+        self.watching: asyncio.Task | None = None
         self.channel: str | None = None
 
     # ------------------------------------------------------------ sockets
@@ -62,6 +66,8 @@ class LevelRelay:
     async def join(self, socket) -> None:
         """Add a socket: it gets the snapshot and the diffs since, then updates."""
         self.sockets.add(socket)
+        if self.watching is None:
+            self.watching = asyncio.create_task(self._watch())
         if self.task is None:
             self.task = asyncio.create_task(self._follow())
         async with self.lock:
@@ -72,6 +78,11 @@ class LevelRelay:
 
     async def leave(self, socket) -> None:
         self.sockets.discard(socket)
+        if not self.sockets and self.watching is not None:
+            watching, self.watching = self.watching, None
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
         if not self.sockets and self.task is not None:
             task, self.task = self.task, None
             task.cancel()
@@ -79,6 +90,18 @@ class LevelRelay:
                 await task
             self.seq, self.snapshot, self.diffs = None, [], []
             self.channel = None  # the next one may have another layer
+
+    async def _watch(self) -> None:
+        """Mark the level watched, again well within the mark's TTL."""
+        gkeys = GraphKeys(service.keys().prefix)
+        while True:
+            try:
+                await sync_to_async(mark_watched, thread_sensitive=False)(
+                    service.redis_client(), gkeys, self.level)
+            except REDIS_ERRORS as exc:
+                log.warning("map relay (%s): cannot mark the level watched: %s",
+                            self.level, exc)
+            await asyncio.sleep(WATCH_TTL / 3)
 
     # ------------------------------------------------------------ the stream
 

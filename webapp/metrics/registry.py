@@ -1,8 +1,9 @@
 """The Prometheus registry /metrics serves, and the collector behind it.
 
-One registry, made once per process; its collector reads Redis and builds the
-container-level graph on each scrape (the same graph the map draws), then
-hands it to the pure ``families`` module. Nothing is registered per request.
+One registry, made once per process; its collector takes the container-level
+graph the map draws on each scrape (the graph builder's stored level when the
+builder keeps it current, else read from Redis and built here), then hands it
+to the pure ``families`` module. Nothing is registered per request.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import functools
 import logging
 import time
 
+import networkx as nx
 from django.conf import settings
 from prometheus_client.core import CollectorRegistry, Metric
 from prometheus_client.registry import Collector
 
 from collector.redis_client import REDIS_ERRORS
+from webapp.builder.keys import GraphKeys
+from webapp.builder.stored import stored_graph
 from webapp.metrics.families import Limits, metric_families, redis_family
 from webapp.topology import service
 from webapp.topology.graph import build_graph
-from webapp.topology.store import live_collectors, read_state
+from webapp.topology.store import live_collectors, parse_host, read_state
 
 log = logging.getLogger("portolan.metrics")
 
@@ -36,18 +40,33 @@ class TopologyCollector(Collector):
         now = time.time()
         try:
             client, keys = service.redis_client(), service.keys()
-            state = read_state(client, keys, conf["NODE_TTL"], now)
             # A silent collector stays listed (up 0, its age growing) as long
             # as its flows are kept, so an alert can see it stop.
             reported = live_collectors(client, keys, conf["FLOW_TTL"], now)
+            payload = stored_graph(client, GraphKeys(keys.prefix), "container")
+            if payload is None:
+                state = read_state(client, keys, conf["NODE_TTL"], now)
+                G, hosts = build_graph(state, "container"), state.hosts
+            else:
+                G = nx.node_link_graph(payload, edges="links")
+                hosts = _host_records(client, keys, reported)
         except REDIS_ERRORS as exc:  # a cluster raises some outside RedisError
             log.warning("metrics: Redis unreachable: %s", exc)
             yield redis_family(False)
             return
-        G = build_graph(state, "container")
         families: list[Metric] = metric_families(
-            G, reported, state.hosts, now, conf["COLLECTOR_TTL"], limits)
+            G, reported, hosts, now, conf["COLLECTOR_TTL"], limits)
         yield from families
+
+
+def _host_records(client, keys, host_ids) -> dict:
+    """The host records alone (the stored graph has the rest)."""
+    host_ids = list(host_ids)
+    pipe = client.pipeline(transaction=False)
+    for host_id in host_ids:
+        pipe.get(keys.host(host_id))
+    return {h: parse_host(h, raw)
+            for h, raw in zip(host_ids, pipe.execute(), strict=True)}
 
 
 @functools.cache

@@ -11,6 +11,8 @@ from django.views.decorators.http import require_GET
 from collector.redis_client import REDIS_ERRORS
 from collector.schema import SchemaError
 from webapp.accounts.access import topology_reader
+from webapp.builder.keys import GraphKeys
+from webapp.builder.stored import stored_graph
 from webapp.topology import service
 
 log = logging.getLogger("portolan.webapp.topology")
@@ -37,7 +39,8 @@ def healthz(request):
 @topology_reader
 def api_graph(request):
     """The graph at ``?level=`` (live, or at ``?at=`` ISO time) as NetworkX
-    node-link JSON; a login or an API token needed."""
+    node-link JSON; a login or an API token needed. Live, it is the graph
+    builder's stored level when the builder keeps it current, else built here."""
     level = request.GET.get("level", "container")
     if level not in service.LEVELS:
         return JsonResponse(
@@ -51,10 +54,13 @@ def api_graph(request):
         except ValueError as exc:
             return JsonResponse({"error": str(exc)}, status=400)
     try:
-        G = service.current_graph(level, at)
+        payload = None if at is not None else stored_graph(
+            service.redis_client(), GraphKeys(service.keys().prefix), level)
+        if payload is None:
+            payload = service.graph_payload(service.current_graph(level, at))
     except REDIS_ERRORS as exc:
         return redis_unreachable(exc)
-    return JsonResponse(service.graph_payload(G))
+    return JsonResponse(payload)
 
 
 @require_GET
