@@ -16,8 +16,16 @@ machine without Portolan; the collector's process stays, idle. Controls:
 --perf N also profiles every CPU and prints the N symbols whose CPU time per
 connection grew most with the tracer on, tracing code or not.
 
+--compare puts several configurations side by side in the same run: off, the
+first, off, the second..., round and round; each configuration's "on" phases
+are compared with the "off" phases beside them. Configurations: raw (the
+collector with the raw hooks, PORTOLAN_EBPF_PROGRAM=raw), tracepoint (with the
+tracepoint program), empty-raw (programs that only return, on the hooks the
+raw program uses, attached as it attaches them: the new floor) and
+empty-tracepoint (the same as the tracepoint program attaches them).
+
     .venv/bin/python bench/toggle_overhead.py [--seconds 120] [--phase 2]
-        [--no-udp] [--steps-only | --empty] [--perf N]
+        [--no-udp] [--steps-only | --empty | --compare [CONFIGS]] [--perf N]
 
 Needs root, eBPF, Docker (started if not running) and redis-server; --perf
 needs perf (Debian package linux-perf).
@@ -85,19 +93,26 @@ class Hooks:
             self.bpf.attach_raw_tracepoint(tp=tp, fn_name=fn)
 
 
-def empty_hooks(trace_udp: bool) -> Hooks:
-    """Programs that only return, on the collector's hooks, attached as it
-    attaches them (see bench/empty_hooks.py); not attached yet."""
+def empty_hooks(trace_udp: bool, program: str = "tracepoint") -> Hooks:
+    """Programs that only return, on the collector's hooks, attached as its
+    ``program`` ("raw" or "tracepoint") attaches them (see
+    bench/empty_hooks.py); not attached yet."""
     from bcc import BPF
     from empty_hooks import EMPTY_PROGRAM, attach_plan
 
+    from collector.ebpf.kernel_fields import HOOK_FIELDS
     from collector.ebpf.support import OPTIONAL_HOOKS, REQUIRED_HOOKS, available_hooks
     from collector.ebpf.tracer import ROUTE_HOOKS
 
     here = available_hooks()
     wanted = [h for h in [*REQUIRED_HOOKS, *OPTIONAL_HOOKS] if here.get(h)
               and (trace_udp or h not in ROUTE_HOOKS)]
-    return Hooks(BPF(text=EMPTY_PROGRAM), *attach_plan(wanted))
+    regular, raw = attach_plan(wanted)
+    if program == "raw":  # the raw program's own raw hooks too
+        regular = [(tp, fn) for tp, fn in regular if tp.decode() not in HOOK_FIELDS]
+        raw += [(h.split(":")[1].encode(), b"empty_raw") for h in wanted
+                if h in HOOK_FIELDS]
+    return Hooks(BPF(text=EMPTY_PROGRAM), regular, raw)
 
 
 def samples_by_phase(perf_script: str, phases: list[dict]) -> dict[bool, Counter]:
@@ -158,8 +173,9 @@ def connections_between(per_process: list[list[list[float]]],
     return sum(count_at(ticks, b) - count_at(ticks, a) for ticks in per_process)
 
 
-def neighbour_ratios(phases: list[dict]) -> list[float]:
-    """Each "on" phase's rate over the mean rate of the "off" phases beside it.
+def neighbour_ratios(phases: list[dict], config: str | None = None) -> list[float]:
+    """Each "on" phase's rate (of ``config`` only, if given) over the mean rate
+    of the "off" phases beside it.
 
     >>> neighbour_ratios([{"on": False, "rate": 100}, {"on": True, "rate": 95},
     ...                   {"on": False, "rate": 110}])
@@ -167,11 +183,109 @@ def neighbour_ratios(phases: list[dict]) -> list[float]:
     """
     ratios = []
     for i, phase in enumerate(phases):
+        if config is not None and phase.get("config") != config:
+            continue
         if phase["on"] and 0 < i < len(phases) - 1:
             before, after = phases[i - 1], phases[i + 1]
             if not before["on"] and not after["on"]:
                 ratios.append(phase["rate"] / ((before["rate"] + after["rate"]) / 2))
     return ratios
+
+
+COMPARE_CONFIGS = ("raw", "tracepoint", "empty-raw", "empty-tracepoint")
+COMPARE_DEFAULT = ("raw", "tracepoint", "empty-raw")
+
+
+def compare(args, configs: list[str]) -> None:
+    """Off, then each configuration in turn, off between each: one run."""
+    docker_client, redis_server, server, server_ip = start_workload_world()
+    collectors, hooks = {}, {}
+    result: dict = {}
+    phases: list[dict] = []
+    step_cpu: dict[str, list[float]] = {c: [] for c in configs}
+    try:
+        for config in configs:
+            program = config.removeprefix("empty-")
+            if config.startswith("empty-"):
+                hooks[config] = empty_hooks(not args.no_udp, program)
+                continue
+            started = time.monotonic()
+            collector = build_collector(
+                redis_url=redis_server.url, prefix="portolan",
+                host_id=f"bench-{program}", node_ttl=30, flow_ttl=300,
+                history=HistoryPolicy(), trace_udp=not args.no_udp,
+                ebpf_program=program)
+            if collector.tracer.mode != "ebpf":
+                sys.exit(f"the eBPF tracer did not load: {collector.host.mode_reason}")
+            print(f"{config}: loaded in {time.monotonic() - started:.1f} s "
+                  f"({collector.tracer.program} program)", flush=True)
+            collectors[config] = collector
+            hooks[config] = Hooks.attached(collector.tracer._bpf)
+            hooks[config].detach()
+        load = threading.Thread(target=lambda: result.update(
+            run=run_load(docker_client, server_ip, args.seconds + 6, 0,
+                         args.concurrency, tick=TICK)))
+        load.start()
+        time.sleep(3)  # the client container starts
+        for collector in collectors.values():
+            collector.step()
+        end = time.monotonic() + args.seconds
+        turn = 0
+        while time.monotonic() < end:
+            for config in (None, configs[turn % len(configs)]):
+                if config is not None:
+                    hooks[config].attach()
+                start = time.monotonic()
+                collector = collectors.get(config)
+                if collector is not None:
+                    for k in (1, 2):
+                        time.sleep(max(0.0, start + k * args.phase / 2
+                                       - time.monotonic()))
+                        t = time.thread_time()
+                        collector.step()
+                        step_cpu[config].append(time.thread_time() - t)
+                else:
+                    time.sleep(args.phase)
+                phases.append({"on": config is not None, "config": config or "off",
+                               "start": start + SETTLE, "end": time.monotonic()})
+                if config is not None:
+                    hooks[config].detach()
+            turn += 1
+        load.join()
+    finally:
+        for collector in collectors.values():
+            collector.tracer.close()
+            collector.watcher.close()
+        server.remove(force=True)
+        redis_server.stop()
+    client, counts = result["run"]
+    client.remove(force=True)
+    for phase in phases:
+        n = connections_between(counts["ticks"], phase["start"], phase["end"])
+        phase["rate"] = n / (phase["end"] - phase["start"])
+    off_rates = [p["rate"] for p in phases if not p["on"]]
+    print(f"{len(phases)} phases of {args.phase:g} s over {args.seconds:g} s"
+          + (", PORTOLAN_TRACE_UDP=0" if args.no_udp else "")
+          + f"; off: median {statistics.median(off_rates):.0f} conn/s")
+    print(f"{'configuration':<18} {'phases':>6} {'ratio median':>12} "
+          f"{'quartiles':>13} {'pooled':>7} {'lost':>5} {'step CPU':>9}")
+    for config in configs:
+        ratios = neighbour_ratios(phases, config)
+        rates = [p["rate"] for p in phases if p["config"] == config]
+        if not ratios:
+            print(f"{config:<18} {0:>6} (too short for a phase between two offs)")
+            continue
+        q1, q3 = quartiles(ratios)
+        collector = collectors.get(config)
+        lost = str(collector.lost_total) if collector else "-"
+        cpu = (f"{1000 * statistics.median(step_cpu[config]):.1f} ms"
+               if step_cpu[config] else "-")
+        print(f"{config:<18} {len(ratios):>6} {statistics.median(ratios):>12.3f} "
+              f"{f'{q1:.3f}-{q3:.3f}':>13} "
+              f"{statistics.fmean(rates) / statistics.fmean(off_rates):>7.3f} "
+              f"{lost:>5} {cpu:>9}")
+    print("ratio: an on phase's rate over the mean of the off phases beside it "
+          "(goal >= 0.97); pooled: mean on rate over mean off rate")
 
 
 def main() -> None:
@@ -194,7 +308,19 @@ def main() -> None:
     mode.add_argument("--empty", action="store_true",
                       help="programs that only return, on the same hooks, and "
                            "no steps (the floor: the cost of the hits)")
+    mode.add_argument("--compare", nargs="?", const=",".join(COMPARE_DEFAULT),
+                      metavar="CONFIGS",
+                      help="configurations side by side in one run, comma-"
+                           f"separated from {', '.join(COMPARE_CONFIGS)} "
+                           f"(default {','.join(COMPARE_DEFAULT)})")
     args = parser.parse_args()
+    if args.compare:
+        configs = [c for c in args.compare.split(",") if c]
+        if bad := [c for c in configs if c not in COMPARE_CONFIGS]:
+            parser.error(f"--compare: unknown {', '.join(bad)}; choose from "
+                         f"{', '.join(COMPARE_CONFIGS)}")
+        compare(args, configs)
+        return
 
     docker_client, redis_server, server, server_ip = start_workload_world()
     if args.sock_slots:

@@ -215,20 +215,6 @@ static __always_inline void connect_done(struct sock_info_t *si, int ns)
     buf_exit(buf);
 }
 
-/* What the socket state hooks read of a socket: the tracepoint's fields
- * (connections.c) or the struct sock's at BTF offsets (raw_hooks.h). Ports
- * in host order; v4 addresses in saddr/daddr, v6 in saddr6/daddr6. */
-struct sock_fields_t {
-    u16 family;     /* AF_INET_ or AF_INET6_ */
-    u16 protocol;
-    u16 sport;
-    u16 dport;
-    u8 saddr[4];
-    u8 daddr[4];
-    u8 saddr6[16];
-    u8 daddr6[16];
-};
-
 /* The state changes sock_state_change acts on; the others (most teardown
  * ones) need nothing read. */
 static __always_inline int state_change_matters(int os, int ns)
@@ -238,13 +224,20 @@ static __always_inline int state_change_matters(int os, int ns)
            (os == ST_SYN_RECV && ns == ST_ESTABLISHED);
 }
 
-/* TCP socket sk (an opaque key) went from state os to ns. */
-static __always_inline int sock_state_change(u64 sk, const struct sock_fields_t *f,
-                                             int os, int ns)
+/* TCP socket sk (an opaque key) went from state os to ns: what the state
+ * hooks read of a socket, from the tracepoint's fields (below) or the struct
+ * sock's at BTF offsets (raw_hooks.h). Ports in host order; v4 addresses in
+ * saddr/daddr (4 bytes), v6 in saddr6/daddr6 (16). Plain values, not a
+ * struct: the tracepoint's pointers into its record cost no stack (the
+ * program before 5.12 is near the 512-byte limit). */
+static __always_inline int sock_state_change(u64 sk, int os, int ns, u16 family,
+                                             u16 protocol, u16 sport, u16 dport,
+                                             const u8 *saddr, const u8 *daddr,
+                                             const u8 *saddr6, const u8 *daddr6)
 {
-    if (f->protocol != PROTO_TCP)
+    if (protocol != PROTO_TCP)
         return 0;
-    if (f->family != AF_INET_ && f->family != AF_INET6_)
+    if (family != AF_INET_ && family != AF_INET6_)
         return 0;
 
     if (os == ST_CLOSE && ns == ST_SYN_SENT) {
@@ -258,8 +251,8 @@ static __always_inline int sock_state_change(u64 sk, const struct sock_fields_t 
         si.key.tgid = id >> 32;
         si.key.direction = DIR_OUT;
         si.key.proto = PROTO_TCP;
-        si.key.port = f->dport;
-        fill_addrs(&si.key, f->family, f->saddr, f->daddr, f->saddr6, f->daddr6, 1);
+        si.key.port = dport;
+        fill_addrs(&si.key, family, saddr, daddr, saddr6, daddr6, 1);
         si.start_ns = bpf_ktime_get_ns();
         si.state = ns;
         bpf_get_current_comm(&si.comm, sizeof(si.comm));
@@ -274,13 +267,13 @@ static __always_inline int sock_state_change(u64 sk, const struct sock_fields_t 
         struct listen_t l = {};
         l.cgroup_id = bpf_get_current_cgroup_id();
         l.tgid = id >> 32;
-        l.port = f->sport;
-        if (f->family == AF_INET_) {
+        l.port = sport;
+        if (family == AF_INET_) {
             l.family = 4;
-            copy4(l.addr, f->saddr);
+            copy4(l.addr, saddr);
         } else {
             l.family = 6;
-            copy16(l.addr, f->saddr6);
+            copy16(l.addr, saddr6);
         }
         bpf_get_current_comm(&l.comm, sizeof(l.comm));
         if (listens.update(&sk, &l))
@@ -306,8 +299,8 @@ static __always_inline int sock_state_change(u64 sk, const struct sock_fields_t 
         struct sock_info_t si = {};
         si.key.direction = DIR_IN;
         si.key.proto = PROTO_TCP;
-        si.key.port = f->sport;
-        fill_addrs(&si.key, f->family, f->saddr, f->daddr, f->saddr6, f->daddr6, 1);
+        si.key.port = sport;
+        fill_addrs(&si.key, family, saddr, daddr, saddr6, daddr6, 1);
         si.state = ns;
         if (slot)
             *slot = si;
@@ -342,16 +335,10 @@ static __always_inline int sock_state_change(u64 sk, const struct sock_fields_t 
 /* The raw twin, reading the struct sock itself, is in raw_hooks.h. */
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
-    struct sock_fields_t f = {};
-    f.family = args->family;
-    f.protocol = args->protocol;
-    f.sport = args->sport;
-    f.dport = args->dport;
-    copy4(f.saddr, args->saddr);
-    copy4(f.daddr, args->daddr);
-    copy16(f.saddr6, args->saddr_v6);
-    copy16(f.daddr6, args->daddr_v6);
-    return sock_state_change((u64)args->skaddr, &f, args->oldstate, args->newstate);
+    return sock_state_change((u64)args->skaddr, args->oldstate, args->newstate,
+                             args->family, args->protocol, args->sport,
+                             args->dport, args->saddr, args->daddr,
+                             args->saddr_v6, args->daddr_v6);
 }
 #endif
 

@@ -74,23 +74,23 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
     /* Nothing is read for the states nobody looks at (most teardown ones). */
     if (!state_change_matters(os, ns))
         return 0;
-    struct sock_fields_t f = {};
-    f.protocol = FIELD_INT(sk, SK_PROTOCOL);
-    if (f.protocol != PROTO_TCP)
+    u16 protocol = FIELD_INT(sk, SK_PROTOCOL);
+    if (protocol != PROTO_TCP)
         return 0;
-    f.family = FIELD_INT(sk, SK_FAMILY);
-    if (f.family == AF_INET_) {
-        FIELD_BYTES(f.saddr, sk, SK_RCV_SADDR);
-        FIELD_BYTES(f.daddr, sk, SK_DADDR);
-    } else if (f.family == AF_INET6_) {
-        FIELD_BYTES(f.saddr6, sk, SK_V6_RCV_SADDR);
-        FIELD_BYTES(f.daddr6, sk, SK_V6_DADDR);
+    u16 family = FIELD_INT(sk, SK_FAMILY);
+    u8 saddr[4] = {}, daddr[4] = {}, saddr6[16] = {}, daddr6[16] = {};
+    if (family == AF_INET_) {
+        FIELD_BYTES(saddr, sk, SK_RCV_SADDR);
+        FIELD_BYTES(daddr, sk, SK_DADDR);
+    } else if (family == AF_INET6_) {
+        FIELD_BYTES(saddr6, sk, SK_V6_RCV_SADDR);
+        FIELD_BYTES(daddr6, sk, SK_V6_DADDR);
     } else {
         return 0;
     }
-    f.sport = FIELD_INT(sk, SK_NUM);
-    f.dport = FIELD_PORT(sk, SK_DPORT);
-    return sock_state_change((u64)sk, &f, os, ns);
+    return sock_state_change((u64)sk, os, ns, family, protocol,
+                             FIELD_INT(sk, SK_NUM), FIELD_PORT(sk, SK_DPORT),
+                             saddr, daddr, saddr6, daddr6);
 }
 
 /* ------------------------------------------------------------ routes */

@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from collector.ebpf import btf, self_test
+from collector.ebpf.compiler_memory import release_compiler_memory
 from collector.ebpf.kernel_fields import FieldsUnavailable, KernelFields, resolve
 from collector.ebpf.prog_info import ProgramMisses
 from collector.ebpf.source import inline_includes, standalone
@@ -199,6 +200,7 @@ class ConnectionTracer:
                 log.warning("ebpf: %s", self.program_note)
         if self._bpf is None:
             self._load(flow_map_size, trace_udp, compat, None)
+        release_compiler_memory()  # nothing compiles from here on
         for hook in self.missing_hooks:
             log.warning("ebpf: hook missing, %s", hook)
 
