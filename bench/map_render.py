@@ -113,7 +113,8 @@ def healthy(url: str) -> bool:
 
 
 def start_stack(tmp: Path) -> tuple[list[subprocess.Popen], str, str]:
-    """redis-server and Daphne on free loopback ports; returns (procs, redis, web)."""
+    """redis-server, Daphne and the graph builder on free loopback ports;
+    returns (procs, redis, web)."""
     redis_server = RedisServer()
     redis_server.start()
     redis_proc, redis_url = redis_server.proc, redis_server.url
@@ -135,10 +136,13 @@ def start_stack(tmp: Path) -> tuple[list[subprocess.Popen], str, str]:
          str(web_port), "webapp.asgi:application"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
+    # The graph builder: Daphne only relays what it publishes.
+    builder = subprocess.Popen([*manage, "builder"], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
     web_url = f"http://127.0.0.1:{web_port}"
     if not wait(lambda: healthy(web_url), 30):
         raise RuntimeError(f"Daphne did not start: {(tmp / 'daphne.log').read_text()}")
-    return [web, redis_proc], redis_url, web_url
+    return [web, builder, redis_proc], redis_url, web_url
 
 
 def print_profile(profile: dict, top: int = 15) -> None:

@@ -43,8 +43,9 @@ class World:
 
 
 def make_world(hosts: int, containers: int, edges: int, seed: int = 1) -> World:
-    """Hosts with containers on an overlay network, Compose projects,
-    Kubernetes namespaces, and flows mostly towards the next tier."""
+    """Hosts (labelled with a region and zone) with containers on an overlay
+    network, Compose projects, Kubernetes namespaces, and flows mostly towards
+    the next tier."""
     rng = random.Random(seed)
     per_host = max(1, containers // hosts)
     records: dict[str, list[ContainerRecord]] = {}
@@ -82,13 +83,25 @@ def make_world(hosts: int, containers: int, edges: int, seed: int = 1) -> World:
     return World(records, flows)
 
 
+def host_labels(host: str) -> dict[str, str]:
+    """A region (of 4) and zone (of 3) per host, as PORTOLAN_HOST_LABELS sets.
+
+    >>> host_labels("node005")
+    {'region': 'eu-2', 'zone': 'b'}
+    """
+    n = int(host.removeprefix("node"))
+    return {"region": f"eu-{n % 4 + 1}", "zone": "abc"[n // 4 % 3]}
+
+
 def write_world(world: World, url: str, prefix: str = "portolan",
-                interval: float = 1.0, rng_seed: int = 2) -> int:
-    """One report per host (one interval of traffic); returns flows written."""
+                interval: float = 1.0, rng_seed: int = 2,
+                node_ttl: float = 30.0) -> int:
+    """One report per host (one interval of traffic); returns flows written.
+    ``node_ttl``: how long the hosts stay on the map without another report."""
     rng = random.Random(rng_seed)
     written = 0
     for host, recs in world.containers.items():
-        reporter = RedisReporter(redis_client(url), Keys(prefix))
+        reporter = RedisReporter(redis_client(url), Keys(prefix), node_ttl=node_ttl)
         deltas: Counter = Counter()
         for key, weight in world.flows[host]:
             deltas[(key, "connections")] += weight
@@ -99,7 +112,8 @@ def write_world(world: World, url: str, prefix: str = "portolan",
                 deltas[(key, "failed_refused")] += 1
         reporter.report(
             HostReport(
-                host=HostRecord(id=host, hostname=host, mode="ebpf"),
+                host=HostRecord(id=host, hostname=host, mode="ebpf",
+                                labels=host_labels(host)),
                 containers=recs,
                 addrs={r.ips[0]: container_node_id(host, r.id) for r in recs},
                 flows=deltas,

@@ -163,7 +163,8 @@ export class Controls {
   filtersChanged() {
     const page = this.page;
     const hidden = page.map.applyFilters(page.view);
-    page.status.setCounts(page.cy.nodes().length, page.cy.edges().length, hidden);
+    const { nodes, edges } = page.map.counts();
+    page.status.setCounts(nodes, edges, hidden);
     if (page.view.q) this.runSearch(false);
     page.syncUrl();
   }
@@ -180,12 +181,7 @@ export class Controls {
   // The filter menus list the values present on the map (and the chosen one).
   fillFilterChoices() {
     const view = this.page.view;
-    const values = { ns: new Set(), project: new Set(), image: new Set() };
-    this.page.cy.nodes('[kind = "container"]').forEach((n) => {
-      if (n.data("namespace")) values.ns.add(n.data("namespace"));
-      if (n.data("project")) values.project.add(n.data("project"));
-      if (n.data("image")) values.image.add(n.data("image"));
-    });
+    const values = this.page.map.filterChoices();
     for (const [key, set] of Object.entries(values)) {
       if (view[key]) set.add(view[key]);
       const select = $(`filter-${key}`);

@@ -17,6 +17,16 @@ export function exposeHandle(page) {
     renderer: page.renderer || "canvas",
     cy,
     summary: () => page.map.summary(),
+    // Level of detail: whether only the visible part is drawn, at which
+    // detail, how much is drawn and how much is held.
+    drawing: () => page.map.drawing(),
+    search: (query) => page.map.search(query),
+    received: () => ({ ...page.socket.received }),
+    // A node as the server sent it (drawn or not), as plain JSON.
+    heldNode: (id) => JSON.parse(JSON.stringify(page.map.model.nodes.get(id) ?? null)),
+    // Where the fleet model places a node (a host: its frame's centre).
+    heldPosition: (id) => page.map.model.positionOf(id),
+    select: (id) => page.select(id, true),
     nodeNames: () => cy.nodes().map((n) => n.data("label")),
     visibleNames: () => cy.nodes().filter((n) => !n.hasClass("hidden")).map((n) => n.data("label")),
     edgeCount: () => cy.edges().length,

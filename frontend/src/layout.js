@@ -12,6 +12,7 @@ import fcose from "cytoscape-fcose";
 cytoscape.use(fcose);
 
 const MAX_FIT_ZOOM = 1.4;
+const FIT_PADDING = 60;
 const PLACE_RADII = [140, 200, 280, 380];
 const PLACE_ANGLES = 12;
 const MIN_GAP = 110; // node plus its label, roughly
@@ -140,26 +141,30 @@ export function fitView(cy, eles, zoomCap) {
   // Fit to where the nodes are: Cytoscape's own bounding box computes every
   // style first, over a second on a 2,000-node map.
   const bb = positionBounds((eles || cy.elements()).nodes());
-  const pad = 60;
   if (bb.w > 0 && bb.h > 0) {
-    const zoom = Math.min(
-      (cy.width() - 2 * pad) / bb.w,
-      (cy.height() - 2 * pad) / bb.h,
-    );
-    cy.zoom(Math.max(cy.minZoom(), Math.min(cy.maxZoom(), zoom)));
-    cy.pan({
-      x: cy.width() / 2 - cy.zoom() * (bb.x1 + bb.w / 2),
-      y: cy.height() / 2 - cy.zoom() * (bb.y1 + bb.h / 2),
-    });
-  } else {
-    cy.fit(eles, pad);
+    fitBox(cy, { x1: bb.x1, y1: bb.y1, x2: bb.x1 + bb.w, y2: bb.y1 + bb.h }, zoomCap);
+    return;
   }
+  cy.fit(eles, FIT_PADDING);
   const high = Math.min(MAX_FIT_ZOOM, zoomCap);
   if (cy.zoom() > high) {
     cy.zoom(high);
     if (eles) cy.center(eles);
     else cy.center();
   }
+}
+
+// Fits the model box {x1, y1, x2, y2} in the view (one viewport change),
+// zoomed in no further than ``zoomCap``.
+export function fitBox(cy, box, zoomCap) {
+  const w = Math.max(1, box.x2 - box.x1);
+  const h = Math.max(1, box.y2 - box.y1);
+  const fitted = Math.min((cy.width() - 2 * FIT_PADDING) / w, (cy.height() - 2 * FIT_PADDING) / h);
+  const zoom = Math.max(cy.minZoom(), Math.min(cy.maxZoom(), MAX_FIT_ZOOM, zoomCap, fitted));
+  cy.viewport({
+    zoom,
+    pan: { x: cy.width() / 2 - zoom * (box.x1 + w / 2), y: cy.height() / 2 - zoom * (box.y1 + h / 2) },
+  });
 }
 
 // The box around leaf nodes: their centres grown by half a node each side, or

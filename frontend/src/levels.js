@@ -104,7 +104,9 @@ export class LevelSwitcher {
       const kind = level === "host" ? "host" : "container";
       const target = nodeNear(cy, this.pointer, kind);
       this.switchLevel(levelBeside(level, 1), target ? target.id() : "");
-    } else if (direction < 0 && COARSER_AT[level] && zoom <= COARSER_AT[level]) {
+    } else if (direction < 0 && COARSER_AT[level] && zoom <= COARSER_AT[level] &&
+        !map.fleet) {
+      // (A fleet map shows its hosts itself when zoomed out: no level switch.)
       this.switchLevel(levelBeside(level, -1), focusOneUp(view.focus, level));
     }
   }

@@ -7,15 +7,20 @@
 // which level is shown, levels.js; the page and its panels, map.js.
 //
 // Everything that depends on how many elements are drawn (dense styling,
-// renderer flags) lives here, so that level-of-detail rendering has one place
-// to go. ``shownNodes``/``shownEdges`` hold what the server sent (snapshots
-// are diffed against them); the Cytoscape elements are what is drawn. Today
-// the two match; a drawn subset must mind that applyDiff adds a node it does
-// not find in ``cy`` as new, and an edge only when both its ends are in ``cy``.
+// renderer flags, level of detail) lives here. ``model`` (fleet.js) holds what
+// the server sent, in plain structures (snapshots are diffed against it); the
+// Cytoscape elements are what is drawn. A small map draws the whole model. A
+// fleet (more than FLEET_NODES nodes at the container level) draws only what
+// the viewport shows at its zoom (fleet.js drawList): host or group tiles when
+// zoomed out, containers inside the view when zoomed in, redrawn as the view
+// moves, without asking the server.
 
 import cytoscape from "cytoscape";
-import { MAP_STYLE, diffAgainst, edgeData, edgeId, nodeData } from "./graph.js";
-import { fitView, positionAdded } from "./layout.js";
+import { FleetModel } from "./fleet.js";
+import {
+  MAP_STYLE, diffAgainst, edgeData, edgeId, edgeWidth, nodeData, shortNumber, statusColour,
+} from "./graph.js";
+import { fitBox, fitView, positionAdded } from "./layout.js";
 import { WHEEL_SENSITIVITY, landingZooms } from "./levels.js";
 import { LEVELS, nameMatches, passesFilters } from "./viewstate.js";
 
@@ -25,6 +30,13 @@ import { LEVELS, nameMatches, passesFilters } from "./viewstate.js";
 const FAST_VIEWPORT_NODES = 500;
 // Above this many nodes the map is drawn without edge labels (see setDense).
 const DENSE_NODES = 1000;
+// Above this many nodes at the container level only the visible part is drawn
+// (level of detail, fleet.js); below it the whole map is, with its layouts.
+const FLEET_NODES = 1500;
+// Zoom a search result lands at when it was not drawn (containers readable).
+const REVEAL_ZOOM = 0.8;
+// Aggregated edges are drawn far out: wider in model units to stay visible.
+const AGGREGATE_WIDTH = { host: 6, group: 30 };
 
 function rendererOptions(name) {
   // XXX: Cytoscape's WebGL renderer is experimental (3.31+); kept selectable
@@ -36,9 +48,13 @@ function rendererOptions(name) {
 
 export class LiveMap {
   // ``renderer``: "" picks the renderer flags by map size, else as named.
-  constructor(container, level, renderer = "") {
+  // ``lod``: false draws every element however many (bench/map_fleet.py).
+  constructor(container, level, renderer = "", lod = true) {
     this.cy = cytoscape({
       container,
+      // One canvas pixel per CSS pixel: a HiDPI screen would otherwise fill
+      // (and the fleet map redraw) four times as many.
+      pixelRatio: 1,
       style: MAP_STYLE,
       elements: [],
       minZoom: 0.02,
@@ -51,19 +67,41 @@ export class LiveMap {
     this.renderer = renderer;
     this.level = level;
     this.dense = false;
-    this.shownNodes = new Map(); // id -> node as the server sent it
-    this.shownEdges = new Map(); // edge id -> edge as the server sent it
+    this.lod = lod;
+    this.model = new FleetModel(); // what the server sent
+    this.fleet = false; // whether only the visible part is drawn
+    this.drawn = null; // {detail, box, zoom} of the last fleet drawing
+    this.drawnSource = new Map(); // drawn id -> the model object it shows
+    this.redrawQueued = false;
+    this.onRedraw = null; // the page re-applies filters and search highlights
+    this.cy.on("viewport", () => this.queueRedraw());
     // Where nodes were at each level, so going back finds them where they were.
     this.positions = Object.fromEntries(LEVELS.map((l) => [l, new Map()]));
   }
 
   // Empty the map for another level, remembering where everything was.
   setLevel(level) {
-    this.savePositions();
+    if (!this.fleet) this.savePositions();
     this.level = level;
     this.cy.elements().remove();
-    this.shownNodes.clear();
-    this.shownEdges.clear();
+    this.model.clear();
+    this.fleet = false;
+    this.drawn = null;
+    this.drawnSource.clear();
+  }
+
+  // What the server sent: nodes and edges by id.
+  get shownNodes() {
+    return this.model.nodes;
+  }
+
+  get shownEdges() {
+    return this.model.edges;
+  }
+
+  // How many nodes and edges the map holds (drawn or not).
+  counts() {
+    return { nodes: this.model.nodes.size, edges: this.model.edges.size };
   }
 
   savePositions() {
@@ -76,7 +114,8 @@ export class LiveMap {
   // Show ``graph`` (node-link JSON) as the whole map: what it lacks goes, what
   // is new comes in. Returns whether the whole map was laid out afresh.
   applySnapshot(graph) {
-    this.setDense(((graph && graph.nodes) || []).length > DENSE_NODES);
+    const n = ((graph && graph.nodes) || []).length;
+    this.setDense(n > DENSE_NODES || this.wantsFleet(n));
     const sorted = {
       nodes: [...((graph && graph.nodes) || [])].sort((a, b) => (a.id < b.id ? -1 : 1)),
       links: (graph && graph.links) || [],
@@ -101,6 +140,21 @@ export class LiveMap {
       });
       // Hosts frame their containers as plain nodes drawn underneath: Cytoscape's
       // compound nodes cost about a second on a 2,000-container first frame.
+      // Fleet tiles: a host or group of hosts, zoomed out (fleet.js).
+      style.selector("node.tile").style({
+        shape: "round-rectangle", width: "data(frameW)", height: "data(frameH)",
+        "background-color": "data(colour)", "background-opacity": 0.28,
+        "border-width": 6, "border-color": "data(colour)", "text-valign": "center",
+        "text-halign": "center", "text-margin-y": 0, "text-wrap": "wrap",
+        "text-max-width": "data(frameW)", "font-size": "data(fontSize)",
+        "font-weight": 600, "min-zoomed-font-size": 5, "z-index": 1,
+      });
+      style.selector("node.group").style({ "border-width": 30, "background-opacity": 0.18 });
+      // Haystack lines: no control points or arrows to compute for
+      // hundreds of summed edges (the hover card says which way they go).
+      style.selector("edge.aggregate").style({
+        "curve-style": "haystack", "haystack-radius": 0, opacity: 0.5, "z-index": 2,
+      });
       style.selector("node.frame").style({
         shape: "round-rectangle", width: "data(frameW)", height: "data(frameH)",
         "background-color": "#eef2f7", "background-opacity": 0.7,
@@ -119,22 +173,205 @@ export class LiveMap {
   matchRendererToSize() {
     if (this.renderer) return;
     const r = this.cy.renderer();
-    const large = this.cy.nodes().length > FAST_VIEWPORT_NODES;
+    // A fleet draws few but large elements (tiles, summed edges): hidden and
+    // cached all the same.
+    const large = this.fleet || this.cy.nodes().length > FAST_VIEWPORT_NODES;
     r.hideEdgesOnViewport = large;
     r.textureOnViewport = large;
   }
 
-  // Apply one diff (graph.js diffAgainst, or the server's) to the elements.
-  // Returns whether the whole map was laid out afresh.
+  // Whether a map of ``n`` nodes at this level is drawn by level of detail.
+  wantsFleet(n = this.model.nodes.size) {
+    return this.lod && this.level === "container" && n > FLEET_NODES;
+  }
+
+  // Apply one diff (graph.js diffAgainst, or the server's) to the model and
+  // what is drawn. Returns whether the whole map was laid out afresh.
   applyDiff(diff) {
+    const changed = this.model.applyDiff(diff);
+    const fleet = this.wantsFleet();
+    if (fleet !== this.fleet) return this.switchDrawing(fleet);
+    if (fleet) {
+      if (changed) this.redraw(true);
+      return false;
+    }
+    return this.drawDiff(diff);
+  }
+
+  // From drawing everything to drawing by level of detail, or back.
+  switchDrawing(fleet) {
+    this.cy.elements().remove();
+    this.drawnSource.clear();
+    this.drawn = null;
+    this.fleet = fleet;
+    if (fleet) {
+      this.setDense(true);
+      this.model.layout();
+      this.fitModel();
+      this.redraw(true);
+      return true;
+    }
+    this.model.laidOut = false;
+    return this.drawDiff({
+      added_nodes: [...this.model.nodes.values()],
+      added_edges: [...this.model.edges.values()],
+    });
+  }
+
+  // ------------------------------------------------------------ fleet drawing
+
+  // Redraw on the next frame after the view moved (many viewport events
+  // come per frame while dragging).
+  queueRedraw() {
+    if (!this.fleet || this.redrawQueued) return;
+    this.redrawQueued = true;
+    window.requestAnimationFrame(() => {
+      this.redrawQueued = false;
+      if (this.fleet) this.redraw(false);
+    });
+  }
+
+  // Draw what the viewport shows at its zoom. Unless ``force`` (the model
+  // changed), nothing happens while the view stays inside the drawn box at
+  // the same detail: the margin around it is the hysteresis.
+  redraw(force) {
+    const cy = this.cy;
+    const zoom = cy.zoom();
+    const extent = cy.extent();
+    const detail = this.model.detailAt(zoom);
+    const last = this.drawn;
+    if (!force && last && last.detail === detail && zoom < 2 * last.zoom &&
+        extent.x1 >= last.box.x1 && extent.x2 <= last.box.x2 &&
+        extent.y1 >= last.box.y1 && extent.y2 <= last.box.y2) {
+      return;
+    }
+    const box = this.model.drawBox(extent);
+    const list = this.model.drawList(detail, box);
+    const wanted = new Map();
+    for (const item of list.nodes) wanted.set(item.id, item);
+    for (const item of list.edges) wanted.set(item.id, item);
+    cy.batch(() => {
+      cy.elements().filter((e) => !wanted.has(e.id())).remove();
+      const fresh = [];
+      for (const items of [list.nodes, list.edges]) {
+        for (const item of items) {
+          const ele = cy.getElementById(item.id);
+          if (ele.nonempty()) {
+            if (this.drawnSource.get(item.id) !== item.source) {
+              ele.data(this.drawnData(item, detail));
+              if (item.position) ele.position(item.position);
+            }
+          } else {
+            fresh.push(this.drawnElement(item, detail));
+          }
+        }
+        cy.add(fresh.splice(0));
+      }
+    });
+    this.drawnSource = new Map([...wanted].map(([id, item]) => [id, item.source]));
+    this.drawn = { detail, box, zoom };
+    this.matchRendererToSize();
+    if (this.onRedraw) this.onRedraw();
+  }
+
+  drawnElement(item, detail) {
+    const data = this.drawnData(item, detail);
+    if (item.kind === "edge" || item.kind === "aggregate") {
+      return { group: "edges", data, classes: item.kind === "aggregate" ? "aggregate" : "" };
+    }
+    const classes = { frame: "frame", tile: "tile", group: "tile group" }[item.kind] || "";
+    const position = item.frame ? { x: item.frame.x, y: item.frame.y } : { ...item.position };
+    return { group: "nodes", data, classes, position };
+  }
+
+  // Cytoscape data for one item of fleet.js drawList.
+  drawnData(item, detail) {
+    const s = item.source;
+    if (item.kind === "edge") return edgeData(s);
+    if (item.kind === "aggregate") {
+      const data = edgeData(s);
+      data.id = item.id;
+      data.width = edgeWidth(s) * AGGREGATE_WIDTH[detail];
+      data.label = "";
+      return data;
+    }
+    if (item.kind === "leaf") return nodeData(s);
+    const frame = { frameW: item.frame.w, frameH: item.frame.h };
+    if (item.kind === "frame") return { ...nodeData(s), ...frame };
+    const fontSize = Math.max(16, item.frame.w / 9);
+    const traffic = `${shortNumber(s.rate)} conn/s`;
+    if (item.kind === "group") {
+      return {
+        id: item.id, name: s.key, kind: "group", status: s.status,
+        colour: statusColour(s.status), ...frame, fontSize,
+        label: `${s.key}\n${s.hosts} hosts · ${s.containers} containers · ${traffic}`,
+        attrs: { id: item.id, type: "group", name: s.key, status: s.status, hosts: s.hosts,
+          containers: s.containers, connections_per_s: s.rate },
+      };
+    }
+    // A host tile: the host with its containers' worst status and traffic.
+    const data = nodeData({ ...s.node, status: s.status });
+    return {
+      ...data, ...frame, fontSize,
+      label: `${data.name}\n${s.containers} containers · ${traffic}`,
+      attrs: { ...s.node, status: s.status, containers: s.containers,
+        connections_per_s: s.rate },
+    };
+  }
+
+  // Fit the whole model (not only what is drawn) into the view.
+  fitModel() {
+    fitBox(this.cy, this.model.bounds(), landingZooms(this.level).high);
+  }
+
+  // Draw node ``id`` if it is not (a search result far away): centre the view
+  // on it, close enough to read it. Returns its element (empty if unknown).
+  reveal(id) {
+    const cy = this.cy;
+    if (!this.fleet || cy.getElementById(id).nonempty()) return cy.getElementById(id);
+    const p = this.model.positionOf(id);
+    if (!p) return cy.collection();
+    const zoom = Math.max(cy.zoom(), REVEAL_ZOOM);
+    cy.viewport({ zoom, pan: { x: cy.width() / 2 - p.x * zoom, y: cy.height() / 2 - p.y * zoom } });
+    this.redraw(true);
+    return cy.getElementById(id);
+  }
+
+  // The filter menus' values among every container held.
+  filterChoices() {
+    const values = { ns: new Set(), project: new Set(), image: new Set() };
+    for (const node of this.model.nodes.values()) {
+      if (node.type !== "container") continue;
+      const data = nodeData(node);
+      if (data.namespace) values.ns.add(data.namespace);
+      if (data.project) values.project.add(data.project);
+      if (data.image) values.image.add(data.image);
+    }
+    return values;
+  }
+
+  // What the view draws now, for tests and the benchmark.
+  drawing() {
+    return {
+      fleet: this.fleet,
+      detail: this.drawn ? this.drawn.detail : null,
+      drawnNodes: this.cy.nodes().length,
+      drawnEdges: this.cy.edges().length,
+      nodes: this.model.nodes.size,
+      edges: this.model.edges.size,
+    };
+  }
+
+  // ------------------------------------------------------------ whole drawing
+
+  // Apply a diff to the Cytoscape elements when the whole map is drawn.
+  drawDiff(diff) {
     const cy = this.cy;
     const wasEmpty = cy.nodes().empty();
     const addedIds = [];
     cy.batch(() => {
       for (const [source, target] of diff.removed_edges || []) {
-        const id = edgeId(source, target);
-        cy.getElementById(id).remove();
-        this.shownEdges.delete(id);
+        cy.getElementById(edgeId(source, target)).remove();
       }
       for (const id of diff.removed_nodes || []) {
         const node = cy.getElementById(id);
@@ -143,7 +380,6 @@ export class LiveMap {
           node.children().move({ parent: null });
           node.remove();
         }
-        this.shownNodes.delete(id);
       }
       const fresh = [];
       for (const node of [...(diff.added_nodes || []), ...(diff.changed_nodes || [])]) {
@@ -154,7 +390,6 @@ export class LiveMap {
           fresh.push(node);
           addedIds.push(node.id);
         }
-        this.shownNodes.set(node.id, node);
       }
       // New nodes go in with their parent already set (one add, no moves):
       // moving thousands of nodes into hosts one by one costs seconds.
@@ -184,7 +419,6 @@ export class LiveMap {
         ) {
           cy.add({ group: "edges", data: edgeData(edge) });
         }
-        this.shownEdges.set(id, edge);
       }
     });
     return positionAdded(cy, addedIds, {
@@ -211,6 +445,10 @@ export class LiveMap {
 
   // Fit ``eles`` (default: the whole map), short of this level's next threshold.
   fit(eles) {
+    if (this.fleet && !eles) {
+      this.fitModel();
+      return;
+    }
     fitView(this.cy, eles, landingZooms(this.level).high);
   }
 
@@ -225,6 +463,8 @@ export class LiveMap {
       const visible = new Set();
       // A node by its own (or, for a service, its owner's) facts and edges.
       const passes = (n) => {
+        // A tile sums what it holds; the filters apply to containers drawn.
+        if (n.hasClass("tile")) return true;
         const data = n.data();
         let ok;
         if (data.kind === "service" && n.isChild()) {
@@ -269,19 +509,32 @@ export class LiveMap {
     return hidden;
   }
 
-  // Highlight the nodes whose name contains ``query``; returns the matches.
+  // Highlight the nodes whose name contains ``query``; returns the matches
+  // (a fleet's among every node held, drawn or not).
   search(query) {
     const cy = this.cy;
     const matches = [];
+    const fleetHits = new Set();
+    if (this.fleet && query) {
+      for (const node of this.model.search((n) => nameMatches(nodeData(n), query))) {
+        matches.push({ id: node.id, name: String(node.name ?? node.id), kind: String(node.type) });
+        fleetHits.add(node.id);
+      }
+    }
     cy.batch(() => {
       cy.nodes().forEach((n) => {
-        const hit = Boolean(query) && !n.hasClass("hidden") && nameMatches(n.data(), query);
+        const hit = this.fleet
+          ? fleetHits.has(n.id())
+          : Boolean(query) && !n.hasClass("hidden") && nameMatches(n.data(), query);
         n.toggleClass("match", hit);
-        if (hit) matches.push({ id: n.id(), name: n.data("name"), kind: n.data("kind") });
+        if (hit && !this.fleet) {
+          matches.push({ id: n.id(), name: n.data("name"), kind: n.data("kind") });
+        }
       });
       const fade = Boolean(query) && matches.length > 0;
       cy.elements().forEach((e) => {
-        const keep = !fade || e.hasClass("match") || (e.isNode() && e.isParent());
+        const keep = !fade || e.hasClass("match") || e.hasClass("tile") ||
+          (e.isNode() && e.isParent());
         e.toggleClass("faded", !keep);
       });
     });

@@ -43,8 +43,11 @@ class MapPage {
       : "";
     this.view = parseView(window.location.search, config.level);
     this.container = $("map");
-    this.map = new LiveMap(this.container, this.view.level, this.renderer);
+    // ?lod=off draws a fleet whole (bench/map_fleet.py compares the two).
+    this.map = new LiveMap(this.container, this.view.level, this.renderer,
+      params.get("lod") !== "off");
     this.cy = this.map.cy;
+    this.map.onRedraw = () => this.refreshDrawn();
     this.levels = new LevelSwitcher(this);
     this.controls = new Controls(this);
     this.status = new StatusBar($("statusbar"));
@@ -151,7 +154,7 @@ class MapPage {
   // else around the focus, else the whole map.
   restoreView(pending, laidOut) {
     const cy = this.cy;
-    const focus = this.view.focus ? cy.getElementById(this.view.focus) : cy.collection();
+    const focus = this.view.focus ? this.map.reveal(this.view.focus) : cy.collection();
     cy.nodes().removeClass("focus");
     if (focus.nonempty()) focus.addClass("focus");
     if (pending.restore && this.view.zoom !== null) {
@@ -180,8 +183,9 @@ class MapPage {
       this.map.fit();
     }
     if (pending.select) {
+      // A fleet map draws a selection elsewhere by bringing it into view.
       const ele = cy.getElementById(pending.select);
-      if (ele.nonempty()) this.select(pending.select, false);
+      if (ele.nonempty() || this.map.fleet) this.select(pending.select, false);
     }
   }
 
@@ -190,12 +194,21 @@ class MapPage {
   refreshFromGraph() {
     this.map.matchRendererToSize();
     const hidden = this.map.applyFilters(this.view);
-    this.status.setCounts(this.cy.nodes().length, this.cy.edges().length, hidden);
+    const { nodes, edges } = this.map.counts();
+    this.status.setCounts(nodes, edges, hidden);
     this.status.touch();
     if (this.view.q) this.controls.runSearch(false);
     this.controls.fillFilterChoices();
     if (this.details.current !== null) this.details.render();
     this.controls.showCrumbs();
+  }
+
+  // A fleet map drew another part of itself (livemap.js redraw): the
+  // filters and search highlights apply to what is drawn now.
+  refreshDrawn() {
+    const v = this.view;
+    if (v.ns || v.project || v.image || v.label || v.hide.length) this.map.applyFilters(v);
+    if (v.q) this.map.search(v.q.trim());
   }
 
   // -------------------------------------------------------------- time
@@ -237,7 +250,9 @@ class MapPage {
   // -------------------------------------------------------------- selection
 
   select(id, move) {
-    const ele = this.cy.getElementById(id);
+    // A fleet draws only what is in view: a search result elsewhere is
+    // brought into view first.
+    const ele = this.map.reveal(id);
     if (ele.empty()) return;
     this.cy.elements().unselect();
     ele.select();

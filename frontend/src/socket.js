@@ -24,6 +24,8 @@ export class TopologySocket {
     this.paused = false;
     this.partial = null; // a snapshot's parts so far
     this.firstPartAt = 0;
+    // What came in, for bench/map_fleet.py: messages, characters, diffs.
+    this.received = { messages: 0, chars: 0, diffs: 0 };
   }
 
   get level() {
@@ -47,6 +49,8 @@ export class TopologySocket {
     });
     socket.addEventListener("message", (event) => {
       if (!current()) return;
+      this.received.messages += 1;
+      this.received.chars += event.data.length;
       let message;
       try {
         message = JSON.parse(event.data);
@@ -57,6 +61,8 @@ export class TopologySocket {
         message.graph = this.joinParts(message);
         if (!message.graph) return;
         message.firstPartAt = this.firstPartAt;
+      } else if (message.type === "diff") {
+        this.received.diffs += 1;
       }
       this.onMessage(message);
     });

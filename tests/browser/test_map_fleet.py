@@ -1,0 +1,254 @@
+"""A fleet on the map in Debian's Chromium: 500 hosts, 10,000 containers.
+
+The map holds the whole graph and draws only what the viewport shows at its
+zoom (frontend/src/fleet.js): host and group tiles carrying their containers'
+status when zoomed out, the containers in view when zoomed in. Panning and
+searching never ask the server. The world (bench/synthetic_world.py, through
+the collector's real RedisReporter) is written before the graph builder
+starts, so the module waits for one build, not one per host.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.browser.test_map import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORD,
+    USER,
+    _healthy,
+    log_in,
+    wait_for_map,
+)
+from tests.conftest import free_port, require, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from synthetic_world import make_world, write_world  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+HOSTS, CONTAINERS, EDGES = 500, 10_000, 50_000
+NODE_TTL = 3600  # the module outlives a collector's usual 30 s
+
+
+@pytest.fixture(scope="module")
+def world():
+    return make_world(HOSTS, CONTAINERS, EDGES)
+
+
+@pytest.fixture(scope="module")
+def fleet_server(redis_server, world, tmp_path_factory):
+    """Daphne and the graph builder over a Redis holding the whole world."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    write_world(world, redis_server.url, node_ttl=NODE_TTL)
+    tmp = tmp_path_factory.mktemp("portolan-fleet")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "webapp.settings",
+        "REDIS_URL": redis_server.url,
+        "DATABASE_PATH": str(tmp / "db.sqlite3"),
+        "PORTOLAN_VAR_DIR": str(tmp / "var"),
+        "PORTOLAN_NODE_TTL": str(NODE_TTL),
+        "DJANGO_SUPERUSER_USERNAME": USER,
+        "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
+        "DJANGO_SUPERUSER_EMAIL": "admin@example.invalid",
+        "DEBUG": "false",
+    }
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    for command in (["migrate", "--noinput"], ["createsuperuser", "--noinput"]):
+        subprocess.run([*manage, *command], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+    port = free_port()
+    log_path = tmp / "daphne.log"
+    with open(log_path, "wb") as log:
+        procs = [
+            subprocess.Popen(
+                [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
+                 "webapp.asgi:application"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
+            subprocess.Popen([*manage, "builder"], cwd=ROOT, env=env, stdout=log,
+                             stderr=subprocess.STDOUT),
+        ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not wait_for(lambda: _healthy(url), timeout=30):
+            raise RuntimeError(f"Daphne did not answer:\n{log_path.read_text()}")
+        yield url
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print(log_path.read_text()[-4000:])
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require(os.path.exists(CHROMIUM), "Debian's chromium not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def fleet_page(browser, fleet_server):
+    """One logged-in page on the fleet's container level, shared by the tests
+    (loading 10,000 containers once)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.base_url = fleet_server
+    log_in(page, "/?level=container")
+    # The builder's first build of the whole fleet comes before the map.
+    wait_for_map(page, f"m.drawing().nodes >= {HOSTS + CONTAINERS}",
+                 timeout_ms=240_000)
+    yield page
+    context.close()
+    assert page.errors == [], page.errors
+
+
+def drawing(page) -> dict:
+    return page.evaluate("() => window.portolanMap.drawing()")
+
+
+def drawn_nodes(page) -> list[dict]:
+    return page.evaluate(
+        """() => window.portolanMap.cy.nodes().map((n) => ({
+             id: n.id(), kind: n.data('kind'), status: n.data('status'),
+             label: n.data('label'), tile: n.hasClass('tile') }))""")
+
+
+def set_view(page, zoom: float, x: float | None = None, y: float | None = None):
+    """Zoom (around the model point x, y, else the middle) and wait a frame."""
+    page.evaluate(
+        """([zoom, x, y]) => { const cy = window.portolanMap.cy;
+             if (x === null) { cy.zoom({ level: zoom, renderedPosition:
+               { x: cy.width() / 2, y: cy.height() / 2 } }); return; }
+             cy.viewport({ zoom, pan: { x: cy.width() / 2 - x * zoom,
+                                        y: cy.height() / 2 - y * zoom } }); }""",
+        [zoom, x, y],
+    )
+    page.wait_for_timeout(200)
+
+
+def test_fleet_loads_and_draws_host_tiles_with_status(fleet_page, world):
+    page = fleet_page
+    d = drawing(page)
+    assert d["fleet"] and d["nodes"] >= HOSTS + CONTAINERS
+    assert d["edges"] > 0.9 * EDGES
+    # Fitted, the whole fleet is host tiles (or groups): few elements drawn.
+    page.keyboard.press("f")
+    page.wait_for_timeout(300)
+    d = drawing(page)
+    assert d["detail"] in ("host", "group"), d
+    assert d["drawnNodes"] <= HOSTS + 50 and d["drawnEdges"] <= 1000, d
+    # A host tile carries the worst status of its containers and their count.
+    failing = next(
+        (host, rec) for host, recs in world.containers.items() for rec in recs
+        if rec.state == "exited"
+    )
+    host, rec = failing
+    held = page.evaluate(
+        f"() => window.portolanMap.heldNode('container:{host}:{rec.id}')")
+    assert held is not None and held["status"] != "ok", held
+    position = page.evaluate(f"() => window.portolanMap.heldPosition('host:{host}')")
+    set_view(page, 0.1, position["x"], position["y"])
+    tiles = {n["id"]: n for n in drawn_nodes(page) if n["tile"]}
+    tile = tiles[f"host:{host}"]
+    assert tile["status"] == held["status"], tile
+    assert f"{len(world.containers[host])} containers" in tile["label"]
+    quiet = [h for h, recs in world.containers.items()
+             if all(r.state == "running" for r in recs) and f"host:{h}" in tiles]
+    assert quiet and tiles[f"host:{quiet[0]}"]["status"] == "ok"
+
+
+def test_zoomed_far_out_hosts_are_grouped_by_region_and_zone(fleet_page):
+    page = fleet_page
+    set_view(page, 0.02)
+    nodes = drawn_nodes(page)
+    groups = [n for n in nodes if n["kind"] == "group"]
+    # 4 regions x 3 zones (bench/synthetic_world.py host_labels).
+    assert len(groups) == 12, [n["id"] for n in nodes][:20]
+    assert all(n["tile"] and n["status"] in ("ok", "warning", "critical", "stopped")
+               for n in groups)
+    assert any("eu-1 / a" in n["label"] and "hosts" in n["label"] for n in groups)
+    assert not [n for n in nodes if n["kind"] == "container"]
+    assert drawing(page)["detail"] == "group"
+
+
+def test_zoomed_in_only_containers_in_view_are_drawn_and_panning_stays_local(
+        fleet_page, world):
+    page = fleet_page
+    first = f"container:node000:{world.containers['node000'][0].id}"
+    position = page.evaluate("() => window.portolanMap.heldPosition('host:node000')")
+    set_view(page, 0.6, position["x"], position["y"])
+    d = drawing(page)
+    assert d["detail"] == "container"
+    assert 0 < d["drawnNodes"] < 400, d
+    ids = {n["id"] for n in drawn_nodes(page)}
+    assert first in ids
+    received = page.evaluate("() => window.portolanMap.received().messages")
+    # Pan far away by dragging: other containers are drawn, the first is not.
+    page.evaluate("() => window.portolanMap.cy.autoungrabify(true)")
+    started = time.monotonic()
+    for _ in range(6):
+        page.mouse.move(1200, 700)
+        page.mouse.down()
+        page.mouse.move(100, 100, steps=8)
+        page.mouse.up()
+    page.wait_for_timeout(300)
+    moved = {n["id"] for n in drawn_nodes(page)}
+    assert first not in moved and moved - ids, "panning should draw other containers"
+    assert drawing(page)["drawnNodes"] < 400
+    # Nothing was asked of the server (what arrived meanwhile is its own pace).
+    assert page.evaluate("() => window.portolanMap.received().messages") - received \
+        <= 1 + (time.monotonic() - started) / 5
+
+
+def test_search_finds_a_container_that_is_not_drawn_and_jumps_to_it(
+        fleet_page, world):
+    page = fleet_page
+    page.keyboard.press("f")
+    page.wait_for_timeout(300)
+    host = sorted(world.containers)[-7]
+    rec = world.containers[host][3]
+    target = f"container:{host}:{rec.id}"
+    assert page.evaluate(
+        f"() => window.portolanMap.cy.getElementById('{target}').empty()")
+    page.fill("#search", rec.name)
+    page.locator(f"#search-results button[data-id='{target}']").wait_for()
+    page.press("#search", "Enter")
+    wait_for_map(page, f"m.cy.getElementById('{target}').nonempty() && "
+                       f"m.cy.getElementById('{target}').selected()")
+    page.locator("#details").wait_for(state="visible")
+    assert page.locator("#details .details-title").text_content() == rec.name
+    wait_for_map(page, "!m.cy.animated()")
+    # In view, close enough to read, and the view's part drawn around it.
+    inside = page.evaluate(
+        f"""() => {{ const cy = window.portolanMap.cy, e = cy.extent();
+                    const p = cy.getElementById('{target}').position();
+                    return p.x > e.x1 && p.x < e.x2 && p.y > e.y1 && p.y < e.y2; }}""")
+    assert inside
+    assert page.evaluate("() => window.portolanMap.zoom()") >= 0.8
+    d = drawing(page)
+    assert d["detail"] == "container" and d["drawnNodes"] < 400, d
