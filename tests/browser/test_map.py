@@ -29,6 +29,7 @@ from collector.schema import (
     container_node_id,
 )
 from tests.conftest import free_port, require, wait_for
+from webapp.anomalies.history import StatusHistory
 from webapp.anomalies.keys import AnalysisKeys
 
 pytestmark = pytest.mark.browser
@@ -626,12 +627,15 @@ def test_panel_of_a_past_map_shows_the_past(page, redis_server, redis_client):
     host.add("c-late", "pt-late", "10.88.8.4")
     host.connect("c-late", "10.88.8.2", 80, connections=7)
     host.report(now=now)
-    # The analyzer's live verdict, which the past knows nothing of.
+    # The analyzer's live verdict, which the past knows nothing of; the past
+    # has its own, kept in the status history (issue 23).
     redis_client.hset(
         AnalysisKeys("portolan").status,
         host.node("c-srv"),
         json.dumps({"status": "critical", "reasons": ["a live-only reason"]}),
     )
+    StatusHistory(redis_client).record(now - 600, {host.node("c-srv"): {
+        "status": "warning", "reasons": ["a reason of its time"]}}, [])
 
     log_in(page, f"/?level=container&at={int(now - 598)}&sel={host.node('c-srv')}")
     wait_for_map(page, "m.nodeNames().includes('pt-srv') && m.state() === 'past'")
@@ -642,10 +646,14 @@ def test_panel_of_a_past_map_shows_the_past(page, redis_server, redis_client):
     # (A peer not on the map would show by its id: c-late.)
     assert "pt-early" in inbound and "late" not in inbound, inbound
     assert "Inbound (1)" in inbound
-    assert page.locator("#details .why").count() == 0
+    assert "a reason of its time" in page.locator("#details .why").text_content()
     assert "a live-only reason" not in page.locator("#details").text_content()
 
     # Live again, with a real click: the open panel leaves the time bar free.
+    # (An analyzer published just now: its verdict is the live one.)
+    redis_client.set(AnalysisKeys("portolan").causes,
+                     json.dumps({"ts": time.time(), "causes": []}))
+    host.report()
     page.click("#live")
     wait_for_map(page, "m.state() === 'live' && m.nodeNames().includes('pt-late')")
     page.wait_for_function(
