@@ -64,6 +64,7 @@ container name or command can never forge a separator.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -362,6 +363,35 @@ class Keys:
         return f"{self.prefix}:applied:{self._tag(host_id)}"
 
 
+@functools.cache
+def _field_defaults(cls) -> dict:
+    """A record class's fields that have defaults, and those defaults."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def record_json(record) -> str:
+    """A record as stored in Redis: compact JSON without the fields that hold
+    their defaults (``from_json`` puts them back), about half the bytes of
+    every field spelled out, for every container of the fleet.
+
+    >>> record_json(ContainerRecord(id="c1", name="web", state="running"))
+    '{"id":"c1","name":"web","state":"running"}'
+    >>> ContainerRecord.from_json(_).labels
+    {}
+    """
+    defaults = _field_defaults(type(record))
+    return json.dumps(
+        {k: v for k, v in plain_fields(record).items()
+         if k not in defaults or v != defaults[k] or type(v) is not type(defaults[k])},
+        sort_keys=True, separators=(",", ":"))
+
+
 def plain_fields(record) -> dict:
     """A dataclass's fields as a dict, for records whose fields are plain data.
 
@@ -401,7 +431,7 @@ class ContainerRecord:
         return plain_fields(self)
 
     def to_json(self) -> str:
-        return json.dumps(plain_fields(self), sort_keys=True)
+        return record_json(self)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ContainerRecord:
@@ -444,7 +474,7 @@ class HostRecord:
         return plain_fields(self)
 
     def to_json(self) -> str:
-        return json.dumps(plain_fields(self), sort_keys=True)
+        return record_json(self)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> HostRecord:

@@ -138,9 +138,11 @@ async def _read_frame(reader) -> tuple[bool, int, bytes]:
     return fin, opcode, await reader.readexactly(length)
 
 
-async def open_map(port: int, cookie: str, level: str = "container"):
+async def open_map(port: int, cookie: str, level: str = "container",
+                   decode: bool = True):
     """A minimal WebSocket client on the map socket (text frames from the
-    server, which never masks): its queue of (time received, message)."""
+    server, which never masks): its queue of (time received, message), the
+    message undecoded (bytes) unless ``decode``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write((
@@ -161,8 +163,9 @@ async def open_map(port: int, cookie: str, level: str = "container"):
                 return
             parts.append(data)
             if fin and opcode in (0, 1):  # a whole text message
+                body = b"".join(parts)
                 messages.put_nowait((time.monotonic(),
-                                     json.loads(b"".join(parts))))
+                                     json.loads(body) if decode else body))
                 parts = []
 
     task = asyncio.create_task(pump())
