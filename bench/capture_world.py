@@ -142,8 +142,10 @@ def world_reports(spec: WorldSpec):
                 history.append("fine")
                 next_fine[host] = ts + spec.history_step
             if ts >= next_coarse[host]:
-                history.append("coarse")
+                history = ["fine", "coarse"]  # a coarse step is a fine one too
                 next_coarse[host] = ts + spec.coarse_step
+                if step % int(600 / spec.interval) == 0:
+                    history.append("totals")  # a keyframe every 10 min
             yield Report(
                 ts=ts, host=HostRecord(id=host, hostname=host, mode="ebpf",
                                        kernel="6.1.0-synthetic"),

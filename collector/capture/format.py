@@ -65,7 +65,7 @@ MAX_STRING = 64 << 10  # a command line may be long; nothing else comes close
 MAX_COUNTER = (1 << 63) - 1  # Redis' HINCRBY range
 # Times a collector could have reported at: 2001-09-09 .. 2100-01-01.
 MIN_TS, MAX_TS = 1_000_000_000.0, 4_102_444_800.0
-HISTORY_TIERS = ("fine", "coarse")
+HISTORY_TIERS = ("fine", "coarse", "totals")  # totals: a keyframe
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # A capture repeats the same flow fields and address targets in every report.
 _flow_field = functools.lru_cache(maxsize=200_000)(parse_flow_field)

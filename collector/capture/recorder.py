@@ -16,12 +16,13 @@ import fnmatch
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
 
-from collector.capture.format import Event, Report
+from collector.capture.format import HISTORY_TIERS, Event, Report
 from collector.schema import (
     ContainerRecord,
     HostRecord,
@@ -97,63 +98,154 @@ def _decode_map(raw: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in raw.items()}
 
 
+@dataclass(slots=True)
+class _HostProgress:
+    """What a capture has written of one host so far."""
+
+    emitted: dict[str, int]  # flow field -> total the records add up to
+    last_ts: float
+    # tier -> unix time of its latest snapshot seen, and what the records
+    # added since (the counts the next snapshot of that tier must hold)
+    snapshot_ts: dict[str, float]
+    since_snapshot: dict[str, Counter] = field(default_factory=dict)
+
+
+def _grown(totals: dict[str, int], emitted: dict[str, int]) -> dict[str, int]:
+    """What the totals added since ``emitted`` (a counter that went down was
+    reset, its hash expired: it counts anew)."""
+    out = {}
+    for f, v in totals.items():
+        before = emitted.get(f, 0)
+        if v != before:
+            out[f] = v - before if v > before else v
+    return out
+
+
 class HostReader:
-    """Reads hosts' keys after their reports and makes records of them."""
+    """Reads hosts' keys after their reports and makes records of them.
+
+    A read may come late, after the host's next report: the records then
+    follow the history snapshots the collector wrote meanwhile (their time,
+    records, rates and counts), so a replay writes the same history at the
+    same times, and what was counted after the last snapshot goes into the
+    next record.
+    """
 
     def __init__(self, client: redis.Redis, keys: Keys,
                  containers: ContainerFilter | None = None):
         self.client = client
         self.keys = keys
         self.filter = containers or ContainerFilter()
-        self.totals: dict[str, dict[str, int]] = {}  # host -> flow field -> total
-        self.last_ts: dict[str, float] = {}
-        self.last_batch: dict[str, bytes | None] = {}
+        self.hosts: dict[str, _HostProgress] = {}
 
-    def read(self, host_id: str, ts: float) -> Report | None:
-        """The record of the host's report at ``ts``; None when the host's keys
-        hold no report newer than the last one read."""
+    def read(self, host_id: str, ts: float) -> list[Report]:
+        """The records of the host's reports up to the one at ``ts`` that were
+        not read yet (none when its keys hold nothing newer)."""
         k = self.keys
+        progress = self.hosts.get(host_id)
         # One transaction: the host's keys share a slot, and the collector
-        # writes them in one transaction too, so this sees one report whole.
+        # writes them in one transaction too, so this sees whole reports.
         pipe = self.client.pipeline(transaction=True)
-        pipe.get(k.applied(host_id))
         pipe.get(k.host(host_id))
         pipe.hgetall(k.containers(host_id))
         pipe.hgetall(k.addrs(host_id))
         pipe.hgetall(k.flows(host_id))
         pipe.hgetall(k.rates(host_id))
-        pipe.zcount(k.history(host_id, "fine"), ts, ts)
-        pipe.zcount(k.history(host_id, "coarse"), ts, ts)
-        applied, raw_host, containers, addrs, flows, rates, fine, coarse = (
-            pipe.execute())
-        if raw_host is None or (host_id in self.last_batch
-                                and applied == self.last_batch[host_id]):
-            return None
-        self.last_batch[host_id] = applied
+        for tier in HISTORY_TIERS:
+            if progress is None:
+                pipe.zrange(k.history(host_id, tier), -1, -1, withscores=True)
+            else:
+                pipe.zrangebyscore(k.history(host_id, tier),
+                                   f"({progress.snapshot_ts[tier]!r}", "+inf",
+                                   withscores=True)
+        raw_host, containers, addrs, flows, rates, *tiers = pipe.execute()
+        if raw_host is None:
+            return []
         totals = {f.decode(): int(v) for f, v in flows.items()}
-        previous = self.totals.get(host_id)
-        report = Report(
+        live = Report(
             ts=ts, host=HostRecord.from_json(raw_host),
             containers=[ContainerRecord.from_json(v) for v in containers.values()],
             addrs=_decode_map(addrs),
             rates={f.decode(): float(v) for f, v in rates.items()},
-            interval=max(0.001, ts - self.last_ts.get(host_id, ts - 1.0)),
-            history=tuple(t for t, n in (("fine", fine), ("coarse", coarse)) if n),
         )
-        if previous is None:
+        if progress is None:
             # The host's first report: what it had counted so far is the base;
             # this step's share of it is unknown, so no history step is kept
             # (the next one starts with what the capture saw).
-            report.base = totals
-            report.history = ()
-        else:
-            # A counter that went down was reset (its hash expired): count anew.
-            report.flows = {f: v - previous.get(f, 0) if v >= previous.get(f, 0)
-                            else v for f, v in totals.items()
-                            if v != previous.get(f, 0)}
-        self.totals[host_id] = totals
-        self.last_ts[host_id] = ts
-        return self.filter.apply(report)
+            live.base = totals
+            self.hosts[host_id] = _HostProgress(
+                emitted=dict(totals), last_ts=ts,
+                snapshot_ts={t: rows[0][1] if rows else 0.0
+                             for t, rows in zip(HISTORY_TIERS, tiers, strict=True)},
+                since_snapshot={t: Counter() for t in HISTORY_TIERS})
+            return [self.filter.apply(live)]
+        records = []
+        for snap_ts, marks, snapshot in _snapshots(tiers):
+            records.append(self._from_snapshot(
+                host_id, progress, snap_ts, marks, snapshot,
+                _grown(totals, progress.emitted)))
+        if ts > progress.last_ts:
+            live.flows = _grown(totals, progress.emitted)
+            records.append(self._advance(progress, live, ()))
+        return [self.filter.apply(r) for r in records]
+
+    def _from_snapshot(self, host_id: str, progress: _HostProgress, ts: float,
+                       marks: tuple[str, ...], snapshot: dict,
+                       available: dict[str, int]) -> Report:
+        """The record of a report that wrote history: its snapshot's records
+        and rates, and what makes the tier's step hold the snapshot's counts
+        (never more than the totals grew by: the first step of a capture
+        began before it)."""
+        counts = Counter({f: int(v) for f, v in (snapshot.get("counts") or {}
+                                                 ).items()})
+        owed = counts.copy()
+        owed.subtract(progress.since_snapshot[marks[0]])
+        report = Report(
+            ts=ts, host=HostRecord.from_json(json.dumps(
+                snapshot.get("host") or {"id": host_id})),
+            containers=[ContainerRecord.from_json(json.dumps(c))
+                        for c in snapshot.get("containers") or []],
+            addrs={str(a): str(t) for a, t in (snapshot.get("addrs") or {}
+                                                ).items()},
+            rates={f: float(v) for f, v in (snapshot.get("rates") or {}).items()},
+            flows={f: min(v, available[f]) for f, v in owed.items()
+                   if v > 0 and available.get(f, 0) > 0})
+        return self._advance(progress, report, marks)
+
+    @staticmethod
+    def _advance(progress: _HostProgress, report: Report,
+                 marks: tuple[str, ...]) -> Report:
+        report.interval = max(0.001, report.ts - progress.last_ts)
+        report.history = marks
+        for f, v in report.flows.items():
+            progress.emitted[f] = progress.emitted.get(f, 0) + v
+        for tier, counted in progress.since_snapshot.items():
+            if tier in marks:
+                progress.since_snapshot[tier] = Counter()
+                progress.snapshot_ts[tier] = report.ts
+            else:
+                counted.update(report.flows)
+        progress.last_ts = max(progress.last_ts, report.ts)
+        return report
+
+
+def _snapshots(tiers) -> list[tuple[float, tuple[str, ...], dict]]:
+    """New history snapshots by time: (time, tiers that hold one, the finest)."""
+    by_ts: dict[float, dict[str, bytes]] = {}
+    for tier, rows in zip(HISTORY_TIERS, tiers, strict=True):
+        for blob, score in rows:
+            by_ts.setdefault(score, {})[tier] = blob
+    out = []
+    for ts in sorted(by_ts):
+        blobs = by_ts[ts]
+        marks = tuple(t for t in HISTORY_TIERS if t in blobs)
+        if marks[0] == "totals":
+            continue  # a keyframe goes with a coarse snapshot: never alone
+        try:
+            out.append((ts, marks, decode_snapshot(blobs[marks[0]])))
+        except SchemaError as exc:
+            log.warning("history snapshot at %s: %s", ts, exc)
+    return out
 
 
 def record_live(
@@ -188,8 +280,7 @@ def record_live(
                     continue
                 if hosts and host_id not in hosts:
                     continue
-                report = reader.read(host_id, ts)
-                if report is not None:
+                for report in reader.read(host_id, ts):
                     write(report)
                     written += 1
             for stream_id, fields in client.xrange(events_key, f"({last_event}",

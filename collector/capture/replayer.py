@@ -24,7 +24,12 @@ from pathlib import Path
 
 import redis
 
-from collector.capture.format import CaptureError, CaptureReader, Report
+from collector.capture.format import (
+    HISTORY_TIERS,
+    CaptureError,
+    CaptureReader,
+    Report,
+)
 from collector.reporter import HistoryPolicy, HostReport, RedisReporter
 from collector.schema import parse_flow_field
 
@@ -84,6 +89,7 @@ class Replayer:
         self.sleep, self.clock = sleep, clock
         self.reporters: dict[str, RedisReporter] = {}
         self._fast_offset: float | None = None
+        self._started: set[str] = set()  # hosts written in this pass
 
     def _reporter(self, host_id: str) -> RedisReporter:
         if host_id not in self.reporters:
@@ -113,6 +119,7 @@ class Replayer:
     def _replay_pass(self, paths: list[Path], stats: ReplayStats, bad: set[Path],
                      shift: float, should_stop) -> float | None:
         """One pass over the files; returns the span it covered (None: empty)."""
+        self._started.clear()
         merged = heapq.merge(*(_file_reports(i, p, stats.errors, bad)
                                for i, p in enumerate(paths)))
         first_pass = stats.passes == 0
@@ -173,9 +180,18 @@ class Replayer:
             # write, not into this step's history counts or rates.
             for name, total in report.base.items():
                 reporter.pending[parse_flow_field(name)] += total
-        # The history snapshots fall where the collector's did.
+        # The history snapshots (and keyframes of the totals) fall where the
+        # collector's did; a host's first report of a pass writes all three,
+        # so that its past totals start from a keyframe.
+        marks = report.history
+        if report.host.id not in self._started:
+            self._started.add(report.host.id)
+            marks = HISTORY_TIERS
         for tier in reporter.tiers:
-            tier.next_at = 0.0 if tier.name in report.history else math.inf
+            tier.next_at = 0.0 if tier.name in marks else math.inf
+        # XXX: RedisReporter has no public way to ask for a keyframe; this
+        # private attribute can go when it has one.
+        reporter._keyframe_at = 0.0 if "totals" in marks else math.inf
         host = replace(report.host, replay={
             "file": path.name, "recorded_at": report.ts,
             "offset": round(now - report.ts, 3)})
