@@ -92,3 +92,33 @@ def test_node_api_rejects_a_non_finite_window(
                                {"id": "host:panel-h", "window": window})
     assert response.status_code == 400
     assert "finite" in response.json()["error"]
+
+
+def test_node_details_at_a_past_time(user_client, live_redis):  # noqa: F811
+    """?at=: the node as the past map had it, its series up to then (issue 23)."""
+    reporter = RedisReporter(reporter_client(live_redis.url), Keys("portolan"))
+    server_node = container_node_id(HOST, "srv")
+    inbound = FlowKey(server_node, "in", "10.5.0.2", 80)
+    t0 = 1_900_000_000.0
+    for t in range(0, 61):
+        state = "running" if t < 40 else "exited"
+        reporter.report(HostReport(
+            host=HostRecord(id=HOST, hostname=HOST),
+            containers=[ContainerRecord(id="srv", name="server", state=state,
+                                        exit_code=0 if t < 40 else 137,
+                                        ips=["10.5.0.3"])],
+            addrs={"10.5.0.3": server_node},
+            flows=Counter({(inbound, "accepts"): 2} if t < 20 else {}),
+        ), now=t0 + t)
+    body = user_client.get("/api/node/", {"id": server_node, "window": "900",
+                                          "at": str(t0 + 32)}).json()
+    assert body["at"] == t0 + 32
+    assert body["node"]["state"] == "running"  # it exited at 40
+    assert body["series"]["ts"] and max(body["series"]["ts"]) <= t0 + 32
+    assert body["series"]["ts"][-1] == t0 + 30
+    assert body["events"] == []
+    # Before the server existed: not on that map.
+    assert user_client.get("/api/node/", {"id": server_node,
+                                          "at": str(t0 - 100)}).status_code == 404
+    assert user_client.get("/api/node/", {"id": server_node,
+                                          "at": "yesterday"}).status_code == 400

@@ -249,11 +249,23 @@ def read_history(
     client: redis.Redis, keys: Keys, host_id: str, since: float,
     until: float = float("inf"),
 ) -> list[dict]:
-    """A host's fine-grained history snapshots between two times, oldest first."""
-    rows = client.zrangebyscore(keys.history(host_id, "fine"), since,
-                                "+inf" if until == float("inf") else until)
+    """A host's history snapshots between two times, oldest first: the fine
+    tier's, after the coarse tier's where the window reaches back beyond it."""
+    top = "+inf" if until == float("inf") else until
+    pipe = client.pipeline(transaction=False)
+    pipe.zrangebyscore(keys.history(host_id, "fine"), since, top, withscores=True)
+    pipe.zrange(keys.history(host_id, "fine"), 0, 0, withscores=True)
+    fine, oldest = pipe.execute()
+    start = oldest[0][1] if oldest else float("inf")
+    rows = []
+    if since < start:
+        coarse_top = min(until, start)
+        rows = client.zrangebyscore(
+            keys.history(host_id, "coarse"), since,
+            "+inf" if coarse_top == float("inf") else f"({coarse_top}",
+            withscores=True)
     snapshots = []
-    for blob in rows:
+    for blob, _ts in [*rows, *fine]:
         try:
             snapshots.append(decode_snapshot(blob))
         except SchemaError as exc:
