@@ -19,9 +19,23 @@ import pytest
 
 from collector.reporter import HostReport, RedisReporter
 from collector.reporter import redis_client as reporter_client
-from collector.schema import ContainerRecord, HostRecord, Keys
+from collector.schema import (
+    ContainerRecord,
+    FlowKey,
+    HostRecord,
+    Keys,
+    container_node_id,
+)
 from tests.conftest import free_port, wait_for
+from webapp.builder.builder import (
+    BuilderSettings,
+    GraphBuilder,
+    load_stored,
+    snapshot_payload,
+)
 from webapp.builder.keys import GraphKeys
+from webapp.builder.stored import mark_watched
+from webapp.maps.diff import apply_diff
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -283,3 +297,153 @@ async def test_two_daphne_workers_send_the_same_diffs(procs, redis_server,
         reporting.stop()
         for transport in transports:
             close_map(transport)
+
+
+# ------------------------------------------------ in process, on a real Redis
+
+SERVER_IP = "10.66.0.3"
+
+
+def flow_report(reporter, connections: int, bytes_sent: int = 0) -> None:
+    """One host, a client and a server container, one flow between them."""
+    key = FlowKey(container_node_id(HOST, "cli"), "out", SERVER_IP, 80)
+    flows = Counter({(key, "connections"): connections})
+    if bytes_sent:
+        flows[(key, "bytes_sent")] = bytes_sent
+    assert reporter.report(HostReport(
+        host=HostRecord(id=HOST),
+        containers=[ContainerRecord(id="cli", name="pt-cli", state="running",
+                                    ips=["10.66.0.2"]),
+                    ContainerRecord(id="srv", name="pt-srv", state="running",
+                                    ips=[SERVER_IP])],
+        addrs={"10.66.0.2": container_node_id(HOST, "cli"),
+               SERVER_IP: container_node_id(HOST, "srv")},
+        flows=flows))
+
+
+def stored_payload(client, level: str) -> dict:
+    """The stored snapshot of ``level`` with its stored diffs applied."""
+    seq, texts, diffs = load_stored(client, GraphKeys("portolan"), level)
+    payload = snapshot_payload(texts)
+    for _, diff_texts in diffs:
+        for text in diff_texts:
+            payload = apply_diff(payload, json.loads(text))
+    return payload
+
+
+def edge(payload: dict) -> dict:
+    return next(e for e in payload["links"]
+                if e["target"] == container_node_id(HOST, "srv"))
+
+
+@pytest.fixture
+def in_process(redis_client, redis_server):
+    reporter = RedisReporter(reporter_client(redis_server.url), Keys("portolan"))
+    builder = GraphBuilder(redis_client, BuilderSettings(snapshot_interval=600))
+    yield reporter, builder
+    reporter.client.close()
+
+
+def test_only_watched_levels_are_built_and_a_level_watched_again_continues(
+        in_process, redis_client):
+    reporter, builder = in_process
+    gkeys = GraphKeys("portolan")
+    flow_report(reporter, 2, bytes_sent=500)
+    assert builder.step({HOST}) == []  # nobody watches: nothing built
+    assert all(view.graph is None for view in builder.views.values())
+
+    mark_watched(redis_client, gkeys, "container")
+    [first] = builder.step(set())
+    assert (first.level, first.texts) == ("container", None)  # a first graph
+    assert builder.views["service"].graph is None
+    assert builder.views["host"].graph is None
+
+    # Counters alone move: the diff carries the edge's changed keys only.
+    flow_report(reporter, 3)
+    [update] = builder.step({HOST})
+    assert update.seq == first.seq + 1
+    [diff] = [json.loads(t) for t in update.texts]
+    [link] = diff["updated_links"]
+    assert link["connections"] == 5 and "bytes_sent" not in link
+    assert not diff["changed_edges"] and not diff["added_edges"]
+    assert edge(stored_payload(redis_client, "container"))["bytes_sent"] == 500
+
+    # Unwatched, the level is left as it was; watched again, one diff
+    # catches it up, next in its sequence, and matches a full build.
+    redis_client.delete(gkeys.watched("container"))
+    flow_report(reporter, 4)
+    assert builder.step({HOST}) == []
+    mark_watched(redis_client, gkeys, "container")
+    [catch_up] = builder.step(set())
+    assert catch_up.seq == update.seq + 1 and catch_up.texts is not None
+    stored = stored_payload(redis_client, "container")
+    assert edge(stored)["connections"] == 9
+    rebuilt = GraphBuilder(redis_client, BuilderSettings(all_levels=True))
+    rebuilt.step({HOST})
+    fresh = rebuilt.views["container"].graph.payload()
+    assert sorted(stored["nodes"], key=lambda n: n["id"]) == sorted(
+        fresh["nodes"], key=lambda n: n["id"])
+    assert edge(stored) == edge(fresh)
+
+
+def test_a_snapshot_lost_under_the_builder_is_stored_again(in_process,
+                                                           redis_client):
+    reporter, builder = in_process
+    gkeys = GraphKeys("portolan")
+    flow_report(reporter, 1)
+    mark_watched(redis_client, gkeys, "container")
+    builder.step({HOST})
+    redis_client.delete(gkeys.snapshot("container"))  # a flush, an expiry
+    flow_report(reporter, 1)
+    publications = builder.step({HOST})
+    assert publications[-1].texts is None  # relays reload it
+    assert redis_client.exists(gkeys.snapshot("container"))
+    assert edge(stored_payload(redis_client, "container"))["connections"] == 2
+
+
+@pytest.mark.django_db
+def test_api_graph_and_metrics_read_the_stored_level_while_it_is_fresh(
+        in_process, redis_client, redis_server, settings, client):
+    from django.contrib.auth import get_user_model
+
+    from webapp.topology import service
+
+    reporter, builder = in_process
+    settings.REDIS_URL = redis_server.url
+    settings.PORTOLAN_METRICS = {**settings.PORTOLAN_METRICS, "TOKEN": "t0ken"}
+    service.redis_client.cache_clear()
+    client.force_login(get_user_model().objects.create_user(
+        "stored", password="pw-for-tests-1"))
+    gkeys = GraphKeys("portolan")
+    try:
+        flow_report(reporter, 2)
+
+        def api_connections():
+            graph = client.get("/api/graph/", {"level": "container"}).json()
+            return edge(graph)["connections"]
+
+        def metric_connections():
+            text = client.get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken"
+                              ).content.decode()
+            return [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("portolan_edge_connections_total{")]
+
+        # No builder keeps it: built on request; the request marks it watched.
+        assert api_connections() == 2
+        assert redis_client.exists(gkeys.watched("container"))
+        builder.step({HOST})
+        # The builder's stored level answers while fresh: a report the
+        # builder has not taken in yet is not in it...
+        flow_report(reporter, 3)
+        assert api_connections() == 2
+        assert metric_connections() == [2.0]
+        # ...and is once it has; only the diffs since are read.
+        builder.step({HOST})
+        assert api_connections() == 5
+        assert metric_connections() == [5.0]
+        # Not fresh any more (no builder): built on request again.
+        redis_client.delete(gkeys.fresh("container"))
+        flow_report(reporter, 1)
+        assert api_connections() == 6
+    finally:
+        service.redis_client.cache_clear()

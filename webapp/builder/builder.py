@@ -265,35 +265,54 @@ class GraphBuilder:
                    > self.conf.snapshot_interval
                    or stored.diff_bytes + size > stored.snapshot_bytes // 2)
             if due:
-                snap = encode_snapshot(level, self.views[level].graph.payload(),
-                                       MESSAGE_LIMIT)
-                blob = encode_snapshot_blob(stored.seq, snap)
-                pipe.set(self.gkeys.snapshot(level), blob, ex=ttl)
-                pipe.delete(self.gkeys.diffs(level))
-                stored.snapshot_seq = stored.seq
-                stored.snapshot_at = time.monotonic()
-                stored.snapshot_bytes = sum(map(len, snap))
-                stored.diff_bytes = 0
+                self._store_snapshot(pipe, level, ttl)
             else:
                 pipe.rpush(self.gkeys.diffs(level), encode_entry(stored.seq, texts))
-                pipe.expire(self.gkeys.diffs(level), ttl)
-                pipe.expire(self.gkeys.snapshot(level), ttl)
                 stored.diff_bytes += size
             publications.append(Publication(level, stored.seq, texts))
+        # Every level's snapshot stays while the builder runs (a first viewer
+        # of an unwatched level sees it at once, then the diff that catches
+        # it up); whether it is still there says if Redis lost it meanwhile.
         for level in LEVELS:
-            # Unwatched levels' snapshots stay (a first viewer sees them at
-            # once, then the diff that catches them up); fresh says which
-            # are current.
             pipe.expire(self.gkeys.snapshot(level), ttl)
             pipe.expire(self.gkeys.diffs(level), ttl)
+        results = pipe.execute()
+        kept = results[len(results) - 2 * len(LEVELS):][::2]  # the snapshots'
+        lost = [level for level, there in zip(LEVELS, kept, strict=True)
+                if not there and level in self.current
+                and self.views[level].graph is not None]
+        pipe = self.client.pipeline(transaction=True)
+        self._mark_fresh(pipe, set(self.current) - set(lost))
+        if lost:
+            # Flushed or expired under us: a new snapshot, and relays reload.
+            for level in lost:
+                self.stored[level].seq += 1
+                self._store_snapshot(pipe, level, ttl)
+                publications.append(Publication(level, self.stored[level].seq, None))
+            self._mark_fresh(pipe, lost)
+        pipe.execute()
+        return publications
+
+    def _store_snapshot(self, pipe, level: str, ttl: int) -> None:
+        """Queue the level's whole snapshot at its seq, its diff list emptied."""
+        stored = self.stored[level]
+        snap = encode_snapshot(level, self.views[level].graph.payload(),
+                               MESSAGE_LIMIT)
+        pipe.set(self.gkeys.snapshot(level),
+                 encode_snapshot_blob(stored.seq, snap), ex=ttl)
+        pipe.delete(self.gkeys.diffs(level))
+        stored.snapshot_seq = stored.seq
+        stored.snapshot_at = time.monotonic()
+        stored.snapshot_bytes = sum(map(len, snap))
+        stored.diff_bytes = 0
+
+    def _mark_fresh(self, pipe, levels) -> None:
         fresh = max(1, round(self.conf.fresh_ttl))
-        for level in self.current:
+        for level in levels:
             stored = self.stored[level]
             pipe.set(self.gkeys.fresh(level),
                      encode_fresh(time.time(), stored.seq, stored.snapshot_seq),
                      ex=fresh)
-        pipe.execute()
-        return publications
 
     # ------------------------------------------------------------ the loop
 
