@@ -34,7 +34,9 @@ const CELL = 110; // one container and its label
 const HOST_GAP = 2 * CELL;
 const HOST_HEADER = 40;
 const GROUP_GAP = 6 * CELL;
-const SEVERITY = { critical: 3, warning: 2, stopped: 1, unknown: 1, ok: 0 };
+// Worst last, as the server rolls statuses up (webapp/topology/graph.py
+// STATUS_ORDER): a tile says what its worst container says.
+const SEVERITY = { unknown: 0, stopped: 1, ok: 2, warning: 3, critical: 4 };
 
 function worse(a, b) {
   return (SEVERITY[b] ?? 0) > (SEVERITY[a] ?? 0) ? b : a;
@@ -256,7 +258,7 @@ export class FleetModel {
       let t = tiles.get(owner);
       if (!t) {
         const node = this.nodes.get(owner) || { id: owner };
-        t = { node, status: node.status || "ok", containers: 0, rate: 0, failed: 0 };
+        t = { node, status: node.status || "unknown", containers: 0, rate: 0, failed: 0 };
         tiles.set(owner, t);
       }
       return t;
@@ -265,7 +267,7 @@ export class FleetModel {
       const t = tileOf(this.ownerOf(id));
       if (id !== t.node.id) {
         if (node.type === "container") t.containers += 1;
-        t.status = worse(t.status, node.status || "ok");
+        t.status = worse(t.status, node.status || "unknown");
       }
     }
     const groupOfOwner = (owner) => {
@@ -278,7 +280,10 @@ export class FleetModel {
       if (key === null || !key) continue;
       let g = groups.get(key);
       if (!g) {
-        g = { id: `group:${key}`, key, status: "ok", hosts: 0, containers: 0, rate: 0, failed: 0 };
+        g = {
+          id: `group:${key}`, key, status: "unknown", hosts: 0, containers: 0, rate: 0,
+          failed: 0,
+        };
         groups.set(key, g);
       }
       g.hosts += 1;
@@ -291,7 +296,7 @@ export class FleetModel {
       const key = `${a}\u2192${b}`;
       let s = table.get(key);
       if (!s) {
-        s = { source: a, target: b, status: "ok", edges: 0, connections: 0, failed: 0,
+        s = { source: a, target: b, status: "unknown", edges: 0, connections: 0, failed: 0,
           connections_per_s: 0, failed_per_s: 0 };
         table.set(key, s);
       }
@@ -300,7 +305,7 @@ export class FleetModel {
       s.failed += Number(edge.failed) || 0;
       s.connections_per_s += rateOf(edge);
       s.failed_per_s += Number(edge.failed_per_s) || 0;
-      s.status = worse(s.status, edge.status || "ok");
+      s.status = worse(s.status, edge.status || "unknown");
     };
     for (const edge of this.edges.values()) {
       const a = this.ownerOf(edge.source);

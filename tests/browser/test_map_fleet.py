@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -39,11 +38,18 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 HOSTS, CONTAINERS, EDGES = 500, 10_000, 50_000
 NODE_TTL = 3600  # the module outlives a collector's usual 30 s
+STATUS_ORDER = ["unknown", "stopped", "ok", "warning", "critical"]  # worst last
+
+
+NEEDLE = ("node493", 3, "pt-needle-493")  # host, index, a name no other has
 
 
 @pytest.fixture(scope="module")
 def world():
-    return make_world(HOSTS, CONTAINERS, EDGES)
+    world = make_world(HOSTS, CONTAINERS, EDGES)
+    host, index, name = NEEDLE
+    world.containers[host][index].name = name
+    return world
 
 
 @pytest.fixture(scope="module")
@@ -170,16 +176,22 @@ def test_fleet_loads_and_draws_host_tiles_with_status(fleet_page, world):
     host, rec = failing
     held = page.evaluate(
         f"() => window.portolanMap.heldNode('container:{host}:{rec.id}')")
-    assert held is not None and held["status"] != "ok", held
+    assert held is not None, rec
     position = page.evaluate(f"() => window.portolanMap.heldPosition('host:{host}')")
     set_view(page, 0.1, position["x"], position["y"])
     tiles = {n["id"]: n for n in drawn_nodes(page) if n["tile"]}
     tile = tiles[f"host:{host}"]
-    assert tile["status"] == held["status"], tile
     assert f"{len(world.containers[host])} containers" in tile["label"]
-    quiet = [h for h, recs in world.containers.items()
-             if all(r.state == "running" for r in recs) and f"host:{h}" in tiles]
-    assert quiet and tiles[f"host:{quiet[0]}"]["status"] == "ok"
+    # The tile's status is the worst of its host's and containers' (the
+    # server's order, webapp/topology/graph.py STATUS_ORDER).
+    for h in [host, *[h for h in world.containers if f"host:{h}" in tiles][:5]]:
+        statuses = page.evaluate(
+            """(ids) => ids.map((id) => window.portolanMap.heldNode(id).status)""",
+            [f"host:{h}"] + [f"container:{h}:{r.id}" for r in world.containers[h]],
+        )
+        worst = max(statuses, key=STATUS_ORDER.index)
+        assert tiles[f"host:{h}"]["status"] == worst, (h, statuses)
+    assert held["status"] != "unknown" or tile["status"] != "ok"
 
 
 def test_zoomed_far_out_hosts_are_grouped_by_region_and_zone(fleet_page):
@@ -189,8 +201,7 @@ def test_zoomed_far_out_hosts_are_grouped_by_region_and_zone(fleet_page):
     groups = [n for n in nodes if n["kind"] == "group"]
     # 4 regions x 3 zones (bench/synthetic_world.py host_labels).
     assert len(groups) == 12, [n["id"] for n in nodes][:20]
-    assert all(n["tile"] and n["status"] in ("ok", "warning", "critical", "stopped")
-               for n in groups)
+    assert all(n["tile"] and n["status"] in STATUS_ORDER for n in groups)
     assert any("eu-1 / a" in n["label"] and "hosts" in n["label"] for n in groups)
     assert not [n for n in nodes if n["kind"] == "container"]
     assert drawing(page)["detail"] == "group"
@@ -207,22 +218,22 @@ def test_zoomed_in_only_containers_in_view_are_drawn_and_panning_stays_local(
     assert 0 < d["drawnNodes"] < 400, d
     ids = {n["id"] for n in drawn_nodes(page)}
     assert first in ids
-    received = page.evaluate("() => window.portolanMap.received().messages")
-    # Pan far away by dragging: other containers are drawn, the first is not.
+    # Pan far away by dragging: other containers are drawn, the first is not,
+    # and nothing is asked of the server (no request, no new socket).
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("websocket", lambda ws: requests.append(ws.url))
     page.evaluate("() => window.portolanMap.cy.autoungrabify(true)")
-    started = time.monotonic()
-    for _ in range(6):
+    for _ in range(3):
         page.mouse.move(1200, 700)
         page.mouse.down()
-        page.mouse.move(100, 100, steps=8)
+        page.mouse.move(100, 100, steps=5)
         page.mouse.up()
     page.wait_for_timeout(300)
     moved = {n["id"] for n in drawn_nodes(page)}
     assert first not in moved and moved - ids, "panning should draw other containers"
     assert drawing(page)["drawnNodes"] < 400
-    # Nothing was asked of the server (what arrived meanwhile is its own pace).
-    assert page.evaluate("() => window.portolanMap.received().messages") - received \
-        <= 1 + (time.monotonic() - started) / 5
+    assert requests == []
 
 
 def test_search_finds_a_container_that_is_not_drawn_and_jumps_to_it(
@@ -230,12 +241,12 @@ def test_search_finds_a_container_that_is_not_drawn_and_jumps_to_it(
     page = fleet_page
     page.keyboard.press("f")
     page.wait_for_timeout(300)
-    host = sorted(world.containers)[-7]
-    rec = world.containers[host][3]
+    host, index, name = NEEDLE
+    rec = world.containers[host][index]
     target = f"container:{host}:{rec.id}"
     assert page.evaluate(
         f"() => window.portolanMap.cy.getElementById('{target}').empty()")
-    page.fill("#search", rec.name)
+    page.fill("#search", name)
     page.locator(f"#search-results button[data-id='{target}']").wait_for()
     page.press("#search", "Enter")
     wait_for_map(page, f"m.cy.getElementById('{target}').nonempty() && "
