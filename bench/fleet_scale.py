@@ -257,10 +257,13 @@ def run_backend(name: str, args) -> dict:
 
         key = GraphKeys().snapshot("container")
         from collector.redis_client import redis_client as any_client
+        from webapp.builder.stored import mark_watched
 
         c = any_client(url)
         t0 = time.time()
         while not c.exists(key):
+            # The builder builds only watched levels; the maps will watch it.
+            mark_watched(c, GraphKeys(), "container")
             time.sleep(0.2)
             if time.time() - t0 > 120:
                 raise RuntimeError("the builder stored no graph in 120 s")

@@ -46,6 +46,28 @@ function rendererOptions(name) {
   return {};
 }
 
+// A diff whose partial updates (``updated_nodes``/``updated_links``: an id
+// and only the keys that changed) are merged into the nodes and edges the
+// model holds, as whole changed ones: the rest of the map needs no change.
+function mergeUpdates(diff, model) {
+  if (!diff.updated_nodes?.length && !diff.updated_links?.length) return diff;
+  const nodes = [];
+  for (const update of diff.updated_nodes || []) {
+    const node = model.nodes.get(update.id);
+    if (node) nodes.push({ ...node, ...update });
+  }
+  const edges = [];
+  for (const update of diff.updated_links || []) {
+    const edge = model.edges.get(edgeId(update.source, update.target));
+    if (edge) edges.push({ ...edge, ...update });
+  }
+  return {
+    ...diff,
+    changed_nodes: [...(diff.changed_nodes || []), ...nodes],
+    changed_edges: [...(diff.changed_edges || []), ...edges],
+  };
+}
+
 export class LiveMap {
   // ``renderer``: "" picks the renderer flags by map size, else as named.
   // ``lod``: false draws every element however many (bench/map_fleet.py).
@@ -187,7 +209,8 @@ export class LiveMap {
 
   // Apply one diff (graph.js diffAgainst, or the server's) to the model and
   // what is drawn. Returns whether the whole map was laid out afresh.
-  applyDiff(diff) {
+  applyDiff(serverDiff) {
+    const diff = mergeUpdates(serverDiff, this.model);
     const changed = this.model.applyDiff(diff);
     const fleet = this.wantsFleet();
     if (fleet !== this.fleet) return this.switchDrawing(fleet);

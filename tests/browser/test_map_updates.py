@@ -1,0 +1,55 @@
+"""The map merges the builder's partial updates (``updated_links``: an edge's
+changed keys alone) into the edges it holds (issue 17)."""
+
+from __future__ import annotations
+
+import json
+
+from tests.browser.test_map import (  # noqa: F401 - the module's fixtures
+    FakeHost,
+    browser,
+    log_in,
+    page,
+    server,
+    wait_for_live,
+    wait_for_map,
+)
+
+
+def held_edge(tab, source: str, target: str) -> dict:
+    """The edge as the map holds it (every key the server sent), as JSON."""
+    return tab.evaluate(
+        """([s, t]) => JSON.parse(JSON.stringify([...window.portolanMap.cy.edges()]
+            .find((e) => e.source().id() === s && e.target().id() === t)
+            .data("attrs")))""", [source, target])
+
+
+def test_an_edge_takes_its_changed_counters_and_keeps_the_rest(
+        page, redis_server):  # noqa: F811 - the fixture
+    frames: list[dict] = []
+    page.on("websocket", lambda ws: ws.on(
+        "framereceived", lambda frame: frames.append(json.loads(frame))))
+    host = FakeHost(redis_server.url)
+    host.add("c-client", "pt-caller", "10.88.20.2")
+    host.add("c-server", "pt-callee", "10.88.20.3")
+    host.connect("c-client", "10.88.20.3", 80, connections=2, bytes_sent=500)
+    host.report()
+    log_in(page, "/?level=container")
+    wait_for_live(page, "container")
+    wait_for_map(page, "m.edgeCount() >= 1")
+    client, callee = host.node("c-client"), host.node("c-server")
+    before = held_edge(page, client, callee)
+    assert before["connections"] == 2 and before["bytes_sent"] == 500
+
+    # Only counters move: the builder sends the edge's changed keys alone.
+    host.connect("c-client", "10.88.20.3", 80, connections=5)
+    host.report()
+    wait_for_map(page, "m.summary().edges.some((e) => e.connections === 7)")
+    updates = [u for f in frames if f.get("type") == "diff"
+               for u in f.get("updated_links", [])
+               if (u["source"], u["target"]) == (client, callee)]
+    assert updates and "bytes_sent" not in updates[-1], updates
+    after = held_edge(page, client, callee)
+    assert after["connections"] == 7 and after["connections_per_s"] == 5
+    assert after["bytes_sent"] == 500  # not in the update: kept
+    assert after.keys() == before.keys()
