@@ -106,6 +106,14 @@ export function identityRows(a) {
     ["state", a.state],
     ["exit code", a.state === "exited" ? a.exit_code : ""],
     ["image", a.image],
+    ["command", a.command],
+    ["compose service", a.compose_service],
+    ["pod", a.k8s_pod],
+    // A host process: its pids, its command line, and why it has no name
+    // when the collector could not find one.
+    ["pids", Array.isArray(a.pids) ? a.pids.join(", ") : ""],
+    ["command line", a.cmdline],
+    ["no name because", a.unnamed_reason],
     ["host", a.host],
     ["IPs", Array.isArray(a.ips) ? a.ips.join(", ") : ""],
     ["ports", Array.isArray(a.ports) ? a.ports.join(", ") : ""],

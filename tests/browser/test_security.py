@@ -34,6 +34,7 @@ from tests.browser.test_map import (  # noqa: F401 - fixtures
     wait_for_live,
     wait_for_map,
 )
+from webapp.topology.graph import UNNAMED_PROCESS, UNNAMED_REASON
 
 pytestmark = pytest.mark.browser
 
@@ -188,16 +189,18 @@ def write_hostile_world(url: str) -> dict[str, str]:
     odd_id = ContainerRecord(id=H("container-id"), name="pt-odd-id",
                              state="running")
     process = process_node_id(HOST, H("process-name"))
+    unnamed = process_node_id(HOST, "")  # a server the collector could not name
     host = HostRecord(
         id=HOST, hostname=H("hostname"), kernel=H("kernel"), mode="procfs",
         mode_reason=H("mode-reason"), labels={H("host-label-key"):
                                               H("host-label-value")},
-        processes=[{"node": process, "pids": [99], "cmdline": H("cmdline")}],
+        processes=[{"node": process, "pids": [99, 101], "cmdline": H("cmdline")}],
     )
     flows = Counter()
     flows[(FlowKey(container_node_id(HOST, "c-client"), "out", "10.66.0.2", PORT),
            "connections")] += 3
     flows[(FlowKey(process, "out", "10.66.0.2", PORT), "connections")] += 2
+    flows[(FlowKey(unnamed, "out", "10.66.0.2", PORT), "connections")] += 1
     reporter = RedisReporter(reporter_client(url), Keys("portolan"))
     assert reporter.report(HostReport(
         host=host, containers=[container, client, odd_id],
@@ -206,7 +209,8 @@ def write_hostile_world(url: str) -> dict[str, str]:
         flows=flows))
     reporter.client.close()
     return {"host": f"host:{HOST}", "container": container_node_id(HOST, CID),
-            "process": process, "odd_id": container_node_id(HOST, H("container-id"))}
+            "process": process, "unnamed": unnamed,
+            "odd_id": container_node_id(HOST, H("container-id"))}
 
 
 def open_panel(page, level: str, node_id: str) -> str:
@@ -218,6 +222,13 @@ def open_panel(page, level: str, node_id: str) -> str:
     page.wait_for_function("() => document.querySelector('#details').dataset.api"
                            " === 'ok'")
     return details.text_content()
+
+
+def identity(page) -> dict[str, str]:
+    """The open panel's Identity rows as shown: term -> the text of its value."""
+    return page.evaluate("""() => Object.fromEntries(
+        [...document.querySelectorAll('#details .identity dt')].map(
+            (dt) => [dt.textContent, dt.nextElementSibling.textContent]))""")
 
 
 def node_attrs(page, node_id: str) -> dict:
@@ -239,10 +250,12 @@ def test_hostile_strings_in_every_field_are_text(page, redis_server):
     for field in ("process-command", "process-user"):  # from the node API
         page.wait_for_function("(s) => document.querySelector('#details')"
                                ".textContent.includes(s)", arg=H(field))
-    # Fields the panel does not show still reach the page, as data.
-    attrs = node_attrs(page, ids["container"])
-    for field in ("command", "compose-service", "k8s-pod"):
-        assert H(field) in attrs.values(), field
+    # The container's command, compose service and pod: its identity rows,
+    # each value the hostile string itself, as text.
+    rows = identity(page)
+    for term, field in (("command", "command"), ("compose service", "compose-service"),
+                        ("pod", "k8s-pod")):
+        assert rows.get(term) == H(field), (term, rows)
     # The filter menus and the search list them as text too.
     assert H("compose-project") in page.locator("#filter-project").text_content()
     assert H("image") in page.locator("#filter-image").text_content()
@@ -268,6 +281,15 @@ def test_hostile_strings_in_every_field_are_text(page, redis_server):
     shown = open_panel(page, "container", ids["process"])
     assert H("process-name") in shown
     assert node_attrs(page, ids["process"])["cmdline"] == H("cmdline")
+    rows = identity(page)
+    assert rows.get("command line") == H("cmdline"), rows
+    assert rows.get("pids") == "99, 101", rows
+    assert "no name because" not in rows, rows
+
+    # A process the collector could not name says why, and is never "unknown".
+    open_panel(page, "container", ids["unnamed"])
+    assert page.locator("#details .details-title").text_content() == UNNAMED_PROCESS
+    assert identity(page).get("no name because") == UNNAMED_REASON
 
     page.goto(f"{page.base_url}/?level=service")
     wait_for_live(page, "service")
