@@ -6,9 +6,10 @@ collector's real ``RedisReporter`` for one simulated hour (``now`` advanced by
 hand, so it takes a minute, not an hour); each second a share of the flows
 (``--active``) carries traffic. Then the history keys' ``MEMORY USAGE`` is
 summed and divided by the hosts: what one host's hour of history (15 min fine,
-1 h coarse) costs Redis. The analyzer's status history is written beside it
-for a fleet where ``--failing`` of the containers turn red and recover, and
-reported apart (it is one key for the whole fleet).
+1 h coarse) costs Redis; and the time to read a past view at two moments.
+The analyzer's status history is written beside it for a fleet where
+``--failing`` of the containers turn red and recover, and reported apart
+(it is one key for the whole fleet).
 
     .venv/bin/python bench/history_memory.py [--hosts 20] [--active 0.05]
         [--report-every 1] [--failing 0.01]
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -30,8 +32,14 @@ from synthetic_world import make_world  # noqa: E402
 
 from collector.reporter import HistoryPolicy, HostReport, RedisReporter  # noqa: E402
 from collector.reporter import redis_client as reporter_client  # noqa: E402
-from collector.schema import HostRecord, Keys, container_node_id  # noqa: E402
+from collector.schema import (  # noqa: E402
+    HostRecord,
+    Keys,
+    SchemaError,
+    container_node_id,
+)
 from tests.conftest import RedisServer  # noqa: E402
+from webapp.topology.store import read_state_at  # noqa: E402
 
 try:  # the status history (issue 23); absent before it
     from webapp.anomalies.history import StatusHistory
@@ -85,15 +93,30 @@ def simulate(url: str, hosts: int, active: float, every: float, failing: float,
         t += every
     per_host = 0
     for h in mine:
-        for tier in ("fine", "coarse"):
-            per_host += client.memory_usage(keys.history(h, tier), samples=0) or 0
+        for tier in ("fine", "coarse", "totals"):
+            try:
+                key = keys.history(h, tier)
+            except SchemaError:  # no keyframes before issue 23
+                continue
+            per_host += client.memory_usage(key, samples=0) or 0
     status_bytes = 0
     if statuses is not None:
         status_bytes = client.memory_usage(statuses.key, samples=0) or 0
     fine = client.zcard(keys.history(mine[0], "fine"))
     coarse = client.zcard(keys.history(mine[0], "coarse"))
+    # What a past view costs to read, per host: in the fine tier, and in the
+    # coarse one (the keyframe and the counts since).
+    read_ms = {}
+    for name, back in (("fine", 300.0), ("coarse", 1800.0)):
+        at = t0 + t - min(back, 0.9 * seconds)  # (a short run: both recent)
+        started = time.perf_counter()
+        for _ in range(5):
+            state = read_state_at(client, keys, at)
+        read_ms[name] = (time.perf_counter() - started) / 5 / len(mine) * 1000
+        assert len(state.hosts) == len(mine)
     return {"per_host": per_host / len(mine), "fine": fine, "coarse": coarse,
-            "status_history": status_bytes, "red_now": len(red)}
+            "status_history": status_bytes, "red_now": len(red),
+            "read_ms": read_ms}
 
 
 def main() -> None:
@@ -118,6 +141,8 @@ def main() -> None:
           f"{args.seconds:g} s simulated")
     print(f"history per host: {r['per_host'] / 1000:.1f} kB "
           f"({r['fine']} fine + {r['coarse']} coarse snapshots)")
+    print("reading a past view, per host: {fine:.2f} ms (fine tier), "
+          "{coarse:.2f} ms (coarse tier)".format(**r["read_ms"]))
     if StatusHistory is not None:
         print(f"status history (whole fleet, {args.failing:.0%} of 10,000 "
               f"containers red a minute in ten): {r['status_history'] / 1000:.1f} kB")

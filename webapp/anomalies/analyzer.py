@@ -93,9 +93,13 @@ class Analyzer:
 
         client = redis_client(settings.REDIS_URL, retries=3,
                               socket_connect_timeout=1.0, socket_timeout=3.0)
-        return cls(client, settings.PORTOLAN["KEY_PREFIX"],
-                   load_config({k: v for k, v in overrides.items() if v is not None}),
-                   node_ttl=settings.PORTOLAN["NODE_TTL"])
+        analyzer = cls(client, settings.PORTOLAN["KEY_PREFIX"],
+                       load_config({k: v for k, v in overrides.items()
+                                    if v is not None}),
+                       node_ttl=settings.PORTOLAN["NODE_TTL"])
+        # Kept as long as the collectors' history (past views read both).
+        analyzer.status_history.window = settings.PORTOLAN["HISTORY_WINDOW"]
+        return analyzer
 
     def _reset(self) -> None:
         self.memory = Memory.new(self.config)
