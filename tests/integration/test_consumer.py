@@ -511,3 +511,31 @@ async def test_a_socket_still_logged_in_keeps_its_updates_when_rechecked(
     finally:
         await comm.disconnect()
     host.reporter.client.close()
+
+
+async def test_a_socket_catching_up_lets_other_handshakes_run():
+    """Daphne writes a sent message without returning to its loop: a socket
+    sending a 10,000-container snapshot in one go held the loop for seconds
+    and Daphne refused the handshakes waiting meanwhile (403 after its 5 s
+    connect timeout). Each message now gives the loop a turn."""
+    from webapp.maps.consumers import TopologyConsumer
+
+    order = []
+    consumer = TopologyConsumer()
+    consumer.closed = False
+    consumer.login_checked = asyncio.get_running_loop().time()
+
+    async def send(text_data=None, **_):  # as Daphne: no await inside
+        order.append("sent")
+
+    consumer.send = send
+
+    async def handshake():
+        for _ in range(3):
+            order.append("other")
+            await asyncio.sleep(0)
+
+    await asyncio.gather(
+        consumer.catch_up(["{}"] * 3, [(2, ["{}"] * 2)], 2), handshake())
+    assert order.index("other") < 2 and order[-1] == "sent", order
+    assert consumer.seq == 2
