@@ -126,7 +126,7 @@ def test_a_past_view_has_the_totals_the_live_map_had(redis_backend):
             # within two steps before ``at``, else coarse.
             near = [s for s in fine if at - 10 <= s <= at]
             shown = max(near) if near else max(s for s in coarse if s <= at)
-            state = read_state_at(redis_client, KEYS, at, 5, 20, 60)
+            state = read_state_at(redis_client, KEYS, at, 5, 20)
             got = {f"{k.node}\t{k.direction}\t{k.ip}\t{k.port}\t{k.proto}\t{c}": v
                    for (_h, k), counters in state.flows.items()
                    for c, v in counters.items()}

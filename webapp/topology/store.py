@@ -95,7 +95,7 @@ def read_state(
 
 def read_state_at(
     client: redis.Redis, keys: Keys, at: float, step: float = 5.0,
-    coarse_step: float = 60.0, keyframe: float = 600.0,
+    coarse_step: float = 60.0,
 ) -> TopologyState:
     """The hosts' records as the live map had them at unix time ``at``.
 
@@ -103,71 +103,75 @@ def read_state_at(
     older than two steps (fine history first, then coarse). Its flows carry
     their totals as they stood then (the keyframe before it plus the counts
     of every snapshot since: an edge quiet in that step keeps its totals, as
-    on the live map) and their rates over that snapshot's step.
+    on the live map) and their rates over that snapshot's step. Two
+    pipelines in all, whatever the number of hosts.
     """
     state = TopologyState()
-    candidates = [
-        m.decode() for m in client.zrangebyscore(keys.collectors, at - step, "+inf")
-    ]
-    for host_id in candidates:
+    hosts = []
+    for member in client.zrangebyscore(keys.collectors, at - step, "+inf"):
         try:
-            validate_host_id(host_id)
-        except SchemaError:
+            hosts.append(validate_host_id(member.decode()))
+        except (SchemaError, UnicodeDecodeError):
             continue
+    # 1. Per host: its latest fine and coarse snapshots, keyframe and coarse
+    # snapshot at or before ``at``. (A keyframe and a coarse snapshot are
+    # always written with a fine one, so none falls between the snapshot
+    # shown and ``at``.)
+    pipe = client.pipeline(transaction=False)
+    for host_id in hosts:
+        pipe.zrevrangebyscore(keys.history(host_id, "fine"), at, at - 2 * step,
+                              start=0, num=1, withscores=True)
+        pipe.zrevrangebyscore(keys.history(host_id, "coarse"), at,
+                              at - 2 * coarse_step, start=0, num=1,
+                              withscores=True)
+        pipe.zrevrangebyscore(keys.history(host_id, "totals"), at, "-inf",
+                              start=0, num=1, withscores=True)
+        pipe.zrevrangebyscore(keys.history(host_id, "coarse"), at, "-inf",
+                              start=0, num=1, withscores=True)
+    first = pipe.execute()
+    # 2. The counts between each host's keyframe and its snapshot.
+    plans = []
+    pipe = client.pipeline(transaction=False)
+    for i, host_id in enumerate(hosts):
+        fine, coarse, frame, last_coarse = first[4 * i: 4 * i + 4]
+        tier, rows = ("fine", fine) if fine else ("coarse", coarse)
+        if not rows:
+            continue
+        blob, ts = rows[0]
+        ranges = 0
+        if frame:
+            frame_ts = frame[0][1]
+            coarse_ts = last_coarse[0][1] if last_coarse else frame_ts
+            pipe.zrangebyscore(keys.history(host_id, "coarse"), f"({frame_ts}",
+                               min(coarse_ts, ts))
+            ranges = 1
+            if tier == "fine":
+                pipe.zrangebyscore(keys.history(host_id, "fine"),
+                                   f"({max(coarse_ts, frame_ts)}", ts)
+                ranges = 2
+        plans.append((host_id, blob, frame[0][0] if frame else None, ranges))
+    later = iter(pipe.execute())
+    for host_id, blob, frame_blob, ranges in plans:
+        between = [next(later) for _ in range(ranges)]
         try:
-            found = _snapshot_at(client, keys, host_id, at, step, coarse_step,
-                                 keyframe)
-        except SchemaError as exc:
+            snapshot = decode_snapshot(blob)
+            if frame_blob is None:
+                # No keyframe (history from before them): the step's counts
+                # are all there is.
+                totals = {f: int(v) for f, v in
+                          (snapshot.get("counts") or {}).items()}
+            else:
+                totals = {f: int(v) for f, v in
+                          (decode_snapshot(frame_blob).get("totals") or {}).items()}
+                for blobs in between:
+                    for b in blobs:
+                        for f, v in (decode_snapshot(b).get("counts") or {}).items():
+                            totals[f] = totals.get(f, 0) + int(v)
+        except (SchemaError, ValueError, TypeError, AttributeError) as exc:
             log.warning("host %s history: %s", host_id, exc)
             continue
-        if found is not None:
-            snapshot, totals = found
-            _apply_snapshot(state, host_id, snapshot, totals)
+        _apply_snapshot(state, host_id, snapshot, totals)
     return state
-
-
-def _snapshot_at(client, keys: Keys, host_id: str, at: float, step: float,
-                 coarse_step: float, keyframe: float
-                 ) -> tuple[dict, dict[str, int]] | None:
-    """A host's snapshot at ``at`` and its flow totals then, or None."""
-    for tier, horizon in (("fine", 2 * step), ("coarse", 2 * coarse_step)):
-        rows = client.zrevrangebyscore(keys.history(host_id, tier), at,
-                                       at - horizon, start=0, num=1,
-                                       withscores=True)
-        if rows:
-            break
-    else:
-        return None
-    blob, ts = rows[0]
-    snapshot = decode_snapshot(blob)
-    # The keyframe before it, then the coarse counts up to the last coarse
-    # snapshot (written with a fine one), then the fine counts up to ``ts``.
-    pipe = client.pipeline(transaction=False)
-    pipe.zrevrangebyscore(keys.history(host_id, "totals"), ts, "-inf",
-                          start=0, num=1, withscores=True)
-    pipe.zrevrangebyscore(keys.history(host_id, "coarse"), ts, "-inf",
-                          start=0, num=1, withscores=True)
-    frame, last_coarse = pipe.execute()
-    if not frame:
-        # No keyframe yet (history from before them): the step's counts are
-        # all there is.
-        return snapshot, {f: int(v) for f, v in
-                          (snapshot.get("counts") or {}).items()}
-    frame_blob, frame_ts = frame[0]
-    totals = {f: int(v) for f, v in
-              (decode_snapshot(frame_blob).get("totals") or {}).items()}
-    coarse_ts = last_coarse[0][1] if last_coarse else frame_ts
-    pipe = client.pipeline(transaction=False)
-    pipe.zrangebyscore(keys.history(host_id, "coarse"), f"({frame_ts}",
-                       coarse_ts)
-    if tier == "fine":
-        pipe.zrangebyscore(keys.history(host_id, "fine"),
-                           f"({max(coarse_ts, frame_ts)}", ts)
-    for blobs in pipe.execute():
-        for later in blobs:
-            for name, value in (decode_snapshot(later).get("counts") or {}).items():
-                totals[name] = totals.get(name, 0) + int(value)
-    return snapshot, totals
 
 
 def _apply_snapshot(state: TopologyState, host_id: str, snapshot: dict,
