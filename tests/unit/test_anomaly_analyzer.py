@@ -3,8 +3,8 @@
 from unittest.mock import MagicMock
 
 import pytest
-from test_anomaly_rules import cid, graph, steady_edge
 
+from tests.unit.test_anomaly_rules import cid, graph, steady_edge
 from webapp.anomalies.analyzer import Analyzer
 from webapp.anomalies.config import Config
 from webapp.anomalies.keys import edge_target
