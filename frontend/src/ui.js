@@ -404,8 +404,9 @@ export class Details {
     }
     const start = this.whereToStart(ele, a);
     if (start) sections.push(this.section("Where to start", start, "where-to-start"));
-    sections.push(this.section("Now", this.now(ele)));
     const at = this.context.at();
+    // A past view's figures are of its time (its edges' rates then).
+    sections.push(this.section(at === null ? "Now" : "Then", this.now(ele)));
     const seriesTitle =
       at === null ? "Last 15 minutes" : `15 minutes up to ${new Date(at * 1000).toLocaleTimeString()}`;
     sections.push(this.section(seriesTitle, this.sparklines(), "series"));
