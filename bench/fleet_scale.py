@@ -107,6 +107,7 @@ class Probe(threading.Thread):
                                       ips=["10.250.0.1"])
         self.key = FlowKey(container_node_id(PROBE, "p1"), "out", "203.0.113.9", 443)
         self.sent: dict[int, float] = {}
+        self.seen: list[int] = []  # the probe edge's counts the timing socket saw
         self.total = 0
         self.stopped = threading.Event()
 
@@ -172,6 +173,7 @@ async def hold_maps(port, cookie, sockets, probe: Probe, latencies, received,
             for edge in (message["changed_edges"] + message["added_edges"]
                          + message.get("updated_links", [])):
                 if edge["source"] == probe_id and "connections" in edge:
+                    probe.seen.append(edge["connections"])
                     sent = probe.sent.get(edge["connections"])
                     if sent is not None:
                         latencies.append(time.time() - sent)
@@ -318,6 +320,8 @@ def run_backend(name: str, args) -> dict:
         result["memory_per_container"] = redis_memory(ports) / args.containers
         result["memory_by_kind"] = memory_by_kind(url) if name == "single" else {}
         result["messages_per_socket"] = statistics.median(received)
+        result["probe"] = (len(probe.sent), probe.total, len(probe.seen),
+                           probe.seen[-3:], received[0])
         loop_stop.set()
         holder.join(5)
     finally:
@@ -371,6 +375,8 @@ def main() -> None:
         print(f"Redis memory per container "
               f"{fmt(r['memory_per_container'] / 1000, 7.0, ' kB')}; "
               f"messages per socket {r['messages_per_socket']}")
+        print("probe: reports written {}/{}, seen by the timing socket {} "
+              "(last {}), its messages {}".format(*r["probe"]))
         for kind, (n, size) in sorted(r["memory_by_kind"].items(),
                                       key=lambda kv: -kv[1][1]):
             print(f"  {kind:22s} {n:6d} keys {size / args.containers:8.0f} B "

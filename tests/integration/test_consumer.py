@@ -539,3 +539,36 @@ async def test_a_socket_catching_up_lets_other_handshakes_run():
         consumer.catch_up(["{}"] * 3, [(2, ["{}"] * 2)], 2), handshake())
     assert order.index("other") < 2 and order[-1] == "sent", order
     assert consumer.seq == 2
+
+
+async def test_a_late_joiner_gets_a_newer_snapshot_and_the_others_only_diffs(
+        live_redis, session_cookie, monkeypatch):
+    # After many diffs a joiner is sent the newer stored snapshot; the sockets
+    # already open hold the same steps and must not get it again (at 50 maps
+    # of 10,000 containers that re-sent ~2 GB per joiner).
+    from webapp.maps import relay
+
+    monkeypatch.setattr(relay, "RELOAD_AFTER", 2)
+    host = Host(live_redis.url)
+    await sync_to_async(host.add)("c0", "pt-early")
+    await live_redis.builder.wait_holds(container_node_id(HOST, "c0"))
+    first = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    late = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    try:
+        assert (await first.connect())[0]
+        assert (await first.receive_json_from(timeout=5))["type"] == "snapshot"
+        for n in range(1, 5):
+            await sync_to_async(host.add)(f"c{n}", f"pt-step-{n}")
+            await receive_until(first, lambda m, n=n: m["type"] == "diff" and any(
+                x["name"] == f"pt-step-{n}" for x in m["added_nodes"]), timeout=5)
+        assert (await late.connect())[0]
+        await receive_until(late, lambda m: m["type"] == "snapshot", timeout=5)
+        await sync_to_async(host.add)("c9", "pt-after")
+        seen = []
+        await receive_until(first, lambda m: seen.append(m["type"]) or any(
+            x["name"] == "pt-after" for x in m.get("added_nodes", [])), timeout=5)
+        assert set(seen) == {"diff"}, seen
+    finally:
+        await first.disconnect()
+        await late.disconnect()
+    host.reporter.client.close()

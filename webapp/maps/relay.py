@@ -72,7 +72,13 @@ class LevelRelay:
             self.task = asyncio.create_task(self._follow())
         async with self.lock:
             if self.seq is not None and len(self.diffs) > RELOAD_AFTER:
-                await self._reload()
+                # A newer snapshot for the joiner; the sockets already here
+                # need it only if the stored steps are not the ones they hold.
+                held = self.seq
+                if await self._reload(only=socket) and self.seq != held:
+                    await self._each("catch_up", self.snapshot, self.diffs,
+                                     self.seq, skip=socket)
+                return
             if self.seq is not None:
                 await socket.catch_up(self.snapshot, self.diffs, self.seq)
 
@@ -141,16 +147,21 @@ class LevelRelay:
             await asyncio.sleep(self.backoff.compute(failures))
             failures += 1
 
-    async def _reload(self) -> None:
-        """Load the stored snapshot and diffs; send them to every socket."""
+    async def _reload(self, only=None) -> bool:
+        """Load the stored snapshot and diffs; send them to every socket (or
+        to ``only``). False when none is stored."""
         found = await sync_to_async(self._load, thread_sensitive=False)()
         if found is None:
             self.seq = None
             await self._each("feed_error", NO_BUILDER)
-            return
+            return False
         seq, self.snapshot, self.diffs = found
         self.seq = self.diffs[-1][0] if self.diffs else seq
-        await self._each("catch_up", self.snapshot, self.diffs, self.seq)
+        if only is not None:
+            await only.catch_up(self.snapshot, self.diffs, self.seq)
+        else:
+            await self._each("catch_up", self.snapshot, self.diffs, self.seq)
+        return True
 
     def _load(self):
         try:
@@ -177,8 +188,8 @@ class LevelRelay:
         self.seq = None
         await self._each("feed_error", message)
 
-    async def _each(self, method: str, *args) -> None:
+    async def _each(self, method: str, *args, skip=None) -> None:
         await asyncio.gather(
-            *(getattr(s, method)(*args) for s in list(self.sockets)),
+            *(getattr(s, method)(*args) for s in list(self.sockets) if s is not skip),
             return_exceptions=True,
         )
