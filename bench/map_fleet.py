@@ -93,7 +93,7 @@ def zoom_motion(page, seconds: float, low: float = 0.05,
     zooms = []
     while time.monotonic() < deadline:
         for _ in range(6):
-            page.mouse.wheel(0, 400 * direction)
+            page.mouse.wheel(0, 1000 * direction)
             page.wait_for_timeout(8)
         zoom = page.evaluate("() => window.portolanMap.zoom()")
         zooms.append(zoom)
@@ -178,8 +178,8 @@ def main() -> None:
               f"flows (written in {time.monotonic() - started:.1f} s)", flush=True)
         # The page is opened once the builder holds the whole world: a map
         # opened earlier gets a snapshot again for each host it adds.
-        if not wait(lambda: stored_containers(redis_url) >= containers, 180):
-            raise RuntimeError("the builder did not store the whole world in 180 s")
+        if not wait(lambda: stored_containers(redis_url) >= containers, 300):
+            raise RuntimeError("the builder did not store the whole world in 300 s")
         print(f"builder stored it {time.monotonic() - started:.1f} s after the "
               "first write", flush=True)
         with sync_playwright() as p:

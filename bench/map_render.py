@@ -1,9 +1,9 @@
 """Map render: time to the first drawn map, and frames per second while panning
 and zooming, for a synthetic 2,000-container map in headless Chromium.
 
-Starts its own redis-server and Daphne (temporary database), writes the world
-with bench/synthetic_world.py, logs in with Playwright and opens the container
-level once per renderer (``?renderer=``, see frontend/src/map.js):
+Starts its own redis-server, Daphne (temporary database) and graph builder,
+writes the world with bench/synthetic_world.py, logs in with Playwright and
+opens the container level once per renderer (``?renderer=``, see frontend/src/map.js):
 
 - ``canvas``: Cytoscape's canvas renderer, as shipped;
 - ``fast``: canvas, edges hidden and a texture used while the viewport moves;
