@@ -29,6 +29,7 @@ from collector.schema import (
     container_node_id,
 )
 from tests.conftest import free_port, require, wait_for
+from tests.processes import LoggedProcess
 from webapp.anomalies.history import StatusHistory
 from webapp.anomalies.keys import AnalysisKeys
 
@@ -60,10 +61,29 @@ def _healthy(url: str) -> bool:
         return False
 
 
+class ServedUrl(str):
+    """The map's base URL, which also knows the processes serving it."""
+
+    processes: tuple[LoggedProcess, ...] = ()
+
+    def assert_alive(self, what: str = "") -> None:
+        for proc in self.processes:
+            proc.assert_alive(what)
+
+
+def _manage(manage: list[str], *args: str, env: dict) -> None:
+    done = subprocess.run([*manage, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, (
+        f"manage.py {' '.join(args)} failed:\n{done.stdout[-2000:]}"
+        f"\n{done.stderr[-2000:]}")
+
+
 @pytest.fixture(scope="module")
 def server(redis_server, tmp_path_factory, frontend_bundle):
-    """Daphne serving the real ASGI app on a free loopback port (the front end
-    rebuilt first when its sources are newer: tests/browser/conftest.py)."""
+    """Daphne serving the real ASGI app on a free loopback port, and the graph
+    builder (the front end rebuilt first when its sources are newer:
+    tests/browser/conftest.py); both checked alive after each test (``page``)."""
     tmp = tmp_path_factory.mktemp("portolan-web")
     env = {
         **os.environ,
@@ -77,58 +97,28 @@ def server(redis_server, tmp_path_factory, frontend_bundle):
         "DEBUG": "false",
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run(
-        [*manage, "migrate", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [*manage, "createsuperuser", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    _manage(manage, "migrate", "--noinput", env=env)
+    _manage(manage, "createsuperuser", "--noinput", env=env)
     port = free_port()
-    log_path = tmp / "daphne.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(VENV_BIN / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "webapp.asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        # The graph builder: Daphne only relays what it publishes.
-        builder = subprocess.Popen(
-            [*manage, "builder"], cwd=ROOT, env=env, stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    daphne = LoggedProcess(
+        "test_map-daphne",
+        [VENV_BIN / "daphne", "-b", "127.0.0.1", "-p", port, "webapp.asgi:application"],
+        cwd=ROOT, env=env)
+    # The graph builder: Daphne only relays what it publishes.
+    builder = LoggedProcess("test_map-builder", [*manage, "builder"], cwd=ROOT,
+                            env=env)
+    url = ServedUrl(f"http://127.0.0.1:{port}")
+    url.processes = (daphne, builder)
     try:
-        if not wait_for(lambda: _healthy(url) or proc.poll() is not None, timeout=30):
-            raise RuntimeError("Daphne did not answer /healthz")
-        if proc.poll() is not None:
-            raise RuntimeError(f"Daphne exited:\n{log_path.read_text()}")
+        daphne.start()
+        builder.start()
+        assert wait_for(lambda: _healthy(url) or not daphne.alive, timeout=30), (
+            f"Daphne did not answer /healthz: {daphne.describe()}")
+        url.assert_alive("at start")
         yield url
     finally:
-        for p in (proc, builder):
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        # Shown by pytest when a test of this module failed.
-        print(log_path.read_text()[-4000:])
+        daphne.stop(timeout=10)
+        builder.stop(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +151,7 @@ def page(browser, server, redis_client):
     context.close()
     # An uncaught script error fails the test that caused it.
     assert page.errors == [], page.errors
+    server.assert_alive("the map's server died during the test")
 
 
 def log_in(page, path="/"):
@@ -223,7 +214,9 @@ class FakeHost:
         assert self.reporter.report(report, now=now)
 
 
-def wait_for_map(page, predicate_js: str, timeout_ms: int = 10_000) -> None:
+def wait_for_map(page, predicate_js: str, timeout_ms: int = 30_000) -> None:
+    """Wait until ``predicate_js`` (``m`` is window.portolanMap) holds; the
+    timeout is generous: a loaded machine is slow, not wrong."""
     page.wait_for_function(
         f"() => {{ const m = window.portolanMap; return !!m && ({predicate_js}); }}",
         timeout=timeout_ms,
@@ -236,9 +229,28 @@ def wait_for_live(page, level: str) -> None:
     )
 
 
+def drawn(page) -> None:
+    """Return once the page has drawn two more frames (Cytoscape redraws on
+    animation frames): what the map holds now is on the canvas."""
+    page.evaluate("() => new Promise((done) => requestAnimationFrame("
+                  "() => requestAnimationFrame(done)))")
+
+
+def settled(page) -> None:
+    """Return once an image the page fails to load has fired its error, and
+    two more frames are drawn: a positive marker that a hostile ``<img
+    onerror>`` or inline script parsed from data would have run by now."""
+    page.evaluate("""() => new Promise((done) => {
+        const probe = new Image();
+        probe.onerror = probe.onload = () => done();
+        probe.src = "x";
+    })""")
+    drawn(page)
+
+
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.wait_for_timeout(350)  # let the canvas draw its last frame
+    drawn(page)
     page.screenshot(path=str(ARTIFACTS / name))
 
 
@@ -346,7 +358,7 @@ def test_zoom_from_hosts_into_containers_panel_and_services(page, redis_server):
     page.wait_for_function(
         "() => document.querySelector('#details .figures').textContent"
         ".includes('30/s')",
-        timeout=2_500,
+        timeout=30_000,
     )
     page.wait_for_function("() => location.search.includes('sel=')")
     assert url_params(page)["sel"] == web.node("c-server")
@@ -407,8 +419,8 @@ def test_shared_url_restores_the_view(page, redis_server):
     # Changing a filter rewrites the URL (so a link carries it).
     page.select_option("#filter-ns", "")
     page.uncheck("#hide-external")
-    page.wait_for_function("() => !location.search.includes('ns=')")
-    assert "hide=" not in page.url
+    page.wait_for_function("() => !location.search.includes('ns=')"
+                           " && !location.search.includes('hide=')")
     visible = set(page.evaluate("() => window.portolanMap.visibleNames()"))
     assert {"pt-client", "pt-batch", "203.0.113.0/24"} <= visible
     page.select_option("#filter-project", "shop")
@@ -435,13 +447,15 @@ def test_view_waits_for_the_first_nodes(page, redis_server):
         f"() => window.portolanMap.cy.getElementById({host.node_id!r})"
         ".hasClass('focus')"
     )
-    inside = page.evaluate(
+    outside = page.evaluate(
         """() => { const cy = window.portolanMap.cy, e = cy.extent();
-                   return cy.nodes().every((n) => { const p = n.position();
-                     return p.x > e.x1 && p.x < e.x2 && p.y > e.y1 && p.y < e.y2;
-                   }); }"""
+                   return { nodes: cy.nodes().length,
+                            outside: cy.nodes().filter((n) => { const p = n.position();
+                              return !(p.x > e.x1 && p.x < e.x2
+                                       && p.y > e.y1 && p.y < e.y2);
+                            }).map((n) => n.data("label")) }; }"""
     )
-    assert inside
+    assert outside["nodes"] >= 2 and outside["outside"] == [], outside
     assert page.evaluate("() => window.portolanMap.zoom()") != 1
 
 
@@ -457,14 +471,13 @@ def test_new_container_appears_without_reload(page, redis_server):
 
     host.add("c-b", "pt-beta", "10.88.1.3")
     host.connect("c-b", "10.88.1.2", 8080, connections=1)
-    started = time.monotonic()
     host.report()
+    # By a diff, without a reload (how fast: bench/map_render.py).
     wait_for_map(
         page,
         "m.nodeNames().includes('pt-beta') && m.edgeCount() === 1",
-        timeout_ms=2_000,
+        timeout_ms=30_000,
     )
-    assert time.monotonic() - started < 2.5
     after = page.evaluate(
         f"() => window.portolanMap.pagePosition({host.node('c-a')!r})"
     )
@@ -567,10 +580,8 @@ def test_failing_container_turns_red_at_every_level(page, redis_server):
     wait_for_map(page, f"{status} === 'unknown'")
 
     host.set_state("c-b", "exited", exit_code=1)
-    started = time.monotonic()
     host.report()
-    wait_for_map(page, f"{status} === 'critical'", timeout_ms=2_000)
-    assert time.monotonic() - started < 2.5
+    wait_for_map(page, f"{status} === 'critical'", timeout_ms=30_000)
     colour = page.evaluate(
         f"() => window.portolanMap.cy.getElementById({host.node('c-b')!r})"
         ".style('background-color')"
@@ -605,11 +616,19 @@ def test_time_slider_shows_the_past_and_pauses(page, redis_server):
     wait_for_map(page, "m.nodeNames().includes('pt-old') && m.state() === 'past'")
     assert "pt-new" not in page.evaluate("() => window.portolanMap.nodeNames()")
     assert page.locator("#time-label").text_content().startswith("10 min")
-    # Paused: a live change does not reach the past view.
+    # Paused: a live change does not reach the past view. The marker that it
+    # was sent: a live tab shows it; the paused page got no message meanwhile.
+    received = page.evaluate("() => window.portolanMap.received().messages")
     host.add("c-newer", "pt-newer", "10.88.4.4")
     host.report()
-    page.wait_for_timeout(1_500)
+    live = page.context.new_page()
+    live.goto(f"{page.base_url}/?level=container")
+    wait_for_live(live, "container")
+    wait_for_map(live, "m.nodeNames().includes('pt-newer')")
+    live.close()
     assert "pt-newer" not in page.evaluate("() => window.portolanMap.nodeNames()")
+    assert page.evaluate("() => window.portolanMap.received().messages") == received
+    assert page.evaluate("() => window.portolanMap.state()") == "past"
 
     page.click("#live")
     wait_for_map(page, "m.state() === 'live' && m.nodeNames().includes('pt-newer')")
@@ -678,11 +697,18 @@ def test_level_switched_in_the_past_goes_live_at_that_level(page, redis_server):
 
     # Live again: the host level's snapshot and diffs, not the container's.
     page.click("#live")
-    host.add("c-newer", "pt-newer", "10.88.5.3")
-    host.report()
     wait_for_live(page, "host")
     wait_for_map(page, f"m.nodeNames().includes({HOST!r})")
-    page.wait_for_timeout(1_000)  # room for a wrong level's diff to arrive
+    assert page.evaluate("() => window.portolanMap.nodeNames()") == [HOST]
+    diffs = page.evaluate("() => window.portolanMap.received().diffs")
+    # A new container, and a change the host level shows (its metrics): the
+    # diff that carries the latter would carry the former at the wrong level.
+    host.add("c-newer", "pt-newer", "10.88.5.3")
+    host.metrics = {"cpus": 2, "load1": 0.25}
+    host.report()
+    wait_for_map(page, f"m.received().diffs > {diffs} && "
+                       f"m.cy.getElementById({host.node_id!r}).data('attrs')?"
+                       f".metrics?.load1 === 0.25", timeout_ms=30_000)
     assert page.evaluate("() => window.portolanMap.nodeNames()") == [HOST]
 
 
@@ -727,7 +753,7 @@ def test_hostile_names_render_as_text(page, redis_server):
     assert page.locator("img").count() == 0
     scripts = page.locator("#details script, #tooltip script, .toolbar script")
     assert scripts.count() == 0
-    page.wait_for_timeout(300)
+    settled(page)
     assert page.dialogs == []
     shot(page, "map-hostile-name.png")
 
