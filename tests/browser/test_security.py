@@ -30,6 +30,7 @@ from tests.browser.test_map import (  # noqa: F401 - fixtures
     browser,
     log_in,
     server,
+    settled,
     two_hosts,
     wait_for_live,
     wait_for_map,
@@ -66,6 +67,7 @@ def page(browser, server, redis_client):  # noqa: F811 - test_map's fixtures
     yield page
     context.close()
     assert page.errors == [], page.errors
+    server.assert_alive("the map's server died during the test")
 
 
 def violations(page) -> list:
@@ -94,7 +96,8 @@ def test_map_works_under_the_csp_with_no_violation(page, redis_server):
     wait_for_live(page, "container")
     wait_for_map(page, "m.nodeNames().includes('pt-server')")
     page.click("#fit")
-    page.wait_for_timeout(600)  # the fit's animation
+    # The fit's animation (started by the click): over once nothing animates.
+    page.wait_for_function("() => !window.portolanMap.cy.animated()")
     point = page.evaluate(
         f"() => window.portolanMap.pagePosition({web.node('c-server')!r})")
     page.mouse.move(point["x"], point["y"])
@@ -118,7 +121,7 @@ def test_map_works_under_the_csp_with_no_violation(page, redis_server):
     wait_for_map(page, "m.state() === 'past'")
     page.click("#live")
     wait_for_map(page, "m.state() === 'live'")
-    page.wait_for_timeout(500)
+    settled(page)
     assert violations(page) == []
 
     # The listener itself works: an inline <style> is a violation.
@@ -136,7 +139,7 @@ def test_account_and_admin_pages_have_no_violation(page, path):
     log_in(page, "/")
     page.goto(page.base_url + path)
     page.wait_for_load_state("load")
-    page.wait_for_timeout(300)
+    settled(page)
     assert page.url.endswith(path)
     assert violations(page) == []
 
@@ -297,7 +300,7 @@ def test_hostile_strings_in_every_field_are_text(page, redis_server):
                        f" && n.endsWith(':{PORT}/tcp'))")
 
     # Nothing ran and nothing was parsed: no element came out of the data.
-    page.wait_for_timeout(500)
+    settled(page)
     assert page.evaluate("() => window.__pwned") == []
     assert page.dialogs == []
     assert page.locator("img").count() == 0
