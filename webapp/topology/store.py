@@ -24,6 +24,7 @@ from collector.schema import (
     Keys,
     SchemaError,
     decode_snapshot,
+    decode_snapshot_counts,
     parse_flow_field,
     validate_host_id,
 )
@@ -165,7 +166,7 @@ def read_state_at(
                           (decode_snapshot(frame_blob).get("totals") or {}).items()}
                 for blobs in between:
                     for b in blobs:
-                        for f, v in (decode_snapshot(b).get("counts") or {}).items():
+                        for f, v in decode_snapshot_counts(b).items():
                             totals[f] = totals.get(f, 0) + int(v)
         except (SchemaError, ValueError, TypeError, AttributeError) as exc:
             log.warning("host %s history: %s", host_id, exc)
@@ -188,19 +189,18 @@ def _apply_snapshot(state: TopologyState, host_id: str, snapshot: dict,
     state.addrs[host_id] = {
         str(a): str(t) for a, t in (snapshot.get("addrs") or {}).items()
     }
-    counts = {f.encode(): str(v).encode() for f, v in totals.items() if v > 0}
+    counts = {f: v for f, v in totals.items() if v > 0}
     # Rates over the step the snapshot closes (the live map's are over the
     # last second; a past view's are over the step around its time).
     since = snapshot.get("since")
     span = ts - float(since) if isinstance(since, int | float) and since < ts \
         else None
     if span:
-        rates = {f.encode(): str(round(int(v) / span, 3)).encode()
+        rates = {f: round(int(v) / span, 3)
                  for f, v in (snapshot.get("counts") or {}).items()
                  if v and f.rpartition("\t")[2] in RATE_SET}
     else:  # a snapshot from before ``since``: the rates it kept
-        rates = {f.encode(): str(v).encode() for f, v in
-                 (snapshot.get("rates") or {}).items()}
+        rates = dict(snapshot.get("rates") or {})
     for key, counters in _flows(host_id, counts, int).items():
         state.flows[(host_id, key)] = counters
     for key, values in _flows(host_id, rates, float).items():
@@ -230,13 +230,14 @@ def _containers(host_id: str, raw: dict[bytes, bytes]) -> dict[str, ContainerRec
     return out
 
 
-def _flows(host_id: str, raw: dict[bytes, bytes], kind=int) -> dict[FlowKey, dict]:
+def _flows(host_id: str, raw: dict[bytes | str, bytes | str | int | float],
+           kind=int) -> dict[FlowKey, dict]:
     flows: dict[FlowKey, dict] = defaultdict(dict)
     # Many fields share one flow (one per counter): parse each flow once.
     keys_by_prefix: dict[str, FlowKey | None] = {}
     for name, value in raw.items():
         try:
-            text = name.decode()
+            text = name.decode() if isinstance(name, bytes) else name
             prefix, _, counter = text.rpartition("\t")
             if prefix not in keys_by_prefix:
                 keys_by_prefix[prefix] = parse_flow_field(text)[0]
