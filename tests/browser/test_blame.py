@@ -10,10 +10,8 @@ cause and heads the "where to start" list, and the panels of api and front say
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -27,6 +25,7 @@ from tests.browser.test_map import (
     wait_for_map,
 )
 from tests.conftest import wait_for
+from tests.processes import LoggedProcess
 from webapp.anomalies.merge import read_verdict
 
 pytestmark = pytest.mark.browser
@@ -43,14 +42,11 @@ def analyzer(server, redis_server, tmp_path):
     env = dict(os.environ, REDIS_URL=redis_server.url,
                PORTOLAN_VAR_DIR=str(tmp_path / "var"),
                PORTOLAN_ANOMALY_HOST_LOAD_PER_CPU="1000")
-    log_path = tmp_path / "analyzer.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "manage.py", "analyze"], cwd=ROOT,
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
-    yield proc
-    proc.terminate()
-    proc.wait(timeout=30)
-    print(log_path.read_text()[-3000:])
+    with LoggedProcess("test_blame-analyzer", [sys.executable, "manage.py",
+                                               "analyze"], cwd=ROOT, env=env) as proc:
+        yield proc
+        # A dead analyzer reads as "no verdict": it must have run throughout.
+        proc.assert_alive("the analyzer died during the test")
 
 
 class Shop:
@@ -104,23 +100,26 @@ def test_the_root_of_a_cascade_is_marked_and_every_panel_points_at_it(
         wait_for_live(page, "container")
         wait_for_map(page, "m.nodeNames().includes('pt-db')")
         db, api, front = (shop.node(c) for c in ("c-db", "c-api", "c-front"))
-        assert wait_for(lambda: read_verdict(redis_client).active, timeout=15)
-        time.sleep(3)  # some healthy traffic first
+        assert wait_for(lambda: read_verdict(redis_client).active,
+                        timeout=60), analyzer.describe()
+        # Some healthy traffic first: judged ok, all three, on the map.
+        healthy = " && ".join(f"m.cy.getElementById({n!r}).data('status') === 'ok'"
+                              for n in (db, api, front))
+        wait_for_map(page, healthy)
         shop.set_db_down()
 
         # db ringed as the likely cause (rank 1), on the map.
         likely = (f"m.cy.getElementById({db!r}).data('likely') === 1 && "
                   f"m.cy.getElementById({api!r}).data('attrs').because_of")
-        wait_for_map(page, likely, timeout_ms=15_000)
+        wait_for_map(page, likely, timeout_ms=60_000)
         ring = page.evaluate(
             f"() => window.portolanMap.cy.getElementById({db!r})"
             ".style('border-style')")
         assert ring == "double"
+        # api and front follow as their failures are judged (a step later).
         for node in (api, front):
-            status = page.evaluate(
-                f"() => window.portolanMap.cy.getElementById({node!r})"
-                ".data('status')")
-            assert status in ("warning", "critical"), (node, status)
+            wait_for_map(page, f"['warning', 'critical'].includes("
+                               f"m.cy.getElementById({node!r}).data('status'))")
 
         # api's and front's panels: because of db, and where to start.
         for node in (api, front):
