@@ -234,7 +234,8 @@ class RedisReporter:
     def _take_snapshots(self, batch: SentBatch, now: float) -> None:
         """Move the due tiers' counts into ``batch``: they leave with it, so
         a write that lands without an answer never snapshots them again. A
-        coarse snapshot takes a fine one with it; a keyframe, a coarse one."""
+        coarse snapshot takes a fine one with it; a keyframe goes with a
+        coarse one."""
         fine, coarse = self.tiers
         due = {"coarse": now >= coarse.next_at}
         due["fine"] = due["coarse"] or now >= fine.next_at
@@ -292,12 +293,14 @@ class RedisReporter:
             self.pending.update(b.batch)
             if self.totals is not None:
                 self.totals.subtract(b.batch)  # added again when re-sent
-            if b.keyframe:
-                self._keyframe_at = 0.0
             for tier in self.tiers:
                 if tier.name in b.snapshots:
                     tier.counts.update(b.snapshots[tier.name])
                     tier.next_at = 0.0  # snapshot them with the next write
+        if missing:
+            # A keyframe written since counted them: the next coarse
+            # snapshot writes a right one.
+            self._keyframe_at = 0.0
         # Batches Redis held for confirm_after s are taken as safe.
         horizon = time.monotonic() - self.confirm_after
         while kept and kept[0].sent_at < horizon:
