@@ -32,6 +32,12 @@ RED = "rgb(214,69,69)"
 EDGES_TO_PAYMENTS = """([id, name]) => window.portolanMap.cy.edges()
     .filter(e => e.target().id() === id)
     .map(e => (e.data('attrs') || {})[name] || 0)"""
+# The map shows the past graph of the time chosen (map.js loadPast's status).
+PAST_SHOWN = """() => { const m = window.portolanMap, at = m.view().at;
+    return at !== null && m.state() === 'past'
+      && document.querySelector('#statusbar .conn-text').textContent
+         === `as it was at ${new Date(at * 1000).toLocaleString()}`
+             + ' · live updates paused'; }"""
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +129,8 @@ def test_make_demo_serves_the_map_of_the_capture(demo):
             page.evaluate("""(ago) => { const s = document.getElementById('time');
                 s.value = String(-ago); s.dispatchEvent(new Event('input'));
                 s.dispatchEvent(new Event('change')); }""", ago)
-            page.wait_for_function("() => window.portolanMap.state() === 'past'")
-            page.wait_for_timeout(1_500)  # the past graph of that time
+            # The past graph of that time is drawn: the status bar names it.
+            page.wait_for_function(PAST_SHOWN, timeout=60_000)
             label = page.locator("#time-label").text_content()
             failing = page.evaluate(EDGES_TO_PAYMENTS, [payments, "failed_per_s"])
             served = page.evaluate(EDGES_TO_PAYMENTS,
