@@ -108,6 +108,7 @@ class Probe(threading.Thread):
         self.key = FlowKey(container_node_id(PROBE, "p1"), "out", "203.0.113.9", 443)
         self.sent: dict[int, float] = {}
         self.seen: list[int] = []  # the probe edge's counts the timing socket saw
+        self.types: Counter = Counter()  # its messages by type
         self.total = 0
         self.stopped = threading.Event()
 
@@ -170,6 +171,8 @@ async def hold_maps(port, cookie, sockets, probe: Probe | None, latencies,
             except TimeoutError:
                 continue
             received[first + i] += 1
+            if probe is not None:
+                probe.types[message.get("type")] += 1
             if probe is None or message.get("type") != "diff":
                 continue
             for edge in (message["changed_edges"] + message["added_edges"]
@@ -334,7 +337,7 @@ def run_backend(name: str, args) -> dict:
         result["memory_by_kind"] = memory_by_kind(url) if name == "single" else {}
         result["messages_per_socket"] = statistics.median(received[1:] or [0])
         result["probe"] = (len(probe.sent), probe.total, len(probe.seen),
-                           probe.seen[-3:], received[0])
+                           probe.seen[-3:], dict(probe.types))
         loop_stop.set()
         holder.join(5)
     finally:

@@ -12,11 +12,13 @@ builds it itself then.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 
 import redis
 
+from collector.redis_client import redis_client as make_client
 from collector.schema import SchemaError
 from webapp.builder.keys import (
     GraphKeys,
@@ -25,9 +27,26 @@ from webapp.builder.keys import (
 )
 
 __all__ = ["WATCH_TTL", "StoredGraph", "encode_fresh", "mark_watched",
-           "stored_graph"]
+           "stored_client", "stored_graph"]
 
 WATCH_TTL = 10.0  # seconds a level stays watched after its last mark
+# A stored 10,000-container level is megabytes: a loaded Redis takes longer
+# than the web tier's usual 3 s to send it, and a timeout there made relays
+# give up, report an error and reload again and again.
+READ_TIMEOUT = 30.0
+
+
+def stored_client() -> redis.Redis:
+    """A client for reading stored levels (``REDIS_URL``, a long read timeout)."""
+    from django.conf import settings
+
+    return _client(settings.REDIS_URL)
+
+
+@functools.cache
+def _client(url: str) -> redis.Redis:
+    return make_client(url, retries=3, socket_connect_timeout=1.0,
+                       socket_timeout=READ_TIMEOUT)
 
 
 def mark_watched(client: redis.Redis, gkeys: GraphKeys, level: str,

@@ -24,7 +24,7 @@ from collector.redis_client import REDIS_ERRORS
 from collector.schema import SchemaError
 from webapp.builder.builder import load_stored
 from webapp.builder.keys import UPDATE_TYPE, GraphKeys, group_name
-from webapp.builder.stored import WATCH_TTL, mark_watched
+from webapp.builder.stored import WATCH_TTL, mark_watched, stored_client
 from webapp.topology import service
 
 log = logging.getLogger("portolan.maps.relay")
@@ -165,7 +165,7 @@ class LevelRelay:
 
     def _load(self):
         try:
-            return load_stored(service.redis_client(), GraphKeys(service.keys().prefix),
+            return load_stored(stored_client(), GraphKeys(service.keys().prefix),
                                self.level)
         except SchemaError as exc:
             log.warning("stored %s graph unreadable: %s", self.level, exc)

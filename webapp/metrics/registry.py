@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 
 from collector.redis_client import REDIS_ERRORS
 from webapp.builder.keys import GraphKeys
-from webapp.builder.stored import stored_graph
+from webapp.builder.stored import stored_client, stored_graph
 from webapp.metrics.families import Limits, metric_families, redis_family
 from webapp.topology import service
 from webapp.topology.graph import build_graph
@@ -43,7 +43,8 @@ class TopologyCollector(Collector):
             # A silent collector stays listed (up 0, its age growing) as long
             # as its flows are kept, so an alert can see it stop.
             reported = live_collectors(client, keys, conf["FLOW_TTL"], now)
-            payload = stored_graph(client, GraphKeys(keys.prefix), "container")
+            payload = stored_graph(stored_client(), GraphKeys(keys.prefix),
+                                   "container")
             if payload is None:
                 state = read_state(client, keys, conf["NODE_TTL"], now)
                 G, hosts = build_graph(state, "container"), state.hosts

@@ -12,7 +12,7 @@ from collector.redis_client import REDIS_ERRORS
 from collector.schema import SchemaError
 from webapp.accounts.access import topology_reader
 from webapp.builder.keys import GraphKeys
-from webapp.builder.stored import stored_graph
+from webapp.builder.stored import stored_client, stored_graph
 from webapp.topology import service
 
 log = logging.getLogger("portolan.webapp.topology")
@@ -55,7 +55,7 @@ def api_graph(request):
             return JsonResponse({"error": str(exc)}, status=400)
     try:
         payload = None if at is not None else stored_graph(
-            service.redis_client(), GraphKeys(service.keys().prefix), level)
+            stored_client(), GraphKeys(service.keys().prefix), level)
         if payload is None:
             payload = service.graph_payload(service.current_graph(level, at))
     except REDIS_ERRORS as exc:
