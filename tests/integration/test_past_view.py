@@ -9,8 +9,8 @@ about moments of the scenario afterwards.
   same as the live map.
 - A container whose health check fails (its probe file not empty), then
   passes again (the analyzer runs):
-  a past view inside its red time shows it red with its reasons, one after
-  the recovery ok.
+  a past view inside its red time shows it red with its reasons (and its
+  rank among the likely causes), one after the recovery ok.
 """
 
 import json
@@ -163,7 +163,8 @@ def test_a_past_view_shows_the_statuses_of_its_time(
 
     def status():
         node = node_by_name(graph(env, repo_root), patient.name)
-        return node and (node["status"], node.get("reasons") or [])
+        return node and (node["status"], node.get("reasons") or [],
+                         node.get("cause_rank"))
 
     try:
         wait_collector_in_ebpf_mode(redis_client, HOST, collector)
@@ -189,5 +190,8 @@ def test_a_past_view_shows_the_statuses_of_its_time(
     assert then["status"] == "critical"
     assert any("health check failing" in r for r in then["reasons"]), then
     assert then["reasons"] == red_live[1]
+    # The likely causes of that time with them: ranked as it was live.
+    assert then["cause_rank"] == red_live[2] and then["likely_cause"] == (
+        red_live[2] is not None)
     after = node_by_name(graph(env, repo_root, at=ok_at), patient.name)
     assert after["status"] == "ok" and after["reasons"] == [], after
