@@ -245,7 +245,8 @@ def run_backend(name: str, args) -> dict:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings",
            "REDIS_URL": url, "CHANNEL_REDIS_URL": channel.url,
            "DATABASE_PATH": str(tmp / "db.sqlite3"),
-           "PORTOLAN_VAR_DIR": str(tmp / "var"), "LOG_LEVEL": "WARNING"}
+           "PORTOLAN_VAR_DIR": str(tmp / "var"),
+           "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING")}
     procs, result = [], {"backend": name}
     stop = mp.Event()
     fraction = mp.Value("d", 1.0)  # the first rounds write every flow

@@ -139,7 +139,8 @@ class LevelRelay:
                                                   self.channel)
                 raise
             except REDIS_ERRORS as exc:
-                log.warning("map relay (%s): Redis unreachable: %s", self.level, exc)
+                log.warning("map relay (%s): Redis unreachable: %s", self.level, exc,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
                 await self._fail("Redis unreachable; retrying")
             except Exception as exc:  # noqa: BLE001 - a relay must never die of it
                 log.exception("relaying the %s graph failed", self.level)
