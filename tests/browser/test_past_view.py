@@ -80,11 +80,13 @@ def test_time_slider_into_the_pause_shows_the_edge_and_its_totals(
         back = SLIDER_STEP * math.ceil((time.time() + 0.5 - moment) / SLIDER_STEP)
         time.sleep(max(0.0, moment + back - time.time()))
         page.locator("#time").fill(str(-back))
-        wait_for_map(page, "m.state() === 'past'")
-        wait_for_map(page, f"""(() => {{
-            const e = window.portolanMap.cy.edges().filter(
-              (x) => x.source().data('label') === {client1.name!r});
-            return e.length === 1; }})()""")
+        # The past graph is drawn once client2's edge (live) has gone, and
+        # client1's stays.
+        wait_for_map(page, f"""m.state() === 'past' && (() => {{
+            const from = (name) => window.portolanMap.cy.edges().filter(
+              (x) => x.source().data('label') === name).length;
+            return from({client1.name!r}) === 1 && from({client2.name!r}) === 0;
+            }})()""")
         at = page.evaluate("() => window.portolanMap.view().at")
         assert exited + 6 <= at <= exited + 14, (at - exited)
         past = edge(page, client1.name, srv.name)
