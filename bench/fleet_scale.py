@@ -213,6 +213,20 @@ def redis_memory(url_ports) -> int:
     return total
 
 
+def stored_seq(url: str) -> int:
+    """The container level's step as the builder last marked it current."""
+    from collector.redis_client import redis_client as any_client
+    from webapp.builder.keys import GraphKeys
+    from webapp.builder.stored import decode_fresh
+
+    client = any_client(url)
+    try:
+        blob = client.get(GraphKeys().fresh("container"))
+        return decode_fresh(blob)[1] if blob else 0
+    finally:
+        client.close()
+
+
 def memory_by_kind(url: str) -> dict[str, tuple[int, int]]:
     """Kind of key (``flows``, ``history:fine``...) -> (keys, MEMORY USAGE)."""
     import redis
@@ -315,6 +329,7 @@ def run_backend(name: str, args) -> dict:
             latencies.clear()
             r0, b0, d0, w0 = (rounds.value, cpu_seconds(builder.pid),
                               cpu_seconds(daphne.pid), time.monotonic())
+            s0, m0 = stored_seq(url), received[0]
             time.sleep(seconds)
             # At full scale every flow changing is ~10 s a round for the
             # writers: measure at least two whole rounds (both writers).
@@ -322,6 +337,7 @@ def run_backend(name: str, args) -> dict:
                 time.sleep(0.2)
             r1, b1, d1, w1 = (rounds.value, cpu_seconds(builder.pid),
                               cpu_seconds(daphne.pid), time.monotonic())
+            s1, m1 = stored_seq(url), received[0]
             per_round = (r1 - r0) / 2  # two writers: a round is both halves
             result[phase] = {
                 "rounds_per_s": per_round / (w1 - w0),
@@ -333,6 +349,8 @@ def run_backend(name: str, args) -> dict:
                                 if len(latencies) >= 20 else
                                 max(latencies) if latencies else None),
                 "latency_samples": len(latencies),
+                "steps": s1 - s0,  # container-level diffs the builder stored
+                "timing_messages": m1 - m0,
             }
         result["memory_per_container"] = redis_memory(ports) / args.containers
         result["memory_by_kind"] = memory_by_kind(url) if name == "single" else {}
@@ -387,7 +405,8 @@ def main() -> None:
                   f"round {fmt(p['builder_cpu_per_round'], goal, ' s')} | "
                   f"report->diff p50 {fmt(p['latency_p50'], unit=' s')} p95 "
                   f"{fmt(p['latency_p95'], 2.0, ' s')} (n={p['latency_samples']}) | "
-                  f"Daphne CPU {fmt(p['daphne_cpu_share'], 0.10)}")
+                  f"Daphne CPU {fmt(p['daphne_cpu_share'], 0.10)} | builder steps "
+                  f"{p['steps']}, timing socket messages {p['timing_messages']}")
         print(f"Redis memory per container "
               f"{fmt(r['memory_per_container'] / 1000, 7.0, ' kB')}; "
               f"messages per socket {r['messages_per_socket']}")
