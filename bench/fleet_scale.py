@@ -349,7 +349,9 @@ def run_backend(name: str, args) -> dict:
                                 if len(latencies) >= 20 else
                                 max(latencies) if latencies else None),
                 "latency_samples": len(latencies),
-                "steps": s1 - s0,  # container-level diffs the builder stored
+                # container-level steps the builder stored (None: its fresh
+                # mark lapsed, a step took longer than its TTL)
+                "steps": s1 - s0 if s0 and s1 else None,
                 "timing_messages": m1 - m0,
             }
         result["memory_per_container"] = redis_memory(ports) / args.containers

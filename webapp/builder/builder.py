@@ -68,7 +68,9 @@ class BuilderSettings:
     recheck_interval: float = 1.0  # update this often even without notices
     snapshot_interval: float = 10.0  # store a whole snapshot at least this often
     store_ttl: float = 120.0  # stored snapshots and diffs outlive a dead builder
-    fresh_ttl: float = 5.0  # the stored level counts as current this long
+    # The stored level counts as current this long after a step: a step of a
+    # fleet under load (Redis busy with 500 collectors) takes several seconds.
+    fresh_ttl: float = 15.0
     # Keep every level current, watched or not (tests; a builder nobody asks).
     all_levels: bool = False
 
