@@ -1,0 +1,101 @@
+"""Redis memory per container of the fleet benchmark's world, by key kind.
+
+The hosts of ``synthetic_world`` (500 hosts, 10,000 containers, 50,000 flows by
+default) report every flow through real ``RedisReporter``s, ``--rounds`` times
+5 s apart (one fine history snapshot each), into a fresh redis-server; then
+``MEMORY USAGE`` of every key, summed by kind, per container.
+
+    .venv/bin/python bench/fleet_memory.py [--hosts 500] [--containers 10000]
+        [--edges 50000] [--rounds 3] [--hash-entries 1024] [--full-records]
+
+``--hash-entries N`` sets ``hash-max-listpack-entries N`` and
+``hash-max-listpack-value 128`` on that Redis first; ``--full-records`` stores
+records with every field spelled out (as before they were compacted), for a
+side-by-side figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from synthetic_world import make_world  # noqa: E402
+
+from collector import schema  # noqa: E402
+from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
+from collector.schema import HostRecord, Keys, container_node_id  # noqa: E402
+from tests.conftest import RedisServer  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=500)
+    parser.add_argument("--containers", type=int, default=10000)
+    parser.add_argument("--edges", type=int, default=50000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hash-entries", type=int)
+    parser.add_argument("--full-records", action="store_true")
+    args = parser.parse_args()
+    if args.full_records:
+        def spelled_out(record):
+            return json.dumps(schema.plain_fields(record), sort_keys=True)
+        schema.ContainerRecord.to_json = spelled_out
+        schema.HostRecord.to_json = spelled_out
+    server = RedisServer()
+    server.start()
+    try:
+        client = redis_client(server.url)
+        if args.hash_entries:
+            client.config_set("hash-max-listpack-entries", args.hash_entries)
+            client.config_set("hash-max-listpack-value", 128)
+        world = make_world(args.hosts, args.containers, args.edges)
+        reporters = {h: RedisReporter(redis_client(server.url), Keys("portolan"))
+                     for h in world.containers}
+        rng = random.Random(1)
+        start = time.time() - 5 * args.rounds
+        for i in range(args.rounds):
+            for h, records in world.containers.items():
+                flows: Counter = Counter()
+                for key, weight in world.flows[h]:
+                    flows[(key, "connections")] += weight + 1
+                    flows[(key, "bytes_sent")] += rng.randint(100, 5000)
+                    flows[(key, "bytes_received")] += rng.randint(100, 50000)
+                reporters[h].report(HostReport(
+                    host=HostRecord(id=h, hostname=h, mode="ebpf"),
+                    containers=records,
+                    addrs={r.ips[0]: container_node_id(h, r.id) for r in records},
+                    flows=flows), now=start + 5 * i)
+        kinds: dict[str, list] = {}
+        for key in client.scan_iter(count=1000):
+            parts = key.decode().split(":")
+            kind = parts[1] + (":" + parts[-1] if parts[1] == "history" else "")
+            entry = kinds.setdefault(kind, [0, 0, set()])
+            entry[0] += 1
+            entry[1] += client.memory_usage(key, samples=0) or 0
+            entry[2].add(client.object("encoding", key).decode())
+        n = args.containers
+        print(f"{args.hosts} hosts, {n} containers, {args.edges} flows, "
+              f"{args.rounds} rounds; hash-max-listpack-entries "
+              f"{client.config_get('hash-max-listpack-*')}; records "
+              f"{'spelled out' if args.full_records else 'compact'}")
+        used = client.info("memory")["used_memory"]
+        print(f"used_memory per container {used / n:.0f} B")
+        for kind, (keys, size, encodings) in sorted(kinds.items(),
+                                                     key=lambda kv: -kv[1][1]):
+            print(f"  {kind:16s} {keys:6d} keys {size / n:8.0f} B per container "
+                  f"({', '.join(sorted(encodings))})")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
