@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from collector.settings import CollectorSettings, SettingsError, settings_from_env
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_when_nothing_is_set():
@@ -100,10 +106,24 @@ def test_settings_are_frozen():
         s.interval = 2.0  # type: ignore[misc]
 
 
-def test_web_settings_take_the_collectors_values():
-    """webapp.settings reads the shared PORTOLAN_* values through collector.settings."""
-    from django.conf import settings
+def test_web_settings_take_the_collectors_values(tmp_path):
+    """webapp.settings reads the shared PORTOLAN_* values through collector.settings.
 
-    assert settings.COLLECTOR == settings_from_env(os.environ)
-    assert settings.PORTOLAN["NODE_TTL"] == settings.COLLECTOR.node_ttl
-    assert settings.REDIS_URL == settings.COLLECTOR.redis_url
+    Loaded in a fresh interpreter with a known environment: in this process the
+    settings were loaded before other tests' fixtures changed ``REDIS_URL``.
+    """
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PORTOLAN_") and k not in ("REDIS_URL", "LOG_LEVEL")}
+    env.update(REDIS_URL="redis://127.0.0.1:7777/3", PORTOLAN_NODE_TTL="42",
+               PORTOLAN_HOST_ID="web-1", PORTOLAN_VAR_DIR=str(tmp_path),
+               DJANGO_SETTINGS_MODULE="webapp.settings")
+    script = (
+        "import json; from django.conf import settings as s; "
+        "print(json.dumps([s.REDIS_URL, s.PORTOLAN['NODE_TTL'], "
+        "s.PORTOLAN['HOST_ID'], s.COLLECTOR.node_ttl]))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(out.stdout) == ["redis://127.0.0.1:7777/3", 42.0, "web-1", 42.0]
+    expected = settings_from_env(env)
+    assert (expected.redis_url, expected.node_ttl) == ("redis://127.0.0.1:7777/3", 42.0)
