@@ -401,6 +401,42 @@ def test_a_snapshot_lost_under_the_builder_is_stored_again(in_process,
     assert edge(stored_payload(redis_client, "container"))["connections"] == 2
 
 
+def test_flows_replaced_under_an_equal_hash_length_are_read_again(
+        in_process, redis_client, redis_server):
+    """A flushed Redis written again with other flows, as many fields as before:
+    the builder drops the old flows instead of keeping them (HLEN is equal)."""
+    reporter, builder = in_process
+    mark_watched(redis_client, GraphKeys("portolan"), "container")
+    flow_report(reporter, 2, bytes_sent=500)  # one flow, two counters
+    builder.step({HOST})
+    assert edge(stored_payload(redis_client, "container"))["connections"] == 2
+    redis_client.flushall()
+    mark_watched(redis_client, GraphKeys("portolan"), "container")
+    other = FlowKey(container_node_id(HOST, "cli"), "out", "10.66.0.9", 443)
+    moved = FlowKey(container_node_id(HOST, "srv"), "out", "10.66.0.9", 443)
+    # A new collector (a restarted one): it knows nothing of the old batches.
+    fresh = RedisReporter(reporter_client(redis_server.url), Keys("portolan"))
+    try:
+        assert fresh.report(HostReport(
+            host=HostRecord(id=HOST),
+            containers=[ContainerRecord(id="cli", name="pt-cli", state="running",
+                                        ips=["10.66.0.2"]),
+                        ContainerRecord(id="srv", name="pt-srv", state="running",
+                                        ips=[SERVER_IP])],
+            addrs={"10.66.0.2": container_node_id(HOST, "cli"),
+                   SERVER_IP: container_node_id(HOST, "srv")},
+            flows=Counter({(other, "connections"): 7, (moved, "connections"): 1})))
+        assert redis_client.hlen(Keys("portolan").flows(HOST)) == 2  # as before
+        builder.step({HOST})
+    finally:
+        fresh.client.close()
+    links = stored_payload(redis_client, "container")["links"]
+    assert links, "the new flows drew no edge"
+    targets = {link["target"] for link in links}
+    assert container_node_id(HOST, "srv") not in targets, links  # the old flow
+    assert sum(link["connections"] for link in links) == 8
+
+
 @pytest.mark.django_db
 def test_api_graph_and_metrics_read_the_stored_level_while_it_is_fresh(
         in_process, redis_client, redis_server, settings, client):

@@ -81,7 +81,10 @@ class Fleet:
             self._update_records(host_id, old, new, change)
             changed_rates = self._update_rates(host_id, new.rates)
             known = self.fields.get(host_id)
-            if old is None or known is None or new.flow_fields != old.flow_fields:
+            # A rate for a flow the hash did not hold is a new flow even where
+            # HLEN stayed equal (a flushed Redis written again, a replay).
+            if (old is None or known is None or new.flow_fields != old.flow_fields
+                    or any(key not in known for key in changed_rates)):
                 wanted[host_id] = None
             elif changed_rates:
                 wanted[host_id] = [
@@ -92,8 +95,16 @@ class Fleet:
             self.raw[host_id] = new
         wanted = {h: f for h, f in wanted.items() if f is None or f}
         if wanted:
-            for host_id, raw in read_flow_fields(client, keys, wanted).items():
-                self._update_flows(host_id, raw, wanted[host_id] is None, change)
+            got = read_flow_fields(client, keys, wanted)
+            # A field asked for and gone: the hash was replaced under us, so
+            # the flows it held are not known any more; read it whole.
+            again = {h: None for h, raw in got.items()
+                     if wanted[h] is not None and len(raw) < len(wanted[h])}
+            if again:
+                got.update(read_flow_fields(client, keys, again))
+            for host_id, raw in got.items():
+                self._update_flows(host_id, raw, host_id in again
+                                   or wanted[host_id] is None, change)
         return change
 
     def _forget(self, host_id: str) -> None:
