@@ -23,6 +23,8 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from webapp.env import env_bool, env_count
+
 __all__ = ["proxy_ssl_header", "required_secret_key"]
 
 # Django's own bar for a key (security.W009).
@@ -71,24 +73,9 @@ def proxy_ssl_header(value: str) -> tuple[str, str] | None:
     return "HTTP_" + header.upper().replace("-", "_"), expected.strip() or "https"
 
 
-def _seconds(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"{name} must be a whole number of seconds, not {text!r}") from None
-    if value < 0:
-        raise ImproperlyConfigured(f"{name} must be 0 (off) or more, not {value}")
-    return value
-
-
 _SECRET_KEY = required_secret_key(os.environ)
 
 from webapp.settings import *  # noqa: E402, F403
-from webapp.settings import env_bool  # noqa: E402
 
 SECRET_KEY = _SECRET_KEY
 if DEBUG:  # noqa: F405 - from the base settings
@@ -105,7 +92,8 @@ CSRF_COOKIE_SECURE = True
 
 # A year of HSTS once the site is known to work over https; 0 switches it off
 # (and check --deploy then says so).
-SECURE_HSTS_SECONDS = _seconds("SECURE_HSTS_SECONDS", 31_536_000)
+SECURE_HSTS_SECONDS = env_count("SECURE_HSTS_SECONDS", 31_536_000,
+                                unit="seconds", zero="0 (off)")
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 # Preloading is a promise to the browsers' lists, made by submitting the

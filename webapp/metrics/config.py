@@ -10,24 +10,12 @@ from collections.abc import Mapping
 
 from django.core.exceptions import ImproperlyConfigured
 
+from webapp.env import env_count
+
 __all__ = ["MIN_TOKEN_LENGTH", "metrics_settings"]
 
 # A token a scraper sends in the clear inside TLS: long enough not to guess.
 MIN_TOKEN_LENGTH = 16
-
-
-def _count(environ: Mapping[str, str], name: str, default: int) -> int:
-    text = environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"{name} must be a whole number, not {text!r}") from None
-    if value < 0:
-        raise ImproperlyConfigured(f"{name} must be 0 or more, not {value}")
-    return value
 
 
 def metrics_settings(environ: Mapping[str, str]) -> dict:
@@ -50,6 +38,6 @@ def metrics_settings(environ: Mapping[str, str]) -> dict:
             "(it travels in an HTTP header)")
     return {
         "TOKEN": token,
-        "MAX_EDGES": _count(environ, "PORTOLAN_METRICS_MAX_EDGES", 2000),
-        "MAX_CONTAINERS": _count(environ, "PORTOLAN_METRICS_MAX_CONTAINERS", 2000),
+        "MAX_EDGES": env_count("PORTOLAN_METRICS_MAX_EDGES", 2000, environ),
+        "MAX_CONTAINERS": env_count("PORTOLAN_METRICS_MAX_CONTAINERS", 2000, environ),
     }
