@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from collector.services import _read_tables, _socket_inodes
+from collector.services import _read, _read_tables, _socket_inodes
 
 __all__ = [
     "HostListener",
@@ -67,14 +67,6 @@ def parse_stat(text: str) -> tuple[str, int] | None:
     if len(fields) < 20 or not fields[19].isdigit():
         return None
     return comm, int(fields[19])
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return None
 
 
 class ProcessNames:

@@ -164,11 +164,7 @@ if not CHANNEL_REDIS_URL or is_cluster_url(CHANNEL_REDIS_URL):
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        # The read timeout outlasts channels_redis' 5 s BZPOPMIN: at redis-py's
-        # default (also 5 s) a quiet group's receive timed out, and a relay
-        # took it for an outage (error, then a snapshot to every socket).
-        "CONFIG": {"hosts": [{"address": CHANNEL_REDIS_URL, "socket_timeout": 30}],
-                   "prefix": "portolan-channels"},
+        "CONFIG": {"hosts": [CHANNEL_REDIS_URL], "prefix": "portolan-channels"},
     }
 }
 
