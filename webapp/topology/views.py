@@ -25,6 +25,13 @@ def redis_unreachable(exc: Exception) -> JsonResponse:
     return JsonResponse({"error": "Redis unreachable"}, status=503)
 
 
+def requested_time(request) -> float | None:
+    """The unix time of ``?at=`` (ISO time), None for the live map; a
+    ValueError that says what is wrong with a bad one."""
+    text = request.GET.get("at")
+    return service.parse_time(text) if text else None
+
+
 @require_GET
 def healthz(request):
     """No login: Redis reachable or not, and how many collectors reported
@@ -47,12 +54,10 @@ def api_graph(request):
             {"error": f"unknown level; use one of {', '.join(service.LEVELS)}"},
             status=400,
         )
-    at = None
-    if request.GET.get("at"):
-        try:
-            at = service.parse_time(request.GET["at"])
-        except ValueError as exc:
-            return JsonResponse({"error": str(exc)}, status=400)
+    try:
+        at = requested_time(request)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
     try:
         payload = None if at is not None else stored_graph(
             stored_client(), GraphKeys(service.keys().prefix), level)
@@ -80,12 +85,10 @@ def api_node(request):
             {"error": "window must be a finite number of seconds"}, status=400
         )
     window = min(max(window, 1.0), 3600.0)
-    at = None
-    if request.GET.get("at"):
-        try:
-            at = service.parse_time(request.GET["at"])
-        except ValueError as exc:
-            return JsonResponse({"error": str(exc)}, status=400)
+    try:
+        at = requested_time(request)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
     try:
         body = service.node_details(node_id, window, at)
     except KeyError:
