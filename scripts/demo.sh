@@ -27,22 +27,11 @@ chmod 700 "$PORTOLAN_VAR_DIR"
 $PY manage.py migrate --noinput -v 0
 $PY manage.py ensureadmin >/dev/null
 
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  echo "demo: stopped"
-}
-trap cleanup INT TERM EXIT
+# shellcheck source=scripts/started.sh
+source scripts/started.sh
+trap 'stop_started demo' INT TERM EXIT
 
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$PORTOLAN_VAR_DIR/redis" \
-  --save "" --appendonly no --loglevel warning &
-pids+=($!)
-for _ in $(seq 50); do
-  $PY -c 'import os, redis; redis.Redis.from_url(os.environ["REDIS_URL"]).ping()' 2>/dev/null && break
-  sleep 0.1
-done
+start_redis "$redis_port" "$PORTOLAN_VAR_DIR/redis"
 
 # shellcheck disable=SC2086 # several captures may be given
 $PY manage.py replay --loop --speed "${DEMO_SPEED:-1}" $captures &

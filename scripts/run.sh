@@ -16,27 +16,16 @@ bash scripts/frontend.sh
 $PY manage.py migrate --noinput -v 0
 $PY manage.py ensureadmin
 
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  echo "portolan: stopped"
-}
-trap cleanup INT TERM EXIT
+# shellcheck source=scripts/started.sh
+source scripts/started.sh
+trap 'stop_started portolan' INT TERM EXIT
 
 if ! $PY -c 'import os, redis; redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=1).ping()' 2>/dev/null; then
   port=$($PY -c 'import os, urllib.parse as u; print(u.urlparse(os.environ["REDIS_URL"]).port or 6379)')
   redis_dir="${PORTOLAN_VAR_DIR:-var}/redis"
   mkdir -p "$redis_dir"
   echo "portolan: starting redis-server on 127.0.0.1:$port" >&2
-  redis-server --port "$port" --bind 127.0.0.1 --dir "$redis_dir" --save "" --appendonly no \
-    --loglevel warning &
-  pids+=($!)
-  for _ in $(seq 50); do
-    $PY -c 'import os, redis; redis.Redis.from_url(os.environ["REDIS_URL"]).ping()' 2>/dev/null && break
-    sleep 0.1
-  done
+  start_redis "$port" "$redis_dir"
 fi
 
 $PY -m collector &
