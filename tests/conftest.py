@@ -12,10 +12,12 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -464,6 +466,39 @@ def wait_collector_in_ebpf_mode(client, host_id: str, process=None,
         f"collector {host_id} runs in {host.mode!r} mode, not eBPF: "
         f"{host.mode_reason or 'no reason given'}{where}")
     return host
+
+
+@contextmanager
+def collector_reporting(name: str, argv, redis_url: str, host_id: str, var_dir,
+                        repo_root: Path, **env):
+    """A collector (``argv`` run by this python, ``env`` added to its
+    environment) reporting as ``host_id`` every 0.5 s: yields a client of its
+    Redis once it reports in eBPF mode, and asserts it still alive at the end
+    of the block, before it is stopped."""
+    import redis
+
+    from tests.processes import LoggedProcess
+
+    env = dict(os.environ, REDIS_URL=redis_url, PORTOLAN_HOST_ID=host_id,
+               PORTOLAN_VAR_DIR=str(var_dir), PORTOLAN_INTERVAL="0.5", **env)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with LoggedProcess(name, [sys.executable, *argv], cwd=repo_root,
+                           env=env) as proc:
+            wait_collector_in_ebpf_mode(client, host_id, proc)
+            yield client
+            proc.assert_alive("the collector died during the module")
+    finally:
+        client.close()
+
+
+def write_programs(root: Path, programs: dict[str, str]) -> Path:
+    """``root`` holding ``programs`` (file name -> text), readable by all:
+    test processes and containers run them from there."""
+    for name, text in programs.items():
+        (root / name).write_text(text)
+    root.chmod(0o755)
+    return root
 
 
 @pytest.fixture(scope="session")

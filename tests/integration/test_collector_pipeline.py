@@ -11,8 +11,7 @@ import sys
 import pytest
 
 from collector.schema import Keys
-from tests.conftest import wait_collector_in_ebpf_mode, wait_for
-from tests.processes import LoggedProcess
+from tests.conftest import collector_reporting, wait_for
 from webapp.topology.graph import build_graph
 from webapp.topology.store import read_state
 
@@ -24,18 +23,11 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def collector(redis_server, docker_client, ebpf_ready, tmp_path_factory, repo_root):
-    env = dict(os.environ, REDIS_URL=redis_server.url, PORTOLAN_HOST_ID=HOST,
-               PORTOLAN_VAR_DIR=str(tmp_path_factory.mktemp("var")),
-               PORTOLAN_INTERVAL="0.5", PORTOLAN_HISTORY_STEP="1")
-    import redis
-
-    client = redis.Redis.from_url(redis_server.url)
-    with LoggedProcess("test_collector_pipeline-collector",
-                       [sys.executable, "-m", "collector"], cwd=repo_root,
-                       env=env) as proc:
-        wait_collector_in_ebpf_mode(client, HOST, proc)
+    with collector_reporting("test_collector_pipeline-collector",
+                             ["-m", "collector"], redis_server.url, HOST,
+                             tmp_path_factory.mktemp("var"), repo_root,
+                             PORTOLAN_HISTORY_STEP="1") as client:
         yield client
-        proc.assert_alive("the collector died during the module")
 
 
 def node_named(client, name):

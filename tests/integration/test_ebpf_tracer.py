@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from collector.cgroups import CgroupResolver, find_cgroup2_mount, parse_proc_cgroup
-from tests.conftest import HOST_PROGRAM_MOUNTS, cgroup_id_of, require, wait_for
+from tests.conftest import (
+    HOST_PROGRAM_MOUNTS,
+    cgroup_id_of,
+    require,
+    wait_for,
+    write_programs,
+)
 
 pytestmark = [pytest.mark.ebpf, pytest.mark.docker]
 
@@ -135,11 +141,7 @@ SCRIPTS = {
 
 @pytest.fixture(scope="module")
 def scripts(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("portolan-scripts")
-    for name, text in SCRIPTS.items():
-        (root / name).write_text(text)
-    root.chmod(0o755)
-    return root
+    return write_programs(tmp_path_factory.mktemp("portolan-scripts"), SCRIPTS)
 
 
 @pytest.fixture(scope="module", params=["raw", "tracepoint"])

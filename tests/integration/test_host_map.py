@@ -12,9 +12,7 @@ tests create.
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
-import sys
 import uuid
 from pathlib import Path
 
@@ -26,9 +24,10 @@ from tests.conftest import (
     TEST_IMAGE,
     TEST_LABEL,
     TEST_SESSION,
+    collector_reporting,
     free_port,
-    wait_collector_in_ebpf_mode,
     wait_for,
+    write_programs,
 )
 from tests.processes import LoggedProcess
 from webapp.topology.graph import build_graph
@@ -173,11 +172,7 @@ class HostPrograms:
 
 @pytest.fixture(scope="module")
 def scripts(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("portolan-host-map")
-    for name, text in SCRIPTS.items():
-        (root / name).write_text(text)
-    root.chmod(0o755)
-    return root
+    return write_programs(tmp_path_factory.mktemp("portolan-host-map"), SCRIPTS)
 
 
 @pytest.fixture(scope="module")
@@ -198,19 +193,10 @@ def old_server(programs):
 
 @pytest.fixture(scope="module")
 def collector(redis_server, ebpf_ready, old_server, tmp_path_factory, repo_root):
-    env = dict(os.environ, REDIS_URL=redis_server.url, PORTOLAN_HOST_ID=HOST,
-               PORTOLAN_VAR_DIR=str(tmp_path_factory.mktemp("var")),
-               PORTOLAN_INTERVAL="0.5")
-    import redis
-
-    client = redis.Redis.from_url(redis_server.url)
-    with LoggedProcess("test_host_map-collector",
-                       [sys.executable, "manage.py", "collect"], cwd=repo_root,
-                       env=env) as proc:
-        wait_collector_in_ebpf_mode(client, HOST, proc)
+    with collector_reporting("test_host_map-collector", ["manage.py", "collect"],
+                             redis_server.url, HOST, tmp_path_factory.mktemp("var"),
+                             repo_root) as client:
         yield client
-        proc.assert_alive("the collector died during the module")
-    client.close()
 
 
 def graph(client, level: str):
