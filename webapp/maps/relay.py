@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 
+import redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from redis.backoff import ExponentialBackoff
@@ -121,12 +122,25 @@ class LevelRelay:
                     self.channel = await layer.new_channel()
                 group = group_name(self.level)
                 await layer.group_add(group, self.channel)
-                async with self.lock:
-                    await self._reload()
+                if self.seq is None:  # a start or an outage; else held still
+                    async with self.lock:
+                        await self._reload()
                 failures = 0
                 joined = asyncio.get_running_loop().time()
                 while True:
-                    message = await layer.receive(self.channel)
+                    try:
+                        message = await layer.receive(self.channel)
+                    except redis.exceptions.TimeoutError:
+                        # channels_redis' 5 s BZPOPMIN against redis-py's 5 s
+                        # read timeout: a quiet group, not an outage. Join
+                        # again on a fresh channel, quietly; a message lost
+                        # meanwhile shows as a gap in seq: a reload then.
+                        log.info("map relay (%s): quiet group, joining again",
+                                 self.level)
+                        with contextlib.suppress(*REDIS_ERRORS):
+                            await layer.group_discard(group, self.channel)
+                        self.channel = None
+                        break
                     if message.get("type") == UPDATE_TYPE:
                         await self._update(message)
                     if asyncio.get_running_loop().time() - joined > GROUP_RENEW:
@@ -145,6 +159,8 @@ class LevelRelay:
             except Exception as exc:  # noqa: BLE001 - a relay must never die of it
                 log.exception("relaying the %s graph failed", self.level)
                 await self._fail(f"graph update failed: {type(exc).__name__}")
+            if self.channel is None and self.seq is not None:
+                continue  # a quiet group left above: join again at once
             await asyncio.sleep(self.backoff.compute(failures))
             failures += 1
 
