@@ -34,6 +34,7 @@ from tests.conftest import (
     wait_collector_in_ebpf_mode,
     wait_for,
 )
+from tests.processes import LoggedProcess
 from webapp.anomalies.keys import edge_target
 from webapp.anomalies.merge import NO_ANALYZER, read_verdict
 from webapp.builder.levels import build_levels
@@ -114,35 +115,25 @@ while True:
 
 
 class Backend:
-    """The collector and the analyzer as subprocesses, logs under artifacts/."""
+    """The collector and the analyzer as named subprocesses (one may be
+    stopped and started again), logs under artifacts/."""
 
     def __init__(self, env: dict):
         self.env = env
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.logs: dict[str, Path] = {}
+        self.procs: dict[str, LoggedProcess] = {}
 
     def start(self, name: str, argv: list[str]) -> None:
-        path = ROOT / "artifacts" / f"test_blame-{name}.log"
-        path.parent.mkdir(exist_ok=True)
-        self.logs[name] = path
-        with path.open("wb") as out:
-            self.procs[name] = subprocess.Popen(
-                argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.procs[name] = LoggedProcess(f"test_blame-{name}", argv, cwd=ROOT,
+                                         env=self.env).start()
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.stop()
 
     def assert_alive(self) -> None:
-        for name, proc in self.procs.items():
-            assert proc.poll() is None, (
-                f"{name} exited with {proc.returncode}:\n"
-                f"{self.logs[name].read_text(errors='replace')[-3000:]}")
+        for proc in self.procs.values():
+            proc.assert_alive()
 
 
 @pytest.fixture(scope="module")
