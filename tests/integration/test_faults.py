@@ -10,7 +10,6 @@ code, and how fast a fault shows is for bench/.
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -67,38 +66,31 @@ class Webhook:
         self.server.shutdown()
 
 
-class AnalyzerProcess:
-    """`manage.py analyze` with its output kept under artifacts/, so that a test
-    can check it still runs and that no check (nor step) failed: a dead or
-    failing analyzer would otherwise read as all green."""
+class AnalyzerProcess(LoggedProcess):
+    """`manage.py analyze`, whose log also says whether a check (or step)
+    failed: a dead or failing analyzer would otherwise read as all green."""
 
-    def __init__(self, log_path):
-        self.log_path = log_path
-        self.proc = None
+    def __init__(self, cwd):
+        super().__init__("test_faults-analyzer",
+                         [sys.executable, "manage.py", "analyze"], cwd=cwd)
 
-    def start(self, cwd, env):
-        self.log_path.parent.mkdir(exist_ok=True)
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "manage.py", "analyze"], cwd=cwd,
-                env={**env, "LOG_LEVEL": "INFO"}, stdout=out,
-                stderr=subprocess.STDOUT)
+    def start_with(self, env: dict) -> LoggedProcess:
+        """Start it in the back end's environment, logging at INFO."""
+        self.env = {**env, "LOG_LEVEL": "INFO"}
+        return self.start()
 
     def assert_healthy(self):
-        log = self.log_path.read_text(errors="replace")
-        assert self.proc.poll() is None, (
-            f"the analyzer exited with {self.proc.returncode}; "
-            f"{self.log_path}:\n{log[-4000:]}")
-        failures = [line for line in log.splitlines()
+        self.assert_alive("the analyzer exited")
+        failures = [line for line in self.output().splitlines()
                     if " ERROR portolan.anomalies" in line]
         assert not failures, (
             f"the analyzer logged {len(failures)} failures, the first: "
-            f"{failures[0]}; {self.log_path} ends:\n{log[-3000:]}")
+            f"{failures[0]}; {self.log_path} ends:\n{self.tail()}")
 
 
 @pytest.fixture(scope="module")
 def analyzer_process(repo_root):
-    return AnalyzerProcess(repo_root / "artifacts" / "test_faults-analyzer.log")
+    return AnalyzerProcess(repo_root)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +113,7 @@ def backend(docker_client, ebpf_ready, tmp_path_factory, repo_root,
     collector = LoggedProcess("test_faults-collector",
                               [sys.executable, "-m", "collector"], cwd=repo_root,
                               env=env).start()
-    analyzer_process.start(repo_root, env)
+    analyzer_process.start_with(env)
     client = redis.Redis.from_url(server.url)
     try:
         wait_collector_in_ebpf_mode(client, HOST, collector)
@@ -130,8 +122,7 @@ def backend(docker_client, ebpf_ready, tmp_path_factory, repo_root,
         analyzer_process.assert_healthy()  # through every test of the module
     finally:
         collector.stop()
-        analyzer_process.proc.terminate()
-        analyzer_process.proc.wait(timeout=30)
+        analyzer_process.stop()
         hook.close()
         server.stop()
 
