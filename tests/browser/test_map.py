@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -79,33 +80,33 @@ def _manage(manage: list[str], *args: str, env: dict) -> None:
         f"\n{done.stderr[-2000:]}")
 
 
-@pytest.fixture(scope="module")
-def server(redis_server, tmp_path_factory, frontend_bundle):
+@contextmanager
+def map_served(redis_url: str, tmp: Path, name: str, **env):
     """Daphne serving the real ASGI app on a free loopback port, and the graph
-    builder (the front end rebuilt first when its sources are newer:
-    tests/browser/conftest.py); both checked alive after each test (``page``)."""
-    tmp = tmp_path_factory.mktemp("portolan-web")
+    builder (Daphne only relays what it publishes), over ``redis_url`` with
+    their database and var/ under ``tmp`` and ``env`` added: the URL, which
+    knows both processes (checked alive at start)."""
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "webapp.settings",
-        "REDIS_URL": redis_server.url,
+        "REDIS_URL": redis_url,
         "DATABASE_PATH": str(tmp / "db.sqlite3"),
         "PORTOLAN_VAR_DIR": str(tmp / "var"),
         "DJANGO_SUPERUSER_USERNAME": USER,
         "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
         "DJANGO_SUPERUSER_EMAIL": "admin@example.invalid",
         "DEBUG": "false",
+        **env,
     }
     manage = [sys.executable, str(ROOT / "manage.py")]
     _manage(manage, "migrate", "--noinput", env=env)
     _manage(manage, "createsuperuser", "--noinput", env=env)
     port = free_port()
     daphne = LoggedProcess(
-        "test_map-daphne",
+        f"{name}-daphne",
         [VENV_BIN / "daphne", "-b", "127.0.0.1", "-p", port, "webapp.asgi:application"],
         cwd=ROOT, env=env)
-    # The graph builder: Daphne only relays what it publishes.
-    builder = LoggedProcess("test_map-builder", [*manage, "builder"], cwd=ROOT,
+    builder = LoggedProcess(f"{name}-builder", [*manage, "builder"], cwd=ROOT,
                             env=env)
     url = ServedUrl(f"http://127.0.0.1:{port}")
     url.processes = (daphne, builder)
@@ -119,6 +120,16 @@ def server(redis_server, tmp_path_factory, frontend_bundle):
     finally:
         daphne.stop(timeout=10)
         builder.stop(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(redis_server, tmp_path_factory, frontend_bundle):
+    """The map served over the test Redis (the front end rebuilt first when
+    its sources are newer: tests/browser/conftest.py); both processes checked
+    alive after each test (``page``)."""
+    with map_served(redis_server.url, tmp_path_factory.mktemp("portolan-web"),
+                    "test_map") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

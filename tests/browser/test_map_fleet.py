@@ -10,23 +10,17 @@ starts, so the module waits for one build, not one per host.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.browser.test_map import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    PASSWORD,
-    USER,
-    _healthy,
+from tests.browser.test_map import (  # noqa: F401 - browser: a fixture
+    browser,
     log_in,
+    map_served,
     wait_for_map,
 )
-from tests.conftest import free_port, require, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
@@ -34,8 +28,6 @@ from synthetic_world import make_world, write_world  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = Path(sys.executable).parent
 HOSTS, CONTAINERS, EDGES = 500, 10_000, 50_000
 NODE_TTL = 3600  # the module outlives a collector's usual 30 s
 STATUS_ORDER = ["unknown", "stopped", "ok", "warning", "critical"]  # worst last
@@ -61,62 +53,13 @@ def fleet_server(redis_server, world, tmp_path_factory):
     client.flushall()
     client.close()
     write_world(world, redis_server.url, node_ttl=NODE_TTL)
-    tmp = tmp_path_factory.mktemp("portolan-fleet")
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "webapp.settings",
-        "REDIS_URL": redis_server.url,
-        "DATABASE_PATH": str(tmp / "db.sqlite3"),
-        "PORTOLAN_VAR_DIR": str(tmp / "var"),
-        "PORTOLAN_NODE_TTL": str(NODE_TTL),
-        "DJANGO_SUPERUSER_USERNAME": USER,
-        "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
-        "DJANGO_SUPERUSER_EMAIL": "admin@example.invalid",
-        "DEBUG": "false",
-    }
-    manage = [sys.executable, str(ROOT / "manage.py")]
-    for command in (["migrate", "--noinput"], ["createsuperuser", "--noinput"]):
-        subprocess.run([*manage, *command], cwd=ROOT, env=env, check=True,
-                       capture_output=True)
-    port = free_port()
-    log_path = tmp / "daphne.log"
-    with open(log_path, "wb") as log:
-        procs = [
-            subprocess.Popen(
-                [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-                 "webapp.asgi:application"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
-            subprocess.Popen([*manage, "builder"], cwd=ROOT, env=env, stdout=log,
-                             stderr=subprocess.STDOUT),
-        ]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_for(lambda: _healthy(url), timeout=30):
-            raise RuntimeError(f"Daphne did not answer:\n{log_path.read_text()}")
+    with map_served(redis_server.url, tmp_path_factory.mktemp("portolan-fleet"),
+                    "test_map_fleet", PORTOLAN_NODE_TTL=str(NODE_TTL)) as url:
         yield url
-    finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        print(log_path.read_text()[-4000:])
 
 
 @pytest.fixture(scope="module")
-def browser():
-    require(os.path.exists(CHROMIUM), "Debian's chromium not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture(scope="module")
-def fleet_page(browser, fleet_server):
+def fleet_page(browser, fleet_server):  # noqa: F811 - the fixture
     """One logged-in page on the fleet's container level, shared by the tests
     (loading 10,000 containers once)."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
