@@ -142,6 +142,17 @@ def redis_client(redis_server):
     client.close()
 
 
+@pytest.fixture
+def live_redis(settings, redis_client, redis_server):
+    """Point the web tier at the test Redis (emptied) for one test."""
+    from webapp.topology import service
+
+    settings.REDIS_URL = redis_server.url
+    service.redis_client.cache_clear()
+    yield redis_server
+    service.redis_client.cache_clear()
+
+
 class RedisClusterServers:
     """Three masters and three replicas on free loopback ports (Redis Cluster)."""
 

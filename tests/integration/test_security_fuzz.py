@@ -51,12 +51,10 @@ raw_query = st.text(string.printable + "%\u00e9\u00ff\u0000", max_size=120)
 
 
 @pytest.fixture
-def live_redis(settings, redis_client, redis_server):
-    settings.REDIS_URL = redis_server.url
-    service.redis_client.cache_clear()
-    write_host(redis_server.url, host=HOST)
-    yield redis_server
-    service.redis_client.cache_clear()
+def live_redis(live_redis):
+    """The web tier on the test Redis (tests/conftest.py), one host written."""
+    write_host(live_redis.url, host=HOST)
+    return live_redis
 
 
 @pytest.fixture

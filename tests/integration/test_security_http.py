@@ -18,20 +18,11 @@ from tests.integration.test_web_auth import write_host
 from webapp.accounts.models import ApiToken
 from webapp.accounts.roles import ADMIN, VIEWER, role_of, set_role
 from webapp.accounts.tokens import token_digest
-from webapp.topology import service
 
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "right-pw-for-tests-1"
 THROTTLED = "Too many failed logins"
-
-
-@pytest.fixture
-def live_redis(settings, redis_client, redis_server):
-    settings.REDIS_URL = redis_server.url
-    service.redis_client.cache_clear()
-    yield redis_server
-    service.redis_client.cache_clear()
 
 
 def make_user(name: str, role: str | None = VIEWER):

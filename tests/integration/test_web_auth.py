@@ -15,15 +15,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def live_redis(settings, redis_client, redis_server):
-    """Point the web tier at the test Redis (emptied) for one test."""
-    settings.REDIS_URL = redis_server.url
-    service.redis_client.cache_clear()
-    yield redis_server
-    service.redis_client.cache_clear()
-
-
-@pytest.fixture
 def user_client(client):
     user = get_user_model().objects.create_user("ada", password="pw-for-tests-1")
     client.force_login(user)
