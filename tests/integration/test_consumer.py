@@ -41,35 +41,30 @@ def channel_layers(url: str) -> dict:
     }
 
 
-@pytest.fixture
-def live_redis(settings, redis_client, redis_server):
-    """Point the web tier (and Channels' own layer) at the emptied test Redis,
-    with a graph builder running on it."""
-    settings.REDIS_URL = redis_server.url
-    settings.CHANNEL_LAYERS = channel_layers(redis_server.url)
+def web_tier_on(settings, url: str, channel_url: str):
+    """Point the web tier at ``url`` and Channels' own layer at ``channel_url``,
+    with a graph builder running on ``url``, for one test."""
+    settings.REDIS_URL = url
+    settings.CHANNEL_LAYERS = channel_layers(channel_url)
     service.redis_client.cache_clear()
-    builder = BuilderThread(redis_server.url).start()
-    yield SimpleNamespace(url=redis_server.url, builder=builder)
+    builder = BuilderThread(url).start()
+    yield SimpleNamespace(url=url, builder=builder)
     builder.stop()
     service.redis_client.cache_clear()
+
+
+@pytest.fixture
+def live_redis(settings, redis_client, redis_server):
+    """The web tier, its Channels layer and a graph builder on the emptied
+    test Redis."""
+    yield from web_tier_on(settings, redis_server.url, redis_server.url)
 
 
 @pytest.fixture
 def live_backend(settings, redis_backend, redis_server):
     """The web tier on one Redis, then on the Redis Cluster, emptied; the
     Channels layer stays on one Redis (channels_redis has no cluster mode)."""
-    settings.REDIS_URL, _ = redis_backend
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_server.url], "prefix": "portolan-test"},
-        }
-    }
-    service.redis_client.cache_clear()
-    builder = BuilderThread(settings.REDIS_URL).start()
-    yield SimpleNamespace(url=settings.REDIS_URL, builder=builder)
-    builder.stop()
-    service.redis_client.cache_clear()
+    yield from web_tier_on(settings, redis_backend[0], redis_server.url)
 
 
 @pytest.fixture
