@@ -14,7 +14,7 @@ from collector.schema import (
     Keys,
     container_node_id,
 )
-from tests.integration.test_web_auth import live_redis, user_client  # noqa: F401
+from tests.integration.test_web_auth import user_client  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
