@@ -172,8 +172,12 @@ def test_prometheus_scrapes_the_traced_edge_with_its_exact_count(
         assert scalar(prometheus, f'portolan_collector_info{{host="{HOST_ID}",'
                       'mode="ebpf"}') == 1
         assert scalar(prometheus, 'up{job="portolan"}') == 1
-        # The job without the token gets 401 on every scrape: its target is down.
-        assert scalar(prometheus, 'up{job="no-token"}') == 0
+        # The job without the token gets 401 on every scrape: its target is down
+        # (waited for: Prometheus staggers the targets' first scrapes).
+        wait_for(lambda: scalar(prometheus, 'up{job="no-token"}') is not None,
+                 timeout=30, interval=0.5)
+        assert scalar(prometheus, 'up{job="no-token"}') == 0, query(
+            prometheus, 'up')
         collector.assert_alive("the collector died during the test")
 
 
