@@ -304,12 +304,8 @@ async def test_two_daphne_workers_send_the_same_diffs(procs, redis_server,
 SERVER_IP = "10.66.0.3"
 
 
-def flow_report(reporter, connections: int, bytes_sent: int = 0) -> None:
-    """One host, a client and a server container, one flow between them."""
-    key = FlowKey(container_node_id(HOST, "cli"), "out", SERVER_IP, 80)
-    flows = Counter({(key, "connections"): connections})
-    if bytes_sent:
-        flows[(key, "bytes_sent")] = bytes_sent
+def report_flows(reporter, flows: Counter) -> None:
+    """One host, a client and a server container, and these flow counters."""
     assert reporter.report(HostReport(
         host=HostRecord(id=HOST),
         containers=[ContainerRecord(id="cli", name="pt-cli", state="running",
@@ -319,6 +315,15 @@ def flow_report(reporter, connections: int, bytes_sent: int = 0) -> None:
         addrs={"10.66.0.2": container_node_id(HOST, "cli"),
                SERVER_IP: container_node_id(HOST, "srv")},
         flows=flows))
+
+
+def flow_report(reporter, connections: int, bytes_sent: int = 0) -> None:
+    """One flow from the client to the server."""
+    key = FlowKey(container_node_id(HOST, "cli"), "out", SERVER_IP, 80)
+    flows = Counter({(key, "connections"): connections})
+    if bytes_sent:
+        flows[(key, "bytes_sent")] = bytes_sent
+    report_flows(reporter, flows)
 
 
 def stored_payload(client, level: str) -> dict:
@@ -417,15 +422,8 @@ def test_flows_replaced_under_an_equal_hash_length_are_read_again(
     # A new collector (a restarted one): it knows nothing of the old batches.
     fresh = RedisReporter(reporter_client(redis_server.url), Keys("portolan"))
     try:
-        assert fresh.report(HostReport(
-            host=HostRecord(id=HOST),
-            containers=[ContainerRecord(id="cli", name="pt-cli", state="running",
-                                        ips=["10.66.0.2"]),
-                        ContainerRecord(id="srv", name="pt-srv", state="running",
-                                        ips=[SERVER_IP])],
-            addrs={"10.66.0.2": container_node_id(HOST, "cli"),
-                   SERVER_IP: container_node_id(HOST, "srv")},
-            flows=Counter({(other, "connections"): 7, (moved, "connections"): 1})))
+        report_flows(fresh, Counter({(other, "connections"): 7,
+                                     (moved, "connections"): 1}))
         assert redis_client.hlen(Keys("portolan").flows(HOST)) == 2  # as before
         builder.step({HOST})
     finally:
