@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import socket
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -536,20 +537,23 @@ class Collector:
             reading, self.scanned_listeners, self.attribution, self.resolver)
         return flows_from_reading(reading, self.attribution, self.resolver)
 
-    def run(self, interval: float = 1.0, duration: float | None = None) -> None:
-        """Step every ``interval`` seconds until ``duration`` passes (or forever)."""
+    def run(self, interval: float = 1.0, duration: float | None = None,
+            stop: threading.Event | None = None) -> None:
+        """Step every ``interval`` seconds until ``duration`` passes, ``stop``
+        is set (between steps, never inside one) or forever."""
         log.info("collector %s running in %s mode (pid %d)", self.host.id,
                  self.host.mode, os.getpid())
         end = None if duration is None else time.monotonic() + duration
+        stop = stop or threading.Event()
         next_tick = time.monotonic()
         try:
-            while True:
+            while not stop.is_set():
                 next_tick += interval
                 self.step()
                 now = time.monotonic()
                 if end is not None and now >= end:
                     break
-                time.sleep(max(0.0, min(next_tick, end or next_tick) - now))
+                stop.wait(max(0.0, min(next_tick, end or next_tick) - now))
         finally:
             # One last read so that nothing counted since the last step is lost.
             try:

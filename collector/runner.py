@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
@@ -22,7 +24,8 @@ from collector.reporter import HistoryPolicy, RedisReporter, redis_client
 from collector.schema import Keys, validate_host_id
 from collector.settings import CollectorSettings, SettingsError, settings_from_env
 
-__all__ = ["add_arguments", "build_collector", "dump_ebpf_program", "main", "run"]
+__all__ = ["add_arguments", "build_collector", "dump_ebpf_program", "main", "run",
+           "stop_on_sigterm"]
 
 DESCRIPTION = ("Trace this host's connections and containers and report them to "
                "Redis.")
@@ -101,9 +104,30 @@ def run(settings: CollectorSettings, *, duration: float | None = None,
               + (f" ({host.mode_reason})" if host.mode_reason else "") + "\n")
     err.flush()
     try:
-        collector.run(interval=interval, duration=duration)
+        collector.run(interval=interval, duration=duration, stop=stop_on_sigterm())
     except KeyboardInterrupt:
         pass
+
+
+def stop_on_sigterm() -> threading.Event:
+    """An event set by SIGTERM, so the collector ends between steps and its last
+    step still reports.
+
+    Docker and Kubernetes stop a container with SIGTERM, whose default kills
+    Python at once: the counts since the last step (up to an interval's) would be
+    lost at every rolling update. SIGKILL after the grace period still ends it.
+    """
+    stop = threading.Event()
+
+    def on_sigterm(signum, frame) -> None:
+        # Set from another thread: the handler runs in the main thread, which
+        # may hold the event's own lock at that moment (inside stop.wait).
+        threading.Thread(target=stop.set, name="sigterm", daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():
+        # Handlers can only be set from the main thread.
+        signal.signal(signal.SIGTERM, on_sigterm)
+    return stop
 
 
 def main(argv: Sequence[str] | None = None,
