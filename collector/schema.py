@@ -49,6 +49,10 @@ Redis.
                                    when it changed (and a minute after the last),
                                    kept for the history window
 ``P:{anomaly}:lock``        STR   the one active analyzer's id; TTL
+``P:{anomaly}:failures``    HASH  ``count:<check>`` -> steps a rule check raised
+                                   in, ``last:<check>`` -> JSON ``{"rules",
+                                   "error_type", "error", "ts"}`` of its last
+                                   failure (webapp.anomalies.failures); TTL
 ``P:applied:{host}``        STR   id of the last flow batch written (exactly-once
                                    counting across lost replies)
 ``P:changes``               PUBSUB JSON ``{"host": ..., "ts": ...}`` after each
@@ -387,8 +391,9 @@ class Keys:
         return f"{self.prefix}:history:{self._tag(host_id)}:{resolution}"
 
     def anomaly(self, part: str) -> str:
-        """The analyzer's keys: status, causes, events, lock (see webapp.anomalies)."""
-        if part not in ("status", "causes", "events", "lock", "history"):
+        """The analyzer's keys: status, causes, events, lock, history, failures
+        (see webapp.anomalies)."""
+        if part not in ("status", "causes", "events", "lock", "history", "failures"):
             raise SchemaError(f"unknown anomaly key {part!r}")
         return f"{self.prefix}:{{anomaly}}:{part}"
 

@@ -22,5 +22,7 @@ urlpatterns = [
     path("metrics", metrics_views.metrics, name="metrics"),
     path("api/graph/", topology_views.api_graph, name="api-graph"),
     path("api/node/", topology_views.api_node, name="api-node"),
+    path("api/rule-failures/", topology_views.api_rule_failures,
+         name="api-rule-failures"),
     path("", include("webapp.maps.urls")),
 ]

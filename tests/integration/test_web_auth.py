@@ -109,7 +109,7 @@ def test_healthz_lists_collectors_to_users_and_counts_them_to_anyone(
     anonymous = client.get("/healthz")
     assert anonymous.status_code == 200
     # No login: no host names for whoever can reach the port.
-    assert anonymous.json() == {"redis": "ok", "collectors": 1}
+    assert anonymous.json() == {"redis": "ok", "collectors": 1, "rule_failures": []}
     client.force_login(django_user_model.objects.create_user("ops", password="x"))
     body = client.get("/healthz").json()
     assert body["redis"] == "ok"

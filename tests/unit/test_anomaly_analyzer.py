@@ -118,5 +118,7 @@ def test_a_check_that_raises_is_counted_and_the_step_goes_on(monkeypatch):
     for t in range(2):
         analysis = a.evaluate(G, t)
         assert analysis.failed_checks == ["broken"]
+        assert [(f.rules, f.error) for f in analysis.failures] == [
+            (("broken",), "KeyError: 'metrics'")]
         assert analysis.statuses[cid("job")]["status"] == "critical"
     assert a.check_failures == {"broken": 2}

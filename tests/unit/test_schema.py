@@ -109,5 +109,6 @@ def test_keys_written_together_share_a_cluster_slot():
                  k.rates("h1"), k.history("h1", "fine"),
                  k.history("h1", "coarse"), k.applied("h1")]
     assert len({key_slot(key.encode()) for key in host_keys}) == 1
-    anomaly = [k.anomaly(p) for p in ("status", "causes", "events", "lock")]
+    anomaly = [k.anomaly(p) for p in ("status", "causes", "events", "lock",
+                                       "history", "failures")]
     assert len({key_slot(key.encode()) for key in anomaly}) == 1

@@ -3,8 +3,10 @@
 Every ``interval`` seconds the one analyzer holding the lock reads the live
 state, builds the container graph, runs the rules, updates baselines, statuses
 and the likely-cause ranking, writes them to Redis (see
-``webapp.anomalies.keys``), appends the anomaly events and sends one webhook
-notification per status change. Other analyzers wait for the lock: one takes
+``webapp.anomalies.keys``), appends the anomaly events, counts the rule
+checks that raised (``webapp.anomalies.failures``: the step goes on without
+them, and users see which) and sends one webhook notification per status
+change. Other analyzers wait for the lock: one takes
 over within ``lock_ttl`` seconds of the leader going away, and adopts the
 anomalies it had published, so a takeover neither repeats nor loses them. An
 adopted anomaly of a baseline rule is kept until the new leader's baseline is
@@ -30,6 +32,7 @@ from collector.schema import Keys
 from webapp.anomalies.cause import rank_causes
 from webapp.anomalies.config import Config, load_config
 from webapp.anomalies.events import append_events
+from webapp.anomalies.failures import CheckFailure, record_failures
 from webapp.anomalies.history import StatusHistory
 from webapp.anomalies.keys import AnalysisKeys
 from webapp.anomalies.memory import Memory, remember
@@ -55,7 +58,11 @@ class Analysis:
     statuses: dict[str, dict] = field(default_factory=dict)  # targets not ok
     causes: list[dict] = field(default_factory=list)
     changes: list[dict] = field(default_factory=list)  # own status changes
-    failed_checks: list[str] = field(default_factory=list)  # raised, skipped
+    failures: list[CheckFailure] = field(default_factory=list)  # raised, skipped
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [f.check for f in self.failures]
 
 
 class Analyzer:
@@ -165,7 +172,7 @@ class Analyzer:
                 })
         self.previous = {t: e["status"] for t, e in own.items()}
         return Analysis(now, findings, events, statuses, causes, changes,
-                        results.failed_checks)
+                        results.failures)
 
     def step(self, now: float | None = None) -> Analysis | None:
         """One analysis step if this analyzer holds the lock, else None."""
@@ -181,8 +188,9 @@ class Analyzer:
         return analysis
 
     def publish(self, analysis: Analysis, G: nx.DiGraph) -> None:
-        """Replace the statuses and causes in Redis and append the events
-        (one transaction: the keys share a cluster slot)."""
+        """Replace the statuses and causes in Redis, append the events and
+        count the checks that raised (one transaction: the keys share a
+        cluster slot)."""
         ttl = max(1, math.ceil(self.config.status_ttl))
         k = self.akeys
         pipe = self.client.pipeline(transaction=True)
@@ -196,6 +204,7 @@ class Analyzer:
                                       sort_keys=True), ex=ttl)
         names = {e.target: target_name(G, e.target) for e in analysis.events}
         append_events(pipe, k, analysis.events, self.config.events_maxlen, names)
+        record_failures(pipe, k.failures, analysis.failures, analysis.ts)
         self.status_history.record(analysis.ts, analysis.statuses, analysis.causes,
                                    pipe)
         pipe.execute()

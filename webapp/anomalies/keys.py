@@ -11,9 +11,11 @@
 ``P:{anomaly}:lock``    STR  id of the one analyzer allowed to write; TTL
 ``P:{anomaly}:history`` ZSET the analysis as it changed, for past views
                              (``webapp.anomalies.history``)
+``P:{anomaly}:failures`` HASH rule checks that raised: how often, the last
+                             error (``webapp.anomalies.failures``); TTL
 
 They share the hash tag ``{anomaly}`` (one Redis Cluster slot): one
-transaction writes status, causes and events together.
+transaction writes status, causes, events and failures together.
 
 A target is a node id, or an edge made by ``edge_target`` (node ids are
 percent-quoted, so ``>`` never occurs in one).
@@ -83,3 +85,7 @@ class AnalysisKeys:
     @property
     def history(self) -> str:
         return Keys(self.prefix).anomaly("history")
+
+    @property
+    def failures(self) -> str:
+        return Keys(self.prefix).anomaly("failures")

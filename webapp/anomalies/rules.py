@@ -15,8 +15,9 @@ check) are facts and raise their anomaly at once; soft ones are raised only
 when they persist (see ``webapp.anomalies.status``).
 
 A check that raises is skipped for that step, so one broken check does not
-blind the others; it is logged with its name and counted in
-``RuleResults.failed_checks``.
+blind the others; it is logged with its name and listed in
+``RuleResults.failures`` (the analyzer counts them where users see them:
+``webapp.anomalies.failures``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from webapp.anomalies.attributes import (
 from webapp.anomalies.baseline import is_spike
 from webapp.anomalies.blame import STOPPED, UNSERVED, port_state
 from webapp.anomalies.config import Config
+from webapp.anomalies.failures import CheckFailure
 from webapp.anomalies.keys import edge_target, parse_target
 from webapp.anomalies.memory import Memory
 
@@ -132,7 +134,11 @@ class RuleResults:
     """One step's findings, and the checks that raised instead of judging."""
 
     findings: list[Finding] = field(default_factory=list)
-    failed_checks: list[str] = field(default_factory=list)
+    failures: list[CheckFailure] = field(default_factory=list)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [f.check for f in self.failures]
 
 
 # Every rule by name, and the checks in the order they were registered: both
@@ -705,14 +711,14 @@ def evaluate_rules(G: nx.DiGraph, ctx: Context,
     """Every check's findings, at most one per (target, rule), and the names
     of the checks that failed (``CHECKS`` when ``checks`` is None)."""
     found: dict[tuple[str, str], Finding] = {}
-    failed: list[str] = []
+    failed: list[CheckFailure] = []
     for check in CHECKS if checks is None else checks:
         try:
             findings = _run(check, G, ctx)
-        except Exception:  # noqa: BLE001 - one broken check must not blind the rest
+        except Exception as exc:  # noqa: BLE001 - one broken check must not blind the rest
             log.exception("check %s (rules %s) failed; skipping it this step",
                           check.name, ", ".join(sorted(check.rules)))
-            failed.append(check.name)
+            failed.append(CheckFailure.of(check.name, check.rules, exc))
             continue
         for f in findings:
             found.setdefault((f.target, f.rule), f)

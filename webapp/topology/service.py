@@ -19,6 +19,7 @@ from django.conf import settings
 from collector.redis_client import REDIS_ERRORS
 from collector.redis_client import redis_client as make_client
 from collector.schema import Keys, host_of_node, parse_node_id
+from webapp.anomalies.failures import read_failures
 from webapp.anomalies.history import read_verdict_at
 from webapp.anomalies.merge import apply_verdict, read_verdict
 from webapp.topology import details
@@ -42,6 +43,7 @@ __all__ = [
     "node_details",
     "parse_time",
     "redis_client",
+    "rule_failures",
 ]
 
 
@@ -128,13 +130,21 @@ def graph_payload(G: nx.DiGraph) -> dict:
     return nx.node_link_data(G, edges="links")
 
 
+def rule_failures() -> list[dict]:
+    """The analyzer's rule checks that raised lately, the latest first
+    (``webapp.anomalies.failures``)."""
+    return read_failures(redis_client(), keys().prefix)
+
+
 def health() -> tuple[bool, dict]:
-    """Whether Redis answers, and which collectors reported recently."""
+    """Whether Redis answers, which collectors reported recently and which
+    rule checks of the analyzer raised lately."""
     ttl = settings.PORTOLAN["COLLECTOR_TTL"]
     try:
         client = redis_client()
         client.ping()
         collectors = live_collectors(client, keys(), ttl)
+        failures = rule_failures()
     except REDIS_ERRORS as exc:
         # /healthz needs no login: the details (Redis' address) go to the log.
         log.warning("health check: Redis unreachable: %s", exc)
@@ -147,4 +157,5 @@ def health() -> tuple[bool, dict]:
             {"host": host, "seconds_ago": round(now - seen, 3)}
             for host, seen in sorted(collectors.items())
         ],
+        "rule_failures": failures,
     }

@@ -34,12 +34,30 @@ def requested_time(request) -> float | None:
 
 @require_GET
 def healthz(request):
-    """No login: Redis reachable or not, and how many collectors reported
-    lately; which hosts they are is for logged-in users only."""
+    """No login: Redis reachable or not, how many collectors reported lately
+    and which rule checks raised (how often, when, the error's type); which
+    hosts they are and the error's text (it may name a container) are for
+    logged-in users only."""
     ok, body = service.health()
     if not request.user.is_authenticated:
         body = {**body, "collectors": len(body["collectors"])}
+        if "rule_failures" in body:
+            body["rule_failures"] = [
+                {k: v for k, v in f.items() if k != "error"}
+                for f in body["rule_failures"]]
     return JsonResponse(body, status=200 if ok else 503)
+
+
+@require_GET
+@topology_reader
+def api_rule_failures(request):
+    """The analyzer's rule checks that raised lately, for the map's status
+    bar (a login or an API token needed)."""
+    try:
+        failures = service.rule_failures()
+    except REDIS_ERRORS as exc:
+        return redis_unreachable(exc)
+    return JsonResponse({"rule_failures": failures})
 
 
 @require_GET
@@ -99,4 +117,4 @@ def api_node(request):
     return JsonResponse(body)
 
 
-__all__ = ["api_graph", "api_node", "healthz"]
+__all__ = ["api_graph", "api_node", "api_rule_failures", "healthz"]
