@@ -21,7 +21,7 @@ import { exposeHandle } from "./handle.js";
 import { LevelSwitcher, landingZooms } from "./levels.js";
 import { LiveMap } from "./livemap.js";
 import { TopologySocket } from "./socket.js";
-import { Details, SearchResults, StatusBar, Tooltip } from "./ui.js";
+import { Details, SearchResults, StatusBar, Tooltip, watchRuleFailures } from "./ui.js";
 import { formatView, parseView } from "./viewstate.js";
 
 const $ = (id) => document.getElementById(id);
@@ -85,6 +85,7 @@ class MapPage {
   start() {
     this.controls.bind();
     this.status.setLevel(this.view.level);
+    watchRuleFailures(this.status);
     this.controls.showLevelNav();
     this.controls.sync();
     if (this.view.at !== null) this.loadPast(this.view.at);

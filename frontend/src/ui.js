@@ -31,6 +31,7 @@ export class StatusBar {
     this.counts = root.querySelector(".counts");
     this.level = root.querySelector(".level");
     this.updated = root.querySelector(".updated");
+    this.ruleFailures = root.querySelector(".rule-failures");
   }
 
   setState(state, message) {
@@ -53,6 +54,53 @@ export class StatusBar {
   touch() {
     this.updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
   }
+
+  // The analyzer's rule checks that raised lately (GET /api/rule-failures/):
+  // a rule that fails finds nothing, which the map would show as all well.
+  setRuleFailures(failures) {
+    if (!this.ruleFailures) return;
+    const list = Array.isArray(failures) ? failures.filter((f) => f && typeof f === "object") : [];
+    const lines = list.map(ruleFailureText);
+    const failing = list.some((f) => f.failing === true);
+    const shown = lines.slice(0, RULE_FAILURES_SHOWN).join(" · ");
+    const more = lines.length > RULE_FAILURES_SHOWN ? ` · and ${lines.length - RULE_FAILURES_SHOWN} more` : "";
+    this.ruleFailures.hidden = list.length === 0;
+    this.ruleFailures.dataset.count = String(list.length);
+    this.ruleFailures.classList.toggle("failing", failing);
+    this.ruleFailures.textContent = list.length ? `${failing ? "rule failing" : "rule failed earlier"}: ${shown}${more}` : "";
+    this.ruleFailures.title = lines.join("\n");
+  }
+}
+
+const RULE_FAILURES_SHOWN = 2;
+const RULE_FAILURES_POLL_MS = 5000;
+
+// One failed rule check in a line: its rules, how often, when last, the error.
+export function ruleFailureText(f) {
+  const rules = Array.isArray(f.rules) && f.rules.length ? f.rules.join(", ") : String(f.check ?? "?");
+  const when = new Date(String(f.last_failed_at ?? ""));
+  const last = Number.isNaN(when.getTime()) ? "" : `, last at ${when.toLocaleTimeString()}`;
+  const error = f.error ?? f.error_type;
+  return `${rules} raised ${shortNumber(num(f.count))} times${last}${error ? `: ${error}` : ""}`;
+}
+
+// Keeps the status bar's failing rules current (a login needed: a refusal or
+// an unreachable server leaves the bar as it was until the next poll).
+export function watchRuleFailures(statusBar, periodMs = RULE_FAILURES_POLL_MS) {
+  const poll = async () => {
+    if (document.hidden) return;
+    try {
+      const response = await fetch("/api/rule-failures/", {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (response.ok) statusBar.setRuleFailures((await response.json()).rule_failures);
+    } catch {
+      // The next poll tries again.
+    }
+  };
+  poll();
+  return window.setInterval(poll, periodMs);
 }
 
 // Rates and errors of an edge, as [term, value] rows.
