@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from collector.schema import Keys, container_node_id, parse_flow_field  # noqa: E402
+from collector.flow_fields import HostFlowFields  # noqa: E402
+from collector.schema import Keys, container_node_id  # noqa: E402
 from tests.conftest import (  # noqa: E402
     HOST_PROGRAM_MOUNTS,
     TEST_IMAGE,
@@ -197,8 +198,10 @@ def median_and_spread(ratios: list[float], width: int = 6) -> str:
 def counted_connections(client, container_id: str, server_ip: str) -> int:
     node = container_node_id(HOST_ID, container_id)
     total = 0
+    fields = HostFlowFields(HOST_ID, [c.decode() for c in client.hkeys(
+        Keys().containers(HOST_ID))])
     for field, value in client.hgetall(Keys().flows(HOST_ID)).items():
-        key, counter = parse_flow_field(field.decode())
+        key, counter = fields.parse(field.decode())
         if (counter == "connections" and key.node == node and key.ip == server_ip
                 and key.port == PORT):
             total += int(value)

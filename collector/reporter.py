@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from collector.flow_fields import HostFlowFields, host_flow_fields
 from collector.redis_client import REDIS_ERRORS
 from collector.redis_client import redis_client as make_client
 from collector.schema import (
@@ -61,7 +62,6 @@ from collector.schema import (
     SchemaError,
     encode_snapshot,
     make_flow_field,
-    parse_flow_field,
 )
 
 log = logging.getLogger("portolan.collector.reporter")
@@ -248,11 +248,17 @@ class RedisReporter:
             self._keyframe_at = now + self.history.keyframe
 
     def _read_totals(self, host_id: str) -> Counter:
-        """The host's flow totals as Redis holds them now (its flows hash)."""
+        """The host's flow totals as Redis holds them now (its flows hash,
+        whose short container ids its containers hash resolves)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hkeys(self.keys.containers(host_id))
+        pipe.hgetall(self.keys.flows(host_id))
+        container_ids, raw = pipe.execute()
+        fields = HostFlowFields(host_id, [c.decode() for c in container_ids])
         totals: Counter = Counter()
-        for name, value in self.client.hgetall(self.keys.flows(host_id)).items():
+        for name, value in raw.items():
             try:
-                totals[parse_flow_field(name.decode())] = int(value)
+                totals[fields.parse(name.decode())] += int(value)
             except (SchemaError, ValueError, UnicodeDecodeError):
                 continue  # another version's field: not ours to count
         return totals
@@ -336,6 +342,9 @@ class RedisReporter:
         rates = report.rates
         if rates is None:
             rates = flow_rates(report.flows, report.interval)
+        # The live hashes' fields are short (collector.flow_fields); history
+        # keeps the canonical ones.
+        fields = host_flow_fields(host_id, [c.id for c in report.containers])
         pipe = self.client.pipeline(transaction=True)
         # GETSET, not SET ... GET: Redis before 6.2 has only the former.
         pipe.getset(k.applied(host_id), sent.batch_id)
@@ -354,12 +363,13 @@ class RedisReporter:
             pipe.expire(k.addrs(host_id), self.node_ttl)
         pipe.delete(k.rates(host_id))
         if rates:
-            pipe.hset(k.rates(host_id), mapping=rates)
+            pipe.hset(k.rates(host_id), mapping={
+                fields.name(*fields.parse(f)): v for f, v in rates.items()})
             pipe.expire(k.rates(host_id), self.node_ttl)
         flows_key = k.flows(host_id)
         for (flow, counter), delta in batch.items():
             if delta:
-                pipe.hincrby(flows_key, make_flow_field(flow, counter), delta)
+                pipe.hincrby(flows_key, fields.name(flow, counter), delta)
         pipe.expire(flows_key, self.flow_ttl)
         for tier in self.tiers:
             if tier.name not in sent.snapshots:

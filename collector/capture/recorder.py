@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import redis
 
 from collector.capture.format import HISTORY_TIERS, Event, Report
+from collector.flow_fields import canonical_flow_fields
 from collector.schema import (
     ContainerRecord,
     HostRecord,
@@ -161,12 +162,14 @@ class HostReader:
         raw_host, containers, addrs, flows, rates, *tiers = pipe.execute()
         if raw_host is None:
             return []
-        totals = {f.decode(): int(v) for f, v in flows.items()}
+        # Captures keep canonical flow fields, as history does.
+        cids = [c.decode() for c in containers]
+        totals = canonical_flow_fields(host_id, cids, flows)
         live = Report(
             ts=ts, host=HostRecord.from_json(raw_host),
             containers=[ContainerRecord.from_json(v) for v in containers.values()],
             addrs=_decode_map(addrs),
-            rates={f.decode(): float(v) for f, v in rates.items()},
+            rates=canonical_flow_fields(host_id, cids, rates, float),
         )
         if progress is None:
             # The host's first report: what it had counted so far is the base;
@@ -350,8 +353,12 @@ def _host_history(client: redis.Redis, keys: Keys, host_id: str, since: float,
             snapshots.append((score, decode_snapshot(blob)))
         except SchemaError as exc:
             log.warning("host %s history at %s: %s", host_id, score, exc)
-    totals = {f.decode(): int(v)
-              for f, v in client.hgetall(keys.flows(host_id)).items()}
+    pipe = client.pipeline(transaction=False)
+    pipe.hkeys(keys.containers(host_id))
+    pipe.hgetall(keys.flows(host_id))
+    container_ids, flows = pipe.execute()
+    totals = canonical_flow_fields(host_id, [c.decode() for c in container_ids],
+                                   flows)
     reports = []
     previous = None
     for score, snap in snapshots:

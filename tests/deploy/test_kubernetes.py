@@ -17,7 +17,8 @@ import uuid
 
 import pytest
 
-from collector.schema import Keys, container_node_id, parse_flow_field
+from collector.flow_fields import HostFlowFields
+from collector.schema import Keys, container_node_id
 from tests.conftest import TEST_LABEL, TEST_SESSION, require, wait_for
 from tests.deploy.stack import ROOT, docker_run_args, kubernetes_documents
 
@@ -103,8 +104,10 @@ def test_the_daemonset_pod_spec_as_docker_run_traces_a_connection(
 
         def connections() -> int:
             total = 0
+            fields = HostFlowFields(host, [c.decode() for c in redis_client.hkeys(
+                keys.containers(host))])
             for field, value in redis_client.hgetall(keys.flows(host)).items():
-                key, counter = parse_flow_field(field.decode())
+                key, counter = fields.parse(field.decode())
                 if (key.node, key.ip, key.port, counter) == (
                         source, server_ip, 80, "connections"):
                     total += int(value)

@@ -3,6 +3,7 @@ time T, rates, retention."""
 
 from collections import Counter
 
+from collector.flow_fields import canonical_flow_fields
 from collector.reporter import HistoryPolicy, HostReport, RedisReporter
 from collector.reporter import redis_client as reporter_client
 from collector.schema import (
@@ -143,8 +144,9 @@ def test_a_past_view_has_the_totals_the_live_map_had(redis_backend):
             checked += check(range(60, 200, 3))  # coarse, then fine
             redis_client.flushall()  # Redis lost everything (no persistence)
         assert rep.report(report("h", containers, deltas), now=t0 + t)
-        live_at[t0 + t] = {f.decode(): int(v) for f, v in
-                           redis_client.hgetall(KEYS.flows("h")).items()}
+        live_at[t0 + t] = canonical_flow_fields(
+            "h", [c.decode() for c in redis_client.hkeys(KEYS.containers("h"))],
+            redis_client.hgetall(KEYS.flows("h")))
     checked += check(range(201, 400, 3))
     assert checked > 100
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import redis
 
-from collector.schema import Keys, container_node_id, host_node_id, make_flow_field
+from collector.flow_fields import host_flow_fields
+from collector.schema import Keys, container_node_id, host_node_id
 from webapp.topology.store import (
     HostKeys,
     TopologyState,
@@ -87,8 +88,9 @@ class Fleet:
                     or any(key not in known for key in changed_rates)):
                 wanted[host_id] = None
             elif changed_rates:
+                fields = host_flow_fields(host_id, self.state.containers[host_id])
                 wanted[host_id] = [
-                    make_flow_field(key, counter)
+                    fields.name(key, counter)
                     for key in changed_rates for counter in known.get(key, ())
                 ]
                 change.flows.update((host_id, key) for key in changed_rates)
@@ -154,7 +156,7 @@ class Fleet:
         (a rate is written only for a flow that had traffic, so every flow
         with one has new totals, even at a steady rate)."""
         s = self.state
-        new = parse_flows(host_id, raw, float)
+        new = parse_flows(host_id, raw, float, s.containers.get(host_id, ()))
         old_keys = self.rated.get(host_id, set())
         self.rated[host_id] = set(new)
         changed = set()
@@ -172,7 +174,7 @@ class Fleet:
     def _update_flows(self, host_id: str, raw: dict[bytes, bytes], whole: bool,
                       change: FleetChange) -> None:
         s = self.state
-        parsed = parse_flows(host_id, raw, int)
+        parsed = parse_flows(host_id, raw, int, s.containers.get(host_id, ()))
         if whole:
             old_keys = set(self.fields.get(host_id, ()))
             if old_keys != parsed.keys():

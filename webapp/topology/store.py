@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from collector.flow_fields import host_flow_fields
 from collector.schema import (
     COUNTERS,
     RATE_COUNTERS,
@@ -25,7 +26,6 @@ from collector.schema import (
     SchemaError,
     decode_snapshot,
     decode_snapshot_counts,
-    parse_flow_field,
     validate_host_id,
 )
 
@@ -87,9 +87,10 @@ def read_state(
         state.addrs[host_id] = {
             a.decode(): t.decode() for a, t in raw_addrs.items()
         }
-        for key, counters in _flows(host_id, raw_flows, int).items():
+        cids = state.containers[host_id]
+        for key, counters in _flows(host_id, raw_flows, int, cids).items():
             state.flows[(host_id, key)] = counters
-        for key, rates in _flows(host_id, raw_rates, float).items():
+        for key, rates in _flows(host_id, raw_rates, float, cids).items():
             state.rates[(host_id, key)] = rates
     return state
 
@@ -189,7 +190,9 @@ def _apply_snapshot(state: TopologyState, host_id: str, snapshot: dict,
     state.addrs[host_id] = {
         str(a): str(t) for a, t in (snapshot.get("addrs") or {}).items()
     }
-    counts = {f: v for f, v in totals.items() if v > 0}
+    # In field order: an edge sums its flows' rates in the same order
+    # whichever keyframe the totals started from (floats' sums depend on it).
+    counts = {f: v for f, v in sorted(totals.items()) if v > 0}
     # Rates over the step the snapshot closes (the live map's are over the
     # last second; a past view's are over the step around its time).
     since = snapshot.get("since")
@@ -231,20 +234,22 @@ def _containers(host_id: str, raw: dict[bytes, bytes]) -> dict[str, ContainerRec
 
 
 def _flows(host_id: str, raw: dict[bytes | str, bytes | str | int | float],
-           kind=int) -> dict[FlowKey, dict]:
+           kind=int, container_ids=()) -> dict[FlowKey, dict]:
+    """FlowKey -> counter -> value from flow fields: a live hash's short ones
+    (``container_ids``, the host's, resolve their short container ids) or
+    canonical ones (history). Two fields of one counter (a hash written by
+    two collector versions) add up."""
     flows: dict[FlowKey, dict] = defaultdict(dict)
-    # Many fields share one flow (one per counter): parse each flow once.
-    keys_by_prefix: dict[str, FlowKey | None] = {}
+    fields = host_flow_fields(host_id, container_ids)
     for name, value in raw.items():
         try:
-            text = name.decode() if isinstance(name, bytes) else name
-            prefix, _, counter = text.rpartition("\t")
-            if prefix not in keys_by_prefix:
-                keys_by_prefix[prefix] = parse_flow_field(text)[0]
-            key = keys_by_prefix[prefix]
-            if counter not in COUNTER_SET:
-                raise SchemaError(f"unknown counter in flow field {text!r}")
-            flows[key][counter] = kind(value)
+            key, counter = fields.parse(
+                name.decode() if isinstance(name, bytes) else name)
+            counters = flows[key]
+            if kind is int and counter in counters:
+                counters[counter] += int(value)
+            else:
+                counters[counter] = kind(value)
         except (SchemaError, ValueError, UnicodeDecodeError) as exc:
             log.warning("host %s: skipping flow field: %s", host_id, exc)
     return flows
@@ -347,7 +352,8 @@ def parse_containers(host_id: str, raw: dict[bytes, bytes]
     return _containers(host_id, raw)
 
 
-def parse_flows(host_id: str, raw: dict[bytes, bytes], kind=int
-                ) -> dict[FlowKey, dict]:
-    """FlowKey -> counter -> value, from raw flow (or rate) fields."""
-    return _flows(host_id, raw, kind)
+def parse_flows(host_id: str, raw: dict[bytes, bytes], kind=int,
+                container_ids=()) -> dict[FlowKey, dict]:
+    """FlowKey -> counter -> value, from raw flow (or rate) fields; the
+    host's ``container_ids`` resolve a live hash's short container ids."""
+    return _flows(host_id, raw, kind, container_ids)
