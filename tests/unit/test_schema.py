@@ -112,3 +112,35 @@ def test_keys_written_together_share_a_cluster_slot():
     anomaly = [k.anomaly(p) for p in ("status", "causes", "events", "lock",
                                        "history", "failures")]
     assert len({key_slot(key.encode()) for key in anomaly}) == 1
+
+
+def test_history_blobs_are_zstd_and_those_written_before_in_zlib_still_decode():
+    import zlib
+
+    from collector.schema import (
+        decode_snapshot,
+        decode_snapshot_counts,
+        encode_snapshot,
+    )
+
+    snapshot = {"ts": 5.0, "since": 0.0, "counts": {"f\tconnections": 3},
+                "containers": [{"id": "c" * 64, "name": "web"}] * 20}
+    blob = encode_snapshot(snapshot)
+    assert blob[:4] == b"\x28\xb5\x2f\xfd"  # a zstd frame
+    assert decode_snapshot(blob) == snapshot
+    assert decode_snapshot_counts(blob) == {"f\tconnections": 3}
+    # As the collector wrote them before: counts first, zlib level 6.
+    old = zlib.compress(blob_text(snapshot).encode(), 6)
+    assert decode_snapshot(old) == snapshot
+    assert decode_snapshot_counts(old) == {"f\tconnections": 3}
+    for bad in (b"\x28\xb5\x2f\xfd" + b"x" * 20, b"not zlib", blob[:-3]):
+        with pytest.raises(SchemaError):
+            decode_snapshot(bad)
+
+
+def blob_text(snapshot: dict) -> str:
+    import json
+    rest = {k: v for k, v in snapshot.items() if k != "counts"}
+    body = json.dumps(rest, separators=(",", ":"), sort_keys=True)
+    return ('{"counts":' + json.dumps(snapshot["counts"], separators=(",", ":"))
+            + "," + body[1:])
