@@ -13,10 +13,11 @@ stop_started() {
   echo "$1: stopped"
 }
 
-# A redis-server on 127.0.0.1:$1 that keeps nothing (its directory: $2);
-# returns once REDIS_URL answers, or after 5 s.
+# A redis-server on 127.0.0.1:$1 with Portolan's settings (deploy/redis.conf:
+# keeps nothing, compact hashes; its directory: $2); returns once REDIS_URL
+# answers, or after 5 s.
 start_redis() {
-  redis-server --port "$1" --bind 127.0.0.1 --dir "$2" --save "" --appendonly no \
+  redis-server "$PWD/deploy/redis.conf" --port "$1" --bind 127.0.0.1 --dir "$2" \
     --loglevel warning &
   pids+=($!)
   for _ in $(seq 50); do
