@@ -35,6 +35,33 @@ from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: 
 from collector.schema import HostRecord, Keys, container_node_id  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
 
+GOAL = 7000  # issue 17: Redis memory per container <= 7 kB
+HOUR_OF_FINE = 3600 / 5  # fine snapshots in an hour of 5-s steps
+HOUR_OF_COARSE = 3600 / 60
+
+
+def print_split(kinds: dict, containers: int, rounds: int) -> None:
+    """Live state and history per container, each against the goal, and the
+    history an hour of retention would take at the keys' measured sizes."""
+    def size(kind):
+        return kinds.get(kind, [0, 0])[1] / containers
+
+    history = {k: size(k) for k in kinds if k.startswith("history")}
+    live = sum(size(k) for k in kinds) - sum(history.values())
+    print(f"live state {live:.0f} B per container ({live / GOAL:.2f}x of "
+          f"{GOAL} B); history now {sum(history.values()):.0f} B "
+          f"({sum(history.values()) / GOAL:.2f}x)")
+    # The first round writes one coarse snapshot and one keyframe; every
+    # round a fine one.
+    fine = history.get("history:fine", 0) / rounds
+    coarse = history.get("history:coarse", 0)
+    hour = fine * HOUR_OF_FINE + coarse * HOUR_OF_COARSE
+    default = fine * HOUR_OF_FINE / 4 + coarse * HOUR_OF_COARSE
+    print(f"history per hour kept (5-s fine, 60-s coarse, estimated from "
+          f"{fine:.0f} B a fine and {coarse:.0f} B a coarse snapshot): "
+          f"{hour:.0f} B per container ({hour / GOAL:.2f}x); the default 15 "
+          f"min fine + 1 h coarse: {default:.0f} B ({default / GOAL:.2f}x)")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -93,6 +120,7 @@ def main() -> None:
                                                      key=lambda kv: -kv[1][1]):
             print(f"  {kind:16s} {keys:6d} keys {size / n:8.0f} B per container "
                   f"({', '.join(sorted(encodings))})")
+        print_split(kinds, n, args.rounds)
     finally:
         server.stop()
 

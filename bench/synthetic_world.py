@@ -11,6 +11,7 @@ produce. Used by bench/map_render.py; also runnable on its own against a Redis:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import random
 import sys
 from collections import Counter
@@ -62,7 +63,10 @@ def make_world(hosts: int, containers: int, edges: int, seed: int = 1) -> World:
             if rng.random() < 0.01:
                 state, exit_code = "exited", 1
             rec = ContainerRecord(
-                id=f"{n:064x}", name=f"{project}-{app}-{c}",
+                # Docker's ids are random 64 hex digits (their 12-digit short
+                # ids differ: collector/flow_fields.py relies on it).
+                id=hashlib.sha256(str(n).encode()).hexdigest(),
+                name=f"{project}-{app}-{c}",
                 image=f"acme/{app}:1.{n % 3}",
                 state=state, exit_code=exit_code, ips=[ip], ports=[PORTS[app]],
                 labels={"com.docker.compose.project": project,
