@@ -9,6 +9,7 @@ on a three-master Redis Cluster (the Channels layer on its own Redis).
 
     .venv/bin/python bench/fleet_scale.py [--hosts 500] [--containers 10000]
         [--edges 50000] [--sockets 50] [--seconds 12] [--backends single]
+        [--phases typical,all]
 
 The default run (one Redis) takes about 3-4 minutes; ``--backends
 single,cluster`` adds the three-master cluster (about as long again). Only the
@@ -324,12 +325,14 @@ def run_backend(name: str, args) -> dict:
         time.sleep(5)  # snapshots delivered, steady state
         for phase, share, seconds in (("typical", 0.05, args.seconds),
                                       ("all", 1.0, max(10, args.seconds // 2))):
+            if phase not in args.phases.split(","):
+                continue
             fraction.value = share
             time.sleep(3)  # the share applies from the next round on
             latencies.clear()
             r0, b0, d0, w0 = (rounds.value, cpu_seconds(builder.pid),
                               cpu_seconds(daphne.pid), time.monotonic())
-            s0, m0 = stored_seq(url), received[0]
+            s0, m0, q0 = stored_seq(url), received[0], probe.types["diff"]
             time.sleep(seconds)
             # At full scale every flow changing is ~10 s a round for the
             # writers: measure at least two whole rounds (both writers).
@@ -337,7 +340,7 @@ def run_backend(name: str, args) -> dict:
                 time.sleep(0.2)
             r1, b1, d1, w1 = (rounds.value, cpu_seconds(builder.pid),
                               cpu_seconds(daphne.pid), time.monotonic())
-            s1, m1 = stored_seq(url), received[0]
+            s1, m1, q1 = stored_seq(url), received[0], probe.types["diff"]
             per_round = (r1 - r0) / 2  # two writers: a round is both halves
             result[phase] = {
                 "rounds_per_s": per_round / (w1 - w0),
@@ -353,6 +356,11 @@ def run_backend(name: str, args) -> dict:
                 # mark lapsed, a step took longer than its TTL)
                 "steps": s1 - s0 if s0 and s1 else None,
                 "timing_messages": m1 - m0,
+                # Daphne's CPU per diff message it sent to each socket: what
+                # a relay costs whatever rate a loaded builder manages
+                "daphne_ms_per_diff_socket": (
+                    1000 * (d1 - d0) / (q1 - q0) / args.sockets if q1 > q0
+                    else None),
             }
         result["memory_per_container"] = redis_memory(ports) / args.containers
         result["memory_by_kind"] = memory_by_kind(url) if name == "single" else {}
@@ -389,6 +397,8 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--backends", default="single")
+    parser.add_argument("--phases", default="typical,all",
+                        help="typical (~5 %% of flows change), all, or both")
     args = parser.parse_args()
     for name in args.backends.split(","):
         r = run_backend(name, args)
@@ -402,12 +412,16 @@ def main() -> None:
               f"{max(times, default=0):.2f} s); refused "
               f"{sum(t < 0 for t in r['opened'])}")
         for phase, goal in (("typical", 0.5), ("all", 1.0)):
+            if phase not in r:
+                continue
             p = r[phase]
             print(f"[{phase}] rounds/s {p['rounds_per_s']:.2f} | builder CPU per "
                   f"round {fmt(p['builder_cpu_per_round'], goal, ' s')} | "
                   f"report->diff p50 {fmt(p['latency_p50'], unit=' s')} p95 "
                   f"{fmt(p['latency_p95'], 2.0, ' s')} (n={p['latency_samples']}) | "
-                  f"Daphne CPU {fmt(p['daphne_cpu_share'], 0.10)} | builder steps "
+                  f"Daphne CPU {fmt(p['daphne_cpu_share'], 0.10)} "
+                  f"({fmt(p['daphne_ms_per_diff_socket'], unit=' ms')} per diff "
+                  f"message and socket) | builder steps "
                   f"{p['steps']}, timing socket messages {p['timing_messages']}")
         print(f"Redis memory per container "
               f"{fmt(r['memory_per_container'] / 1000, 7.0, ' kB')}; "

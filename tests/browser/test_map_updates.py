@@ -14,6 +14,7 @@ from tests.browser.test_map import (  # noqa: F401 - the module's fixtures
     wait_for_live,
     wait_for_map,
 )
+from webapp.maps.frames import unpack_frame
 
 
 def held_edge(tab, source: str, target: str) -> dict:
@@ -28,7 +29,8 @@ def test_an_edge_takes_its_changed_counters_and_keeps_the_rest(
         page, redis_server):  # noqa: F811 - the fixture
     frames: list[dict] = []
     page.on("websocket", lambda ws: ws.on(
-        "framereceived", lambda frame: frames.append(json.loads(frame))))
+        "framereceived", lambda frame: frames.append(json.loads(
+            unpack_frame(frame) if isinstance(frame, bytes) else frame))))
     host = FakeHost(redis_server.url)
     host.add("c-client", "pt-caller", "10.88.20.2")
     host.add("c-server", "pt-callee", "10.88.20.3")

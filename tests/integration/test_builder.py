@@ -36,6 +36,7 @@ from webapp.builder.builder import (
 from webapp.builder.keys import GraphKeys
 from webapp.builder.stored import mark_watched
 from webapp.maps.diff import apply_diff
+from webapp.maps.frames import unpack_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -154,9 +155,10 @@ async def _read_frame(reader) -> tuple[bool, int, bytes]:
 
 async def open_map(port: int, cookie: str, level: str = "container",
                    decode: bool = True):
-    """A minimal WebSocket client on the map socket (text frames from the
-    server, which never masks): its queue of (time received, message), the
-    message undecoded (bytes) unless ``decode``."""
+    """A minimal WebSocket client on the map socket (text and binary frames
+    from the server, which never masks): its queue of (time received,
+    message), the message undecoded (bytes; a binary one still compressed)
+    unless ``decode``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write((
@@ -170,16 +172,19 @@ async def open_map(port: int, cookie: str, level: str = "container",
     messages: asyncio.Queue = asyncio.Queue()
 
     async def pump():
-        parts = []
+        parts, binary = [], False
         while True:
             fin, opcode, data = await _read_frame(reader)
             if opcode == 8:
                 return
+            if opcode in (1, 2):  # a message's first frame
+                binary = opcode == 2
             parts.append(data)
-            if fin and opcode in (0, 1):  # a whole text message
+            if fin and opcode in (0, 1, 2):  # a whole message
                 body = b"".join(parts)
-                messages.put_nowait((time.monotonic(),
-                                     json.loads(body) if decode else body))
+                if decode:
+                    body = json.loads(unpack_frame(body) if binary else body)
+                messages.put_nowait((time.monotonic(), body))
                 parts = []
 
     task = asyncio.create_task(pump())

@@ -5,6 +5,7 @@ the consumer relays what it stored and published.
 """
 
 import asyncio
+import json
 from collections import Counter
 from importlib import import_module
 from types import SimpleNamespace
@@ -23,6 +24,7 @@ from tests.conftest import RedisServer, free_port
 from tests.integration.builder_thread import BuilderThread
 from webapp.asgi import application, origin_allowed
 from webapp.maps.diff import apply_diff
+from webapp.maps.frames import unpack_frame
 from webapp.topology import service
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -99,6 +101,13 @@ class Host:
         )
 
 
+async def receive_message(comm, timeout):
+    """The next message's JSON: snapshots and diffs come in binary frames
+    (zlib), errors in text frames."""
+    frame = await comm.receive_from(timeout=timeout)
+    return json.loads(unpack_frame(frame) if isinstance(frame, bytes) else frame)
+
+
 async def receive_until(comm, predicate, timeout):
     """Messages until one matches ``predicate`` (returned) or time runs out."""
     loop = asyncio.get_running_loop()
@@ -106,7 +115,7 @@ async def receive_until(comm, predicate, timeout):
     seen = []
     while (left := deadline - loop.time()) > 0:
         try:
-            message = await comm.receive_json_from(timeout=left)
+            message = await receive_message(comm, left)
         except TimeoutError:
             break
         seen.append(message)
@@ -195,7 +204,7 @@ async def test_snapshot_then_diff_for_a_new_container(live_backend, session_cook
     connected, _ = await comm.connect()
     assert connected
     try:
-        snapshot = await comm.receive_json_from(timeout=5)
+        snapshot = await receive_message(comm, 5)
         assert snapshot["type"] == "snapshot"
         assert snapshot["level"] == "container"
         names = {n["id"]: n["name"] for n in snapshot["graph"]["nodes"]}
@@ -217,6 +226,41 @@ async def test_snapshot_then_diff_for_a_new_container(live_backend, session_cook
     host.reporter.client.close()
 
 
+async def test_snapshots_and_diffs_are_compressed_binary_frames_made_once(
+        live_redis, session_cookie):
+    # Text frames were UTF-8 encoded and copied per socket by Daphne: at
+    # 10,000 containers and 50 maps, more than a tenth of a core (issue 17).
+    # Now every socket is sent the very frame the builder or relay made.
+    host = Host(live_redis.url)
+    await sync_to_async(host.add)("c1", "pt-frame-1")
+    await live_redis.builder.wait_holds(container_node_id(HOST, "c1"))
+    first = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    second = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    try:
+        assert (await first.connect())[0] and (await second.connect())[0]
+        snapshots = [await comm.receive_from(timeout=5) for comm in (first, second)]
+        assert all(isinstance(frame, bytes) for frame in snapshots)
+        assert snapshots[0] is snapshots[1]  # compressed once, for both
+        assert json.loads(unpack_frame(snapshots[0]))["type"] == "snapshot"
+
+        await sync_to_async(host.add)("c2", "pt-frame-2")
+        diffs = []
+        for comm in (first, second):
+            while True:
+                frame = await comm.receive_from(timeout=5)
+                assert isinstance(frame, bytes), frame
+                message = json.loads(unpack_frame(frame))
+                if message["type"] == "diff" and any(
+                        n["name"] == "pt-frame-2" for n in message["added_nodes"]):
+                    diffs.append(frame)
+                    break
+        assert diffs[0] is diffs[1]  # as published by the builder, once
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+    host.reporter.client.close()
+
+
 async def test_expired_host_is_removed_without_a_message(settings, redis_client,
                                                         redis_server, session_cookie):
     # A host whose collector stops: its keys lapse by their TTL and its
@@ -231,7 +275,7 @@ async def test_expired_host_is_removed_without_a_message(settings, redis_client,
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:
-        snapshot = await comm.receive_json_from(timeout=5)
+        snapshot = await receive_message(comm, 5)
         assert any(n["name"] == "pt-fading" for n in snapshot["graph"]["nodes"])
         removed = set()
 
@@ -307,7 +351,9 @@ async def test_unreachable_redis_sends_an_error_and_keeps_the_socket(
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     try:
         assert (await comm.connect())[0]
-        message = await comm.receive_json_from(timeout=5)
+        frame = await comm.receive_from(timeout=5)
+        assert isinstance(frame, str)  # small control messages stay text
+        message = json.loads(frame)
         assert message["type"] == "error"
         assert "Redis" in message["message"]
         # Still open: no close frame follows.
@@ -328,7 +374,7 @@ async def test_socket_survives_a_redis_restart(settings, session_cookie):
     try:
         await builder.wait_stored()
         assert (await comm.connect())[0]
-        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        assert (await receive_message(comm, 5))["type"] == "snapshot"
         await sync_to_async(server.stop)()
         error = await receive_until(comm, lambda m: m["type"] == "error", timeout=5)
         assert "Redis" in error["message"]
@@ -361,7 +407,7 @@ async def test_bursts_are_batched(live_redis, session_cookie):
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:
-        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        assert (await receive_message(comm, 5))["type"] == "snapshot"
         loop = asyncio.get_running_loop()
         started = loop.time()
         for i in range(1, 21):  # 20 reports in about a second
@@ -391,7 +437,7 @@ async def test_sockets_at_one_level_share_one_relay(live_redis, session_cookie):
     try:
         for comm in comms:
             assert (await comm.connect())[0]
-            assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+            assert (await receive_message(comm, 5))["type"] == "snapshot"
         level_relay = relay.LevelRelay.for_level("container")
         assert len(level_relay.sockets) == 5
         updates = level_relay.updates
@@ -421,7 +467,7 @@ async def test_stray_frames_are_ignored_and_the_socket_stays_a_member(
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:
-        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        assert (await receive_message(comm, 5))["type"] == "snapshot"
         await comm.send_to(text_data="not json {")
         await comm.send_to(bytes_data=b"\x00\xff")
         await comm.send_to(text_data='{"type": "hello"}')
@@ -472,7 +518,7 @@ async def test_a_socket_whose_login_ended_is_closed_before_the_next_update(
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:
-        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        assert (await receive_message(comm, 5))["type"] == "snapshot"
         key = session_cookie.decode().removeprefix("sessionid=")
         await sync_to_async(end_login)(key)
         await sync_to_async(host.add)("c2", "pt-login-2")
@@ -499,7 +545,7 @@ async def test_a_socket_still_logged_in_keeps_its_updates_when_rechecked(
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     assert (await comm.connect())[0]
     try:
-        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        assert (await receive_message(comm, 5))["type"] == "snapshot"
         await sync_to_async(host.add)("c2", "pt-still-2")
         diff = await receive_until(comm, lambda m: m["type"] == "diff", timeout=3)
         assert [n["name"] for n in diff["added_nodes"]] == ["pt-still-2"]
@@ -520,7 +566,7 @@ async def test_a_socket_catching_up_lets_other_handshakes_run():
     consumer.closed = False
     consumer.login_checked = asyncio.get_running_loop().time()
 
-    async def send(text_data=None, **_):  # as Daphne: no await inside
+    async def send(bytes_data=None, **_):  # as Daphne: no await inside
         order.append("sent")
 
     consumer.send = send
@@ -531,7 +577,7 @@ async def test_a_socket_catching_up_lets_other_handshakes_run():
             await asyncio.sleep(0)
 
     await asyncio.gather(
-        consumer.catch_up(["{}"] * 3, [(2, ["{}"] * 2)], 2), handshake())
+        consumer.catch_up([b"{}"] * 3, [(2, [b"{}"] * 2)], 2), handshake())
     assert order.index("other") < 2 and order[-1] == "sent", order
     assert consumer.seq == 2
 
@@ -551,7 +597,7 @@ async def test_a_late_joiner_gets_a_newer_snapshot_and_the_others_only_diffs(
     late = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     try:
         assert (await first.connect())[0]
-        assert (await first.receive_json_from(timeout=5))["type"] == "snapshot"
+        assert (await receive_message(first, 5))["type"] == "snapshot"
         for n in range(1, 5):
             await sync_to_async(host.add)(f"c{n}", f"pt-step-{n}")
             await receive_until(first, lambda m, n=n: m["type"] == "diff" and any(
@@ -580,7 +626,7 @@ async def test_a_quiet_level_keeps_its_socket_without_errors(live_redis,
     comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
     try:
         assert (await comm.connect())[0]
-        assert (await comm.receive_json_from(timeout=5))["type"] == "snapshot"
+        assert (await receive_message(comm, 5))["type"] == "snapshot"
         assert await comm.receive_nothing(timeout=8, interval=0.5)
     finally:
         await comm.disconnect()

@@ -43,6 +43,7 @@ from webapp.builder.levels import LEVELS, LevelView, build_levels
 from webapp.builder.stored import encode_fresh
 from webapp.lease import Lease
 from webapp.maps.diff import apply_diff, encode_diff, encode_snapshot, is_empty
+from webapp.maps.frames import pack_frame
 from webapp.topology.store import live_collectors
 
 __all__ = ["BuilderSettings", "GraphBuilder", "Publication", "encode_message",
@@ -408,7 +409,9 @@ class GraphBuilder:
         for p in publications:
             await layer.group_send(group_name(p.level), {
                 "type": UPDATE_TYPE, "level": p.level, "seq": p.seq,
-                "texts": p.texts,
+                # compressed once here for every relay and socket
+                "frames": (None if p.texts is None
+                           else [pack_frame(t) for t in p.texts]),
             })
 
 

@@ -20,9 +20,10 @@ transaction replaces a snapshot and empties its diff list. JSON never holds a
 raw newline, so lines separate messages safely.
 
 Channels group ``topology.<level>``: ``{"type": "topology.update", "level",
-"seq", "texts"}``; ``texts`` are the encoded diff messages of step ``seq``, or
-None when there is no diff to apply (a fresh start): a relay that is not at
-``seq - 1`` reloads the stored snapshot.
+"seq", "frames"}``; ``frames`` are the diff messages of step ``seq`` as the map
+socket's binary frames (``webapp.maps.frames``), or None when there is no diff
+to apply (a fresh start): a relay that is not at ``seq - 1`` reloads the
+stored snapshot.
 """
 
 from __future__ import annotations

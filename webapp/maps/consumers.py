@@ -1,8 +1,10 @@
 """The map's WebSocket: a snapshot on connect, then only what changed.
 
-Protocol (server -> client, JSON; the client sends nothing, and any frame it
-does send is ignored, so a stray one neither ends the socket nor puts the map
-in an error state):
+Protocol (server -> client, JSON: snapshots and diffs in binary frames, each
+a zlib stream of the message's JSON made once for every socket
+(``webapp.maps.frames``), errors in text frames; the client sends nothing, and
+any frame it does send is ignored, so a stray one neither ends the socket nor
+puts the map in an error state):
 
 ``{"type": "snapshot", "level": ..., "graph": <node-link JSON>, "part": i, "parts": n}``
     On connect, and again after an error or a gap, so the client can
@@ -25,8 +27,10 @@ The graph is built by one process for every web worker (``manage.py builder``,
 ``webapp.builder``); this consumer only relays. A worker's ``LevelRelay``
 (``webapp.maps.relay``) joins the level's Channels group once, holds the last
 stored snapshot and the diffs since, and calls ``catch_up`` on a new socket
-and ``topology_update`` on each socket for each step, with the text the
-builder encoded: a hundred open maps cost no build and no encoding here.
+and ``topology_update`` on each socket for each step, with the frames made
+once for all: a hundred open maps cost no build, no encoding and no
+compression here, only the copies of compressed bytes Daphne and the kernel
+make per socket.
 
 Daphne writes a sent message inside ``send`` without returning to its event
 loop, so a socket catching up on a 10,000-container snapshot, or fifty
@@ -132,34 +136,34 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=CLOSE_UNAUTHENTICATED)
         return False
 
-    async def catch_up(self, snapshot: list[str], diffs: list, seq: int) -> None:
-        """The stored snapshot and the diffs after it (encoded by the builder)."""
+    async def catch_up(self, snapshot: list[bytes], diffs: list, seq: int) -> None:
+        """The stored snapshot and the diffs after it, as frames."""
         if not await self._logged_in():
             return
-        for text in snapshot:
-            await self._send_text(text)
-        for _, texts in diffs:
-            for text in texts:
-                await self._send_text(text)
+        for frame in snapshot:
+            await self._send_frame(frame)
+        for _, frames in diffs:
+            for frame in frames:
+                await self._send_frame(frame)
         self.seq = seq
         self.error_sent = False
 
-    async def _send_text(self, text: str) -> None:
-        """Send one encoded message, then let other sockets and handshakes run
-        (see the module docstring)."""
-        await self.send(text_data=text)
+    async def _send_frame(self, frame: bytes) -> None:
+        """Send one message's binary frame, then let other sockets and
+        handshakes run (see the module docstring)."""
+        await self.send(bytes_data=frame)
         await asyncio.sleep(0)
 
-    async def topology_update(self, message: dict) -> None:
+    async def topology_update(self, seq: int, frames: list[bytes]) -> None:
         """One builder step (``topology.update``): its diff, if this client
         holds the step before; the relay sends a snapshot to the others."""
-        if self.seq is None or message["seq"] != self.seq + 1:
+        if self.seq is None or seq != self.seq + 1:
             return
         if not await self._logged_in():
             return
-        self.seq = message["seq"]  # before yielding: the next step follows this one
-        for text in message["texts"]:
-            await self._send_text(text)
+        self.seq = seq  # before yielding: the next step follows this one
+        for frame in frames:
+            await self._send_frame(frame)
 
     async def feed_error(self, message: str) -> None:
         """Tell the client once per outage; a snapshot follows the recovery."""

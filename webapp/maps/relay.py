@@ -3,7 +3,10 @@
 The relay joins the level's Channels group once for the whole process (so a
 diff crosses from Redis once per worker, however many maps are open), keeps
 the last stored snapshot and the diffs since, and hands each update to its
-sockets' ``topology_update``. It only forwards text the builder encoded.
+sockets' ``topology_update``. It only forwards frames made once for every
+socket (``webapp.maps.frames``): the builder's compressed diffs as published,
+and the stored snapshot's parts, compressed here once per load (in a thread,
+reusing the frames it already holds for the same steps).
 A relay that misses a step (a gap in ``seq``), or that the builder tells to
 (a fresh start), reloads the stored snapshot and sends it to its sockets.
 While it has sockets it marks its level watched (``webapp.builder.stored``):
@@ -26,6 +29,7 @@ from collector.schema import SchemaError
 from webapp.builder.builder import load_stored
 from webapp.builder.keys import UPDATE_TYPE, GraphKeys, group_name
 from webapp.builder.stored import WATCH_TTL, mark_watched, stored_client
+from webapp.maps.frames import pack_frame
 from webapp.topology import service
 
 log = logging.getLogger("portolan.maps.relay")
@@ -54,8 +58,9 @@ class LevelRelay:
         self.level = level
         self.sockets: set = set()
         self.seq: int | None = None  # step of the builder held; None: none
-        self.snapshot: list[str] = []  # encoded snapshot messages at snapshot_seq
-        self.diffs: list[tuple[int, list[str]]] = []  # since the snapshot
+        self.snapshot_seq: int | None = None  # step of the snapshot held
+        self.snapshot: list[bytes] = []  # its parts as frames
+        self.diffs: list[tuple[int, list[bytes]]] = []  # frames since the snapshot
         self.updates = 0  # group messages received
         self.lock = asyncio.Lock()  # one socket's catch-up never interleaves
         self.task: asyncio.Task | None = None
@@ -96,6 +101,7 @@ class LevelRelay:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             self.seq, self.snapshot, self.diffs = None, [], []
+            self.snapshot_seq = None
             self.channel = None  # the next one may have another layer
 
     async def _watch(self) -> None:
@@ -167,12 +173,14 @@ class LevelRelay:
     async def _reload(self, only=None) -> bool:
         """Load the stored snapshot and diffs; send them to every socket (or
         to ``only``). False when none is stored."""
-        found = await sync_to_async(self._load, thread_sensitive=False)()
+        held = (self.snapshot_seq, self.snapshot, dict(self.diffs))
+        found = await sync_to_async(self._load, thread_sensitive=False)(*held)
         if found is None:
             self.seq = None
             await self._each("feed_error", NO_BUILDER)
             return False
         seq, self.snapshot, self.diffs = found
+        self.snapshot_seq = seq
         self.seq = self.diffs[-1][0] if self.diffs else seq
         if only is not None:
             await only.catch_up(self.snapshot, self.diffs, self.seq)
@@ -180,26 +188,42 @@ class LevelRelay:
             await self._each("catch_up", self.snapshot, self.diffs, self.seq)
         return True
 
-    def _load(self):
+    def _load(self, snapshot_seq, snapshot, diffs):
+        """The stored snapshot and diffs as frames; those of the steps held
+        (``snapshot`` at ``snapshot_seq``, ``diffs`` by step) are reused."""
         try:
-            return load_stored(stored_client(), GraphKeys(service.keys().prefix),
-                               self.level)
+            found = load_stored(stored_client(), GraphKeys(service.keys().prefix),
+                                self.level)
         except SchemaError as exc:
             log.warning("stored %s graph unreadable: %s", self.level, exc)
             return None
+        if found is None:
+            return None
+        seq, texts, stored_diffs = found
+        if seq != snapshot_seq or not snapshot:
+            snapshot = [pack_frame(t) for t in texts]
+        return seq, snapshot, [
+            (s, diffs.get(s) or [pack_frame(t) for t in diff_texts])
+            for s, diff_texts in stored_diffs]
 
     async def _update(self, message: dict) -> None:
         self.updates += 1
         async with self.lock:
-            seq, texts = message["seq"], message.get("texts")
+            seq, frames = message["seq"], message.get("frames")
             if self.seq is not None and seq <= self.seq:
                 return  # already held (loaded with the snapshot)
-            if texts is None or self.seq is None or seq != self.seq + 1:
+            if frames is None and message.get("texts") is not None:
+                # XXX: a builder from before frames (uncompressed text); can go
+                # once no such builder runs.
+                frames = await sync_to_async(
+                    lambda texts: [pack_frame(t) for t in texts],
+                    thread_sensitive=False)(message["texts"])
+            if frames is None or self.seq is None or seq != self.seq + 1:
                 await self._reload()
                 return
             self.seq = seq
-            self.diffs.append((seq, texts))
-            await self._each("topology_update", message)
+            self.diffs.append((seq, frames))
+            await self._each("topology_update", seq, frames)
 
     async def _fail(self, message: str) -> None:
         self.seq = None
