@@ -23,6 +23,9 @@ collector with the raw hooks, PORTOLAN_EBPF_PROGRAM=raw), tracepoint (with the
 tracepoint program), empty-raw (programs that only return, on the hooks the
 raw program uses, attached as it attaches them: the new floor) and
 empty-tracepoint (the same as the tracepoint program attaches them).
+raw@DIR / tracepoint@DIR load connections.c and its headers from DIR instead
+(e.g. an older commit's, written out with `git archive`): before and after a
+change in one run.
 
     .venv/bin/python bench/toggle_overhead.py [--seconds 120] [--phase 2]
         [--no-udp] [--steps-only | --empty | --compare [CONFIGS]] [--perf N]
@@ -34,6 +37,7 @@ needs perf (Debian package linux-perf).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -196,6 +200,21 @@ COMPARE_CONFIGS = ("raw", "tracepoint", "empty-raw", "empty-tracepoint")
 COMPARE_DEFAULT = ("raw", "tracepoint", "empty-raw")
 
 
+@contextlib.contextmanager
+def program_from(source: str):
+    """The tracer loads connections.c from directory ``source`` meanwhile (its
+    own if empty)."""
+    from collector.ebpf import tracer
+
+    default = tracer.PROGRAM_PATH
+    if source:
+        tracer.PROGRAM_PATH = Path(source) / "connections.c"
+    try:
+        yield
+    finally:
+        tracer.PROGRAM_PATH = default
+
+
 def compare(args, configs: list[str]) -> None:
     """Off, then each configuration in turn, off between each: one run."""
     docker_client, redis_server, server, server_ip = start_workload_world()
@@ -205,16 +224,17 @@ def compare(args, configs: list[str]) -> None:
     step_cpu: dict[str, list[float]] = {c: [] for c in configs}
     try:
         for config in configs:
-            program = config.removeprefix("empty-")
+            program, _, source = config.removeprefix("empty-").partition("@")
             if config.startswith("empty-"):
                 hooks[config] = empty_hooks(not args.no_udp, program)
                 continue
             started = time.monotonic()
-            collector = build_collector(
-                redis_url=redis_server.url, prefix="portolan",
-                host_id=f"bench-{program}", node_ttl=30, flow_ttl=300,
-                history=HistoryPolicy(), trace_udp=not args.no_udp,
-                ebpf_program=program)
+            with program_from(source):
+                collector = build_collector(
+                    redis_url=redis_server.url, prefix="portolan",
+                    host_id=f"bench-{program}-{len(collectors)}", node_ttl=30,
+                    flow_ttl=300, history=HistoryPolicy(),
+                    trace_udp=not args.no_udp, ebpf_program=program)
             if collector.tracer.mode != "ebpf":
                 sys.exit(f"the eBPF tracer did not load: {collector.host.mode_reason}")
             print(f"{config}: loaded in {time.monotonic() - started:.1f} s "
@@ -316,7 +336,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.compare:
         configs = [c for c in args.compare.split(",") if c]
-        if bad := [c for c in configs if c not in COMPARE_CONFIGS]:
+        if bad := [c for c in configs
+                   if c.partition("@")[0] not in COMPARE_CONFIGS
+                   or ("@" in c and c.startswith("empty-"))]:
             parser.error(f"--compare: unknown {', '.join(bad)}; choose from "
                          f"{', '.join(COMPARE_CONFIGS)}")
         compare(args, configs)

@@ -215,25 +215,34 @@ static __always_inline void connect_done(struct sock_info_t *si, int ns)
     buf_exit(buf);
 }
 
-/* The state changes sock_state_change acts on; the others (most teardown
- * ones) need nothing read. */
-static __always_inline int state_change_matters(int os, int ns)
+/* The state changes that give a socket an entry (a connect, a listen, an
+ * accept): the only ones that read the socket's protocol, family, addresses
+ * and ports (sock_state_claim). */
+static __always_inline int state_change_claims(int os, int ns)
 {
-    return os == ST_SYN_SENT || ns == ST_CLOSE ||
-           (os == ST_CLOSE && (ns == ST_SYN_SENT || ns == ST_LISTEN)) ||
+    return (os == ST_CLOSE && (ns == ST_SYN_SENT || ns == ST_LISTEN)) ||
            (os == ST_SYN_RECV && ns == ST_ESTABLISHED);
 }
 
-/* TCP socket sk (an opaque key) went from state os to ns: what the state
- * hooks read of a socket, from the tracepoint's fields (below) or the struct
- * sock's at BTF offsets (raw_hooks.h). Ports in host order; v4 addresses in
- * saddr/daddr (4 bytes), v6 in saddr6/daddr6 (16). Plain values, not a
- * struct: the tracepoint's pointers into its record cost no stack (the
- * program before 5.12 is near the 512-byte limit). */
-static __always_inline int sock_state_change(u64 sk, int os, int ns, u16 family,
-                                             u16 protocol, u16 sport, u16 dport,
-                                             const u8 *saddr, const u8 *daddr,
-                                             const u8 *saddr6, const u8 *daddr6)
+/* The state changes that end what an entry stands for (a connect's outcome,
+ * a socket's or a listener's close): sock_state_end, which needs the socket's
+ * address only. The others (most teardown ones) need nothing. */
+static __always_inline int state_change_ends(int os, int ns)
+{
+    return os == ST_SYN_SENT || ns == ST_CLOSE;
+}
+
+/* TCP socket sk (an opaque key) went from state os to ns, one of the
+ * state_change_claims changes: what the state hooks read of a socket, from
+ * the tracepoint's fields (below) or the struct sock's at BTF offsets
+ * (raw_hooks.h). Ports in host order; v4 addresses in saddr/daddr (4 bytes),
+ * v6 in saddr6/daddr6 (16). Plain values, not a struct: the tracepoint's
+ * pointers into its record cost no stack (the program before 5.12 is near
+ * the 512-byte limit). */
+static __always_inline int sock_state_claim(u64 sk, int os, int ns, u16 family,
+                                            u16 protocol, u16 sport, u16 dport,
+                                            const u8 *saddr, const u8 *daddr,
+                                            const u8 *saddr6, const u8 *daddr6)
 {
     if (protocol != PROTO_TCP)
         return 0;
@@ -281,42 +290,43 @@ static __always_inline int sock_state_change(u64 sk, int os, int ns, u16 family,
         return 0;
     }
 
+    /* SYN_RECV -> ESTABLISHED: server side, usually in softirq, no
+     * meaningful current task. The claim returns a tracked connect's own slot
+     * (a simultaneous open). */
+    struct sock_info_t *slot = sock_claim(sk);
+    if (slot && simultaneous_open(slot)) {
+        /* Our own connect completing, not an accept. */
+        connect_done(slot, ns);
+        slot->state = ns;
+        return 0;
+    }
+    struct sock_info_t si = {};
+    si.key.direction = DIR_IN;
+    si.key.proto = PROTO_TCP;
+    si.key.port = sport;
+    fill_addrs(&si.key, family, saddr, daddr, saddr6, daddr6, 1);
+    si.state = ns;
+    if (slot)
+        *slot = si;
+    u32 buf = buf_enter();
+    struct flow_val_t *v = flow_get(buf, &si.key);
+    if (v)
+        __sync_fetch_and_add(&v->accepts, 1);
+    buf_exit(buf);
+    return 0;
+}
+
+/* Socket sk went from os to ns, one of the state_change_ends changes: the end
+ * of a connect or of a socket. Only the socket's address is needed, not its
+ * protocol: only TCP sockets have entries (sock_state_claim checks), so the
+ * socket an entry is found for is TCP, and one not found (SCTP, say) is left
+ * alone. */
+static __always_inline int sock_state_end(u64 sk, int os, int ns)
+{
     if (os == ST_LISTEN && ns == ST_CLOSE) {
         listens.delete(&sk);
         return 0;
     }
-
-    if (os == ST_SYN_RECV && ns == ST_ESTABLISHED) {
-        /* Server side, usually in softirq: no meaningful current task. The
-         * claim returns a tracked connect's own slot (a simultaneous open). */
-        struct sock_info_t *slot = sock_claim(sk);
-        if (slot && simultaneous_open(slot)) {
-            /* Our own connect completing, not an accept. */
-            connect_done(slot, ns);
-            slot->state = ns;
-            return 0;
-        }
-        struct sock_info_t si = {};
-        si.key.direction = DIR_IN;
-        si.key.proto = PROTO_TCP;
-        si.key.port = sport;
-        fill_addrs(&si.key, family, saddr, daddr, saddr6, daddr6, 1);
-        si.state = ns;
-        if (slot)
-            *slot = si;
-        u32 buf = buf_enter();
-        struct flow_val_t *v = flow_get(buf, &si.key);
-        if (v)
-            __sync_fetch_and_add(&v->accepts, 1);
-        buf_exit(buf);
-        return 0;
-    }
-
-    /* Only the end of a connect and the end of a socket matter from here:
-     * the teardown states in between (FIN_WAIT*, CLOSE_WAIT, LAST_ACK...) skip
-     * the socket lookup, half of this hook's runs per connection. */
-    if (os != ST_SYN_SENT && ns != ST_CLOSE)
-        return 0;
     struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
@@ -335,10 +345,15 @@ static __always_inline int sock_state_change(u64 sk, int os, int ns, u16 family,
 /* The raw twin, reading the struct sock itself, is in raw_hooks.h. */
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
-    return sock_state_change((u64)args->skaddr, args->oldstate, args->newstate,
-                             args->family, args->protocol, args->sport,
-                             args->dport, args->saddr, args->daddr,
-                             args->saddr_v6, args->daddr_v6);
+    int os = args->oldstate, ns = args->newstate;
+    if (state_change_claims(os, ns))
+        return sock_state_claim((u64)args->skaddr, os, ns, args->family,
+                                args->protocol, args->sport, args->dport,
+                                args->saddr, args->daddr, args->saddr_v6,
+                                args->daddr_v6);
+    if (state_change_ends(os, ns))
+        return sock_state_end((u64)args->skaddr, os, ns);
+    return 0;
 }
 #endif
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from collector.ebpf import btf
 
-__all__ = ["FIELDS", "FieldsUnavailable", "KernelField", "KernelFields", "resolve"]
+__all__ = ["FIELDS", "SPANS", "FieldsUnavailable", "KernelField", "KernelFields",
+           "resolve"]
 
 # Name in the program -> (BTF member path, the sizes the program accepts).
 # Integers are read whatever their width (1, 2, 4 or 8 bytes, or a bitfield);
@@ -50,6 +51,20 @@ FIELDS = {
     "FIB6_TYPE": ("fib6_result.fib6_type", _INT),
     "FIB6_TB_ID": ("fib6_table.tb6_id", _INT),
 }
+# Fields the program reads together, with one bpf_probe_read_kernel of the
+# bytes that cover them (a helper call per read is most of what the raw hooks
+# cost beyond the floor): span name -> its fields. The span starts at the
+# first field's offset rounded down to 8 (so a field's alignment in the
+# buffer is its alignment in the struct) and may cover at most SPAN_MAX bytes
+# (a stack buffer); a kernel whose fields lie further apart gets the
+# tracepoint program (FieldsUnavailable).
+SPANS = {
+    "SK4": ("SK_DADDR", "SK_RCV_SADDR", "SK_DPORT", "SK_NUM", "SK_FAMILY"),
+    "SK6": ("SK_V6_DADDR", "SK_V6_RCV_SADDR"),
+    "FL4": ("FL4_OIF", "FL4_SADDR", "FL4_DADDR", "FL4_SPORT", "FL4_DPORT"),
+    "FL6": ("FL6_OIF", "FL6_SADDR", "FL6_DADDR", "FL6_SPORT", "FL6_DPORT"),
+}
+SPAN_MAX = 128
 # Which fields each hook needs, and the raw tracepoint's arguments as the
 # program takes them (ctx->args[i]; the BTF prototype must say the same).
 HOOK_FIELDS = {
@@ -110,9 +125,36 @@ class KernelFields:
     source: str
     fields: dict[str, KernelField]
 
+    def spans(self) -> dict[str, tuple[int, int]]:
+        """Span name -> (byte offset, size) covering its fields, for the spans
+        whose fields were resolved (SPANS).
+
+        >>> f = KernelFields("test", {
+        ...     "SK_DADDR": KernelField("SK_DADDR", "d", 0, 4),
+        ...     "SK_RCV_SADDR": KernelField("SK_RCV_SADDR", "s", 4, 4),
+        ...     "SK_DPORT": KernelField("SK_DPORT", "p", 12, 2),
+        ...     "SK_NUM": KernelField("SK_NUM", "n", 14, 2),
+        ...     "SK_FAMILY": KernelField("SK_FAMILY", "f", 16, 2)})
+        >>> f.spans()
+        {'SK4': (0, 18)}
+        """
+        out = {}
+        for span, names in SPANS.items():
+            if not all(name in self.fields for name in names):
+                continue
+            members = [self.fields[name] for name in names]
+            start = min(f.offset for f in members) // 8 * 8
+            end = max(f.offset + f.size for f in members)
+            out[span] = (start, end - start)
+        return out
+
     def cflags(self) -> list[str]:
+        spans = [f"-DS_{span}_{key}={value}"
+                 for span, (offset, size) in self.spans().items()
+                 for key, value in (("OFF", offset), ("SIZE", size))]
         return ["-DRAW_HOOKS"] + [
-            flag for field in self.fields.values() for flag in field.cflags()]
+            flag for field in self.fields.values() for flag in field.cflags()
+        ] + spans
 
     def shifted(self, name: str, by: int) -> KernelFields:
         """The same fields with ``name`` moved ``by`` bytes (for the self-test's
@@ -125,6 +167,8 @@ class KernelFields:
         """A comment block for --ebpf-dump: every offset and its source."""
         lines = [f"kernel fields read by the raw hooks, offsets from {self.source}"]
         lines += [f"  {field.describe()}" for field in self.fields.values()]
+        lines += [f"  span {span}: bytes {offset}..{offset + size - 1}, read at once"
+                  for span, (offset, size) in self.spans().items()]
         return "".join(f" * {line}\n" for line in lines)
 
 
@@ -171,4 +215,11 @@ def resolve(hooks: list[str], path: Path | str = btf.KERNEL_BTF) -> KernelFields
                                                member.size)
     except btf.BtfError as exc:
         raise FieldsUnavailable(str(exc)) from None
-    return KernelFields(f"BTF {path}", fields)
+    resolved = KernelFields(f"BTF {path}", fields)
+    for span, (_, size) in resolved.spans().items():
+        if size > SPAN_MAX:
+            raise FieldsUnavailable(
+                f"the fields {', '.join(FIELDS[n][0] for n in SPANS[span])} lie "
+                f"across {size} bytes, more than the {SPAN_MAX} the program "
+                "reads at once")
+    return resolved

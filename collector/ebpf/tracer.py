@@ -227,9 +227,10 @@ class ConnectionTracer:
         checked = tuple(fields.cflags())
         if checked not in self._fields_checked:
             counts_udp = "-DHAVE_SOCK_LENGTH" in self._cflags
+            fib4, fib6 = ("-DHAVE_FIB4" in self._cflags, "-DHAVE_FIB6" in self._cflags)
             self._carry = self_test.run(
-                self, udp4=counts_udp and "-DHAVE_FIB4" in self._cflags,
-                udp6=counts_udp and "-DHAVE_FIB6" in self._cflags)
+                self, udp4=counts_udp and fib4, udp6=counts_udp and fib6,
+                route4=fib4, route6=fib6)
             self._fields_checked.add(checked)
         self.program, self.fields = "raw", fields
 

@@ -64,6 +64,10 @@ SHIFTED = [
     ("FL4_DPORT", 2, "flowi4.uli.ports.dport"),
     ("FL4_SADDR", 4, "flowi4.saddr"),
     ("FL6_SPORT", -2, "flowi6.uli.ports.sport"),
+    # Read only for a connect that finds no route (the self-test makes one).
+    ("FL4_OIF", 4, "flowi4.flowic_oif"),
+    ("FL6_OIF", 4, "flowi6.flowic_oif"),
+    ("FIB6_TB_ID", 4, "fib6_table.tb6_id"),
 ]
 
 
@@ -139,9 +143,46 @@ def test_the_self_test_passes_on_the_tracepoint_program(ebpf_ready):
 
     tracer = ConnectionTracer(program="tracepoint")
     try:
-        rest = self_test.run(tracer)
+        rest = self_test.run(tracer, route4=True, route6=True)
+        test_ips = ("127.0.0.2", "::1", *self_test.NO_ROUTE.values())
         assert all(f.pid != os.getpid() or f.proto not in ("tcp", "udp")
-                   or f.ip not in ("127.0.0.2", "::1") for f in rest.flows)
+                   or f.ip not in test_ips for f in rest.flows)
+    finally:
+        tracer.close()
+
+
+def test_fields_too_far_apart_to_read_at_once_fall_back(ebpf_ready, monkeypatch):
+    """The raw hooks read each span of fields (kernel_fields.SPANS) at once
+    into a buffer of at most SPAN_MAX bytes; a kernel whose fields lie further
+    apart gets the tracepoint program (here: a smaller limit than this
+    kernel's flowi6 span)."""
+    from collector.ebpf import kernel_fields
+    from collector.ebpf.tracer import ConnectionTracer
+
+    monkeypatch.setattr(kernel_fields, "SPAN_MAX", 16)
+    tracer = ConnectionTracer()
+    try:
+        assert tracer.program == "tracepoint"
+        assert "more than the 16 the program reads at once" in tracer.program_note
+        _counts_a_connection(tracer)
+    finally:
+        tracer.close()
+
+
+def test_no_namespace_for_the_no_route_step_is_said(ebpf_ready, monkeypatch, caplog):
+    """Where the collector may not make a network namespace, the self-test
+    leaves out its connect with no route, says so, and the rest decides
+    (simulated with a flag unshare() refuses on a threaded process)."""
+    from collector.ebpf import self_test
+    from collector.ebpf.tracer import ConnectionTracer
+
+    monkeypatch.setattr(self_test, "CLONE_NEWNET", 0x10000000)  # CLONE_NEWUSER
+    monkeypatch.setattr(ConnectionTracer, "_fields_checked", set())
+    with caplog.at_level(logging.WARNING, logger="portolan.collector.ebpf"):
+        tracer = ConnectionTracer(program="raw")
+    try:
+        assert "connects with no route not checked (192.0.2.1: " in caplog.text
+        _counts_a_connection(tracer)
     finally:
         tracer.close()
 

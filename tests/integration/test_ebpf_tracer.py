@@ -317,17 +317,22 @@ def test_refused_nonblocking_counted_once(tracer, containers, scripts):
     target = containers.run("sleep 60")
     target_ip = containers.ip(target)
     got = Collected(tracer)
+    # Sleeps long after the script: top() below needs it running, on a
+    # loaded machine too.
     client = containers.run(
-        py("connect_nb.py", target_ip, 9) + "; sleep 30", volumes=vols
+        py("connect_nb.py", target_ip, 9) + "; sleep 300", volumes=vols
     )
     cgroup = cgroup_id_of(client)
     assert "EINPROGRESS ECONNREFUSED" in wait_log(client, "error")
     match = {"direction": "out", "cgroup_id": cgroup, "ip": target_ip, "port": 9}
     assert got.wait_total("failed_refused", 1, **match) == 1
     # Its socket is closed once the script is gone: a second count would come
-    # from the close, and the marker is read after it.
-    assert wait_for(lambda: "connect_nb" not in str(client.top()["Processes"]),
-                    timeout=30), client.top()
+    # from the close, and the marker is read after it. By command name: the
+    # shell's arguments name the script for as long as it sleeps.
+    def names():
+        return [row[-1] for row in client.top(ps_args="-o pid,comm")["Processes"]]
+
+    assert wait_for(lambda: "python3" not in names(), timeout=30), names()
     got.read_past_a_marker()
     assert got.total("failed", **match) == 1
 
