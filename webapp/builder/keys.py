@@ -31,6 +31,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+import zstandard
+
 from collector.schema import Keys, SchemaError
 
 __all__ = [
@@ -76,15 +78,31 @@ def decode_entry(blob: bytes) -> tuple[int, list[str]]:
         raise SchemaError(f"malformed stored graph entry {head[:40]!r}") from None
 
 
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
 def encode_snapshot_blob(seq: int, texts: list[str]) -> bytes:
-    """A stored snapshot: compressed (a 10,000-container map is megabytes)."""
-    return zlib.compress(encode_entry(seq, texts), 1)
+    """A stored snapshot: compressed (a 10,000-container map is megabytes),
+    with zstd: a fifth of zlib's CPU at its fastest level, and smaller.
+
+    >>> decode_snapshot_blob(encode_snapshot_blob(3, ['{"a":1}']))
+    (3, ['{"a":1}'])
+    """
+    return zstandard.ZstdCompressor(level=1).compress(encode_entry(seq, texts))
 
 
 def decode_snapshot_blob(blob: bytes) -> tuple[int, list[str]]:
+    """Inverse of ``encode_snapshot_blob``; a zlib one (a builder of the
+    version before) is read too.
+
+    >>> decode_snapshot_blob(zlib.compress(encode_entry(2, ["{}"])))
+    (2, ['{}'])
+    """
     try:
+        if blob[:4] == _ZSTD_MAGIC:
+            return decode_entry(zstandard.ZstdDecompressor().decompress(blob))
         return decode_entry(zlib.decompress(blob))
-    except zlib.error as exc:
+    except (zlib.error, zstandard.ZstdError) as exc:
         raise SchemaError(f"malformed stored snapshot: {exc}") from None
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from collector.schema import COUNTERS, RATE_COUNTERS
 from webapp.anomalies.keys import edge_target
 from webapp.anomalies.merge import Verdict, apply_verdict, worse
 from webapp.anomalies.status import severity_rank
@@ -156,16 +157,23 @@ class LevelView:
         changed: each carries only the keys whose values changed."""
         g = self.graph
         diff = empty_diff()
-        for edge in sorted({g.edge_of[f] for f in flows if f in g.edge_of}):
-            link = g.links.get(edge)
+        edge_of, links, members = g.edge_of, g.links, g.members
+        edges = {edge_of.get(f) for f in flows}
+        edges.discard(None)
+        updated = diff["updated_links"]
+        for edge in sorted(edges):
+            link = links.get(edge)
             if link is None:
                 continue
-            new = {**link, **_edge_values(state, g.members.get(edge, ()))}
-            new["status"] = _edge_status(g, edge, verdict)
-            if new != link:
-                g.links[edge] = new
-                diff["updated_links"].append(
-                    changed_keys(link, new, ("source", "target")))
+            values = _edge_values(state, members.get(edge, ()))
+            values["status"] = _edge_status(g, edge, verdict)
+            # As ``changed_keys(link, {**link, **values})``: only what moved.
+            changes = {k: v for k, v in values.items()
+                       if link.get(k, _MISSING) != v}
+            if changes:
+                links[edge] = {**link, **values}
+                updated.append({"source": link["source"],
+                                "target": link["target"], **changes})
         for node_id in sorted(nodes):
             node = g.nodes.get(node_id)
             source = node_sources.get(node_id)
@@ -178,18 +186,31 @@ class LevelView:
         return diff
 
 
+_MISSING = object()
+# A flow's counter and rate names as its edge sums them: as recorded, or (a
+# server's own record, ``turned``) as its client sees them.
+_AS_RECORDED = ({name: name for name in COUNTERS},
+                {name: f"{name}_per_s" for name in RATE_COUNTERS})
+_TURNED = tuple({name: client_view({edge: 0}).popitem()[0]
+                 for name, edge in names.items()} for names in _AS_RECORDED)
+
+
 def _edge_values(state: TopologyState, members) -> dict:
-    """An edge's counters and rates: the sum of its flows', as the build adds."""
+    """An edge's counters and rates: the sum of its flows', as the build adds
+    (in the same order, so float sums come out equal)."""
     total = dict.fromkeys(EDGE_ATTRS, 0)
+    flows, rates = state.flows, state.rates
     for host_id, key, turned in members:
-        values = dict(state.flows.get((host_id, key), {}))
-        for name, rate in state.rates.get((host_id, key), {}).items():
-            values[f"{name}_per_s"] = rate
-        if turned:
-            values = client_view(values)
-        for name, value in values.items():
-            total[name] += value
+        flow = (host_id, key)
+        counter_names, rate_names = _TURNED if turned else _AS_RECORDED
+        for name, value in flows.get(flow, _NONE).items():
+            total[counter_names[name]] += value
+        for name, rate in rates.get(flow, _NONE).items():
+            total[rate_names[name]] += rate
     return total
+
+
+_NONE: dict = {}
 
 
 def _edge_status(g: LevelGraph, edge, verdict: Verdict) -> str:

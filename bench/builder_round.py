@@ -1,0 +1,128 @@
+"""The graph builder's CPU per round, alone: no web tier, no concurrent writers.
+
+Writes ``synthetic_world``'s world into a throwaway Redis through real
+``RedisReporter``s, then, round after round, lets every host report (a
+``--share`` of its flows with traffic) and runs ``GraphBuilder.step`` on the
+hosts that reported, split in ``--steps`` batches as the live builder sees
+them (one step per ``min_interval`` of notices). Prints the builder's CPU per
+round (the process's CPU around its steps only) by phase; ``--profile`` prints
+where it goes (cProfile, sorted by cumulative time).
+
+    .venv/bin/python bench/builder_round.py [--hosts 250] [--containers 5000]
+        [--edges 25000] [--rounds 4] [--steps 4] [--level container] [--profile]
+
+``bench/fleet_scale.py`` measures the same goal with everything running
+together (issue 17: < 0.5 s of CPU per round when ~5 % of flows change, < 1 s
+when all do); this one shows the builder's own share, repeatably.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from synthetic_world import make_world  # noqa: E402
+
+from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
+from collector.schema import HostRecord, Keys, container_node_id  # noqa: E402
+from tests.conftest import RedisServer  # noqa: E402
+
+
+def report_round(reporters, world, addrs, share: float, rng) -> set[str]:
+    """Every host reports once; the flows drawn (``share`` of them) get traffic."""
+    for h, reporter in reporters.items():
+        deltas: Counter = Counter()
+        for key, weight in world.flows[h]:
+            if rng.random() < share:
+                deltas[(key, "connections")] += weight + 1
+                deltas[(key, "bytes_sent")] += rng.randint(100, 5000)
+                deltas[(key, "bytes_received")] += rng.randint(100, 50000)
+        reporter.report(HostReport(
+            host=HostRecord(id=h, hostname=h, mode="ebpf"),
+            containers=world.containers[h], addrs=addrs[h], flows=deltas))
+    return set(reporters)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=250)
+    parser.add_argument("--containers", type=int, default=5000)
+    parser.add_argument("--edges", type=int, default=25000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=4, help="builder steps a round")
+    parser.add_argument("--level", default="container")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    import os
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+    import django
+
+    django.setup()
+    from webapp.builder.builder import BuilderSettings, GraphBuilder
+    from webapp.builder.keys import GraphKeys
+    from webapp.builder.stored import mark_watched
+
+    server = RedisServer()
+    server.start()
+    try:
+        world = make_world(args.hosts, args.containers, args.edges)
+        reporters = {h: RedisReporter(redis_client(server.url), Keys("portolan"))
+                     for h in world.containers}
+        addrs = {h: {r.ips[0]: container_node_id(h, r.id)
+                     for r in world.containers[h]} for h in world.containers}
+        rng = random.Random(1)
+        client = redis_client(server.url)
+        # Hosts stay live and never count as silent however slow a round is
+        # here (a silent host would rebuild every level).
+        builder = GraphBuilder(client, BuilderSettings(node_ttl=3600,
+                                                       collector_ttl=3600))
+        mark_watched(client, GraphKeys(), args.level, ttl=3600)
+        report_round(reporters, world, addrs, 1.0, rng)
+        t0 = time.process_time()
+        builder.step(set(world.containers))
+        print(f"first build and store: {time.process_time() - t0:.2f} s CPU")
+        profile = cProfile.Profile() if args.profile else None
+        for phase, share in (("~5 % of flows change", 0.05), ("every flow", 1.0)):
+            report_round(reporters, world, addrs, share, rng)  # settles the rates
+            builder.step(set(world.containers))
+            cpu, wall, snapshots = [], [], 0
+            for _ in range(args.rounds):
+                hosts = sorted(report_round(reporters, world, addrs, share, rng))
+                batches = [hosts[i::args.steps] for i in range(args.steps)]
+                stored_at = builder.stored[args.level].snapshot_at
+                c0, w0 = time.process_time(), time.perf_counter()
+                if profile:
+                    profile.enable()
+                for batch in batches:
+                    builder.step(set(batch))
+                if profile:
+                    profile.disable()
+                cpu.append(time.process_time() - c0)
+                wall.append(time.perf_counter() - w0)
+                snapshots += builder.stored[args.level].snapshot_at != stored_at
+            print(f"[{phase}] builder CPU per round: "
+                  f"{' '.join(f'{c:.3f}' for c in cpu)} s (median "
+                  f"{sorted(cpu)[len(cpu) // 2]:.3f}); wall "
+                  f"{sorted(wall)[len(wall) // 2]:.3f} s; rounds that stored a "
+                  f"snapshot {snapshots}/{args.rounds}")
+            if profile:
+                pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
+                profile = cProfile.Profile()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
