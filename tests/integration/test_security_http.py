@@ -6,13 +6,16 @@ included), a real SQLite database and, where a graph is read, the test Redis.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
+from axes.models import AccessAttempt
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.core.management import call_command
+from django.db.models import F
 from django.test import Client
+from django.utils import timezone
 
 from tests.integration.test_web_auth import write_host
 from webapp.accounts.models import ApiToken
@@ -49,7 +52,7 @@ def log_in(client: Client, username: str, password: str, address="192.0.2.1", **
 
 
 def test_sixth_attempt_is_refused_even_with_the_right_password(settings, client):
-    settings.AXES_COOLOFF_TIME = timedelta(seconds=2)
+    settings.AXES_COOLOFF_TIME = timedelta(minutes=15)
     make_user("admin2")
     for _ in range(settings.AXES_FAILURE_LIMIT - 1):
         response = log_in(client, "admin2", "wrong")
@@ -61,7 +64,12 @@ def test_sixth_attempt_is_refused_even_with_the_right_password(settings, client)
     assert response.status_code == 429
     body = response.content.decode()
     assert THROTTLED in body and "_auth_user_id" not in client.session
-    time.sleep(2.2)  # the cool-off ends
+    # The cool-off ends, on the throttle's own clock: its failures are made
+    # older than the cool-off rather than waited out.
+    aged = AccessAttempt.objects.update(
+        attempt_time=F("attempt_time") - settings.AXES_COOLOFF_TIME
+        - timedelta(seconds=1))
+    assert aged >= 1
     response = log_in(client, "admin2", PASSWORD)
     assert response.status_code == 302
     assert "_auth_user_id" in client.session
@@ -287,12 +295,18 @@ def test_ensureadmin_makes_the_first_admin(monkeypatch):
 
 
 def test_sessions_end_after_the_idle_time(settings, live_redis):
-    settings.SESSION_COOKIE_AGE = 2
+    """Each request moves the session's end on by the idle time; past it, the
+    login is asked again (on the session store's own clock: its end is moved
+    back rather than waited for)."""
+    settings.SESSION_COOKIE_AGE = 600
     client = logged_in(make_user("vic"))
-    for _ in range(3):  # each request renews the session
-        time.sleep(0.8)
+    session = Session.objects.filter(pk=client.session.session_key)
+    for _ in range(3):  # about to end, each request renews it
+        session.update(expire_date=timezone.now() + timedelta(seconds=5))
         assert client.get("/").status_code == 200
-    time.sleep(2.3)
+        left = session.get().expire_date - timezone.now()
+        assert left > timedelta(seconds=500), left
+    session.update(expire_date=timezone.now() - timedelta(seconds=1))
     assert client.get("/")["Location"].startswith("/login/")
     assert client.get("/api/graph/").status_code == 401
 
