@@ -10,7 +10,13 @@ import time
 
 import pytest
 
-from collector.capture.format import CaptureReader, CaptureWriter, Header, Report
+from collector.capture.format import (
+    CaptureError,
+    CaptureReader,
+    CaptureWriter,
+    Header,
+    Report,
+)
 from collector.schema import (
     ContainerRecord,
     FlowKey,
@@ -20,6 +26,7 @@ from collector.schema import (
     make_flow_field,
 )
 from tests.conftest import wait_collector_in_ebpf_mode, wait_for
+from tests.processes import LoggedProcess
 from webapp.topology.graph import build_graph
 from webapp.topology.store import read_state, read_state_at
 
@@ -59,6 +66,29 @@ def differences(got, want) -> list:
     return out
 
 
+def calls_counted(client, server_ip: str) -> tuple[int, int] | None:
+    """``(connections to :8080, failed connects to :8081)`` the collector has
+    written for calls to ``server_ip``, once they are the client's 30 and 1."""
+    flows = read_state(client, ORIGINAL, ttl=1e9).flows
+
+    def total(port, counter):
+        return sum(c.get(counter, 0) for (_, key), c in flows.items()
+                   if key.ip == server_ip and key.port == port)
+
+    counted = total(8080, "connections"), total(8081, "failed")
+    return counted if counted[0] >= 30 and counted[1] >= 1 else None
+
+
+def captured_until(path) -> float:
+    """The newest record time in the blocks the capture has written so far
+    (a block still being written reads as truncated: not yet)."""
+    try:
+        with CaptureReader(path) as reader:
+            return max((b.last for b in reader.block_infos()), default=0.0)
+    except CaptureError:
+        return 0.0
+
+
 @pytest.mark.ebpf
 @pytest.mark.docker
 def test_capture_of_a_real_collector_replays_into_the_same_graph(
@@ -66,34 +96,54 @@ def test_capture_of_a_real_collector_replays_into_the_same_graph(
     collector_env = dict(env, PORTOLAN_KEY_PREFIX="portolan",
                          PORTOLAN_HOST_ID="capture-host", PORTOLAN_INTERVAL="0.5",
                          PORTOLAN_HISTORY_STEP="1")
-    collector = subprocess.Popen([sys.executable, "-m", "collector"], cwd=repo_root,
-                                 env=collector_env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
     path = tmp_path / "run.capture"
+    collector = LoggedProcess("test_capture_replay-collector",
+                              [sys.executable, "-m", "collector"], cwd=repo_root,
+                              env=collector_env)
+    capture = LoggedProcess("test_capture_replay-capture",
+                            [sys.executable, "manage.py", "capture", "-w", path],
+                            cwd=repo_root, env=collector_env)
     try:
-        wait_collector_in_ebpf_mode(redis_client, "capture-host", timeout=90)
+        collector.start()
+        wait_collector_in_ebpf_mode(redis_client, "capture-host", collector,
+                                    timeout=90)
         server = containers.run("httpd -f -p 8080 -h /var/www")
         server_ip = containers.ip(server)
-        capture = subprocess.Popen(
-            [sys.executable, "manage.py", "capture", "-w", path],
-            cwd=repo_root, env=collector_env, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
-        time.sleep(2)
-        client = containers.run(
+        capture.start()
+        # Following the change notices: its subscription is the marker.
+        assert wait_for(lambda: redis_client.pubsub_numsub(ORIGINAL.changes)[0][1]
+                        or not capture.alive, timeout=60), capture.describe()
+        capture.assert_alive("the capture exited before the calls")
+        # The client stays up until its calls are counted (its last is refused:
+        # a failed connect), so the collector can name it. (No ``wget -T``:
+        # the test image's busybox wget crashes on it, before connecting.)
+        containers.run(
             f"for i in $(seq 30); do wget -q -O /dev/null http://{server_ip}:8080/;"
-            " sleep 0.2; done; wget -q -T 1 -O /dev/null http://"
-            f"{server_ip}:8081/; sleep 3")
-        client.wait(timeout=60)  # its last call is refused: a failed connect
-        time.sleep(2)
+            " sleep 0.2; done; wget -q -O /dev/null http://"
+            f"{server_ip}:8081/; sleep 600")
+        assert wait_for(lambda: calls_counted(redis_client, server_ip)
+                        or not collector.alive, timeout=90), (
+            f"calls to {server_ip}: ", {
+                k: c for k, c in read_state(redis_client, ORIGINAL,
+                                            ttl=1e9).flows.items()
+                if k[1].port in (8080, 8081)}, collector.describe())
+        collector.assert_alive("the collector exited while counting the calls")
+        collector.proc.send_signal(signal.SIGINT)
+        assert collector.wait(timeout=30) == 0, collector.describe()
+        # Every report the collector made is in the file before the capture
+        # stops: its newest record is the last report (it flushes every 5 s).
+        last_report = redis_client.zscore(ORIGINAL.collectors, "capture-host")
+        assert wait_for(lambda: captured_until(path) >= last_report
+                        or not capture.alive, timeout=60), (
+            f"captured until {captured_until(path)}, last report {last_report}; "
+            f"{capture.describe()}")
+        capture.proc.send_signal(signal.SIGINT)  # Ctrl-C: a valid file
+        assert capture.wait(timeout=30) == 0, capture.describe()
     finally:
-        collector.send_signal(signal.SIGINT)
-        collector.wait(timeout=30)
-    time.sleep(1.5)  # the capture reads the collector's last report
-    capture.send_signal(signal.SIGINT)  # Ctrl-C: a valid file
-    out, err = capture.communicate(timeout=30)
-    assert capture.returncode == 0, err
+        collector.stop()
+        capture.stop()
     records = list(CaptureReader(path).records())
-    assert len(records) > 10, out
+    assert len(records) > 10, capture.describe()
 
     done = manage(env, repo_root, "replay", "--fast", "--keep-times", path)
     assert done.returncode == 0, done.stderr
@@ -105,6 +155,8 @@ def test_capture_of_a_real_collector_replays_into_the_same_graph(
     assert any(c.get("connections", 0) >= 30 for c in replayed.flows.values())
     assert replayed.containers == original.containers
     host = replayed.hosts["capture-host"]
+    # Traced with eBPF, and replayed as such (the mode is the recording's).
+    assert original.hosts["capture-host"].mode == host.mode == "ebpf"
     assert host.replay["file"] == "run.capture"
     assert host.replay["offset"] == 0.0
 
