@@ -37,6 +37,7 @@ from webapp.builder.keys import GraphKeys
 from webapp.builder.stored import mark_watched
 from webapp.maps.diff import apply_diff
 from webapp.maps.frames import unpack_frame
+from webapp.topology.graph import LEVELS
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -360,7 +361,9 @@ def test_only_watched_levels_are_built_and_a_level_watched_again_continues(
     gkeys = GraphKeys("portolan")
     flow_report(reporter, 2, bytes_sent=500)
     assert builder.step({HOST}) == []  # nobody watches: nothing built
-    assert all(view.graph is None for view in builder.views.values())
+    # Every level has its view, none of them built.
+    assert {level: view.graph for level, view in builder.views.items()} == {
+        level: None for level in LEVELS}
 
     mark_watched(redis_client, gkeys, "container")
     [first] = builder.step(set())
