@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 
 import redis
 
-from collector.flow_fields import host_flow_fields
 from collector.schema import Keys, container_node_id, host_node_id
+from webapp.builder.fields import HostFields
 from webapp.topology.store import (
     HostKeys,
     TopologyState,
     parse_containers,
-    parse_flows,
     parse_host,
     read_flow_fields,
     read_hosts,
@@ -58,8 +57,10 @@ class Fleet:
     def __init__(self):
         self.state = TopologyState()
         self.raw: dict[str, HostKeys] = {}
-        # host id -> FlowKey -> the counter names its flow hash holds
+        # host id -> FlowKey -> the names of its fields in the host's flow hash
         self.fields: dict[str, dict] = {}
+        # host id -> its field names, parsed once
+        self.parsers: dict[str, HostFields] = {}
         # host id -> the FlowKeys it has rates for (the state's keys, by host)
         self.rated: dict[str, set] = {}
 
@@ -84,15 +85,20 @@ class Fleet:
             known = self.fields.get(host_id)
             # A rate for a flow the hash did not hold is a new flow even where
             # HLEN stayed equal (a flushed Redis written again, a replay).
-            if (old is None or known is None or new.flow_fields != old.flow_fields
-                    or any(key not in known for key in changed_rates)):
+            names = None
+            if (old is not None and known is not None
+                    and new.flow_fields == old.flow_fields):
+                names = []
+                for key in changed_rates:
+                    held = known.get(key)
+                    if held is None:
+                        names = None
+                        break
+                    names += held
+            if names is None:
                 wanted[host_id] = None
-            elif changed_rates:
-                fields = host_flow_fields(host_id, self.state.containers[host_id])
-                wanted[host_id] = [
-                    fields.name(key, counter)
-                    for key in changed_rates for counter in known.get(key, ())
-                ]
+            elif names:
+                wanted[host_id] = names
                 change.flows.update((host_id, key) for key in changed_rates)
             self.raw[host_id] = new
         wanted = {h: f for h, f in wanted.items() if f is None or f}
@@ -115,8 +121,8 @@ class Fleet:
             s.flows.pop((host_id, key), None)
         for key in self.rated.get(host_id, ()):
             s.rates.pop((host_id, key), None)
-        for part in (self.raw, self.fields, self.rated, s.hosts, s.last_seen,
-                     s.containers, s.addrs):
+        for part in (self.raw, self.fields, self.parsers, self.rated, s.hosts,
+                     s.last_seen, s.containers, s.addrs):
             part.pop(host_id, None)
 
     def _update_records(self, host_id: str, old: HostKeys | None, new: HostKeys,
@@ -151,38 +157,47 @@ class Fleet:
                 records[cid] = record
             s.containers[host_id] = records
 
+    def _parser(self, host_id: str) -> HostFields:
+        """The host's parsed field names, for the containers it has now."""
+        containers = self.state.containers.get(host_id, {})
+        parser = self.parsers.get(host_id)
+        raw = self.raw.get(host_id)
+        if (parser is None or parser.containers != containers.keys()
+                or len(parser.parsed) > 2 * (raw.flow_fields if raw else 0) + 1024):
+            # New containers resolve short ids anew; flows come and go.
+            parser = self.parsers[host_id] = HostFields(host_id, containers)
+        return parser
+
     def _update_rates(self, host_id: str, raw: dict[bytes, bytes]) -> set:
         """Replace the host's rates; the flows whose rates or totals changed
         (a rate is written only for a flow that had traffic, so every flow
         with one has new totals, even at a steady rate)."""
-        s = self.state
-        new = parse_flows(host_id, raw, float, s.containers.get(host_id, ()))
-        old_keys = self.rated.get(host_id, set())
+        rates = self.state.rates
+        new = self._parser(host_id).flows(raw, float)
+        changed = set(new)
+        for key, values in new.items():
+            rates[(host_id, key)] = values
+        for key in self.rated.get(host_id, set()) - changed:
+            rates.pop((host_id, key), None)  # no traffic: its rates are gone
+            changed.add(key)
         self.rated[host_id] = set(new)
-        changed = set()
-        for key in old_keys | new.keys():
-            before = s.rates.get((host_id, key))
-            after = new.get(key)
-            if before != after:
-                changed.add(key)
-                if after is None:
-                    del s.rates[(host_id, key)]
-                else:
-                    s.rates[(host_id, key)] = dict(after)
-        return changed | new.keys()
+        return changed
 
     def _update_flows(self, host_id: str, raw: dict[bytes, bytes], whole: bool,
                       change: FleetChange) -> None:
         s = self.state
-        parsed = parse_flows(host_id, raw, int, s.containers.get(host_id, ()))
+        parser = self._parser(host_id)
+        parsed = parser.flows(raw, int)
         if whole:
             old_keys = set(self.fields.get(host_id, ()))
             if old_keys != parsed.keys():
                 change.structural = True
                 for key in old_keys - parsed.keys():
                     del s.flows[(host_id, key)]
-            self.fields[host_id] = {k: tuple(c) for k, c in parsed.items()}
+            self.fields[host_id] = parser.names(raw)
+        flows = s.flows
         for key, counters in parsed.items():
-            if s.flows.get((host_id, key)) != counters:
-                s.flows[(host_id, key)] = counters
-                change.flows.add((host_id, key))
+            flow = (host_id, key)
+            if flows.get(flow) != counters:
+                flows[flow] = counters
+                change.flows.add(flow)

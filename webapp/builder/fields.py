@@ -1,0 +1,77 @@
+"""A host's live flow fields, parsed once and remembered, for the builder.
+
+Every report rewrites a host's rates hash and moves its flow totals, but the
+field names stay the same from one second to the next: at 50,000 flows whose
+counters all move, parsing each name again every second was most of the
+builder's reading. ``HostFields`` parses a name the first time it is seen,
+through ``webapp.topology.store.parse_flows`` (the one parser of the format,
+``collector.flow_fields``), and after that only looks it up. Short container
+ids resolve against the host's containers, so a host whose set of containers
+changes starts a new ``HostFields``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from webapp.topology.store import parse_flows
+
+__all__ = ["HostFields"]
+
+log = logging.getLogger("portolan.builder")
+
+_SKIPPED = ()  # a field that does not parse (logged once, when first seen)
+
+
+class HostFields:
+    """One host's flow field names: field -> (FlowKey, counter)."""
+
+    __slots__ = ("host_id", "containers", "parsed")
+
+    def __init__(self, host_id: str, containers):
+        self.host_id = host_id
+        self.containers = frozenset(containers)  # the ids they resolve against
+        self.parsed: dict[bytes, tuple] = {}
+
+    def flows(self, raw: dict[bytes, bytes], kind=int) -> dict:
+        """FlowKey -> counter -> value, as ``parse_flows(raw, kind)`` gives."""
+        parsed = self.parsed
+        out: dict = {}
+        for name, value in raw.items():
+            entry = parsed.get(name)
+            if entry is None:
+                entry = parsed[name] = self._parse(name)
+            if entry is _SKIPPED:
+                continue
+            key, counter = entry
+            try:
+                value = kind(value)
+            except ValueError as exc:
+                log.warning("host %s: skipping flow field: %s", self.host_id, exc)
+                continue
+            counters = out.get(key)
+            if counters is None:
+                out[key] = {counter: value}
+            elif kind is int and counter in counters:
+                counters[counter] += value  # two versions' fields of one counter
+            else:
+                counters[counter] = value
+        return out
+
+    def names(self, raw) -> dict:
+        """FlowKey -> the names of its fields in ``raw`` (str, for HMGET)."""
+        out: dict = {}
+        for name in raw:
+            entry = self.parsed.get(name)
+            if entry is None:
+                entry = self.parsed[name] = self._parse(name)
+            if entry is not _SKIPPED:
+                out.setdefault(entry[0], []).append(name.decode())
+        return {key: tuple(names) for key, names in out.items()}
+
+    def _parse(self, name: bytes) -> tuple:
+        one = parse_flows(self.host_id, {name: b"0"}, int, self.containers)
+        for key, counters in one.items():
+            for counter in counters:
+                return key, counter
+        return _SKIPPED
