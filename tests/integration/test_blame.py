@@ -8,11 +8,12 @@ intervals against one Redis (issue 20).
   "because of db", `manage.py graph` says what the map's builder says, and
   after db is back all is ok within the stated bound and stays ok.
 
-Stated bounds (BENCHMARKS.md measures them): a stopped container or a stopped
-service is red within RED_WITHIN (5 s, a hard fact raises at once); a client's
-refused calls within twice that (two judged steps after the collector saw
-them); back to ok within OK_WITHIN of the recovery (the 10 s failure window, then
-five clean steps: about 15 s; 30 s at most in bench/fault_timing.py).
+Stated bounds (bench/fault_timing.py measures them, BENCHMARKS.md has the
+figures): a stopped container or a stopped service is red within 5 s (a hard
+fact raises at once); a client's refused calls within twice that; back to ok
+within 30 s of the recovery (the 10 s failure window, then five clean steps).
+Here they are waited for with a generous TIMEOUT: a loaded machine is slow,
+not wrong; the time it took is printed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tests.conftest import (
     wait_collector_in_ebpf_mode,
     wait_for,
 )
+from tests.integration.test_faults import wait_analyzer_steps
 from tests.processes import LoggedProcess
 from webapp.anomalies.keys import edge_target
 from webapp.anomalies.merge import NO_ANALYZER, read_verdict
@@ -43,8 +45,7 @@ from webapp.topology.store import read_state
 pytestmark = [pytest.mark.ebpf, pytest.mark.docker]
 
 HOST = "blame-host"
-RED_WITHIN = 5.0
-OK_WITHIN = 30.0
+TIMEOUT = 90.0
 ROOT = Path(__file__).resolve().parents[2]
 
 # Serves ports; stops serving port P once /ctl/stop-P exists.
@@ -203,7 +204,7 @@ def entry_of(client, target: str) -> dict:
 
 
 def wait_entry(client, target: str, words: str, statuses=("warning", "critical"),
-               timeout: float = 2 * RED_WITHIN) -> dict | None:
+               timeout: float = TIMEOUT) -> dict | None:
     def seen():
         entry = entry_of(client, target)
         ok = entry["status"] in statuses and any(words in r for r in entry["reasons"])
@@ -290,7 +291,8 @@ def test_a_service_that_stops_listening_makes_its_server_critical(
     assert wait_for(lambda: serves(client, node, 8081), timeout=15)
     for port in (8080, 8081):
         run_py(containers, volumes, "client.py", containers.ip(server), port)
-    time.sleep(3)
+    # The analyzer saw :8081 served and called before it stops.
+    wait_analyzer_steps(client, 3)
     (ctl / "stop-8081").write_text("")
     # Seen after the collector's services refresh (5 s) plus a step or two;
     # how soon is measured by bench/fault_timing.py, not here.
@@ -320,13 +322,15 @@ def test_cascade_points_at_the_root_and_recovers_without_flapping(
     def all_ok():
         return all(entry_of(client, t)["status"] == "ok" for t in targets)
 
-    assert wait_for(all_ok, timeout=20), {t: entry_of(client, t) for t in targets}
-    time.sleep(3)
+    assert wait_for(all_ok, timeout=TIMEOUT), {
+        t: entry_of(client, t) for t in targets}
+    wait_analyzer_steps(client, 3)  # judged ok over a few steps, not one
+    assert all_ok(), {t: entry_of(client, t) for t in targets}
 
     db.kill()
     killed = time.monotonic()
     assert wait_entry(client, db_node, "exited", statuses=("critical",),
-                      timeout=RED_WITHIN), entry_of(client, db_node)
+                      timeout=TIMEOUT), entry_of(client, db_node)
     red_after = time.monotonic() - killed
 
     def db_first():
@@ -339,7 +343,7 @@ def test_cascade_points_at_the_root_and_recovers_without_flapping(
         graph = {n["id"]: n for n in map_graph(client)["nodes"]}
         return all((graph[n].get("because_of") or {}).get("target") == db_node
                    for n in (api_node, front_node)) and graph
-    graph = wait_for(explained, timeout=2 * RED_WITHIN, interval=0.2)
+    graph = wait_for(explained, timeout=TIMEOUT, interval=0.2)
     assert graph, map_graph(client)
     assert graph[db_node]["likely_cause"] and graph[db_node]["cause_rank"] == 1
     assert graph[api_node]["status"] in ("warning", "critical")
@@ -352,7 +356,7 @@ def test_cascade_points_at_the_root_and_recovers_without_flapping(
 
     db.start()
     restarted = time.monotonic()
-    assert wait_for(all_ok, timeout=OK_WITHIN, interval=0.2), {
+    assert wait_for(all_ok, timeout=TIMEOUT, interval=0.2), {
         t: entry_of(client, t) for t in targets}
     print(f"red after {red_after:.1f} s, ok after "
           f"{time.monotonic() - restarted:.1f} s")
