@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -109,9 +108,11 @@ def test_map_in_the_web_container_shows_the_connection_with_its_count(
 
     server = containers.run("httpd -f -p 80 -h /var/www")
     server_ip = containers.ip(server)
-    # The pause lets the collector learn both containers before they talk.
+    # It talks once told to (/tmp/go): when the map shows both containers,
+    # the collector knows them.
     client = containers.run(
-        f"sleep 3; for i in $(seq {CONNECTIONS}); do "
+        "until [ -e /tmp/go ]; do sleep 0.1; done; "
+        f"for i in $(seq {CONNECTIONS}); do "
         f"wget -q -O /dev/null http://{server_ip}/; done; sleep 600")
     source = container_node_id(stack["host"], client.id)
     target = container_node_id(stack["host"], server.id)
@@ -128,16 +129,26 @@ def test_map_in_the_web_container_shows_the_connection_with_its_count(
         page.goto(f"{stack['url']}/?level=container&focus={host_node_id(stack['host'])}")
         try:
             page.wait_for_function(
-                """([s, t]) => { const m = window.portolanMap;
-                    return !!m && m.summary().edges.some(
-                      (e) => e.source === s && e.target === t); }""",
-                arg=[source, target], timeout=30_000)
+                """(ids) => { const m = window.portolanMap;
+                    const on = new Set(m ? m.summary().nodes.map((n) => n.id) : []);
+                    return ids.every((id) => on.has(id)); }""",
+                arg=[source, target], timeout=60_000)
         except Exception:  # noqa: BLE001 - say what the map shows instead
             seen = page.evaluate("() => window.portolanMap?.summary()")
-            pytest.fail(f"no edge {source} -> {target} on the map: {seen}")
-        # The count settles once the client's last connect is reported.
-        time.sleep(2)
+            pytest.fail(f"{source} and {target} not both on the map: {seen}")
+        assert client.exec_run(["touch", "/tmp/go"]).exit_code == 0
+        # Until the client's last connect is reported: the edge's count.
+        try:
+            page.wait_for_function(
+                """([s, t, n]) => window.portolanMap.summary().edges.some(
+                      (e) => e.source === s && e.target === t
+                             && e.connections >= n)""",
+                arg=[source, target, CONNECTIONS], timeout=60_000)
+        except Exception:  # noqa: BLE001 - say what the map counted instead
+            seen = page.evaluate("() => window.portolanMap.summary().edges")
+            pytest.fail(f"no edge {source} -> {target} with {CONNECTIONS} "
+                        f"connections on the map: {seen}")
         edges = page.evaluate("() => window.portolanMap.summary().edges")
         browser.close()
     edge = next(e for e in edges if e["source"] == source and e["target"] == target)
-    assert edge["connections"] == CONNECTIONS
+    assert edge["connections"] == CONNECTIONS, edge
