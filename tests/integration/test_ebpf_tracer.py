@@ -764,6 +764,9 @@ def test_without_udp_tracing(ebpf_ready, program):
         tcp_only.close()
 
 
+LOST_FLOWS = 500
+
+
 def test_full_flow_map_is_counted_as_lost(ebpf_ready, program, tracer):
     from collector.ebpf.tracer import ConnectionTracer
 
@@ -773,13 +776,16 @@ def test_full_flow_map_is_counted_as_lost(ebpf_ready, program, tracer):
     try:
         small.read()
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for port in range(40000, 40010):
+        for port in range(40000, 40000 + LOST_FLOWS):
             udp.sendto(b"x", ("127.0.0.1", port))
         udp.close()
         reading = small.read()
         assert len(reading.flows) <= 2
-        assert reading.lost >= 10 - 2
-        assert small.read().lost == 0  # a delta, not a running total
+        assert reading.lost >= LOST_FLOWS - 2
+        # A delta, not a running total: the next read counts only what was lost
+        # since (other processes' traffic on a busy machine: some, never 500).
+        again = small.read().lost
+        assert again < LOST_FLOWS - 2, (again, reading.lost)
     finally:
         small.close()
 
