@@ -56,15 +56,20 @@ NODE_TTL = 3600
 
 
 def stored_containers(redis_url: str) -> int:
-    """Containers in the builder's stored container-level snapshot (0 if none)."""
+    """Containers in the builder's stored container-level snapshot (0 if none).
+
+    Marks the level watched: the builder keeps only levels someone reads
+    current, and the page is opened once the whole world is stored."""
     import json
 
     import redis
 
     from webapp.builder.keys import GraphKeys, decode_snapshot_blob
+    from webapp.builder.stored import mark_watched
 
     client = redis.Redis.from_url(redis_url)
     try:
+        mark_watched(client, GraphKeys(), "container")
         blob = client.get(GraphKeys().snapshot("container"))
     finally:
         client.close()

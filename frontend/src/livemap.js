@@ -38,6 +38,30 @@ const REVEAL_ZOOM = 0.8;
 // Aggregated edges are drawn far out: wider in model units to stay visible.
 const AGGREGATE_WIDTH = { host: 6, group: 30 };
 
+// Whether two Cytoscape data objects draw the same: every field but
+// ``attrs`` (what the hover card and the details panel read) is equal.
+function drawnAlike(shown, next) {
+  for (const key of Object.keys(next)) {
+    if (key !== "attrs" && shown[key] !== next[key]) return false;
+  }
+  return true;
+}
+
+// Give the object ``shown`` the fields of ``next`` in place: the hover card
+// reads figures that are not drawn without the element being restyled.
+function refreshAttrs(shown, next) {
+  if (!shown || !next || shown === next) return;
+  for (const key of Object.keys(shown)) if (!(key in next)) delete shown[key];
+  Object.assign(shown, next);
+}
+
+// The classes that style a fleet drawing's nodes by kind (fleet.js drawList).
+const KIND_CLASSES = ["frame", "tile", "group"];
+
+function drawnClasses(item) {
+  return { frame: ["frame"], tile: ["tile"], group: ["tile", "group"] }[item.kind] || [];
+}
+
 function rendererOptions(name) {
   // XXX: Cytoscape's WebGL renderer is experimental (3.31+); kept selectable
   // by ?renderer= for bench/map_render.py, not the default (see BENCHMARKS.md).
@@ -93,8 +117,9 @@ export class LiveMap {
     this.model = new FleetModel(); // what the server sent
     this.fleet = false; // whether only the visible part is drawn
     this.drawn = null; // {detail, box, zoom} of the last fleet drawing
-    this.drawnSource = new Map(); // drawn id -> the model object it shows
+    this.drawnItems = new Map(); // drawn id -> its drawList item (kind, source)
     this.redrawQueued = false;
+    this.choicesCache = null; // {model: version, values} of filterChoices
     this.onRedraw = null; // the page re-applies filters and search highlights
     this.cy.on("viewport", () => this.queueRedraw());
     // Where nodes were at each level, so going back finds them where they were.
@@ -109,7 +134,7 @@ export class LiveMap {
     this.model.clear();
     this.fleet = false;
     this.drawn = null;
-    this.drawnSource.clear();
+    this.drawnItems.clear();
   }
 
   // What the server sent: nodes and edges by id.
@@ -138,6 +163,14 @@ export class LiveMap {
   applySnapshot(graph) {
     const n = ((graph && graph.nodes) || []).length;
     this.setDense(n > DENSE_NODES || this.wantsFleet(n));
+    if (this.model.nodes.size === 0 && this.wantsFleet(n)) {
+      // A fleet's first snapshot goes into the model as it came: diffing
+      // 60,000 records against nothing only copies them.
+      this.model.fill(graph);
+      if (!this.fleet) return this.switchDrawing(true);
+      this.redraw(true);
+      return false;
+    }
     const sorted = {
       nodes: [...((graph && graph.nodes) || [])].sort((a, b) => (a.id < b.id ? -1 : 1)),
       links: (graph && graph.links) || [],
@@ -224,7 +257,7 @@ export class LiveMap {
   // From drawing everything to drawing by level of detail, or back.
   switchDrawing(fleet) {
     this.cy.elements().remove();
-    this.drawnSource.clear();
+    this.drawnItems.clear();
     this.drawn = null;
     this.fleet = fleet;
     if (fleet) {
@@ -256,19 +289,21 @@ export class LiveMap {
 
   // Draw what the viewport shows at its zoom. Unless ``force`` (the model
   // changed), nothing happens while the view stays inside the drawn box at
-  // the same detail: the margin around it is the hysteresis.
+  // the same detail (tiles: everywhere; containers: the margin around the
+  // view is the hysteresis).
   redraw(force) {
     const cy = this.cy;
     const zoom = cy.zoom();
     const extent = cy.extent();
     const detail = this.model.detailAt(zoom);
     const last = this.drawn;
-    if (!force && last && last.detail === detail && zoom < 2 * last.zoom &&
+    if (!force && last && last.detail === detail &&
+        (detail !== "container" || zoom < 2 * last.zoom) &&
         extent.x1 >= last.box.x1 && extent.x2 <= last.box.x2 &&
         extent.y1 >= last.box.y1 && extent.y2 <= last.box.y2) {
       return;
     }
-    const box = this.model.drawBox(extent);
+    const box = this.model.drawBox(extent, detail);
     const list = this.model.drawList(detail, box);
     const wanted = new Map();
     for (const item of list.nodes) wanted.set(item.id, item);
@@ -280,9 +315,9 @@ export class LiveMap {
         for (const item of items) {
           const ele = cy.getElementById(item.id);
           if (ele.nonempty()) {
-            if (this.drawnSource.get(item.id) !== item.source) {
-              ele.data(this.drawnData(item, detail));
-              if (item.position) ele.position(item.position);
+            const shown = this.drawnItems.get(item.id);
+            if (!shown || shown.source !== item.source || shown.kind !== item.kind) {
+              this.redrawElement(ele, item, detail);
             }
           } else {
             fresh.push(this.drawnElement(item, detail));
@@ -291,10 +326,29 @@ export class LiveMap {
         cy.add(fresh.splice(0));
       }
     });
-    this.drawnSource = new Map([...wanted].map(([id, item]) => [id, item.source]));
+    this.drawnItems = wanted;
     this.drawn = { detail, box, zoom };
     this.matchRendererToSize();
     if (this.onRedraw) this.onRedraw();
+  }
+
+  // Bring a drawn element to its model item. Restyling (what makes Cytoscape
+  // draw it again) only when something drawn changed: a diff of figures no
+  // tile shows (rates below its label's precision, metrics) costs nothing.
+  redrawElement(ele, item, detail) {
+    // A host is a tile far out and a frame closer in, under one id.
+    const classes = drawnClasses(item);
+    for (const name of KIND_CLASSES) {
+      if (ele.hasClass(name) !== classes.includes(name)) ele.toggleClass(name, classes.includes(name));
+    }
+    const data = this.drawnData(item, detail);
+    const shown = ele.data();
+    if (drawnAlike(shown, data)) refreshAttrs(shown.attrs, data.attrs);
+    else ele.data(data);
+    // A host's frame grows with its containers: its centre moves.
+    const want = item.position || (item.frame && { x: item.frame.x, y: item.frame.y });
+    const p = ele.position();
+    if (want && (p.x !== want.x || p.y !== want.y)) ele.position({ x: want.x, y: want.y });
   }
 
   drawnElement(item, detail) {
@@ -302,7 +356,7 @@ export class LiveMap {
     if (item.kind === "edge" || item.kind === "aggregate") {
       return { group: "edges", data, classes: item.kind === "aggregate" ? "aggregate" : "" };
     }
-    const classes = { frame: "frame", tile: "tile", group: "tile group" }[item.kind] || "";
+    const classes = drawnClasses(item).join(" ");
     const position = item.frame ? { x: item.frame.x, y: item.frame.y } : { ...item.position };
     return { group: "nodes", data, classes, position };
   }
@@ -360,8 +414,12 @@ export class LiveMap {
     return cy.getElementById(id);
   }
 
-  // The filter menus' values among every container held.
+  // The filter menus' values among every container held (a fresh copy,
+  // counted again only when the model changed).
   filterChoices() {
+    const copy = (v) => ({ ns: new Set(v.ns), project: new Set(v.project), image: new Set(v.image) });
+    const cached = this.choicesCache;
+    if (cached && cached.model === this.model.version) return copy(cached.values);
     const values = { ns: new Set(), project: new Set(), image: new Set() };
     for (const node of this.model.nodes.values()) {
       if (node.type !== "container") continue;
@@ -370,7 +428,8 @@ export class LiveMap {
       if (data.project) values.project.add(data.project);
       if (data.image) values.image.add(data.image);
     }
-    return values;
+    this.choicesCache = { model: this.model.version, values };
+    return copy(values);
   }
 
   // What the view draws now, for tests and the benchmark.
