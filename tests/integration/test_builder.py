@@ -154,6 +154,13 @@ async def _read_frame(reader) -> tuple[bool, int, bytes]:
     return fin, opcode, await reader.readexactly(length)
 
 
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    """A short control frame from the client (masked, as a client must)."""
+    mask = os.urandom(4)
+    return (bytes([0x80 | opcode, 0x80 | len(payload)]) + mask
+            + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
 async def open_map(port: int, cookie: str, level: str = "container",
                    decode: bool = True):
     """A minimal WebSocket client on the map socket (text and binary frames
@@ -178,6 +185,11 @@ async def open_map(port: int, cookie: str, level: str = "container",
             fin, opcode, data = await _read_frame(reader)
             if opcode == 8:
                 return
+            if opcode == 9:  # Daphne pings every 20 s and closes unanswered
+                writer.write(_client_frame(0xA, data))
+                continue
+            if opcode > 8:
+                continue
             if opcode in (1, 2):  # a message's first frame
                 binary = opcode == 2
             parts.append(data)
