@@ -50,9 +50,21 @@ EMPTY_RAW_HOOKS = ("sock:inet_sock_set_state", "fib:fib_table_lookup",
                    "sock:sock_recv_length")
 
 
-def programs() -> dict[int, dict]:
+def programs(ids: set[int]) -> dict[int, dict]:
+    """bpftool's account of the programs ``ids`` (only ours: other processes on
+    this machine may load programs of the same names)."""
     out = subprocess.check_output(["bpftool", "-j", "prog", "show"])
-    return {p["id"]: p for p in json.loads(out)}
+    return {p["id"]: p for p in json.loads(out) if p["id"] in ids}
+
+
+def program_ids(bpf) -> set[int]:
+    """The ids of the programs a bcc BPF object loaded (from their fds)."""
+    ids = set()
+    for fn in bpf.funcs.values():
+        info = Path(f"/proc/self/fdinfo/{fn.fd}").read_text()
+        ids.update(int(line.split()[1]) for line in info.splitlines()
+                   if line.startswith("prog_id:"))
+    return ids
 
 
 class EmptyRaw:
@@ -93,11 +105,12 @@ def measure(client, ip: str, spec: str, seconds: float) -> dict[str, tuple]:
     """program name -> (ns per connection, runs per connection) for one load."""
     loaded = load(spec)
     try:
+        ids = program_ids(loaded._bpf)
         time.sleep(1)
-        before = programs()
+        before = programs(ids)
         load_container, result = run_load(client, ip, seconds, 0, 2)
         load_container.remove(force=True)
-        after = programs()
+        after = programs(ids)
     finally:
         loaded.close()
     n = result["connections"]
