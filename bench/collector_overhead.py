@@ -199,7 +199,7 @@ def counted_connections(client, container_id: str, server_ip: str) -> int:
     node = container_node_id(HOST_ID, container_id)
     total = 0
     fields = HostFlowFields(HOST_ID, [c.decode() for c in client.hkeys(
-        Keys().containers(HOST_ID))])
+        Keys().containers(HOST_ID))], client.hgetall(Keys().ids(HOST_ID)))
     for field, value in client.hgetall(Keys().flows(HOST_ID)).items():
         key, counter = fields.parse(field.decode())
         if (counter == "connections" and key.node == node and key.ip == server_ip

@@ -18,11 +18,15 @@ id, when it stays whole; anything else (another host's node) is the whole
 node id, which holds ``:`` where a short node never does. An IPv4 flow's
 field is at most 42 bytes, an IPv6 one at most 66.
 
-Reading a short id back needs the host's container ids (its ``containers``
-hash): the one id it starts. One it does not resolve (the container is gone
-from the records, or two containers now share the short id the field was
-written with before the second came) stays the node ``container:{host}:
-{short id}``: its counts are never given to the wrong container.
+The collector writes every short id it uses into the host's ``ids`` hash
+(short -> whole id, in the same transaction, with the flows' TTL), and never
+gives a short id already there to another container: a field is read back
+with that hash, so a container gone from the records keeps its id, and a
+short id taken before a second container came with it keeps meaning the
+first. Without an entry there (a hash lost with Redis) the host's records
+resolve it, when exactly one of them starts with it; else it stays the node
+``container:{host}:{short id}``: its counts are never given to the wrong
+container.
 
 The parser also takes canonical fields, so hashes written by a collector of
 the version before are read as they were.
@@ -84,38 +88,46 @@ _DOCKER_ID = re.compile(r"^[0-9a-f]{64}$")
 SHORT_ID = 12
 
 
-def short_container_ids(container_ids) -> dict[str, str]:
+def short_container_ids(container_ids, taken=None) -> dict[str, str]:
     """Container id -> the id its fields carry: a Docker id's first 12 hex
-    digits unless that would name two of the host's containers.
+    digits unless that would name two of the host's containers, or ``taken``
+    (short -> whole ids given out before) gives it to another.
 
-    >>> a, b, c = "ab" * 32, "ab" * 6 + "cd" * 26, "ef" * 32
-    >>> short_container_ids([a, b, c, "web"]) == {
-    ...     a: a, b: b, c: "ef" * 6, "web": "web"}
+    >>> a, b, c, d = "ab" * 32, "ab" * 6 + "cd" * 26, "ef" * 32, "12" * 32
+    >>> short_container_ids([a, b, c, d, "web"], {"12" * 6: "12" * 6 + "0" * 52}
+    ...                     ) == {a: a, b: b, c: "ef" * 6, d: d, "web": "web"}
     True
     """
     ids = set(container_ids)
+    taken = taken or {}
     by_short: dict[str, list[str]] = {}
     for cid in ids:
         if _DOCKER_ID.match(cid):
             by_short.setdefault(cid[:SHORT_ID], []).append(cid)
     out = {cid: cid for cid in ids}
     for short, full in by_short.items():
-        if len(full) == 1 and short not in ids:
+        if (len(full) == 1 and short not in ids
+                and taken.get(short, full[0]) == full[0]):
             out[full[0]] = short
     return out
 
 
 class HostFlowFields:
     """Makes and parses the field names of one host's live flow hashes, given
-    the ids of its containers (what short container ids resolve against)."""
+    the ids of its containers and its ``ids`` hash (``taken``: short id ->
+    whole id), which short container ids resolve against."""
 
     __slots__ = ("host_id", "_short", "_full", "_names", "_keys", "_host_node",
                  "_container_prefix", "_process_prefix", "_warned")
 
-    def __init__(self, host_id: str, container_ids=()):
+    def __init__(self, host_id: str, container_ids=(), taken=None):
         self.host_id = schema.validate_host_id(host_id)
-        self._short = short_container_ids(container_ids)
-        self._full = {short: cid for cid, short in self._short.items()}
+        taken = _decoded(taken)
+        current = short_container_ids(container_ids, taken)
+        # Whole id -> the id its fields carry; a container gone from the
+        # records keeps the short id it had.
+        self._short = {**{cid: short for short, cid in taken.items()}, **current}
+        self._full = {**taken, **{short: cid for cid, short in current.items()}}
         self._names: dict[tuple[FlowKey, str], str] = {}
         self._keys: dict[str, FlowKey] = {}
         self._host_node = schema.host_node_id(host_id)
@@ -147,6 +159,11 @@ class HostFlowFields:
         if key is None:
             key = self._keys[flow] = self._flow_key(flow, name)
         return key, counter
+
+    def short_ids(self) -> dict[str, str]:
+        """Short id -> whole id of the containers whose fields carry a short
+        id: what the host's ``ids`` hash must hold."""
+        return {short: cid for cid, short in self._short.items() if short != cid}
 
     def canonical(self, name: str) -> str:
         """A live hash's field in the canonical form (history, captures)."""
@@ -197,18 +214,28 @@ class HostFlowFields:
 
 
 @functools.lru_cache(maxsize=4096)
-def _cached_fields(host_id: str, container_ids: tuple[str, ...]) -> HostFlowFields:
-    return HostFlowFields(host_id, container_ids)
+def _cached_fields(host_id: str, container_ids: tuple[str, ...],
+                   taken: tuple[tuple[str, str], ...]) -> HostFlowFields:
+    return HostFlowFields(host_id, container_ids, dict(taken))
 
 
-def host_flow_fields(host_id: str, container_ids) -> HostFlowFields:
-    """The host's ``HostFlowFields`` for this set of containers, kept while the
-    set stays the same (its made and parsed names are kept with it)."""
-    return _cached_fields(host_id, tuple(sorted(container_ids)))
+def host_flow_fields(host_id: str, container_ids, taken=None) -> HostFlowFields:
+    """The host's ``HostFlowFields`` for these containers and ``ids`` hash
+    (``taken``, str or bytes), kept while they stay the same (its made and
+    parsed names are kept with it)."""
+    return _cached_fields(host_id, tuple(sorted(container_ids)),
+                          tuple(sorted(_decoded(taken).items())))
 
 
-def canonical_flow_fields(host_id: str, container_ids, raw: dict, kind=int
-                          ) -> dict:
+def _decoded(taken) -> dict[str, str]:
+    if not taken:
+        return {}
+    return {(k.decode() if isinstance(k, bytes) else k):
+            (v.decode() if isinstance(v, bytes) else v) for k, v in taken.items()}
+
+
+def canonical_flow_fields(host_id: str, container_ids, raw: dict, kind=int,
+                          taken=None) -> dict:
     """A live hash as read (``HGETALL``) with canonical fields and ``kind``
     values, for what keeps canonical fields (captures); a field that does not
     parse is logged and left out.
@@ -216,7 +243,7 @@ def canonical_flow_fields(host_id: str, container_ids, raw: dict, kind=int
     >>> canonical_flow_fields("h1", [], {b"h\\to\\t10.0.0.2\\t53\\tu\\tds": b"3"})
     {'host:h1\\tout\\t10.0.0.2\\t53\\tudp\\tdatagrams_sent': 3}
     """
-    fields = host_flow_fields(host_id, container_ids)
+    fields = host_flow_fields(host_id, container_ids, taken)
     out: dict = {}
     for name, value in raw.items():
         try:

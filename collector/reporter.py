@@ -175,8 +175,10 @@ class RedisReporter:
         h = self.history
         self.tiers = (HistoryTier("fine", h.step, h.fine),
                       HistoryTier("coarse", h.coarse_step, h.window))
-        # The host's flow totals as Redis holds them (None: to be read).
+        # The host's flow totals as Redis holds them (None: to be read), and
+        # its ids hash (short container id -> whole id), read with them.
         self.totals: Counter | None = None
+        self.short_ids: dict[str, str] = {}
         self._keyframe_at = 0.0
         self._last_written: float | None = None  # time.monotonic()
         self.connected = True
@@ -252,9 +254,12 @@ class RedisReporter:
         whose short container ids its containers hash resolves)."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hkeys(self.keys.containers(host_id))
+        pipe.hgetall(self.keys.ids(host_id))
         pipe.hgetall(self.keys.flows(host_id))
-        container_ids, raw = pipe.execute()
-        fields = HostFlowFields(host_id, [c.decode() for c in container_ids])
+        container_ids, ids, raw = pipe.execute()
+        self.short_ids = {k.decode(): v.decode() for k, v in ids.items()}
+        fields = HostFlowFields(host_id, [c.decode() for c in container_ids],
+                                self.short_ids)
         totals: Counter = Counter()
         for name, value in raw.items():
             try:
@@ -344,7 +349,10 @@ class RedisReporter:
             rates = flow_rates(report.flows, report.interval)
         # The live hashes' fields are short (collector.flow_fields); history
         # keeps the canonical ones.
-        fields = host_flow_fields(host_id, [c.id for c in report.containers])
+        fields = host_flow_fields(host_id, [c.id for c in report.containers],
+                                  self.short_ids)
+        new_ids = {short: cid for short, cid in fields.short_ids().items()
+                   if self.short_ids.get(short) != cid}
         pipe = self.client.pipeline(transaction=True)
         # GETSET, not SET ... GET: Redis before 6.2 has only the former.
         pipe.getset(k.applied(host_id), sent.batch_id)
@@ -371,6 +379,9 @@ class RedisReporter:
             if delta:
                 pipe.hincrby(flows_key, fields.name(flow, counter), delta)
         pipe.expire(flows_key, self.flow_ttl)
+        if new_ids:
+            pipe.hset(k.ids(host_id), mapping=new_ids)
+        pipe.expire(k.ids(host_id), self.flow_ttl)
         for tier in self.tiers:
             if tier.name not in sent.snapshots:
                 continue
@@ -393,7 +404,9 @@ class RedisReporter:
                     for (f, c), v in self.totals.items() if v > 0}}): now})
                 pipe.zremrangebyscore(key, "-inf", now - keep)
                 pipe.expire(key, int(keep) + 60)
-        return pipe.execute()[0]
+        previous = pipe.execute()[0]
+        self.short_ids.update(new_ids)
+        return previous
 
     def _announce(self, host_id: str, now: float) -> None:
         """List the host as live and tell the web tier, once its keys are in.

@@ -29,6 +29,9 @@ Redis.
                                    lose an update; TTL refreshed on every write
 ``P:rates:{host}``          HASH  flow field -> per-second rate over the last
                                    interval (float), replaced on every report
+``P:ids:{host}``            HASH  short container id -> whole id, for the short
+                                   ids the two hashes above hold
+                                   (``collector.flow_fields``); TTL as flows
 ``P:history:{host}:fine``   ZSET  score unix time, member zstd-compressed JSON
                                    snapshot of the host (``ts``; records; the
                                    step's ``counts`` since ``since``, the previous
@@ -437,6 +440,9 @@ class Keys:
 
     def applied(self, host_id: str) -> str:
         return f"{self.prefix}:applied:{self._tag(host_id)}"
+
+    def ids(self, host_id: str) -> str:
+        return f"{self.prefix}:ids:{self._tag(host_id)}"
 
 
 @functools.cache

@@ -152,6 +152,7 @@ class HostReader:
         pipe.hgetall(k.addrs(host_id))
         pipe.hgetall(k.flows(host_id))
         pipe.hgetall(k.rates(host_id))
+        pipe.hgetall(k.ids(host_id))
         for tier in HISTORY_TIERS:
             if progress is None:
                 pipe.zrange(k.history(host_id, tier), -1, -1, withscores=True)
@@ -159,17 +160,17 @@ class HostReader:
                 pipe.zrangebyscore(k.history(host_id, tier),
                                    f"({progress.snapshot_ts[tier]!r}", "+inf",
                                    withscores=True)
-        raw_host, containers, addrs, flows, rates, *tiers = pipe.execute()
+        raw_host, containers, addrs, flows, rates, ids, *tiers = pipe.execute()
         if raw_host is None:
             return []
         # Captures keep canonical flow fields, as history does.
         cids = [c.decode() for c in containers]
-        totals = canonical_flow_fields(host_id, cids, flows)
+        totals = canonical_flow_fields(host_id, cids, flows, int, ids)
         live = Report(
             ts=ts, host=HostRecord.from_json(raw_host),
             containers=[ContainerRecord.from_json(v) for v in containers.values()],
             addrs=_decode_map(addrs),
-            rates=canonical_flow_fields(host_id, cids, rates, float),
+            rates=canonical_flow_fields(host_id, cids, rates, float, ids),
         )
         if progress is None:
             # The host's first report: what it had counted so far is the base;
@@ -356,9 +357,10 @@ def _host_history(client: redis.Redis, keys: Keys, host_id: str, since: float,
     pipe = client.pipeline(transaction=False)
     pipe.hkeys(keys.containers(host_id))
     pipe.hgetall(keys.flows(host_id))
-    container_ids, flows = pipe.execute()
+    pipe.hgetall(keys.ids(host_id))
+    container_ids, flows, ids = pipe.execute()
     totals = canonical_flow_fields(host_id, [c.decode() for c in container_ids],
-                                   flows)
+                                   flows, int, ids)
     reports = []
     previous = None
     for score, snap in snapshots:

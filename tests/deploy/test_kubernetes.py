@@ -105,7 +105,7 @@ def test_the_daemonset_pod_spec_as_docker_run_traces_a_connection(
         def connections() -> int:
             total = 0
             fields = HostFlowFields(host, [c.decode() for c in redis_client.hkeys(
-                keys.containers(host))])
+                keys.containers(host))], redis_client.hgetall(keys.ids(host)))
             for field, value in redis_client.hgetall(keys.flows(host)).items():
                 key, counter = fields.parse(field.decode())
                 if (key.node, key.ip, key.port, counter) == (

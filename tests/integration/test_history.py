@@ -146,7 +146,8 @@ def test_a_past_view_has_the_totals_the_live_map_had(redis_backend):
         assert rep.report(report("h", containers, deltas), now=t0 + t)
         live_at[t0 + t] = canonical_flow_fields(
             "h", [c.decode() for c in redis_client.hkeys(KEYS.containers("h"))],
-            redis_client.hgetall(KEYS.flows("h")))
+            redis_client.hgetall(KEYS.flows("h")), int,
+            redis_client.hgetall(KEYS.ids("h")))
     checked += check(range(201, 400, 3))
     assert checked > 100
 

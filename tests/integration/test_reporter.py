@@ -232,3 +232,26 @@ def test_vanished_host_leaves_the_live_graph(redis_backend):
     rep.report(report_for("hostA", "ca", "10.9.0.1"), now=1000.0)
     assert read_state(redis_client, KEYS, ttl=ttl, now=1000.5).hosts
     assert not read_state(redis_client, KEYS, ttl=ttl, now=1002.0).hosts
+
+
+def test_a_containers_flows_keep_its_whole_id_after_its_record_is_gone(
+        redis_backend):
+    """Docker ids go into the flow hashes short; the host's ids hash keeps
+    them whole for every reader, after the container's record has gone too,
+    and for a collector that starts again."""
+    url, redis_client = redis_backend
+    cid = "9c" * 32
+    key = FlowKey(container_node_id("hostG", cid), "out", "10.9.0.2", 80)
+    rep = RedisReporter(reporter_client(url), KEYS)
+    assert rep.report(report_for("hostG", cid, "10.9.0.1", {(key, "connections"): 2}))
+    assert redis_client.hgetall(KEYS.ids("hostG")) == {cid[:12].encode(): cid.encode()}
+    assert all(cid.encode() not in f for f in redis_client.hkeys(KEYS.flows("hostG")))
+    gone = report_for("hostG", cid, "10.9.0.1", {(key, "connections"): 3})
+    gone.containers = []
+    assert rep.report(gone)
+    again = RedisReporter(reporter_client(url), KEYS)  # a restarted collector
+    gone.flows = Counter({(key, "connections"): 5})
+    assert again.report(gone)
+    state = read_state(redis_client, KEYS, ttl=1e12)
+    assert state.flows == {("hostG", key): {"connections": 10}}
+    assert redis_client.hlen(KEYS.flows("hostG")) == 1

@@ -82,9 +82,25 @@ def test_short_ids_that_would_name_two_containers_stay_whole():
         assert cid in name and fields.parse(name)[0] == key
 
 
-def test_a_short_id_written_before_its_collision_is_never_given_to_either(caplog):
-    """A's field was written short; then B came with the same short id: the
-    counts stay on a node of the short id, and the log says why."""
+def test_the_ids_hash_keeps_a_short_id_meaning_its_first_container():
+    """A's field was written short; then B came with the same short id: with
+    the host's ids hash the field is still A's, and B's fields are whole."""
+    key_a = FlowKey(container_node_id("h1", A), "out", "10.0.0.2", 80)
+    first = HostFlowFields("h1", [A])
+    written = first.name(key_a, "connections")
+    assert first.short_ids() == {A[:12]: A}
+    later = HostFlowFields("h1", [A, B], taken={A[:12].encode(): A.encode()})
+    assert later.parse(written) == (key_a, "connections")
+    key_b = FlowKey(container_node_id("h1", B), "out", "10.0.0.2", 80)
+    assert later.parse(later.name(key_b, "connections"))[0] == key_b
+    assert B in later.name(key_b, "connections")
+    # B alone, A gone: its short id is taken, so B's fields stay whole.
+    alone = HostFlowFields("h1", [B], taken={A[:12]: A})
+    assert B in alone.name(key_b, "connections")
+    assert alone.parse(written)[0] == key_a
+
+
+def test_without_the_ids_hash_a_colliding_short_id_is_given_to_neither(caplog):
     written = HostFlowFields("h1", [A]).name(
         FlowKey(container_node_id("h1", A), "out", "10.0.0.2", 80), "connections")
     with caplog.at_level(logging.WARNING, "portolan.collector.flow_fields"):
@@ -93,14 +109,19 @@ def test_a_short_id_written_before_its_collision_is_never_given_to_either(caplog
     assert "names 2 containers" in caplog.text
 
 
-def test_a_gone_containers_fields_keep_what_they_hold():
+def test_a_gone_containers_fields_keep_its_id():
     key = FlowKey(container_node_id("h1", A), "out", "10.0.0.2", 80)
     short = HostFlowFields("h1", [A]).name(key, "connections")
-    gone = HostFlowFields("h1", [])
-    # Written while its record was there: the short id is all there is.
-    assert gone.parse(short)[0].node == container_node_id("h1", A[:12])
-    # Written without its record: whole, and read back whole.
-    assert gone.parse(gone.name(key, "connections"))[0] == key
+    gone = HostFlowFields("h1", [], taken={A[:12]: A})
+    # Read back, and written again, under the short id it had.
+    assert gone.parse(short)[0] == key
+    assert gone.name(key, "connections") == short
+    # Neither its record nor the ids hash: the short id is all there is.
+    assert HostFlowFields("h1", []).parse(short)[0].node == container_node_id(
+        "h1", A[:12])
+    # Written without its record nor an id: whole, and read back whole.
+    lost = HostFlowFields("h1", [])
+    assert lost.parse(lost.name(key, "connections"))[0] == key
 
 
 @pytest.mark.parametrize("name", [

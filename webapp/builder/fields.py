@@ -6,8 +6,8 @@ counters all move, parsing each name again every second was most of the
 builder's reading. ``HostFields`` parses a name the first time it is seen,
 through ``webapp.topology.store.parse_flows`` (the one parser of the format,
 ``collector.flow_fields``), and after that only looks it up. Short container
-ids resolve against the host's containers, so a host whose set of containers
-changes starts a new ``HostFields``.
+ids resolve against the host's ``ids`` hash and containers, so a host whose
+set of containers or short ids changes starts a new ``HostFields``.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ _SKIPPED = ()  # a field that does not parse (logged once, when first seen)
 class HostFields:
     """One host's flow field names: field -> (FlowKey, counter)."""
 
-    __slots__ = ("host_id", "containers", "parsed")
+    __slots__ = ("host_id", "containers", "ids", "parsed")
 
-    def __init__(self, host_id: str, containers):
+    def __init__(self, host_id: str, containers, ids=None):
         self.host_id = host_id
         self.containers = frozenset(containers)  # the ids they resolve against
+        self.ids = ids or {}  # the host's ids hash: short id -> whole id
         self.parsed: dict[bytes, tuple] = {}
 
     def flows(self, raw: dict[bytes, bytes], kind=int) -> dict:
@@ -70,7 +71,8 @@ class HostFields:
         return {key: tuple(names) for key, names in out.items()}
 
     def _parse(self, name: bytes) -> tuple:
-        one = parse_flows(self.host_id, {name: b"0"}, int, self.containers)
+        one = parse_flows(self.host_id, {name: b"0"}, int, self.containers,
+                          self.ids)
         for key, counters in one.items():
             for counter in counters:
                 return key, counter

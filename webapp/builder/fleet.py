@@ -80,6 +80,7 @@ class Fleet:
         wanted = {}
         for host_id, new in parts.items():
             old = self.raw.get(host_id)
+            self.raw[host_id] = new  # (its ids resolve the fields read next)
             self._update_records(host_id, old, new, change)
             changed_rates = self._update_rates(host_id, new.rates)
             known = self.fields.get(host_id)
@@ -100,7 +101,6 @@ class Fleet:
             elif names:
                 wanted[host_id] = names
                 change.flows.update((host_id, key) for key in changed_rates)
-            self.raw[host_id] = new
         wanted = {h: f for h, f in wanted.items() if f is None or f}
         if wanted:
             got = read_flow_fields(client, keys, wanted)
@@ -162,10 +162,13 @@ class Fleet:
         containers = self.state.containers.get(host_id, {})
         parser = self.parsers.get(host_id)
         raw = self.raw.get(host_id)
+        ids = raw.ids if raw else {}
         if (parser is None or parser.containers != containers.keys()
+                or parser.ids != ids
                 or len(parser.parsed) > 2 * (raw.flow_fields if raw else 0) + 1024):
-            # New containers resolve short ids anew; flows come and go.
-            parser = self.parsers[host_id] = HostFields(host_id, containers)
+            # New containers (or short ids) resolve short ids anew; flows
+            # come and go.
+            parser = self.parsers[host_id] = HostFields(host_id, containers, ids)
         return parser
 
     def _update_rates(self, host_id: str, raw: dict[bytes, bytes]) -> set:

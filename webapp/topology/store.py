@@ -76,10 +76,11 @@ def read_state(
         pipe.hgetall(keys.addrs(host_id))
         pipe.hgetall(keys.flows(host_id))
         pipe.hgetall(keys.rates(host_id))
+        pipe.hgetall(keys.ids(host_id))
     results = pipe.execute()
     for i, (host_id, seen) in enumerate(hosts.items()):
-        raw_host, raw_containers, raw_addrs, raw_flows, raw_rates = results[
-            5 * i : 5 * i + 5
+        raw_host, raw_containers, raw_addrs, raw_flows, raw_rates, ids = results[
+            6 * i : 6 * i + 6
         ]
         state.last_seen[host_id] = seen
         state.hosts[host_id] = _host_record(host_id, raw_host)
@@ -88,9 +89,9 @@ def read_state(
             a.decode(): t.decode() for a, t in raw_addrs.items()
         }
         cids = state.containers[host_id]
-        for key, counters in _flows(host_id, raw_flows, int, cids).items():
+        for key, counters in _flows(host_id, raw_flows, int, cids, ids).items():
             state.flows[(host_id, key)] = counters
-        for key, rates in _flows(host_id, raw_rates, float, cids).items():
+        for key, rates in _flows(host_id, raw_rates, float, cids, ids).items():
             state.rates[(host_id, key)] = rates
     return state
 
@@ -234,13 +235,13 @@ def _containers(host_id: str, raw: dict[bytes, bytes]) -> dict[str, ContainerRec
 
 
 def _flows(host_id: str, raw: dict[bytes | str, bytes | str | int | float],
-           kind=int, container_ids=()) -> dict[FlowKey, dict]:
+           kind=int, container_ids=(), ids=None) -> dict[FlowKey, dict]:
     """FlowKey -> counter -> value from flow fields: a live hash's short ones
-    (``container_ids``, the host's, resolve their short container ids) or
-    canonical ones (history). Two fields of one counter (a hash written by
-    two collector versions) add up."""
+    (the host's ``ids`` hash and ``container_ids`` resolve their short
+    container ids) or canonical ones (history). Two fields of one counter (a
+    hash written by two collector versions) add up."""
     flows: dict[FlowKey, dict] = defaultdict(dict)
-    fields = host_flow_fields(host_id, container_ids)
+    fields = host_flow_fields(host_id, container_ids, ids)
     for name, value in raw.items():
         try:
             key, counter = fields.parse(
@@ -299,6 +300,7 @@ class HostKeys:
     addrs: dict[bytes, bytes]
     rates: dict[bytes, bytes]
     flow_fields: int  # HLEN of the flows hash: a new flow or counter grows it
+    ids: dict[bytes, bytes]  # short container id -> whole id (flow fields')
 
 
 def read_hosts(client: redis.Redis, keys: Keys, host_ids) -> dict[str, HostKeys]:
@@ -312,9 +314,10 @@ def read_hosts(client: redis.Redis, keys: Keys, host_ids) -> dict[str, HostKeys]
         pipe.hgetall(keys.addrs(host_id))
         pipe.hgetall(keys.rates(host_id))
         pipe.hlen(keys.flows(host_id))
+        pipe.hgetall(keys.ids(host_id))
     results = pipe.execute()
     return {
-        host_id: HostKeys(*results[5 * i: 5 * i + 5])
+        host_id: HostKeys(*results[6 * i: 6 * i + 6])
         for i, host_id in enumerate(host_ids)
     }
 
@@ -353,7 +356,8 @@ def parse_containers(host_id: str, raw: dict[bytes, bytes]
 
 
 def parse_flows(host_id: str, raw: dict[bytes, bytes], kind=int,
-                container_ids=()) -> dict[FlowKey, dict]:
+                container_ids=(), ids=None) -> dict[FlowKey, dict]:
     """FlowKey -> counter -> value, from raw flow (or rate) fields; the
-    host's ``container_ids`` resolve a live hash's short container ids."""
-    return _flows(host_id, raw, kind, container_ids)
+    host's ``ids`` hash and ``container_ids`` resolve a live hash's short
+    container ids."""
+    return _flows(host_id, raw, kind, container_ids, ids)
