@@ -76,7 +76,7 @@ def test_a_shifted_field_fails_the_self_test_and_falls_back(fields, name, by, na
                                                             caplog):
     from collector.ebpf.tracer import ConnectionTracer
 
-    if name.startswith(("SK_V6", "FL6")):
+    if name.startswith(("SK_V6", "FL6", "FIB6")):
         require(os.path.exists("/proc/net/if_inet6"), "no IPv6")
     with caplog.at_level(logging.WARNING, logger="portolan.collector.ebpf"):
         tracer = ConnectionTracer(fields=fields.shifted(name, by))
