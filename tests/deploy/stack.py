@@ -17,7 +17,7 @@ CHECKOUT = (
     "Dockerfile.collector", "Dockerfile.web", "Dockerfile.redis", ".dockerignore",
     "docker-compose.yml", ".env.example", "README.md", "pyproject.toml",
     "manage.py", "scripts", "collector", "webapp", "templates", "static",
-    "frontend", "build",
+    "frontend", "build", "deploy",
 )
 
 
