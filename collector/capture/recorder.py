@@ -7,7 +7,10 @@ report snapshotted, so a replay writes the same history at the same times.
 Past: a window of the history tiers, one record per snapshot.
 
 The first record of each host also carries the counters it had before
-(``Report.base``): a replay then reaches the same totals.
+(``Report.base``): a replay then reaches the same totals. What a record adds
+is followed per field of the live flows hash as written: a field's canonical
+name can change between reads (a short container id that no longer resolves
+once its container is gone), its counter does not.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import redis
 
 from collector.capture.format import HISTORY_TIERS, Event, Report
-from collector.flow_fields import canonical_flow_fields
+from collector.flow_fields import canonical_flow_fields, host_flow_fields
 from collector.schema import (
     ContainerRecord,
     HostRecord,
@@ -37,7 +41,13 @@ from collector.schema import (
     validate_host_id,
 )
 
-__all__ = ["ContainerFilter", "HostReader", "history_records", "record_live"]
+__all__ = [
+    "ContainerFilter",
+    "HostKeysRead",
+    "HostReader",
+    "history_records",
+    "record_live",
+]
 
 log = logging.getLogger("portolan.capture.recorder")
 
@@ -103,7 +113,9 @@ def _decode_map(raw: dict[bytes, bytes]) -> dict[str, str]:
 class _HostProgress:
     """What a capture has written of one host so far."""
 
-    emitted: dict[str, int]  # flow field -> total the records add up to
+    # live flows hash field (as the collector wrote it) -> the total the
+    # records add up to
+    emitted: dict[str, int]
     last_ts: float
     # tier -> unix time of its latest snapshot seen, and what the records
     # added since (the counts the next snapshot of that tier must hold)
@@ -111,14 +123,80 @@ class _HostProgress:
     since_snapshot: dict[str, Counter] = field(default_factory=dict)
 
 
+class HostKeysRead(NamedTuple):
+    """One atomic read of a host's keys, as Redis answers it."""
+
+    host: bytes | None
+    containers: dict[bytes, bytes]
+    addrs: dict[bytes, bytes]
+    flows: dict[bytes, bytes]
+    rates: dict[bytes, bytes]
+    ids: dict[bytes, bytes]
+    tiers: list  # per HISTORY_TIERS: (snapshot blob, time) rows
+
+
 def _grown(totals: dict[str, int], emitted: dict[str, int]) -> dict[str, int]:
-    """What the totals added since ``emitted`` (a counter that went down was
-    reset, its hash expired: it counts anew)."""
+    """What the totals added since ``emitted``; a counter that went down or
+    left was reset (its hash expired): its ``emitted`` restarts from 0.
+
+    >>> emitted = {"a": 5, "b": 9, "gone": 4}
+    >>> _grown({"a": 7, "b": 3, "new": 1}, emitted), emitted
+    ({'a': 2, 'b': 3, 'new': 1}, {'a': 5, 'b': 0})
+    """
+    for f in [f for f in emitted if totals.get(f, 0) < emitted[f]]:
+        if f in totals:
+            emitted[f] = 0
+        else:
+            del emitted[f]
+    return {f: v - emitted.get(f, 0) for f, v in totals.items()
+            if v > emitted.get(f, 0)}
+
+
+class _Growth:
+    """What a host's live flow fields grew by since the records before,
+    handed out to this read's records by canonical field; taking advances
+    what the records add up to (``emitted``) on the live fields."""
+
+    def __init__(self, grown: dict[str, int], canonical: dict[str, str],
+                 emitted: dict[str, int]):
+        self.left = grown
+        self.canonical = canonical
+        self.emitted = emitted
+
+    def available(self) -> dict[str, int]:
+        """Canonical field -> what is left to hand out."""
+        out: dict[str, int] = {}
+        for f, v in self.left.items():
+            if v > 0 and f in self.canonical:
+                out[self.canonical[f]] = out.get(self.canonical[f], 0) + v
+        return out
+
+    def take(self, wanted: dict[str, int] | None = None) -> dict[str, int]:
+        """Up to ``wanted`` (canonical field -> count; None: all that is
+        left), as canonical fields."""
+        out: dict[str, int] = {}
+        for f, v in self.left.items():
+            name = self.canonical.get(f)
+            if name is None or v <= 0:
+                continue
+            n = v if wanted is None else min(v, wanted.get(name, 0)
+                                             - out.get(name, 0))
+            if n > 0:
+                self.left[f] -= n
+                self.emitted[f] = self.emitted.get(f, 0) + n
+                out[name] = out.get(name, 0) + n
+        return out
+
+
+def _canonical_names(fields, names) -> dict[str, str]:
+    """Live flow field -> its canonical field (one that does not parse is
+    left out: not a counter a replay could write)."""
     out = {}
-    for f, v in totals.items():
-        before = emitted.get(f, 0)
-        if v != before:
-            out[f] = v - before if v > before else v
+    for name in names:
+        try:
+            out[name] = fields.canonical(name)
+        except SchemaError as exc:
+            log.warning("host %s: skipping flow field: %s", fields.host_id, exc)
     return out
 
 
@@ -161,41 +239,53 @@ class HostReader:
                                    f"({progress.snapshot_ts[tier]!r}", "+inf",
                                    withscores=True)
         raw_host, containers, addrs, flows, rates, ids, *tiers = pipe.execute()
-        if raw_host is None:
+        return self.records(host_id, ts, HostKeysRead(
+            raw_host, containers, addrs, flows, rates, ids, tiers))
+
+    def records(self, host_id: str, ts: float, read: HostKeysRead) -> list[Report]:
+        """The records of one read of the host's keys (no I/O): ``read``'s
+        reports not recorded yet, as ``read`` describes."""
+        if read.host is None:
             return []
+        progress = self.hosts.get(host_id)
         # Captures keep canonical flow fields, as history does.
-        cids = [c.decode() for c in containers]
-        totals = canonical_flow_fields(host_id, cids, flows, int, ids)
+        cids = [c.decode() for c in read.containers]
+        fields = host_flow_fields(host_id, cids, read.ids)
+        totals = {f.decode(): int(v) for f, v in read.flows.items()}
+        canonical = _canonical_names(fields, totals)
         live = Report(
-            ts=ts, host=HostRecord.from_json(raw_host),
-            containers=[ContainerRecord.from_json(v) for v in containers.values()],
-            addrs=_decode_map(addrs),
-            rates=canonical_flow_fields(host_id, cids, rates, float, ids),
+            ts=ts, host=HostRecord.from_json(read.host),
+            containers=[ContainerRecord.from_json(v)
+                        for v in read.containers.values()],
+            addrs=_decode_map(read.addrs),
+            rates=canonical_flow_fields(host_id, cids, read.rates, float, read.ids),
         )
         if progress is None:
             # The host's first report: what it had counted so far is the base;
             # this step's share of it is unknown, so no history step is kept
             # (the next one starts with what the capture saw).
-            live.base = totals
-            self.hosts[host_id] = _HostProgress(
-                emitted=dict(totals), last_ts=ts,
+            self.hosts[host_id] = progress = _HostProgress(
+                emitted={}, last_ts=ts,
                 snapshot_ts={t: rows[0][1] if rows else 0.0
-                             for t, rows in zip(HISTORY_TIERS, tiers, strict=True)},
+                             for t, rows in zip(HISTORY_TIERS, read.tiers,
+                                                strict=True)},
                 since_snapshot={t: Counter() for t in HISTORY_TIERS})
+            live.base = _Growth(totals, canonical, progress.emitted).take()
             return [self.filter.apply(live)]
+        growth = _Growth(_grown(totals, progress.emitted), canonical,
+                         progress.emitted)
         records = []
-        for snap_ts, marks, snapshot in _snapshots(tiers):
+        for snap_ts, marks, snapshot in _snapshots(read.tiers):
             records.append(self._from_snapshot(
-                host_id, progress, snap_ts, marks, snapshot,
-                _grown(totals, progress.emitted)))
+                host_id, progress, snap_ts, marks, snapshot, growth))
         if ts > progress.last_ts:
-            live.flows = _grown(totals, progress.emitted)
+            live.flows = growth.take()
             records.append(self._advance(progress, live, ()))
         return [self.filter.apply(r) for r in records]
 
     def _from_snapshot(self, host_id: str, progress: _HostProgress, ts: float,
                        marks: tuple[str, ...], snapshot: dict,
-                       available: dict[str, int]) -> Report:
+                       growth: _Growth) -> Report:
         """The record of a report that wrote history: its snapshot's records
         and rates, and what makes the tier's step hold the snapshot's counts
         (never more than the totals grew by: the first step of a capture
@@ -204,6 +294,7 @@ class HostReader:
                                                  ).items()})
         owed = counts.copy()
         owed.subtract(progress.since_snapshot[marks[0]])
+        available = growth.available()
         report = Report(
             ts=ts, host=HostRecord.from_json(json.dumps(
                 snapshot.get("host") or {"id": host_id})),
@@ -212,8 +303,8 @@ class HostReader:
             addrs={str(a): str(t) for a, t in (snapshot.get("addrs") or {}
                                                 ).items()},
             rates={f: float(v) for f, v in (snapshot.get("rates") or {}).items()},
-            flows={f: min(v, available[f]) for f, v in owed.items()
-                   if v > 0 and available.get(f, 0) > 0})
+            flows=growth.take({f: v for f, v in owed.items()
+                               if v > 0 and available.get(f, 0) > 0}))
         return self._advance(progress, report, marks)
 
     @staticmethod
@@ -221,8 +312,6 @@ class HostReader:
                  marks: tuple[str, ...]) -> Report:
         report.interval = max(0.001, report.ts - progress.last_ts)
         report.history = marks
-        for f, v in report.flows.items():
-            progress.emitted[f] = progress.emitted.get(f, 0) + v
         for tier, counted in progress.since_snapshot.items():
             if tier in marks:
                 progress.since_snapshot[tier] = Counter()
