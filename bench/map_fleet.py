@@ -17,6 +17,11 @@ events and Cytoscape's own frame cost give at best here).
 
     .venv/bin/python bench/map_fleet.py [--hosts 500] [--containers 10000]
         [--edges 50000] [--seconds 3] [--runs 1] [--modes lod,off]
+        [--before-bundle OLD/map.js]
+
+``--before-bundle`` serves another build of the page's script (e.g. one made
+from an earlier commit with scripts/frontend.sh) to a second page per mode,
+so that before and after are measured in one run on one machine state.
 
 Goals (issue 17): first map < 3 s, pan and zoom >= 30 fps.
 """
@@ -111,10 +116,15 @@ def zoom_motion(page, seconds: float, low: float = 0.05,
     return out
 
 
-def measure(context, web_url: str, mode: str, seconds: float) -> dict:
+def measure(context, web_url: str, mode: str, seconds: float,
+            bundle: Path | None = None) -> dict:
     page = context.new_page()
+    if bundle is not None:
+        page.route("**/static/portolan/map.js*", lambda route: route.fulfill(
+            path=str(bundle), content_type="application/javascript"))
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    load = os.getloadavg()  # the machine is shared: say how busy it was
     lod = "" if mode == "lod" else "&lod=off"
     cdp = None
     if os.environ.get("PORTOLAN_PROFILE"):
@@ -128,7 +138,8 @@ def measure(context, web_url: str, mode: str, seconds: float) -> dict:
     )
     if cdp is not None:
         print_profile(cdp.send("Profiler.stop")["profile"])
-    out = {"first_ms": page.evaluate("() => window.portolanMap.firstDrawMs"),
+    out = {"load": load,
+           "first_ms": page.evaluate("() => window.portolanMap.firstDrawMs"),
            "marks": page.evaluate("() => window.portolanMap.marks")}
     # Dragging a node would move it: every drag pans the map.
     page.evaluate("() => window.portolanMap.cy.autoungrabify(true)")
@@ -164,7 +175,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--modes", default="lod,off")
+    parser.add_argument("--before-bundle", type=Path,
+                        help="also measure each mode with this map.js")
     args = parser.parse_args()
+    bundles: list[tuple[str, Path | None]] = [("", None)]
+    if args.before_bundle is not None:
+        if not args.before_bundle.is_file():
+            parser.error(f"--before-bundle: no file {args.before_bundle}")
+        bundles.insert(0, (" (before)", args.before_bundle))
 
     from playwright.sync_api import sync_playwright
 
@@ -200,9 +218,11 @@ def main() -> None:
             results: dict[str, list[dict]] = {}
             for _ in range(args.runs):
                 for mode in args.modes.split(","):
-                    results.setdefault(mode, []).append(
-                        measure(context, web_url, mode, args.seconds))
-                    report(mode, results[mode][-1])
+                    for label, bundle in bundles:
+                        key = f"{mode}{label}"
+                        results.setdefault(key, []).append(
+                            measure(context, web_url, mode, args.seconds, bundle))
+                        report(key, results[key][-1])
             browser.close()
         for mode, runs in results.items():
             med = statistics.median
@@ -222,6 +242,7 @@ def report(mode: str, r: dict) -> None:
     m = r["marks"]
     fps = [("pan (fit)", r["pan_fit"]), ("zoom", r["zoom"]),
            ("pan (detail)", r["pan_detail"]), ("pan (empty map)", r["pan_empty"])]
+    print(f"[{mode}] load average {' '.join(f'{x:.1f}' for x in r['load'])}")
     print(f"[{mode}] first map {r['first_ms']:.0f} ms (goal {GOAL_FIRST_MS}, ratio "
           f"{r['first_ms'] / GOAL_FIRST_MS:.2f}): first snapshot part at "
           f"{m['firstPart']:.0f} ms, whole graph in at {m['graphIn']:.0f} ms, "
