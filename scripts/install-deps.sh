@@ -13,6 +13,8 @@ if [ "$what" = test ]; then
   want+=(docker.io busybox-static chromium iptables wrk bpfcc-tools bpftool linux-perf prometheus)
   # images (scripts/images.sh) and the compose file of the deploy tests
   want+=(mmdebstrap docker-compose python3-pip)
+  # a throwaway PostgreSQL cluster for the shared accounts database's tests
+  want+=(postgresql)
 fi
 python3 -c 'import ensurepip, venv' 2>/dev/null || want+=(python3-venv)
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["env_bool", "env_count", "env_float"]
+__all__ = ["database_from_url", "env_bool", "env_count", "env_float"]
+
+DATABASE_URL_FORMS = ("postgres://user:password@host:5432/name or "
+                      "sqlite:////absolute/path.sqlite3")
 
 
 def env_bool(name: str, default: bool, environ: Mapping[str, str] = os.environ) -> bool:
@@ -70,3 +74,58 @@ def env_count(name: str, default: int, environ: Mapping[str, str] = os.environ, 
     if value < 0:
         raise ImproperlyConfigured(f"{name} must be {zero} or more, not {value}")
     return value
+
+
+def database_from_url(url: str, name: str = "DATABASE_URL") -> dict:
+    """Django's ``DATABASES`` entry for ``url``: PostgreSQL (``postgres://`` or
+    ``postgresql://``; the query string is libpq's options, e.g.
+    ``?sslmode=require``) or SQLite (``sqlite:////absolute/path``).
+
+    The error names ``name`` and never repeats the URL: it holds a password.
+
+    >>> db = database_from_url("postgres://web:s%40cret@db.internal:5433/portolan")
+    >>> db["ENGINE"], db["HOST"], db["PORT"], db["NAME"], db["USER"], db["PASSWORD"]
+    ('django.db.backends.postgresql', 'db.internal', '5433', 'portolan', 'web', 's@cret')
+    >>> database_from_url("postgresql://db/portolan?sslmode=require")["OPTIONS"]
+    {'sslmode': 'require'}
+    >>> database_from_url("sqlite:////var/lib/portolan/db.sqlite3")["NAME"]
+    '/var/lib/portolan/db.sqlite3'
+    >>> database_from_url("mysql://root@db/portolan")
+    Traceback (most recent call last):
+    ...
+    django.core.exceptions.ImproperlyConfigured: DATABASE_URL must be postgres://user:password@host:5432/name or sqlite:////absolute/path.sqlite3, not a mysql:// URL
+    """  # noqa: E501 - a doctest's output is one line
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:  # a bad port or a broken [IPv6] host
+        raise ImproperlyConfigured(f"{name} is not a valid URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        # sqlite:// + an empty host + /absolute/path: the path's first slash
+        # ends the (empty) host.
+        path = unquote(parts.path.removeprefix("/"))
+        if parts.netloc or parts.query or not path.startswith("/") or path == "/":
+            raise ImproperlyConfigured(
+                f"{name} must name an absolute SQLite file, "
+                "sqlite:////absolute/path.sqlite3 (four slashes), and no options")
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
+    if scheme not in ("postgres", "postgresql"):
+        shown = f"a {scheme}:// URL" if scheme else "a URL without a scheme"
+        raise ImproperlyConfigured(f"{name} must be {DATABASE_URL_FORMS}, not {shown}")
+    database = unquote(parts.path.removeprefix("/"))
+    if not database or "/" in database:
+        raise ImproperlyConfigured(
+            f"{name} must end with the database's name, as in {DATABASE_URL_FORMS}")
+    # Not .hostname, which lowercases: a %2F-quoted host is a socket directory.
+    host_port = parts.netloc.rpartition("@")[2]
+    host = parts.hostname if host_port.startswith("[") else host_port.partition(":")[0]
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": database,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": unquote(host),
+        "PORT": "" if port is None else str(port),
+        "OPTIONS": dict(parse_qsl(parts.query)),
+    }

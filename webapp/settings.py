@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from collector.redis_client import is_cluster_url
 from collector.settings import SettingsError, settings_from_env
-from webapp.env import env_bool, env_float
+from webapp.env import database_from_url, env_bool, env_float
 from webapp.metrics.config import metrics_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -146,8 +146,13 @@ TEMPLATES = [
     },
 ]
 
+# Logins, sessions, API tokens, roles and the login throttle's counts. Unset
+# DATABASE_URL: a SQLite file in var/, this process's own. Every web worker
+# must share one database (DATABASE_URL=postgres://...) as soon as there are
+# several, or a login, a token or a lockout holds on one worker only.
 DATABASES = {
-    "default": {
+    "default": database_from_url(os.environ["DATABASE_URL"])
+    if os.environ.get("DATABASE_URL", "").strip() else {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DATABASE_PATH", str(VAR_DIR / "portolan.sqlite3")),
     }
