@@ -111,7 +111,10 @@ def database_from_url(url: str, name: str = "DATABASE_URL") -> dict:
                 "sqlite:////absolute/path.sqlite3 (four slashes), and no options")
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
     if scheme not in ("postgres", "postgresql"):
-        shown = f"a {scheme}:// URL" if scheme else "a URL without a scheme"
+        # Only a scheme that came before "//": the start of "user:pw@host"
+        # without one would read as a scheme too.
+        given = url.strip().lower().startswith(f"{scheme}://") and scheme
+        shown = f"a {scheme}:// URL" if given else "a URL without a scheme"
         raise ImproperlyConfigured(f"{name} must be {DATABASE_URL_FORMS}, not {shown}")
     database = unquote(parts.path.removeprefix("/"))
     if not database or "/" in database:
