@@ -153,6 +153,10 @@ def backend(docker_client, ebpf_ready, tmp_path_factory):
         PORTOLAN_VAR_DIR=str(tmp_path_factory.mktemp("var")), LOG_LEVEL="INFO",
         # Other work loads this machine: its load is not what is tested here.
         PORTOLAN_ANOMALY_HOST_LOAD_PER_CPU="1000",
+        # Nor its other containers (other tests', left-over ones that exited
+        # with an error): all causes are ranked, so ours are never cut off
+        # the list by theirs, which tie with them and sort by random ids.
+        PORTOLAN_ANOMALY_TOP_CAUSES="1000",
     )
     procs = Backend(env)
     procs.start("collector", [sys.executable, "-m", "collector"])
@@ -192,21 +196,29 @@ def fixed_address_net(docker_client):
     (anywhere on this machine) may have taken its old one: callers that
     keep its address would then call that one.
     """
-    probe = docker_client.networks.create(f"pt-probe-{uuid.uuid4().hex[:8]}",
-                                          driver="bridge")
-    try:
-        probe.reload()
-        subnet = probe.attrs["IPAM"]["Config"][0]["Subnet"]  # a free one
-    finally:
-        probe.remove()
-    net = docker_client.networks.create(
-        f"pt-net-{uuid.uuid4().hex[:8]}", driver="bridge",
-        labels={TEST_LABEL: TEST_SESSION},
-        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
-            subnet=subnet, iprange=str(next(ipaddress.ip_network(subnet).subnets(
-                new_prefix=ipaddress.ip_network(subnet).prefixlen + 1))))]))
+    for attempt in range(3):
+        # A free subnet as Docker picks one, then taken as the network's own
+        # (another network made between the two: the next attempt).
+        probe = docker_client.networks.create(f"pt-probe-{uuid.uuid4().hex[:8]}",
+                                              driver="bridge")
+        try:
+            probe.reload()
+            subnet = ipaddress.ip_network(probe.attrs["IPAM"]["Config"][0]["Subnet"])
+        finally:
+            probe.remove()
+        try:
+            net = docker_client.networks.create(
+                f"pt-net-{uuid.uuid4().hex[:8]}", driver="bridge",
+                labels={TEST_LABEL: TEST_SESSION},
+                ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+                    subnet=str(subnet), iprange=str(next(subnet.subnets(1)))
+                )]))
+            break
+        except docker.errors.APIError:
+            if attempt == 2:
+                raise
     # Dynamic addresses come from the subnet's lower half; this is above it.
-    fixed = str(ipaddress.ip_network(subnet)[-2])
+    fixed = str(subnet[-2])
     yield net.name, fixed, {net.name: docker_client.api.create_endpoint_config(
         ipv4_address=fixed)}
     net.reload()
