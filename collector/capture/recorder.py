@@ -163,14 +163,6 @@ class _Growth:
         self.canonical = canonical
         self.emitted = emitted
 
-    def available(self) -> dict[str, int]:
-        """Canonical field -> what is left to hand out."""
-        out: dict[str, int] = {}
-        for f, v in self.left.items():
-            if v > 0 and f in self.canonical:
-                out[self.canonical[f]] = out.get(self.canonical[f], 0) + v
-        return out
-
     def take(self, wanted: dict[str, int] | None = None) -> dict[str, int]:
         """Up to ``wanted`` (canonical field -> count; None: all that is
         left), as canonical fields."""
@@ -294,7 +286,6 @@ class HostReader:
                                                  ).items()})
         owed = counts.copy()
         owed.subtract(progress.since_snapshot[marks[0]])
-        available = growth.available()
         report = Report(
             ts=ts, host=HostRecord.from_json(json.dumps(
                 snapshot.get("host") or {"id": host_id})),
@@ -303,8 +294,7 @@ class HostReader:
             addrs={str(a): str(t) for a, t in (snapshot.get("addrs") or {}
                                                 ).items()},
             rates={f: float(v) for f, v in (snapshot.get("rates") or {}).items()},
-            flows=growth.take({f: v for f, v in owed.items()
-                               if v > 0 and available.get(f, 0) > 0}))
+            flows=growth.take({f: v for f, v in owed.items() if v > 0}))
         return self._advance(progress, report, marks)
 
     @staticmethod
