@@ -30,6 +30,10 @@ class Command(BaseCommand):
                 # An install that already runs keeps starting: its login stays.
                 self.stderr.write(f"PORTOLAN_ADMIN_PASSWORD is too weak ({weak}); "
                                   f"login {username!r} keeps its password")
+            elif password and user.check_password(password):
+                # Not hashed again: a new hash (new salt) would end every admin
+                # session on every worker sharing the database, at each start.
+                self.stdout.write(f"login {username!r} exists (password unchanged)")
             elif password:
                 user.set_password(password)
                 user.save(update_fields=["password"])
