@@ -71,6 +71,33 @@ def test_the_collector_runs_on_every_node_with_read_only_rbac():
     assert web["spec"]["replicas"] == 2
 
 
+def test_web_replicas_share_one_database_and_prepare_it_one_at_a_time():
+    """More than one web replica: DATABASE_URL (the Secret) names a shared
+    PostgreSQL, ``preparedb`` (migrate under a lock) runs before Daphne in an
+    initContainer, and no replica needs a sticky client."""
+    from webapp.env import database_from_url
+
+    documents = kubernetes_documents(MANIFESTS)
+    web = next(d for d in documents["web.yaml"] if d["kind"] == "Deployment")
+    pod = web["spec"]["template"]["spec"]
+    assert web["spec"]["replicas"] > 1
+    secret = next(d for d in documents["secret.example.yaml"])
+    database = database_from_url(secret["stringData"]["DATABASE_URL"])
+    assert database["ENGINE"] == "django.db.backends.postgresql"
+    for container in pod["initContainers"] + pod["containers"]:
+        assert {"secretRef": {"name": secret["metadata"]["name"]}} in \
+            container["envFrom"]
+    assert [c["command"] for c in pod["initContainers"]] == [
+        ["python", "manage.py", "preparedb"]]
+    for container in pod["containers"]:
+        assert not {"migrate", "preparedb"} & set(" ".join(container["command"])
+                                                  .split())
+    service = next(d for d in documents["web.yaml"] if d["kind"] == "Service")
+    assert "sessionAffinity" not in service["spec"]
+    ingress = documents["ingress.example.yaml"][0]["metadata"]["annotations"]
+    assert not any(key.endswith("/affinity") for key in ingress)
+
+
 @pytest.mark.docker
 @pytest.mark.ebpf
 def test_the_daemonset_pod_spec_as_docker_run_traces_a_connection(
