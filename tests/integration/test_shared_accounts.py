@@ -273,3 +273,15 @@ def test_preparedb_waits_for_the_lock_and_replicas_prepare_one_at_a_time(
              "print('admins', get_user_model().objects.filter("
              "is_superuser=True).count())")
     assert "admins 1" in run_manage(other_db, "shell", "-c", count)
+    # A restart leaves the admin's password hash as it is: hashed again (a
+    # new salt), it would end every admin session on every worker.
+    stored = ("from django.contrib.auth import get_user_model; print('stored', "
+              "get_user_model().objects.get(username='admin').password)")
+
+    def admin_hash() -> str:
+        output = run_manage(other_db, "shell", "-c", stored)
+        return re.search(r"^stored (\S+)$", output, re.MULTILINE).group(1)
+
+    before = admin_hash()
+    run_manage(other_db, "preparedb")
+    assert admin_hash() == before
