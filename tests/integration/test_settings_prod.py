@@ -59,6 +59,7 @@ def test_check_deploy_reports_no_issue_with_the_images_environment(image_env):
     ({"SECURE_HSTS_SECONDS": "a year"}, "SECURE_HSTS_SECONDS"),
     ({"SECURE_SSL_REDIRECT": "maybe"}, "SECURE_SSL_REDIRECT"),
     ({"SECURE_PROXY_SSL_HEADER": "X Forwarded: Proto"}, "SECURE_PROXY_SSL_HEADER"),
+    ({"DATABASE_URL": "mysql://root:pw@db/portolan"}, "DATABASE_URL must be"),
 ])
 def test_a_bad_value_stops_the_start_naming_its_variable(image_env, change, named):
     env = dict(image_env)
