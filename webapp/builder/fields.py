@@ -4,8 +4,9 @@ Every report rewrites a host's rates hash and moves its flow totals, but the
 field names stay the same from one second to the next: at 50,000 flows whose
 counters all move, parsing each name again every second was most of the
 builder's reading. ``HostFields`` parses a name the first time it is seen,
-through ``webapp.topology.store.parse_flows`` (the one parser of the format,
-``collector.flow_fields``), and after that only looks it up. Short container
+with the format's one parser (``collector.flow_fields``, which
+``webapp.topology.store.parse_flows`` uses too), and after that only looks it
+up. Short container
 ids resolve against the host's ``ids`` hash and containers, so a host whose
 set of containers or short ids changes starts a new ``HostFields``.
 """
@@ -14,7 +15,8 @@ from __future__ import annotations
 
 import logging
 
-from webapp.topology.store import parse_flows
+from collector.flow_fields import host_flow_fields
+from collector.schema import SchemaError
 
 __all__ = ["HostFields"]
 
@@ -26,13 +28,14 @@ _SKIPPED = ()  # a field that does not parse (logged once, when first seen)
 class HostFields:
     """One host's flow field names: field -> (FlowKey, counter)."""
 
-    __slots__ = ("host_id", "containers", "ids", "parsed")
+    __slots__ = ("host_id", "containers", "ids", "parsed", "_fields")
 
     def __init__(self, host_id: str, containers, ids=None):
         self.host_id = host_id
         self.containers = frozenset(containers)  # the ids they resolve against
         self.ids = ids or {}  # the host's ids hash: short id -> whole id
         self.parsed: dict[bytes, tuple] = {}
+        self._fields = None
 
     def flows(self, raw: dict[bytes, bytes], kind=int) -> dict:
         """FlowKey -> counter -> value, as ``parse_flows(raw, kind)`` gives."""
@@ -71,9 +74,13 @@ class HostFields:
         return {key: tuple(names) for key, names in out.items()}
 
     def _parse(self, name: bytes) -> tuple:
-        one = parse_flows(self.host_id, {name: b"0"}, int, self.containers,
-                          self.ids)
-        for key, counters in one.items():
-            for counter in counters:
-                return key, counter
-        return _SKIPPED
+        # The format's own parser, made once per host (``parse_flows`` would
+        # look it up again for each name: most of a first full read).
+        if self._fields is None:
+            self._fields = host_flow_fields(self.host_id, self.containers,
+                                            self.ids)
+        try:
+            return self._fields.parse(name.decode())
+        except (SchemaError, UnicodeDecodeError) as exc:
+            log.warning("host %s: skipping flow field: %s", self.host_id, exc)
+            return _SKIPPED
