@@ -17,9 +17,9 @@
 // host, a block after the last one), so an update never moves what is shown.
 
 import { edgeId } from "./graph.js";
+import { GROUP_LABELS, SEVERITY, TileSums, groupKey, ownerOf } from "./tilesums.js";
 
-// The host labels that group hosts when zoomed out, outermost first.
-export const GROUP_LABELS = ["region", "zone"];
+export { GROUP_LABELS, groupKey };
 // Below this zoom the map shows host tiles, below GROUP_ZOOM group tiles (when
 // hosts carry group labels); above it, containers.
 export const HOST_ZOOM = 0.3;
@@ -34,25 +34,6 @@ const CELL = 110; // one container and its label
 const HOST_GAP = 2 * CELL;
 const HOST_HEADER = 40;
 const GROUP_GAP = 6 * CELL;
-// Worst last, as the server rolls statuses up (webapp/topology/graph.py
-// STATUS_ORDER): a tile says what its worst container says.
-const SEVERITY = { unknown: 0, stopped: 1, ok: 2, warning: 3, critical: 4 };
-
-function worse(a, b) {
-  return (SEVERITY[b] ?? 0) > (SEVERITY[a] ?? 0) ? b : a;
-}
-
-function rateOf(edge) {
-  return (Number(edge.connections_per_s) || 0) + (Number(edge.accepts_per_s) || 0);
-}
-
-// The group key of a host node: its GROUP_LABELS values joined, "" without.
-export function groupKey(host) {
-  const labels = host && host.labels && typeof host.labels === "object" ? host.labels : {};
-  return GROUP_LABELS.map((k) => (labels[k] == null ? "" : String(labels[k])))
-    .filter(Boolean)
-    .join(" / ");
-}
 
 export class FleetModel {
   constructor() {
@@ -62,11 +43,17 @@ export class FleetModel {
     this.blocks = new Map(); // host (or "" for top-level leaves) -> its grid
     this.groups = new Map(); // group key -> {x, y, w, h, hosts: [...]}
     this.laidOut = false;
-    // Counts the changes: what is derived from the model (aggregates, the
-    // edges by host, the filter menus) is kept until it moves on.
+    // Counts the changes; ``factsVersion`` only those of nodes' images and
+    // labels, or nodes that came or went (the filter menus are made again).
     this.version = 0;
-    this.aggregates = null; // hosts and groups summed, until the model changes
-    this.edgeIndex = null; // {version, byOwner: owner -> edges from its leaves}
+    this.factsVersion = 0;
+    // Hosts and groups summed (tilesums.js), made when first drawn zoomed
+    // out, then kept current by each diff.
+    this.sums = null;
+    // Edges by the block of their source ({byOwner: block -> id -> edge,
+    // blockOf: edge id -> block}), made when first drawn zoomed in, then kept
+    // current by each diff.
+    this.edgeIndex = null;
   }
 
   clear() {
@@ -77,7 +64,8 @@ export class FleetModel {
     this.groups.clear();
     this.laidOut = false;
     this.version += 1;
-    this.aggregates = null;
+    this.factsVersion += 1;
+    this.sums = null;
     this.edgeIndex = null;
   }
 
@@ -92,41 +80,56 @@ export class FleetModel {
 
   // The tile a leaf belongs to when zoomed out: its host, else itself.
   ownerOf(id) {
-    const node = this.nodes.get(id);
-    if (!node) return id;
-    if (node.type === "host") return id;
-    const parent = node.parent;
-    return parent && parent !== id && this.nodes.has(parent) ? parent : id;
+    return ownerOf(this.nodes, id);
   }
 
-  // Apply a diff (the server's message shape). New leaves get a slot.
+  // Apply a diff (the server's message shape). New leaves get a slot; the
+  // sums and the edge index move by what the diff touched.
   // Returns whether anything changed (a snapshot sent again changes nothing).
   applyDiff(diff) {
     const changes = ["added_nodes", "removed_nodes", "changed_nodes", "added_edges",
       "removed_edges", "changed_edges"].reduce((n, k) => n + (diff[k] || []).length, 0);
     if (!changes) return false;
+    const nodeIds = [];
+    const edgeIds = [];
+    // Whether a node came, went or changed its parent: edges may start in
+    // another block (rare: the edge index is made again).
+    let moved = (diff.removed_nodes || []).length > 0;
+    let facts = moved;
     for (const [source, target] of diff.removed_edges || []) {
-      this.edges.delete(edgeId(source, target));
+      const id = edgeId(source, target);
+      this.edges.delete(id);
+      edgeIds.push(id);
     }
     for (const id of diff.removed_nodes || []) {
       const block = this.blocks.get(this.blockKeyOf(id));
       if (block) block.members.delete(id);
       this.nodes.delete(id);
       this.positions.delete(id);
+      nodeIds.push(id);
     }
     const added = [];
-    for (const node of diff.added_nodes || []) {
-      if (!this.nodes.has(node.id)) added.push(node.id);
+    for (const node of [...(diff.added_nodes || []), ...(diff.changed_nodes || [])]) {
+      const old = this.nodes.get(node.id);
+      if (!old) added.push(node.id);
+      if (!old || old.image !== node.image || old.labels !== node.labels) facts = true;
+      if (!old || old.type !== node.type || (old.parent ?? null) !== (node.parent ?? null)) {
+        moved = true;
+      }
       this.nodes.set(node.id, node);
+      nodeIds.push(node.id);
     }
-    for (const node of diff.changed_nodes || []) this.nodes.set(node.id, node);
     for (const edge of [...(diff.added_edges || []), ...(diff.changed_edges || [])]) {
-      this.edges.set(edgeId(edge.source, edge.target), edge);
+      const id = edgeId(edge.source, edge.target);
+      this.edges.set(id, edge);
+      edgeIds.push(id);
     }
     if (this.laidOut) for (const id of added) this.place(id);
     this.version += 1;
-    this.aggregates = null;
-    this.edgeIndex = null;
+    if (facts) this.factsVersion += 1;
+    if (this.sums) this.sums.touch(nodeIds, edgeIds);
+    if (moved) this.edgeIndex = null;
+    else if (this.edgeIndex) for (const id of edgeIds) this.indexEdge(id);
     return true;
   }
 
@@ -277,103 +280,18 @@ export class FleetModel {
   // ---------------------------------------------------------------- aggregates
 
   // Hosts and groups with their leaves' worst status, counts and traffic, and
-  // the edges between them summed. Computed once per model change.
+  // the strongest edges between them summed (tilesums.js): summed in full
+  // once, then moved by each diff.
   summarise() {
-    if (this.aggregates) return this.aggregates;
-    const tiles = new Map(); // owner id -> summary
-    const tileOf = (owner) => {
-      let t = tiles.get(owner);
-      if (!t) {
-        const node = this.nodes.get(owner) || { id: owner };
-        t = { node, status: node.status || "unknown", containers: 0, rate: 0, failed: 0 };
-        tiles.set(owner, t);
-      }
-      return t;
-    };
-    // Each node's tile, looked up once here and once per edge end below.
-    const owners = new Map();
-    for (const [id, node] of this.nodes) {
-      const owner = this.ownerOf(id);
-      owners.set(id, owner);
-      const t = tileOf(owner);
-      if (id !== t.node.id) {
-        if (node.type === "container") t.containers += 1;
-        t.status = worse(t.status, node.status || "unknown");
-      }
-    }
-    // Each tile's group once (not once per edge end: 100,000 of them).
-    const groupOf = new Map();
-    const groupOfOwner = (owner) => {
-      let key = groupOf.get(owner);
-      if (key === undefined) {
-        const node = this.nodes.get(owner);
-        key = node && node.type === "host" ? groupKey(node) : null;
-        groupOf.set(owner, key);
-      }
-      return key;
-    };
-    const groups = new Map();
-    for (const [owner, t] of tiles) {
-      const key = groupOfOwner(owner);
-      if (key === null || !key) continue;
-      let g = groups.get(key);
-      if (!g) {
-        g = {
-          id: `group:${key}`, key, status: "unknown", hosts: 0, containers: 0, rate: 0,
-          failed: 0,
-        };
-        groups.set(key, g);
-      }
-      g.hosts += 1;
-      g.containers += t.containers;
-      g.status = worse(g.status, t.status);
-    }
-    // Summed edges by their ends' tiles (or groups), in nested maps: no key
-    // string made per flow.
-    const hostEdges = new Map();
-    const groupEdges = new Map();
-    const sumOf = (table, a, b) => {
-      let row = table.get(a);
-      if (!row) {
-        row = new Map();
-        table.set(a, row);
-      }
-      let sum = row.get(b);
-      if (!sum) {
-        sum = { source: a, target: b, status: "unknown", edges: 0, connections: 0, failed: 0,
-          connections_per_s: 0, failed_per_s: 0 };
-        row.set(b, sum);
-      }
-      return sum;
-    };
-    const add = (sum, edge, connections, failed, rate, failedRate) => {
-      sum.edges += 1;
-      sum.connections += connections;
-      sum.failed += failed;
-      sum.connections_per_s += rate;
-      sum.failed_per_s += failedRate;
-      sum.status = worse(sum.status, edge.status || "unknown");
-    };
-    for (const edge of this.edges.values()) {
-      const a = owners.get(edge.source) ?? edge.source;
-      const b = owners.get(edge.target) ?? edge.target;
-      const rate = rateOf(edge);
-      const connections = (Number(edge.connections) || 0) + (Number(edge.accepts) || 0);
-      const failed = Number(edge.failed) || 0;
-      const failedRate = Number(edge.failed_per_s) || 0;
-      tileOf(a).rate += rate;
-      tileOf(b).rate += rate;
-      if (failed > 0) tileOf(a).failed += failed;
-      if (a !== b) add(sumOf(hostEdges, a, b), edge, connections, failed, rate, failedRate);
-      const ga = groups.get(groupOfOwner(a));
-      const gb = groups.get(groupOfOwner(b));
-      const ida = ga ? ga.id : a;
-      const idb = gb ? gb.id : b;
-      if (ida !== idb) add(sumOf(groupEdges, ida, idb), edge, connections, failed, rate, failedRate);
-      if (ga) ga.rate += rate;
-    }
-    this.aggregates = { tiles, groups, hostEdges: strongest(hostEdges), groupEdges: strongest(groupEdges) };
-    return this.aggregates;
+    if (!this.sums) this.sums = new TileSums(this.nodes, this.edges);
+    const chosen = this.sums.strongest(strongest); // brings the sums up to date
+    return { tiles: this.sums.tiles, groups: this.sums.groups, ...chosen };
+  }
+
+  // The sums computed afresh from what the model holds (a test compares
+  // them with the ones the diffs moved: tilesums.js sumsDifferences).
+  freshSums() {
+    return new TileSums(this.nodes, this.edges);
   }
 
   // ---------------------------------------------------------------- drawing
@@ -473,21 +391,36 @@ export class FleetModel {
   }
 
   // The edges by the block of their source (a host, "" for top-level
-  // leaves), as [id, edge] pairs; kept until the model changes.
+  // leaves), each block's as id -> edge.
   edgesByOwner() {
-    if (this.edgeIndex && this.edgeIndex.version === this.version) return this.edgeIndex.byOwner;
-    const byOwner = new Map();
-    for (const entry of this.edges) {
-      const key = this.blockKeyOf(entry[1].source);
-      let list = byOwner.get(key);
-      if (!list) {
-        list = [];
-        byOwner.set(key, list);
-      }
-      list.push(entry);
+    if (this.edgeIndex) return this.edgeIndex.byOwner;
+    this.edgeIndex = { byOwner: new Map(), blockOf: new Map() };
+    for (const id of this.edges.keys()) this.indexEdge(id);
+    return this.edgeIndex.byOwner;
+  }
+
+  // File edge ``id`` under the block of its source (or take it out).
+  indexEdge(id) {
+    const { byOwner, blockOf } = this.edgeIndex;
+    const old = blockOf.get(id);
+    const edge = this.edges.get(id);
+    const key = edge ? this.blockKeyOf(edge.source) : undefined;
+    if (old !== undefined && old !== key) {
+      const list = byOwner.get(old);
+      list.delete(id);
+      if (!list.size) byOwner.delete(old);
     }
-    this.edgeIndex = { version: this.version, byOwner };
-    return byOwner;
+    if (!edge) {
+      blockOf.delete(id);
+      return;
+    }
+    let list = byOwner.get(key);
+    if (!list) {
+      list = new Map();
+      byOwner.set(key, list);
+    }
+    list.set(id, edge);
+    blockOf.set(id, key);
   }
 
   // What a search finds among every node the client holds.

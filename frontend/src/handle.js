@@ -20,6 +20,8 @@ export function exposeHandle(page) {
     // Level of detail: whether only the visible part is drawn, at which
     // detail, how much is drawn and how much is held.
     drawing: () => page.map.drawing(),
+    // Fleet tile sums kept by diffs against a fresh sum (livemap.js).
+    checkTileSums: () => page.map.checkTileSums(),
     search: (query) => page.map.search(query),
     received: () => ({ ...page.socket.received }),
     // A node as the server sent it (drawn or not), as plain JSON.

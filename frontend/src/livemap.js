@@ -22,6 +22,7 @@ import {
 } from "./graph.js";
 import { fitBox, fitView, positionAdded } from "./layout.js";
 import { WHEEL_SENSITIVITY, landingZooms } from "./levels.js";
+import { sumsDifferences } from "./tilesums.js";
 import { LEVELS, nameMatches, passesFilters } from "./viewstate.js";
 
 // Above this many nodes, edges hide and a cached picture moves while the user
@@ -119,7 +120,9 @@ export class LiveMap {
     this.drawn = null; // {detail, box, zoom} of the last fleet drawing
     this.drawnItems = new Map(); // drawn id -> its drawList item (kind, source)
     this.redrawQueued = false;
-    this.choicesCache = null; // {model: version, values} of filterChoices
+    this.choicesCache = null; // {model: factsVersion, values} of filterChoices
+    // Diffs applied, the time they took (ms) and the longest, for the benchmark.
+    this.diffTiming = { applied: 0, ms: 0, longestMs: 0 };
     this.onRedraw = null; // the page re-applies filters and search highlights
     this.cy.on("viewport", () => this.queueRedraw());
     // Where nodes were at each level, so going back finds them where they were.
@@ -243,6 +246,17 @@ export class LiveMap {
   // Apply one diff (graph.js diffAgainst, or the server's) to the model and
   // what is drawn. Returns whether the whole map was laid out afresh.
   applyDiff(serverDiff) {
+    const started = performance.now();
+    const laidOut = this.applyDiffTo(serverDiff);
+    const ms = performance.now() - started;
+    const t = this.diffTiming;
+    t.applied += 1;
+    t.ms += ms;
+    t.longestMs = Math.max(t.longestMs, ms);
+    return laidOut;
+  }
+
+  applyDiffTo(serverDiff) {
     const diff = mergeUpdates(serverDiff, this.model);
     const changed = this.model.applyDiff(diff);
     const fleet = this.wantsFleet();
@@ -415,11 +429,12 @@ export class LiveMap {
   }
 
   // The filter menus' values among every container held (a fresh copy,
-  // counted again only when the model changed).
+  // counted again only when containers came or went, or changed image or
+  // labels: not for each diff of figures).
   filterChoices() {
     const copy = (v) => ({ ns: new Set(v.ns), project: new Set(v.project), image: new Set(v.image) });
     const cached = this.choicesCache;
-    if (cached && cached.model === this.model.version) return copy(cached.values);
+    if (cached && cached.model === this.model.factsVersion) return copy(cached.values);
     const values = { ns: new Set(), project: new Set(), image: new Set() };
     for (const node of this.model.nodes.values()) {
       if (node.type !== "container") continue;
@@ -428,7 +443,7 @@ export class LiveMap {
       if (data.project) values.project.add(data.project);
       if (data.image) values.image.add(data.image);
     }
-    this.choicesCache = { model: this.model.version, values };
+    this.choicesCache = { model: this.model.factsVersion, values };
     return copy(values);
   }
 
@@ -441,7 +456,23 @@ export class LiveMap {
       drawnEdges: this.cy.edges().length,
       nodes: this.model.nodes.size,
       edges: this.model.edges.size,
+      diffs: { ...this.diffTiming },
+      // Times the tile sums were moved by diffs (never summed again whole).
+      sumUpdates: this.model.sums ? this.model.sums.updates : 0,
     };
+  }
+
+  // The tile sums as diffs moved them against a fresh sum of the same model
+  // (tests/browser/test_map_fleet.py): what differs, and how much was compared.
+  checkTileSums() {
+    const kept = this.model.sums;
+    if (!kept) return null;
+    this.model.summarise(); // the diffs not yet summed
+    const differences = sumsDifferences(kept, this.model.freshSums());
+    let sums = 0;
+    for (const row of kept.hostSums.values()) sums += row.size;
+    return { differences: differences.slice(0, 20), count: differences.length,
+      tiles: kept.tiles.size, groups: kept.groups.size, hostSums: sums, updates: kept.updates };
   }
 
   // ------------------------------------------------------------ whole drawing
