@@ -8,7 +8,8 @@ Past: a window of the history tiers, one record per snapshot.
 
 The first record of each host also carries the counters it had before
 (``Report.base``): a replay then reaches the same totals. What a record adds
-is followed per field of the live flows hash as written: a field's canonical
+(live), or what the window's snapshots took off today's totals (past), is
+followed per field of the live flows hash as written: a field's canonical
 name can change between reads (a short container id that no longer resolves
 once its container is gone), its counter does not.
 """
@@ -43,9 +44,11 @@ from collector.schema import (
 
 __all__ = [
     "ContainerFilter",
+    "HostHistoryRead",
     "HostKeysRead",
     "HostReader",
     "history_records",
+    "history_reports",
     "record_live",
 ]
 
@@ -427,33 +430,63 @@ def _host_history(client: redis.Redis, keys: Keys, host_id: str, since: float,
     coarse_times = ({s for _, s in client.zrangebyscore(
         keys.history(host_id, "coarse"), since, until, withscores=True)}
         if tier == "fine" else set())
-    snapshots = []
-    for blob, score in rows:
-        try:
-            snapshots.append((score, decode_snapshot(blob)))
-        except SchemaError as exc:
-            log.warning("host %s history at %s: %s", host_id, score, exc)
     pipe = client.pipeline(transaction=False)
     pipe.hkeys(keys.containers(host_id))
     pipe.hgetall(keys.flows(host_id))
     pipe.hgetall(keys.ids(host_id))
     container_ids, flows, ids = pipe.execute()
-    totals = canonical_flow_fields(host_id, [c.decode() for c in container_ids],
-                                   flows, int, ids)
+    return history_reports(host_id, until, HostHistoryRead(
+        tier, rows, coarse_times, container_ids, flows, ids))
+
+
+class HostHistoryRead(NamedTuple):
+    """What a past window's records of one host are made of, as Redis
+    answers it."""
+
+    tier: str  # the history tier the records follow
+    rows: list  # its (snapshot blob, time) rows from the window's start on
+    coarse_times: set[float]  # times in the window with a coarse snapshot too
+    containers: list[bytes]  # the host's container ids now
+    flows: dict[bytes, bytes]  # its live flows hash now
+    ids: dict[bytes, bytes]  # its ids hash now (short -> whole container id)
+
+
+def history_reports(host_id: str, until: float,
+                    read: HostHistoryRead) -> list[Report]:
+    """The records of a past window of one host, up to ``until`` (no I/O):
+    one per snapshot, the first with what the host had counted before.
+
+    That base is today's totals less the snapshots' counts since the window
+    began, taken per live flow field as written: the snapshots name a flow as
+    the collector knew it then, today's canonical name of its field may differ
+    (a short container id that no longer resolves once its container is gone).
+    """
+    snapshots = []
+    for blob, score in read.rows:
+        try:
+            snapshots.append((score, decode_snapshot(blob)))
+        except SchemaError as exc:
+            log.warning("host %s history at %s: %s", host_id, score, exc)
+    left = _live_totals(host_id, read.flows)
     reports = []
     previous = None
     for score, snap in snapshots:
         counts = {f: int(v) for f, v in (snap.get("counts") or {}).items()}
+        containers = [ContainerRecord.from_json(json.dumps(c))
+                      for c in snap.get("containers") or []]
+        then = host_flow_fields(host_id, [c.id for c in containers], read.ids)
         for f, v in counts.items():
-            totals[f] = totals.get(f, 0) - v
+            live = _live_field(then, f, left)
+            if live is not None:
+                left[live] = left.get(live, 0) - v
         if score > until:
             continue
-        history = ("fine", "coarse") if score in coarse_times else (tier,)
+        history = (("fine", "coarse") if score in read.coarse_times
+                   else (read.tier,))
         reports.append(Report(
             ts=score, host=HostRecord.from_json(json.dumps(snap.get("host") or {
                 "id": host_id})),
-            containers=[ContainerRecord.from_json(json.dumps(c))
-                        for c in snap.get("containers") or []],
+            containers=containers,
             addrs={str(a): str(t) for a, t in (snap.get("addrs") or {}).items()},
             flows=counts,
             rates={f: float(v) for f, v in (snap.get("rates") or {}).items()},
@@ -462,6 +495,52 @@ def _host_history(client: redis.Redis, keys: Keys, host_id: str, since: float,
         ))
         previous = score
     if reports:
-        # What the host had counted before the window's first snapshot.
-        reports[0].base = {f: v for f, v in totals.items() if v > 0}
+        # What the host had counted before the window's first snapshot, named
+        # as that record's containers name it (else as today's do).
+        first = host_flow_fields(host_id, [c.id for c in reports[0].containers],
+                                 read.ids)
+        now = host_flow_fields(host_id, [c.decode() for c in read.containers],
+                               read.ids)
+        reports[0].base = _canonical_totals(
+            {f: v for f, v in left.items() if v > 0}, first, now)
     return reports
+
+
+def _live_totals(host_id: str, flows: dict[bytes, bytes]) -> dict[str, int]:
+    """A live flows hash as read: field as written -> its total."""
+    out = {}
+    for name, value in flows.items():
+        try:
+            out[name.decode()] = int(value)
+        except (ValueError, UnicodeDecodeError) as exc:
+            log.warning("host %s: skipping flow field %r: %s", host_id, name, exc)
+    return out
+
+
+def _live_field(fields, canonical: str, totals: dict[str, int]) -> str | None:
+    """The live field that holds a snapshot's canonical field, as ``fields``
+    (the host's then) names it; the canonical field itself where a collector
+    of the version before wrote that; None if it does not parse."""
+    try:
+        name = fields.name(*parse_flow_field(canonical))
+    except SchemaError as exc:
+        log.warning("host %s: skipping flow field: %s", fields.host_id, exc)
+        return None
+    return canonical if name not in totals and canonical in totals else name
+
+
+def _canonical_totals(totals: dict[str, int], first, now) -> dict[str, int]:
+    """Live field -> total as canonical field -> total, each named by
+    ``first`` unless only ``now`` resolves its short container id."""
+    bare = host_flow_fields(first.host_id, ())
+    out: dict[str, int] = {}
+    for live, v in totals.items():
+        try:
+            name = first.canonical(live)
+            if name == bare.canonical(live):
+                name = now.canonical(live)
+        except SchemaError as exc:
+            log.warning("host %s: skipping flow field: %s", first.host_id, exc)
+            continue
+        out[name] = out.get(name, 0) + v
+    return out

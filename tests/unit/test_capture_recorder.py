@@ -8,7 +8,12 @@ from collections import Counter
 import pytest
 
 from collector.capture.format import HISTORY_TIERS, Report
-from collector.capture.recorder import HostKeysRead, HostReader
+from collector.capture.recorder import (
+    HostHistoryRead,
+    HostKeysRead,
+    HostReader,
+    history_reports,
+)
 from collector.flow_fields import host_flow_fields
 from collector.schema import (
     ContainerRecord,
@@ -96,3 +101,49 @@ def test_every_count_is_replayed_once_through_resets_and_late_reads():
     # Its hash expired and counts anew from 0.
     records += reader.records(H, T0 + 9, keys_read([OURS], {ours: 2}))
     assert replayed(records) == {ours: 12}
+
+
+def history_read(cids_now, flows: dict[bytes, int], snapshots, ids=None,
+                 tier="fine") -> HostHistoryRead:
+    """A past window's read of the host's keys: ``snapshots`` [(time,
+    containers then, canonical counts)] of ``tier`` from the window's start
+    on, the containers, flows and ids hash now."""
+    rows = [(encode_snapshot({
+        "ts": t, "host": {"id": H}, "counts": counts,
+        "containers": [ContainerRecord(id=c, name=f"c-{c[:4]}",
+                                       state="running").to_dict() for c in cids]}),
+             t) for t, cids, counts in snapshots]
+    return HostHistoryRead(
+        tier, rows, set(), [c.encode() for c in cids_now],
+        {f: str(v).encode() for f, v in flows.items()},
+        {k.encode(): v.encode() for k, v in (ids or {}).items()})
+
+
+@pytest.mark.parametrize("ids", [{}, {OTHER[:12]: OTHER}],
+                         ids=["no ids entry", "ids entry"])
+def test_a_past_window_replays_once_after_its_container_is_gone(ids):
+    # The other container counted 5 before the window and 3 in it, then was
+    # removed: today its live field's short id may no longer resolve (no ids
+    # entry), while the window's snapshots name it by its whole id. The
+    # counts in (and after) the window come off today's totals per live
+    # field, whatever name it has today.
+    field = live_field([OTHER, OURS], flow(OTHER))
+    counted = make_flow_field(flow(OTHER), "connections")
+    read = history_read([OURS], {field: 8}, [
+        (T0 + 10, [OTHER, OURS], {counted: 2}),
+        (T0 + 20, [OTHER, OURS], {counted: 1}),
+        (T0 + 30, [OURS], {})], ids=ids)
+    records = history_reports(H, T0 + 25, read)
+    assert [r.ts for r in records] == [T0 + 10, T0 + 20]
+    assert records[0].base == {counted: 5}
+    assert replayed(records) == {field: 8}
+
+
+def test_a_past_window_leaves_out_what_was_counted_after_it():
+    ours = live_field([OURS], flow(OURS, 80))
+    counted = make_flow_field(flow(OURS, 80), "connections")
+    read = history_read([OURS], {ours: 20}, [
+        (T0 + 10, [OURS], {counted: 4}), (T0 + 20, [OURS], {counted: 6})])
+    records = history_reports(H, T0 + 15, read)
+    assert records[0].base == {counted: 10}
+    assert replayed(records) == {ours: 14}
