@@ -123,15 +123,43 @@ def test_edges_take_the_analyzers_windowed_status_not_the_last_interval():
     assert H.edges[cid("cli"), cid("api")]["status"] == "ok"
 
 
-def test_nodes_a_cause_explains_say_because_of_it():
+def chain():
+    """front -> api -> db, all ok by Docker; db ranked first, explaining both."""
     G = nx.DiGraph([(cid("front"), cid("api")), (cid("api"), cid("db"))])
     for n in G:
         G.nodes[n].update(type="container", name=n.rsplit(":", 1)[1], status="ok")
     causes = [{"target": cid("db"), "name": "db", "rank": 1,
                "reasons": ["exited with code 137 (killed)"],
                "explains": [cid("api"), cid("front")]}]
-    H = apply_verdict(G, Verdict({}, causes, True))
+    return G, causes
+
+
+def test_nodes_a_cause_explains_say_because_of_it():
+    G, causes = chain()
+    warned = {"status": "warning", "reasons": ["calls to db fail"]}
+    statuses = {cid("front"): warned, cid("api"): warned,
+                cid("db"): {"status": "critical", "reasons": ["exited"]}}
+    H = apply_verdict(G, Verdict(statuses, causes, True))
     assert H.nodes[cid("front")]["because_of"] == {
         "target": cid("db"), "name": "db", "reason": "exited with code 137 (killed)"}
+    assert H.nodes[cid("api")]["because_of"]["target"] == cid("db")
     assert "because_of" not in H.nodes[cid("db")]
     assert H.nodes[cid("db")]["cause_rank"] == 1
+
+
+def test_a_caller_still_ok_is_not_said_to_be_in_trouble_because_of_the_cause():
+    # api's edge to db is red at once; api's own warning waits for its
+    # hysteresis: meanwhile api is green and must not say "because of db".
+    G, causes = chain()
+    statuses = {cid("api"): {"status": "ok", "reasons": []},
+                cid("front"): {"status": "warning", "reasons": ["calls fail"]},
+                edge_target(cid("api"), cid("db")): {"status": "critical",
+                                                     "reasons": ["refused"]}}
+    H = apply_verdict(G, Verdict(statuses, causes, True))
+    assert H.nodes[cid("api")]["status"] == "ok"
+    assert "because_of" not in H.nodes[cid("api")]
+    assert H.nodes[cid("front")]["because_of"]["target"] == cid("db")
+    # Red by Docker's word alone (critical), it is in trouble: it says why.
+    G.nodes[cid("api")]["status"] = "critical"
+    H = apply_verdict(G, Verdict(statuses, causes, True))
+    assert H.nodes[cid("api")]["because_of"]["target"] == cid("db")

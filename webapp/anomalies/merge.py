@@ -95,8 +95,8 @@ def apply_analysis(G: nx.DiGraph, statuses: dict, causes: list,
     edge's is the analysis' alone, judged over its window, not the last
     interval's rates); every node gets ``notes`` (the analysis' remarks that
     leave it ok), ``likely_cause`` and ``cause_rank`` (None unless ranked),
-    and a node a likely cause explains gets ``because_of``: ``{target, name,
-    reason}`` of the best ranked one.
+    and a node in trouble (warning or critical) that a likely cause explains
+    gets ``because_of``: ``{target, name, reason}`` of the best ranked one.
 
     >>> G = nx.DiGraph([("a", "b")])
     >>> G.nodes["b"]["status"] = "stopped"
@@ -120,7 +120,10 @@ def apply_analysis(G: nx.DiGraph, statuses: dict, causes: list,
         data["notes"] = list(entry.get("notes") or [])
         data["likely_cause"] = n in ranks
         data["cause_rank"] = ranks.get(n)
-        if n in because:
+        # Only a node in trouble is so because of something: a caller whose
+        # edge went red is still ok (green) until its own warning's
+        # hysteresis has passed.
+        if n in because and severity_rank(data.get("status") or "ok") > 0:
             data["because_of"] = because[n]
     for u, v, data in H.edges(data=True):
         entry = (statuses.get(edge_target(u, v))
