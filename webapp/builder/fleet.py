@@ -59,6 +59,9 @@ class Fleet:
         self.raw: dict[str, HostKeys] = {}
         # host id -> FlowKey -> the names of its fields in the host's flow hash
         self.fields: dict[str, dict] = {}
+        # host id -> those names, as read (an unchanged hash read whole again
+        # needs them not regrouped)
+        self.names: dict[str, set] = {}
         # host id -> its field names, parsed once
         self.parsers: dict[str, HostFields] = {}
         # host id -> the FlowKeys it has rates for (the state's keys, by host)
@@ -99,7 +102,10 @@ class Fleet:
             if names is None:
                 wanted[host_id] = None
             elif names:
-                wanted[host_id] = names
+                # Most of the hash (every flow moved): read it whole, which
+                # sends no names and comes back as a dict.
+                wanted[host_id] = (None if 2 * len(names) > new.flow_fields
+                                   else names)
                 change.flows.update((host_id, key) for key in changed_rates)
         wanted = {h: f for h, f in wanted.items() if f is None or f}
         if wanted:
@@ -121,7 +127,8 @@ class Fleet:
             s.flows.pop((host_id, key), None)
         for key in self.rated.get(host_id, ()):
             s.rates.pop((host_id, key), None)
-        for part in (self.raw, self.fields, self.parsers, self.rated, s.hosts,
+        for part in (self.raw, self.fields, self.names, self.parsers, self.rated,
+                     s.hosts,
                      s.last_seen, s.containers, s.addrs):
             part.pop(host_id, None)
 
@@ -192,12 +199,14 @@ class Fleet:
         parser = self._parser(host_id)
         parsed = parser.flows(raw, int)
         if whole:
-            old_keys = set(self.fields.get(host_id, ()))
-            if old_keys != parsed.keys():
+            known = self.fields.get(host_id, {})
+            if known.keys() != parsed.keys():
                 change.structural = True
-                for key in old_keys - parsed.keys():
+                for key in known.keys() - parsed.keys():
                     del s.flows[(host_id, key)]
-            self.fields[host_id] = parser.names(raw)
+            if raw.keys() != self.names.get(host_id):
+                self.fields[host_id] = parser.names(raw)
+                self.names[host_id] = set(raw)
         flows = s.flows
         for key, counters in parsed.items():
             flow = (host_id, key)

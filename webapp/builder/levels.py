@@ -43,7 +43,7 @@ class LevelGraph:
     rest: dict  # node-link keys other than nodes and links
     nodes: dict[str, dict]
     links: dict[tuple[str, str], dict]
-    # (source, target) -> [(host id, FlowKey, turned)]
+    # (source, target) -> [((host id, FlowKey), turned)]
     members: dict[tuple[str, str], list] = field(default_factory=dict)
     # (host id, FlowKey) -> (source, target)
     edge_of: dict = field(default_factory=dict)
@@ -69,7 +69,7 @@ def _level_graph(G: nx.DiGraph, edge_of: dict) -> LevelGraph:
     links = {(e["source"], e["target"]): e for e in data.pop("links")}
     members: dict = {}
     for flow, (u, v, turned) in edge_of.items():
-        members.setdefault((u, v), []).append((*flow, turned))
+        members.setdefault((u, v), []).append((flow, turned))
     return LevelGraph(data, nodes, links, members,
                       {flow: (u, v) for flow, (u, v, _) in edge_of.items()})
 
@@ -159,15 +159,16 @@ class LevelView:
         g = self.graph
         diff = empty_diff()
         edge_of, links, members = g.edge_of, g.links, g.members
-        edges = {edge_of.get(f) for f in flows}
+        edges = set(map(edge_of.get, flows))
         edges.discard(None)
         updated = diff["updated_links"]
+        status = None if verdict.active else _edge_status(g, None, verdict)
         for edge in sorted(edges):
             link = links.get(edge)
             if link is None:
                 continue
             values = _edge_values(state, members.get(edge, ()))
-            values["status"] = _edge_status(g, edge, verdict)
+            values["status"] = status or _edge_status(g, edge, verdict)
             # As ``changed_keys(link, {**link, **values})``: only what moved
             # (filtered in C: at 50,000 edges a Python loop over each edge's
             # keys was a third of the update).
@@ -199,10 +200,9 @@ _TURNED = tuple({name: client_view({edge: 0}).popitem()[0]
 def _edge_values(state: TopologyState, members) -> dict:
     """An edge's counters and rates: the sum of its flows', as the build adds
     (in the same order, so float sums come out equal)."""
-    total = dict.fromkeys(EDGE_ATTRS, 0)
+    total = _ZERO.copy()
     flows, rates = state.flows, state.rates
-    for host_id, key, turned in members:
-        flow = (host_id, key)
+    for flow, turned in members:
         counter_names, rate_names = _TURNED if turned else _AS_RECORDED
         for name, value in flows.get(flow, _NONE).items():
             total[counter_names[name]] += value
@@ -212,6 +212,7 @@ def _edge_values(state: TopologyState, members) -> dict:
 
 
 _NONE: dict = {}
+_ZERO = dict.fromkeys(EDGE_ATTRS, 0)
 
 
 def _edge_status(g: LevelGraph, edge, verdict: Verdict) -> str:
