@@ -171,8 +171,9 @@ class LevelView:
             # The attributes no flow has any more are 0 (a rate without
             # traffic); only those that were not are compared, in C.
             zero = _ATTRS - values.keys()
-            values.update(dict.fromkeys(filter(link.get, zero), 0))
-            if not zero <= link.keys():
+            for name in filter(link.get, zero):
+                values[name] = 0
+            if not link.keys() >= zero:
                 values.update(dict.fromkeys(zero - link.keys(), 0))
             values["status"] = status or _edge_status(g, edge, verdict)
             # As ``changed_keys(link, {**link, **values})``: only what moved
