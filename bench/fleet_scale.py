@@ -68,9 +68,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def writer(url: str, hosts: int, containers: int, edges: int, part: int,
-           parts: int, fraction, rounds, stop) -> None:
+           parts: int, fraction, rounds, stop, labels=None) -> None:
     """Report the world's hosts ``part`` of ``parts`` every second: the flows
-    that change this round (``fraction`` of them) get traffic."""
+    that change this round (``fraction`` of them) get traffic. ``labels``:
+    host -> its labels (bench/map_fleet.py keeps synthetic_world's)."""
     world = make_world(hosts, containers, edges)
     mine = [h for i, h in enumerate(world.containers) if i % parts == part]
     reporters = {h: RedisReporter(redis_client(url), Keys("portolan")) for h in mine}
@@ -88,7 +89,8 @@ def writer(url: str, hosts: int, containers: int, edges: int, part: int,
                     deltas[(key, "bytes_sent")] += rng.randint(100, 5000)
                     deltas[(key, "bytes_received")] += rng.randint(100, 50000)
             reporters[h].report(HostReport(
-                host=HostRecord(id=h, hostname=h, mode="ebpf"),
+                host=HostRecord(id=h, hostname=h, mode="ebpf",
+                                labels=labels(h) if labels else {}),
                 containers=world.containers[h], addrs=addrs[h], flows=deltas))
         with rounds.get_lock():
             rounds.value += 1

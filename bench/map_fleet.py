@@ -15,9 +15,20 @@ tell the server's part from the browser's), then frames per second while
 and the floor: the same pan over an empty map (what Chromium, the input
 events and Cytoscape's own frame cost give at best here).
 
+A fleet changes while it is watched: after the builder stored the world,
+bench/fleet_scale.py's writers (real RedisReporters, in two processes) report
+every host every second with ~5 % of the flows carrying new traffic
+(``--changing``), so the page gets a diff about every second. Each motion is
+measured twice in one page (``--diffs both``, the default): with the writers
+stopped (SIGSTOP; "still", the builder's last diffs let through first) and
+running ("live"). Each line says how many diffs the page applied during the
+measurement, their time on the page's main thread (longest and total) and the
+longest task of the main thread (PerformanceObserver "longtask": parsing a
+diff, applying it, drawing).
+
     .venv/bin/python bench/map_fleet.py [--hosts 500] [--containers 10000]
         [--edges 50000] [--seconds 3] [--runs 1] [--modes lod,off]
-        [--before-bundle OLD/map.js]
+        [--diffs both|live|still] [--changing 0.05] [--before-bundle OLD/map.js]
 
 ``--before-bundle`` serves another build of the page's script (e.g. one made
 from an earlier commit with scripts/frontend.sh) to a second page per mode,
@@ -29,7 +40,9 @@ Goals (issue 17): first map < 3 s, pan and zoom >= 30 fps.
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+from fleet_scale import writer  # noqa: E402
 from map_render import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -52,12 +66,104 @@ from map_render import (  # noqa: E402
     start_stack,
     wait,
 )
-from synthetic_world import make_world, write_world  # noqa: E402
+from synthetic_world import host_labels, make_world, write_world  # noqa: E402
 
 GOAL_FIRST_MS = 3000
 GOAL_FPS = 30
 DETAIL_ZOOM = 0.5
 NODE_TTL = 3600
+WRITERS = 2
+# After the writers stop or start: the builder's step in flight reaches the
+# page, or the first diffs do.
+SETTLE_S = 2.5
+
+
+class Writers:
+    """bench/fleet_scale.py's writer processes reporting the world every
+    second; paused (SIGSTOP) for the still measurements."""
+
+    def __init__(self, redis_url: str, args) -> None:
+        self.fraction = mp.Value("d", args.changing)
+        self.rounds = mp.Value("i", 0)
+        self.stop = mp.Event()
+        self.procs = [mp.Process(target=writer, args=(
+            redis_url, args.hosts, args.containers, args.edges, i, WRITERS,
+            self.fraction, self.rounds, self.stop), kwargs={"labels": host_labels},
+            daemon=True) for i in range(WRITERS)]
+        self.running = False
+
+    def start(self) -> None:
+        for proc in self.procs:
+            proc.start()
+        self.running = True
+
+    def pause(self) -> None:
+        if self.running:
+            for proc in self.procs:
+                os.kill(proc.pid, signal.SIGSTOP)
+            self.running = False
+
+    def resume(self) -> None:
+        if not self.running:
+            for proc in self.procs:
+                os.kill(proc.pid, signal.SIGCONT)
+            self.running = True
+
+    def close(self) -> None:
+        self.resume()
+        self.stop.set()
+        for proc in self.procs:
+            proc.join(15)
+            if proc.is_alive():
+                proc.terminate()
+
+
+LONGTASKS_START_JS = """
+() => {
+  window.__longTasks = [];
+  window.__longTaskObserver = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.__longTasks.push(e.duration);
+  });
+  window.__longTaskObserver.observe({ entryTypes: ["longtask"] });
+  return window.portolanMap.drawing().diffs;
+}
+"""
+LONGTASKS_STOP_JS = """
+() => {
+  window.__longTaskObserver.disconnect();
+  const tasks = window.__longTasks;
+  return { longest: tasks.length ? Math.max(...tasks) : 0, count: tasks.length,
+           diffs: window.portolanMap.drawing().diffs };
+}
+"""
+
+
+def observed(page, measure_motion) -> dict:
+    """``measure_motion()``'s frames, with the diffs the page applied meanwhile
+    and the main thread's longest task (tasks under 50 ms are not reported)."""
+    before = page.evaluate(LONGTASKS_START_JS)
+    out = measure_motion()
+    after = page.evaluate(LONGTASKS_STOP_JS)
+    d = after["diffs"]
+    out["diffs"] = d["applied"] - before["applied"]
+    out["diff_ms"] = d["ms"] - before["ms"]
+    out["longest_task"] = after["longest"]
+    out["long_tasks"] = after["count"]
+    out["load"] = os.getloadavg()[0]
+    return out
+
+
+def both_ways(page, writers: Writers | None, diffs: str, measure_motion) -> dict:
+    """The motion still and/or live: {"still": ..., "live": ...}."""
+    out = {}
+    for way in ("still", "live"):
+        if diffs not in (way, "both") or (way == "live" and writers is None):
+            continue
+        if writers is not None:
+            (writers.resume if way == "live" else writers.pause)()
+            page.wait_for_timeout(SETTLE_S * 1000)
+        out[way] = observed(page, measure_motion)
+    return out
 
 
 def stored_containers(redis_url: str) -> int:
@@ -117,13 +223,15 @@ def zoom_motion(page, seconds: float, low: float = 0.05,
 
 
 def measure(context, web_url: str, mode: str, seconds: float,
-            bundle: Path | None = None) -> dict:
+            bundle: Path | None = None, writers: Writers | None = None,
+            diffs: str = "both") -> dict:
     page = context.new_page()
     if bundle is not None:
         page.route("**/static/portolan/map.js*", lambda route: route.fulfill(
             path=str(bundle), content_type="application/javascript"))
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("crash", lambda: print(f"[{mode}] the page crashed", flush=True))
     load = os.getloadavg()  # the machine is shared: say how busy it was
     lod = "" if mode == "lod" else "&lod=off"
     cdp = None
@@ -145,8 +253,24 @@ def measure(context, web_url: str, mode: str, seconds: float,
     page.evaluate("() => window.portolanMap.cy.autoungrabify(true)")
     page.wait_for_timeout(500)
     out["fit"] = drawing(page)
-    out["pan_fit"] = motion(page, "pan", seconds)
-    out["zoom"] = zoom_motion(page, seconds)
+    fit_view = page.evaluate("() => { const cy = window.portolanMap.cy;"
+                             " return { zoom: cy.zoom(), pan: cy.pan() }; }")
+
+    def back_to_fit():
+        page.evaluate("(v) => window.portolanMap.cy.viewport(v)", fit_view)
+        page.wait_for_timeout(300)
+
+    def pan_fit():
+        back_to_fit()
+        return motion(page, "pan", seconds)
+
+    def zoom():
+        back_to_fit()
+        return zoom_motion(page, seconds)
+
+    out["pan_fit"] = both_ways(page, writers, diffs, pan_fit)
+    out["zoom"] = both_ways(page, writers, diffs, zoom)
+    back_to_fit()
     page.evaluate(
         f"""() => {{ const cy = window.portolanMap.cy;
                     cy.zoom({{ level: {DETAIL_ZOOM},
@@ -155,12 +279,26 @@ def measure(context, web_url: str, mode: str, seconds: float,
     )
     page.wait_for_timeout(800)
     out["detail"] = drawing(page)
-    out["pan_detail"] = motion(page, "pan", seconds)
-    # The floor: nothing drawn, nothing redrawn.
+    detail_view = page.evaluate("() => { const cy = window.portolanMap.cy;"
+                                " return { zoom: cy.zoom(), pan: cy.pan() }; }")
+
+    def pan_detail():
+        page.evaluate("(v) => window.portolanMap.cy.viewport(v)", detail_view)
+        page.wait_for_timeout(300)
+        return motion(page, "pan", seconds)
+
+    out["pan_detail"] = both_ways(page, writers, diffs, pan_detail)
+    out["sum_updates"] = drawing(page)["sumUpdates"]
+    # The floor: nothing drawn, nothing redrawn (a diff would draw again).
+    if writers is not None:
+        writers.pause()
+        page.wait_for_timeout(SETTLE_S * 1000)
     page.evaluate("() => { const cy = window.portolanMap.cy; cy.off('viewport');"
                   " cy.elements().remove(); }")
     page.wait_for_timeout(300)
     out["pan_empty"] = motion(page, "pan", seconds)
+    if writers is not None:
+        writers.resume()  # the next page loads a changing fleet
     out["errors"] = errors
     out["received"] = page.evaluate("() => window.portolanMap.received()")
     page.close()
@@ -177,6 +315,11 @@ def main() -> None:
     parser.add_argument("--modes", default="lod,off")
     parser.add_argument("--before-bundle", type=Path,
                         help="also measure each mode with this map.js")
+    parser.add_argument("--diffs", choices=("both", "live", "still"),
+                        default="both",
+                        help="measure with the writers stopped, running, or both")
+    parser.add_argument("--changing", type=float, default=0.05,
+                        help="share of the flows with new traffic each second")
     args = parser.parse_args()
     bundles: list[tuple[str, Path | None]] = [("", None)]
     if args.before_bundle is not None:
@@ -191,6 +334,7 @@ def main() -> None:
     # The web tier reads hosts that reported within this (writing 500 takes a while).
     os.environ["PORTOLAN_NODE_TTL"] = str(NODE_TTL)
     procs, redis_url, web_url = start_stack(tmp)
+    writers = None
     try:
         started = time.monotonic()
         world = make_world(args.hosts, args.containers, args.edges)
@@ -205,6 +349,11 @@ def main() -> None:
             raise RuntimeError("the builder did not store the whole world in 300 s")
         print(f"builder stored it {time.monotonic() - started:.1f} s after the "
               "first write", flush=True)
+        if args.diffs != "still":
+            writers = Writers(redis_url, args)
+            writers.start()
+            print(f"{WRITERS} writers reporting every host every second, "
+                  f"{args.changing:.0%} of the flows changing", flush=True)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = browser.new_context(viewport={"width": 1280, "height": 800})
@@ -221,38 +370,62 @@ def main() -> None:
                     for label, bundle in bundles:
                         key = f"{mode}{label}"
                         results.setdefault(key, []).append(
-                            measure(context, web_url, mode, args.seconds, bundle))
+                            measure(context, web_url, mode, args.seconds, bundle,
+                                    writers, args.diffs))
                         report(key, results[key][-1])
             browser.close()
+        if writers is not None:
+            print(f"writer rounds (both writers: 2 a second when keeping up): "
+                  f"{writers.rounds.value}")
         for mode, runs in results.items():
             med = statistics.median
+            for way in ("still", "live"):
+                if way not in runs[0]["pan_fit"]:
+                    continue
+                print(f"{mode}, {way}: median of {len(runs)}: pan (fit) "
+                      f"{med(r['pan_fit'][way]['fps'] for r in runs):.1f} fps, zoom "
+                      f"{med(r['zoom'][way]['fps'] for r in runs):.1f} fps, pan "
+                      f"(detail) {med(r['pan_detail'][way]['fps'] for r in runs):.1f}"
+                      f" fps; longest task {med(longest(r, way) for r in runs):.0f} ms")
             print(f"{mode}: median of {len(runs)}: first map "
-                  f"{med(r['first_ms'] for r in runs):.0f} ms, pan (fit) "
-                  f"{med(r['pan_fit']['fps'] for r in runs):.1f} fps, zoom "
-                  f"{med(r['zoom']['fps'] for r in runs):.1f} fps, pan (detail) "
-                  f"{med(r['pan_detail']['fps'] for r in runs):.1f} fps, floor "
+                  f"{med(r['first_ms'] for r in runs):.0f} ms, floor "
                   f"{med(r['pan_empty']['fps'] for r in runs):.1f} fps")
     finally:
+        if writers is not None:
+            writers.close()
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=10)
 
 
+def longest(r: dict, way: str) -> float:
+    return max(r[k][way]["longest_task"] for k in ("pan_fit", "zoom", "pan_detail"))
+
+
 def report(mode: str, r: dict) -> None:
     m = r["marks"]
-    fps = [("pan (fit)", r["pan_fit"]), ("zoom", r["zoom"]),
-           ("pan (detail)", r["pan_detail"]), ("pan (empty map)", r["pan_empty"])]
+    fps = [(f"{name}, {way}", f) for name, key in (
+        ("pan (fit)", "pan_fit"), ("zoom", "zoom"), ("pan (detail)", "pan_detail"))
+        for way, f in r[key].items()]
+    fps.append(("pan (empty map)", r["pan_empty"]))
     print(f"[{mode}] load average {' '.join(f'{x:.1f}' for x in r['load'])}")
     print(f"[{mode}] first map {r['first_ms']:.0f} ms (goal {GOAL_FIRST_MS}, ratio "
           f"{r['first_ms'] / GOAL_FIRST_MS:.2f}): first snapshot part at "
           f"{m['firstPart']:.0f} ms, whole graph in at {m['graphIn']:.0f} ms, "
           f"applied at {m['applied']:.0f} ms, ready at {m['ready']:.0f} ms")
     print(f"[{mode}] drawn at fit: {r['fit']}; at zoom {DETAIL_ZOOM}: {r['detail']}")
-    lo, hi = r["zoom"]["range"]
-    print(f"[{mode}] zoomed between {lo:.3f} and {hi:.3f}; socket: {r['received']}")
+    ranges = ", ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in
+                       (f["range"] for f in r["zoom"].values()))
+    print(f"[{mode}] zoomed between {ranges}; socket: {r['received']}; tile sums "
+          f"moved by diffs {r['sum_updates']} times")
     for name, f in fps:
-        print(f"[{mode}] {name:<16} {f['fps']:5.1f} fps (goal {GOAL_FPS}, ratio "
-              f"{f['fps'] / GOAL_FPS:.2f}, p95 frame {f['p95']:.0f} ms)")
+        line = (f"[{mode}] {name:<22} {f['fps']:5.1f} fps (goal {GOAL_FPS}, ratio "
+                f"{f['fps'] / GOAL_FPS:.2f}, p95 frame {f['p95']:.0f} ms)")
+        if "diffs" in f:
+            line += (f"; {f['diffs']} diffs applied in {f['diff_ms']:.0f} ms, "
+                     f"longest task {f['longest_task']:.0f} ms "
+                     f"({f['long_tasks']} over 50 ms); load {f['load']:.1f}")
+        print(line)
     if r["errors"]:
         print(f"[{mode}] page errors: {r['errors'][:3]}")
     sys.stdout.flush()

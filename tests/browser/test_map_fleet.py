@@ -10,7 +10,9 @@ starts, so the module waits for one build, not one per host.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,7 @@ from tests.browser.test_map import (  # noqa: F401 - browser: a fixture
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from synthetic_world import make_world, write_world  # noqa: E402
+from synthetic_world import host_labels, make_world, write_world  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -213,3 +215,50 @@ def test_search_finds_a_container_that_is_not_drawn_and_jumps_to_it(
     assert page.evaluate("() => window.portolanMap.zoom()") >= 0.8
     d = drawing(page)
     assert d["detail"] == "container" and d["drawnNodes"] < 400, d
+
+
+def test_diffs_move_the_tile_sums_as_a_fresh_sum_would(fleet_page, world, redis_server):
+    """Zoomed out, each diff moves the host and group tiles' sums by what it
+    touched (frontend/src/tilesums.js), never summing the 47,533 edges again:
+    after diffs of traffic, a container's status and a host moved to another
+    zone (its containers' tiles and edges summed into another group), the sums
+    kept equal a fresh sum of what the page holds."""
+    from collector.reporter import HostReport, RedisReporter, redis_client
+    from collector.schema import HostRecord, Keys, container_node_id
+
+    page = fleet_page
+    set_view(page, 0.1)  # host tiles
+    wait_for_map(page, "m.drawing().detail === 'host'")
+    before = page.evaluate("() => window.portolanMap.checkTileSums()")
+    assert before is not None and before["count"] == 0, before
+    moved_host, failing_host = "node020", "node022"
+    reporter = RedisReporter(redis_client(redis_server.url), Keys("portolan"),
+                             node_ttl=NODE_TTL)
+    for i, host in enumerate([*[f"node{n:03d}" for n in range(20)], moved_host,
+                              failing_host]):
+        records = list(world.containers[host])
+        if host == failing_host:
+            records[0] = dataclasses.replace(records[0], state="exited", exit_code=1)
+        labels = ({"region": "eu-9", "zone": "z"} if host == moved_host
+                  else host_labels(host))
+        flows = Counter({(key, "connections"): weight + 7 + i
+                         for key, weight in world.flows[host]})
+        reporter.report(HostReport(
+            host=HostRecord(id=host, hostname=host, mode="ebpf", labels=labels),
+            containers=records,
+            addrs={r.ips[0]: container_node_id(host, r.id) for r in records},
+            flows=flows, interval=1.0))
+    reporter.client.close()
+    failing = container_node_id(failing_host, world.containers[failing_host][0].id)
+    wait_for_map(
+        page,
+        f"(m.heldNode('host:{moved_host}') || {{}}).labels?.region === 'eu-9' && "
+        f"m.heldNode('{failing}').state === 'exited' && "
+        f"m.drawing().sumUpdates > {before['updates']}",
+        timeout_ms=120_000)
+    after = page.evaluate("() => window.portolanMap.checkTileSums()")
+    # The same sums, moved by the diffs (a sum made afresh counts no update).
+    assert after["updates"] > before["updates"], (before, after)
+    assert after["differences"] == [] and after["count"] == 0, after
+    assert after["tiles"] >= HOSTS and after["hostSums"] > 1000, after
+    assert after["groups"] == 13, after  # 12 zones and eu-9 / z
