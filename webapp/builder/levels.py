@@ -163,10 +163,10 @@ class LevelView:
         edges.discard(None)
         updated = diff["updated_links"]
         status = None if verdict.active else _edge_status(g, None, verdict)
-        for edge in sorted(edges):
-            link = links.get(edge)
-            if link is None:
-                continue
+        # In the graph's own order, filtered in C (sorting 50,000 edges' ids
+        # cost more than the whole pass over the graph's edges).
+        for edge in filter(edges.__contains__, links):
+            link = links[edge]
             values = _edge_sums(state, members.get(edge, ()))
             # The attributes no flow has any more are 0 (a rate without
             # traffic); only those that were not are compared, in C.
@@ -181,7 +181,7 @@ class LevelView:
             # keys was a third of the update).
             changes = dict(filterfalse(link.items().__contains__, values.items()))
             if changes:
-                links[edge] = {**link, **changes}
+                link.update(changes)  # the view's own dict, nobody else's
                 updated.append({"source": link["source"],
                                 "target": link["target"], **changes})
         for node_id in sorted(nodes):
