@@ -97,7 +97,7 @@ def main() -> None:
         for phase, share in (("~5 % of flows change", 0.05), ("every flow", 1.0)):
             report_round(reporters, world, addrs, share, rng)  # settles the rates
             builder.step(set(world.containers))
-            cpu, wall, snapshots = [], [], 0
+            cpu, wall, snapshots, marks = [], [], 0, []
             for _ in range(args.rounds):
                 hosts = sorted(report_round(reporters, world, addrs, share, rng))
                 batches = [hosts[i::args.steps] for i in range(args.steps)]
@@ -111,12 +111,18 @@ def main() -> None:
                     profile.disable()
                 cpu.append(time.process_time() - c0)
                 wall.append(time.perf_counter() - w0)
-                snapshots += builder.stored[args.level].snapshot_at != stored_at
-            print(f"[{phase}] builder CPU per round: "
-                  f"{' '.join(f'{c:.3f}' for c in cpu)} s (median "
+                stored = builder.stored[args.level].snapshot_at != stored_at
+                snapshots += stored
+                marks.append("*" if stored else "")
+            rounds = " ".join(f"{c:.3f}{m}"
+                              for c, m in zip(cpu, marks, strict=True))
+            plain = sorted(c for c, m in zip(cpu, marks, strict=True) if not m)
+            print(f"[{phase}] builder CPU per round (*: stored a snapshot): "
+                  f"{rounds} s (median "
                   f"{sorted(cpu)[len(cpu) // 2]:.3f}); wall "
                   f"{sorted(wall)[len(wall) // 2]:.3f} s; rounds that stored a "
-                  f"snapshot {snapshots}/{args.rounds}")
+                  f"snapshot {snapshots}/{args.rounds}; median without one "
+                  f"{f'{plain[len(plain) // 2]:.3f} s' if plain else 'none'}")
             if profile:
                 pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
                 profile = cProfile.Profile()
