@@ -66,6 +66,7 @@ from map_render import (  # noqa: E402
     start_stack,
     wait,
 )
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 from synthetic_world import host_labels, make_world, write_world  # noqa: E402
 
 GOAL_FIRST_MS = 3000
@@ -222,6 +223,29 @@ def zoom_motion(page, seconds: float, low: float = 0.05,
     return out
 
 
+PROGRESS_JS = """
+() => { const m = window.portolanMap;
+        const heap = (performance.memory || {}).usedJSHeapSize;
+        return m ? { received: m.received(), marks: m.marks,
+                     heapMB: Math.round(heap / 1e6) } : null; }
+"""
+
+
+def wait_for_first_map(page, mode: str, timeout: float = 300) -> None:
+    """Until the page drew its first map; says how far it is every 15 s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            page.wait_for_function(
+                "() => window.portolanMap && window.portolanMap.firstDrawMs !== null",
+                timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            print(f"[{mode}] no map yet: {page.evaluate(PROGRESS_JS)}", flush=True)
+            if time.monotonic() > deadline:
+                raise
+
+
 def measure(context, web_url: str, mode: str, seconds: float,
             bundle: Path | None = None, writers: Writers | None = None,
             diffs: str = "both") -> dict:
@@ -240,17 +264,17 @@ def measure(context, web_url: str, mode: str, seconds: float,
         cdp.send("Profiler.enable")
         cdp.send("Profiler.start")
     page.goto(f"{web_url}/?level=container{lod}")
-    page.wait_for_function(
-        "() => window.portolanMap && window.portolanMap.firstDrawMs !== null",
-        timeout=300_000,
-    )
+    wait_for_first_map(page, mode)
     if cdp is not None:
         print_profile(cdp.send("Profiler.stop")["profile"])
     out = {"load": load,
            "first_ms": page.evaluate("() => window.portolanMap.firstDrawMs"),
            "marks": page.evaluate("() => window.portolanMap.marks")}
-    # Dragging a node would move it: every drag pans the map.
-    page.evaluate("() => window.portolanMap.cy.autoungrabify(true)")
+    # Dragging a node would move it: every drag pans the map. A fleet's nodes
+    # are not grabbable (livemap.js); cy.autoungrabify(true) with diffs
+    # arriving took the page's heap to ~2.8 GB in seconds (then a crash).
+    if mode == "off":
+        page.evaluate("() => window.portolanMap.cy.autoungrabify(true)")
     page.wait_for_timeout(500)
     out["fit"] = drawing(page)
     fit_view = page.evaluate("() => { const cy = window.portolanMap.cy;"

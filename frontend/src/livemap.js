@@ -372,7 +372,9 @@ export class LiveMap {
     }
     const classes = drawnClasses(item).join(" ");
     const position = item.frame ? { x: item.frame.x, y: item.frame.y } : { ...item.position };
-    return { group: "nodes", data, classes, position };
+    // The model places every node (a drag would only move it until the next
+    // redraw): a drag anywhere pans.
+    return { group: "nodes", data, classes, position, grabbable: false };
   }
 
   // Cytoscape data for one item of fleet.js drawList.
