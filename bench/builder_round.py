@@ -24,14 +24,13 @@ import pstats
 import random
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synthetic_world import make_world  # noqa: E402
+from synthetic_world import make_world, traffic  # noqa: E402
 
 from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
 from collector.schema import HostRecord, Keys, container_node_id  # noqa: E402
@@ -41,12 +40,7 @@ from tests.conftest import RedisServer  # noqa: E402
 def report_round(reporters, world, addrs, share: float, rng) -> set[str]:
     """Every host reports once; the flows drawn (``share`` of them) get traffic."""
     for h, reporter in reporters.items():
-        deltas: Counter = Counter()
-        for key, weight in world.flows[h]:
-            if rng.random() < share:
-                deltas[(key, "connections")] += weight + 1
-                deltas[(key, "bytes_sent")] += rng.randint(100, 5000)
-                deltas[(key, "bytes_received")] += rng.randint(100, 50000)
+        deltas = traffic(world.flows[h], share, rng)
         reporter.report(HostReport(
             host=HostRecord(id=h, hostname=h, mode="ebpf"),
             containers=world.containers[h], addrs=addrs[h], flows=deltas))

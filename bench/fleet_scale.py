@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synthetic_world import make_world  # noqa: E402
+from synthetic_world import make_world, traffic  # noqa: E402
 
 from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
 from collector.schema import (  # noqa: E402
@@ -82,12 +82,7 @@ def writer(url: str, hosts: int, containers: int, edges: int, part: int,
     while not stop.is_set():
         share = fraction.value
         for h in mine:
-            deltas: Counter = Counter()
-            for key, weight in world.flows[h]:
-                if rng.random() < share:
-                    deltas[(key, "connections")] += weight + 1
-                    deltas[(key, "bytes_sent")] += rng.randint(100, 5000)
-                    deltas[(key, "bytes_received")] += rng.randint(100, 50000)
+            deltas = traffic(world.flows[h], share, rng)
             reporters[h].report(HostReport(
                 host=HostRecord(id=h, hostname=h, mode="ebpf",
                                 labels=labels(h) if labels else {}),

@@ -21,14 +21,13 @@ import argparse
 import random
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synthetic_world import make_world  # noqa: E402
+from synthetic_world import make_world, traffic  # noqa: E402
 
 from collector.reporter import HistoryPolicy, HostReport, RedisReporter  # noqa: E402
 from collector.reporter import redis_client as reporter_client  # noqa: E402
@@ -67,12 +66,7 @@ def simulate(url: str, hosts: int, active: float, every: float, failing: float,
     t = 0.0
     while t < seconds:
         for h in mine:
-            deltas: Counter = Counter()
-            for key, weight in world.flows[h]:
-                if rng.random() < share:
-                    deltas[(key, "connections")] += weight + 1
-                    deltas[(key, "bytes_sent")] += rng.randint(100, 5000)
-                    deltas[(key, "bytes_received")] += rng.randint(100, 50000)
+            deltas = traffic(world.flows[h], share, rng)
             reporters[h].report(HostReport(
                 host=HostRecord(id=h, hostname=h, mode="ebpf"),
                 containers=world.containers[h], addrs=addrs[h], flows=deltas,

@@ -87,6 +87,19 @@ def make_world(hosts: int, containers: int, edges: int, seed: int = 1) -> World:
     return World(records, flows)
 
 
+def traffic(flows, share: float, rng) -> Counter:
+    """One second's deltas of a host's ``flows`` ((key, weight) pairs): each
+    flow gets traffic with probability ``share``, as the benchmarks' writers
+    report it."""
+    deltas: Counter = Counter()
+    for key, weight in flows:
+        if rng.random() < share:
+            deltas[(key, "connections")] += weight + 1
+            deltas[(key, "bytes_sent")] += rng.randint(100, 5000)
+            deltas[(key, "bytes_received")] += rng.randint(100, 50000)
+    return deltas
+
+
 def host_labels(host: str) -> dict[str, str]:
     """A region (of 4) and zone (of 3) per host, as PORTOLAN_HOST_LABELS sets.
 
