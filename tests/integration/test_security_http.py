@@ -12,7 +12,7 @@ import pytest
 from axes.models import AccessAttempt
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db.models import F
 from django.test import Client
 from django.utils import timezone
@@ -289,6 +289,25 @@ def test_ensureadmin_makes_the_first_admin(monkeypatch):
     first = get_user_model().objects.get(username="first")
     assert first.is_superuser and first.is_staff and role_of(first) == ADMIN
     assert logged_in(first).get("/admin/auth/user/").status_code == 200
+
+
+def test_ensureadmin_keeps_a_password_the_admin_changed(monkeypatch):
+    """Run at every start with PORTOLAN_ADMIN_PASSWORD still set, it leaves the
+    existing login's password alone; only ``--reset-password`` sets it again."""
+    monkeypatch.setenv("PORTOLAN_ADMIN_PASSWORD", PASSWORD)
+    call_command("ensureadmin", "--username", "first")
+    first = get_user_model().objects.get(username="first")
+    first.set_password("changed-by-the-admin-2")
+    first.save()
+    call_command("ensureadmin", "--username", "first")
+    first.refresh_from_db()
+    assert first.check_password("changed-by-the-admin-2")
+    call_command("ensureadmin", "--username", "first", "--reset-password")
+    first.refresh_from_db()
+    assert first.check_password(PASSWORD)
+    monkeypatch.delenv("PORTOLAN_ADMIN_PASSWORD")
+    with pytest.raises(CommandError, match="needs PORTOLAN_ADMIN_PASSWORD"):
+        call_command("ensureadmin", "--username", "first", "--reset-password")
 
 
 # ------------------------------------------------------------------ sessions
