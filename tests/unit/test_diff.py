@@ -1,10 +1,19 @@
 """The map socket's diff: pure functions over node-link graphs."""
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webapp.maps.diff import DIFF_FIELDS, apply_diff, graph_diff, is_empty
+from webapp.maps.diff import (
+    DIFF_FIELDS,
+    apply_diff,
+    encode_diff,
+    encode_snapshot,
+    graph_diff,
+    is_empty,
+)
 
 
 def graph(nodes=(), links=()):
@@ -115,3 +124,48 @@ def test_applying_the_diff_gives_the_new_graph(old, new):
         new["links"], key=lambda e: (e["source"], e["target"])
     )
     assert is_empty(graph_diff(result, new))
+
+
+# Items of very different sizes (a long name here and there) and a few past
+# orjson's 64-bit ints, so a run's guessed length often does not fit and the
+# standard library's fallback is taken.
+sized_nodes = st.lists(
+    st.builds(
+        lambda i, pad, big: node(f"n{i}", name="x" * pad,
+                                 **({"bytes": 2**70 + i} if big else {})),
+        st.integers(0, 10**6),
+        st.integers(0, 300),
+        st.integers(0, 9).map(lambda d: d == 0),
+    ),
+    max_size=60,
+    unique_by=lambda n: n["id"],
+)
+
+
+@given(sized_nodes, st.integers(20, 2000))
+def test_snapshot_parts_stay_under_the_limit_and_join_to_the_graph(nodes, limit):
+    payload = graph(nodes, [link(n["id"], n["id"]) for n in nodes[:5]])
+    parts = [json.loads(t) for t in encode_snapshot("container", payload, limit)]
+    joined_nodes = [n for p in parts for n in p["graph"]["nodes"]]
+    joined_links = [e for p in parts for e in p["graph"]["links"]]
+    assert joined_nodes == nodes
+    assert joined_links == payload["links"]
+    assert [(p["part"], p["parts"]) for p in parts] == [
+        (i, len(parts)) for i in range(len(parts))]
+    for p in parts:
+        items = p["graph"]["nodes"] + p["graph"]["links"]
+        body = sum(len(json.dumps(i, separators=(",", ":"))) + 1 for i in items)
+        assert body <= limit or len(items) == 1
+
+
+@given(sized_nodes, st.integers(20, 2000))
+def test_diff_messages_applied_in_order_equal_the_whole(nodes, limit):
+    old = graph(nodes[: len(nodes) // 2])
+    new = graph(nodes, [link(n["id"], n["id"]) for n in nodes[::3]])
+    diff = graph_diff(old, new)
+    result = old
+    for text in encode_diff(diff, limit):
+        result = apply_diff(result, json.loads(text))
+    assert result["nodes"] == sorted(new["nodes"], key=lambda n: n["id"])
+    assert result["links"] == sorted(
+        new["links"], key=lambda e: (e["source"], e["target"]))
