@@ -501,3 +501,51 @@ def test_api_graph_and_metrics_read_the_stored_level_while_it_is_fresh(
         assert api_connections() == 6
     finally:
         service.redis_client.cache_clear()
+
+
+@pytest.mark.parametrize("publish_first", [True, False],
+                         ids=["publish-first", "store-first"])
+def test_a_round_publishes_its_diff_before_storing_it(
+        redis_server, redis_client, settings, tmp_path, publish_first):
+    """The live loop sends a round's diff to the relays before it stores it
+    (a snapshot's encoding and write are then off a report's way to the
+    maps); what it stores is the same either way: the builder's graph."""
+    from tests.integration.builder_thread import BuilderThread
+
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [redis_server.url], "prefix": "portolan-test"}}}
+    timings = tmp_path / "rounds.jsonl"
+    builder = BuilderThread(redis_server.url, timings_path=str(timings),
+                            publish_first=publish_first, min_interval=0.05,
+                            snapshot_interval=600).start()
+    reporting = Reporting(redis_server.url, interval=0.1)
+    mark_watched(redis_client, GraphKeys("portolan"), "container")
+    reporting.start()
+
+    def rounds():
+        if not timings.exists():
+            return []
+        return [json.loads(line) for line in timings.read_text().splitlines()]
+
+    def diff_rounds():
+        return [r for r in rounds() if "container" in r["seqs"]
+                and "container" not in r["snapshots"]]
+
+    try:
+        assert len(wait_for(lambda: diff_rounds()[2:], timeout=20)) >= 1
+    finally:
+        reporting.stop()
+        builder.stop()
+    for r in rounds():
+        assert r["start"] <= r["updated"] <= r["stored"], r
+    for r in diff_rounds():
+        if publish_first:
+            assert r["updated"] <= r["published"] <= r["stored"], r
+        else:
+            assert r["stored"] <= r["published"], r
+    stored = stored_payload(redis_client, "container")
+    held = builder.builder.views["container"].graph.payload()
+    assert sorted(n["id"] for n in stored["nodes"]) == sorted(
+        n["id"] for n in held["nodes"])
+    assert container_node_id(HOST, "c3") in {n["id"] for n in stored["nodes"]}

@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import redis
 from channels.layers import get_channel_layer
@@ -46,8 +46,8 @@ from webapp.maps.diff import apply_diff, encode_diff, encode_snapshot, is_empty
 from webapp.maps.frames import pack_frame
 from webapp.topology.store import live_collectors
 
-__all__ = ["BuilderSettings", "GraphBuilder", "Publication", "encode_message",
-           "load_stored", "snapshot_payload"]
+__all__ = ["BuilderSettings", "GraphBuilder", "Publication", "RoundTimes",
+           "encode_message", "load_stored", "snapshot_payload"]
 
 log = logging.getLogger("portolan.builder")
 
@@ -77,6 +77,12 @@ class BuilderSettings:
     fresh_ttl: float = 15.0
     # Keep every level current, watched or not (tests; a builder nobody asks).
     all_levels: bool = False
+    # Publish each round's diffs before storing them (a snapshot's encoding
+    # and write are then off a report's way to the maps); False: store first,
+    # as builders before did (bench/fleet_scale.py compares the two).
+    publish_first: bool = True
+    # Append each round's RoundTimes as a JSON line to this file (benchmarks).
+    timings_path: str | None = None
 
 
 @dataclass(slots=True)
@@ -84,6 +90,21 @@ class Publication:
     level: str
     seq: int
     texts: list[str] | None  # None: no diff, reload the snapshot
+    snapshot: bool = False  # a whole snapshot is stored at this step
+
+
+@dataclass(slots=True)
+class RoundTimes:
+    """When one round of the live loop reached each stage (``time.time()``):
+    what ``bench/fleet_scale.py`` splits a report's wait for its diff into."""
+
+    start: float  # notices gathered, the update begins
+    hosts: int  # hosts that reported
+    updated: float = 0.0  # the levels updated, diffs known
+    published: float = 0.0  # diffs sent to the Channels groups
+    stored: float = 0.0  # diffs (or a snapshot) stored
+    seqs: dict = field(default_factory=dict)  # level -> seq published
+    snapshots: list = field(default_factory=list)  # levels whose snapshot was stored
 
 
 def snapshot_payload(texts: list[str]) -> dict:
@@ -195,7 +216,8 @@ class GraphBuilder:
     def step(self, reported: set[str], now: float | None = None
              ) -> list[Publication]:
         """Update the levels from the hosts in ``reported``; store the diffs."""
-        return self.store(self.update(reported, now))
+        publications = self.publications(self.update(reported, now))
+        return publications + self.store(publications)
 
     def update(self, reported: set[str], now: float | None = None
                ) -> dict[str, dict | None]:
@@ -253,11 +275,10 @@ class GraphBuilder:
                                     "processes": list(record.processes)}
         return out
 
-    def store(self, diffs: dict[str, dict | None]) -> list[Publication]:
-        """Store each level's diff (or a new snapshot); what to publish."""
+    def publications(self, diffs: dict[str, dict | None]) -> list[Publication]:
+        """Each changed level's next step: its diff encoded, and whether a
+        whole snapshot is due (stored by ``store``)."""
         publications = []
-        pipe = self.client.pipeline(transaction=True)  # one slot: {graph}
-        ttl = max(1, int(self.conf.store_ttl))
         for level, diff in diffs.items():
             if diff is not None and is_empty(diff):
                 continue
@@ -270,12 +291,21 @@ class GraphBuilder:
             due = texts is None or _snapshot_due(
                 time.monotonic() - stored.snapshot_at, self.conf.snapshot_interval,
                 stored.diff_bytes + size, stored.snapshot_bytes)
-            if due:
-                self._store_snapshot(pipe, level, ttl)
-            else:
-                pipe.rpush(self.gkeys.diffs(level), encode_entry(stored.seq, texts))
+            if not due:
                 stored.diff_bytes += size
-            publications.append(Publication(level, stored.seq, texts))
+            publications.append(Publication(level, stored.seq, texts, due))
+        return publications
+
+    def store(self, publications: list[Publication]) -> list[Publication]:
+        """Store each step's diff (or a new snapshot); what to publish besides:
+        a new snapshot of each level whose stored one Redis lost."""
+        pipe = self.client.pipeline(transaction=True)  # one slot: {graph}
+        ttl = max(1, int(self.conf.store_ttl))
+        for p in publications:
+            if p.snapshot:
+                self._store_snapshot(pipe, p.level, ttl)
+            else:
+                pipe.rpush(self.gkeys.diffs(p.level), encode_entry(p.seq, p.texts))
         # Every level's snapshot stays while the builder runs (a first viewer
         # of an unwatched level sees it at once, then the diff that catches
         # it up); whether it is still there says if Redis lost it meanwhile.
@@ -289,15 +319,17 @@ class GraphBuilder:
                 and self.views[level].graph is not None]
         pipe = self.client.pipeline(transaction=True)
         self._mark_fresh(pipe, set(self.current) - set(lost))
+        reloads = []
         if lost:
             # Flushed or expired under us: a new snapshot, and relays reload.
             for level in lost:
                 self.stored[level].seq += 1
                 self._store_snapshot(pipe, level, ttl)
-                publications.append(Publication(level, self.stored[level].seq, None))
+                reloads.append(Publication(level, self.stored[level].seq, None,
+                                           True))
             self._mark_fresh(pipe, lost)
         pipe.execute()
-        return publications
+        return reloads
 
     def _store_snapshot(self, pipe, level: str, ttl: int) -> None:
         """Queue the level's whole snapshot at its seq, its diff list emptied."""
@@ -367,12 +399,28 @@ class GraphBuilder:
                 self.active = True
                 reported: set[str] = set()
                 while not (stop.is_set() or lost.is_set()):
-                    diffs = await asyncio.to_thread(self.update, reported)
+                    times = RoundTimes(time.time(), len(reported))
+                    publications = await asyncio.to_thread(
+                        lambda r=reported: self.publications(self.update(r)))
+                    times.updated = time.time()
                     last = loop_time()
                     if not await asyncio.to_thread(self.lease.acquire):
                         break  # another builder took over meanwhile: not ours
-                    await self._publish(
-                        layer, await asyncio.to_thread(self.store, diffs))
+                    # A report's diff waits for no store (nor a snapshot's
+                    # encoding): a relay that reloads meanwhile finds the step
+                    # before, sees a gap at the next one and reloads again. A
+                    # step without a diff tells relays to reload: after it.
+                    early = [p for p in publications if p.texts is not None
+                             and self.conf.publish_first]
+                    await self._publish(layer, early)
+                    times.published = time.time()
+                    reloads = await asyncio.to_thread(self.store, publications)
+                    times.stored = time.time()
+                    late = [p for p in publications if p not in early]
+                    await self._publish(layer, late + reloads)
+                    if late and not early:
+                        times.published = time.time()
+                    self._record(times, publications + reloads)
                     reported = await self._notices(pubsub, last)
         finally:
             renew.cancel()
@@ -407,6 +455,19 @@ class GraphBuilder:
                                                   timeout=0.0):
             _note(message, reported)
         return reported
+
+    def _record(self, times: RoundTimes, publications: list[Publication]) -> None:
+        """Append the round's times to ``timings_path``, if set."""
+        if not self.conf.timings_path:
+            return
+        times.seqs = {p.level: p.seq for p in publications}
+        times.snapshots = [p.level for p in publications if p.snapshot]
+        try:
+            with open(self.conf.timings_path, "a") as out:
+                out.write(json.dumps(asdict(times)) + "\n")
+        except OSError as exc:
+            log.warning("graph builder: cannot write round timings: %s", exc)
+            self.conf.timings_path = None
 
     async def _publish(self, layer, publications: list[Publication]) -> None:
         for p in publications:

@@ -15,9 +15,17 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, help="stop after S seconds")
         parser.add_argument("--lease-ttl", type=float,
                             help="seconds a standby waits before taking over")
+        parser.add_argument("--timings", metavar="FILE",
+                            help="append each round's stage times to FILE "
+                                 "(JSON lines; bench/fleet_scale.py)")
+        parser.add_argument("--store-first", action="store_true",
+                            help="store each round's diffs before publishing "
+                                 "them, as builders before did (benchmarks)")
 
     def handle(self, *args, **opts):
-        builder = GraphBuilder.from_settings(lease_ttl=opts["lease_ttl"])
+        builder = GraphBuilder.from_settings(
+            lease_ttl=opts["lease_ttl"], timings_path=opts["timings"],
+            publish_first=not opts["store_first"])
         try:
             asyncio.run(builder.run(duration=opts["duration"]))
         except KeyboardInterrupt:
