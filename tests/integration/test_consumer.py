@@ -533,6 +533,87 @@ async def test_a_socket_whose_login_ended_is_closed_before_the_next_update(
     assert not relay.LevelRelay.for_level("container").sockets
 
 
+def _save_new_password(key):
+    user = get_user_model().objects.get(username="grace")
+    user.set_password("pw-for-tests-2")
+    user.save(update_fields=["password"])
+
+
+def _save_deactivated(key):
+    user = get_user_model().objects.get(username="grace")
+    user.is_active = False
+    user.save()
+
+
+def _delete_user(key):
+    get_user_model().objects.get(username="grace").delete()
+
+
+def _log_out_by_request(key):
+    client = Client()
+    client.cookies["sessionid"] = key
+    assert client.post("/logout/").status_code == 302
+
+
+@pytest.mark.parametrize("end_login", [_save_new_password, _save_deactivated,
+                                       _delete_user, _log_out_by_request])
+async def test_a_socket_whose_login_ended_is_closed_at_once(
+    live_redis, session_cookie, end_login
+):
+    """No update needed and no 30 s wait: the change sends a message through
+    the real channel layer to every worker's login watch (here, this one's)."""
+    from webapp.maps import consumers, login_watch
+
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    assert (await comm.connect())[0]
+    try:
+        await asyncio.wait_for(login_watch.LoginWatch.for_worker().ready.wait(), 5)
+        key = session_cookie.decode().removeprefix("sessionid=")
+        await sync_to_async(end_login)(key)
+        assert await close_within(comm, timeout=5) == {
+            "type": "websocket.close",
+            "code": consumers.CLOSE_UNAUTHENTICATED,
+        }
+    finally:
+        await comm.disconnect()
+    assert not login_watch.LoginWatch.for_worker().sockets
+
+
+async def test_a_socket_of_another_session_stays_open_after_a_logout(
+    live_redis, session_cookie
+):
+    from webapp.maps import login_watch
+
+    def other_session_logs_out():
+        other = Client()
+        other.force_login(get_user_model().objects.get(username="grace"))
+        assert other.post("/logout/").status_code == 302
+
+    comm = communicator(headers=[ORIGIN, (b"cookie", session_cookie)])
+    assert (await comm.connect())[0]
+    try:
+        await asyncio.wait_for(login_watch.LoginWatch.for_worker().ready.wait(), 5)
+        await sync_to_async(other_session_logs_out)()
+        assert await close_within(comm, timeout=2) is None
+    finally:
+        await comm.disconnect()
+
+
+async def close_within(comm, timeout):
+    """The socket's close output within ``timeout``, skipping its messages;
+    None if it stays open (read off the queue: a communicator's timed-out
+    receive would cancel the consumer)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        while not comm.output_queue.empty():
+            output = comm.output_queue.get_nowait()
+            if output["type"] == "websocket.close":
+                return output
+        await asyncio.sleep(0.05)
+    return None
+
+
 async def test_a_socket_still_logged_in_keeps_its_updates_when_rechecked(
     live_redis, session_cookie, monkeypatch
 ):

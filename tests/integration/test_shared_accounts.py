@@ -27,6 +27,9 @@ from tests.integration.test_web_auth import write_host
 from tests.postgres import started_postgres
 from tests.processes import LoggedProcess
 from webapp.accounts.db_lock import PREPARE_LOCK_ID
+from webapp.accounts.ended_logins import GROUP
+
+ENDED_LOGINS_GROUP = f"portolan-channels:group:{GROUP}"  # channels_redis' key
 
 ROOT = Path(__file__).resolve().parents[2]
 DAPHNE = Path(sys.executable).parent / "daphne"
@@ -163,7 +166,7 @@ def workers(shared_env, tmp_path):
 
 
 async def test_logins_tokens_password_changes_and_lockouts_hold_on_every_worker(
-        shared_env, workers, redis_server):
+        shared_env, workers, redis_server, redis_client):
     port_a, port_b = workers
     # Each worker has its own var/ and nothing of the accounts in it.
     for name in ("a", "b"):
@@ -214,11 +217,16 @@ async def test_logins_tokens_password_changes_and_lockouts_hold_on_every_worker(
     assert elsewhere.get("/").status_code == 200
     ended = elsewhere.cookie_header  # the next answer deletes the cookie
     assert await socket_status(port_b, ended) == 101
+    (_, open_on_b), _ = await open_map(port_b, ended, level="host")
+    assert wait_for(lambda: redis_client.zcard(ENDED_LOGINS_GROUP) > 0, timeout=10)
     new_password = "vera-new-pw-for-shared-db-2"
     changed = a.post("/account/password/", {
         "old_password": VIEWER_PASSWORD, "new_password1": new_password,
         "new_password2": new_password})
     assert changed.status_code == 302, changed.text[-500:]
+    # B's open map socket of that session closes at once (A told B's login
+    # watch through the channel layer), not at its 30 s check.
+    await asyncio.wait_for(open_on_b, 5)
     assert to_login(elsewhere.get("/"))
     assert elsewhere.get("/api/graph/", params={"level": "host"}).status_code == 401
     assert await socket_status(port_b, ended) != 101

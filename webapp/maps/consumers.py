@@ -20,8 +20,10 @@ puts the map in an error state):
     graph yet; the socket stays open and a fresh snapshot follows recovery.
 
 The login is checked again before an update at most every
-``LOGIN_RECHECK_INTERVAL`` seconds; once it has ended (logout, password
-change, deactivation) the socket is closed with code 4401 instead.
+``LOGIN_RECHECK_INTERVAL`` seconds, and at once when any worker tells this
+one's ``LoginWatch`` (``webapp.maps.login_watch``) that the user's login may
+have ended; once it has (logout, password change, deactivation, deletion) the
+socket is closed with code 4401.
 
 The graph is built by one process for every web worker (``manage.py builder``,
 ``webapp.builder``); this consumer only relays. A worker's ``LevelRelay``
@@ -51,6 +53,7 @@ from channels.auth import get_user
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from webapp.maps.login_watch import LoginWatch
 from webapp.maps.relay import LevelRelay
 from webapp.topology import service
 
@@ -95,10 +98,15 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
         self.login_checked = asyncio.get_running_loop().time()
         self.closed = False
         await self.accept()
+        self.login_watch = LoginWatch.for_worker()
+        self.login_watch.add(self)
         self.relay = LevelRelay.for_level(self.level)
         await self.relay.join(self)
 
     async def disconnect(self, code):
+        login_watch = getattr(self, "login_watch", None)
+        if login_watch is not None:
+            await login_watch.remove(self)
         relay = getattr(self, "relay", None)
         if relay is not None:
             await relay.leave(self)
@@ -126,15 +134,29 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
         now = asyncio.get_running_loop().time()
         if now - self.login_checked < LOGIN_RECHECK_INTERVAL:
             return True
+        return await self.check_login()
+
+    async def check_login(self) -> bool:
+        """Whether the session still logs in the same user, asked now; if not,
+        the socket is closed."""
+        if self.closed:
+            return False
         # A fresh store: the scope's session is the one loaded at connect.
         store = import_module(settings.SESSION_ENGINE).SessionStore
         user = await get_user({"session": store(self.scope["session"].session_key)})
-        self.login_checked = now  # only once checked: a failed check sends nothing
+        # Only once checked: a failed check sends nothing.
+        self.login_checked = asyncio.get_running_loop().time()
         if user.is_authenticated and user.pk == self.scope["user"].pk:
-            return True
+            return not self.closed
+        await self.end_login()
+        return False
+
+    async def end_login(self) -> None:
+        """Close the socket: its login has ended (once, however many say so)."""
+        if self.closed:
+            return
         self.closed = True  # disconnect() leaves the relay when the close is done
         await self.close(code=CLOSE_UNAUTHENTICATED)
-        return False
 
     async def catch_up(self, snapshot: list[bytes], diffs: list, seq: int) -> None:
         """The stored snapshot and the diffs after it, as frames."""
