@@ -9,7 +9,7 @@ on a three-master Redis Cluster (the Channels layer on its own Redis).
 
     .venv/bin/python bench/fleet_scale.py [--hosts 500] [--containers 10000]
         [--edges 50000] [--sockets 50] [--seconds 12] [--backends single]
-        [--phases typical,all]
+        [--phases typical,all] [--orders publish-first,store-first]
 
 The default run (one Redis) takes about 3-4 minutes; ``--backends
 single,cluster`` adds the three-master cluster (about as long again). Only the
@@ -19,12 +19,23 @@ messages, so the clients' own JSON parsing is not what is measured.
 Goals (issue 17): builder CPU per second of updates < 0.5 s when ~5 % of flows
 change and < 1 s when all do; report -> diff p95 < 2 s; Redis memory per
 container <= 7 kB; the Daphne worker relaying to 50 sockets < 10 % of a core.
+
+Where a report's wait goes: the builder writes each round's stage times
+(``manage.py builder --timings``), and each probe sample is split by the round
+whose diffs were published last before the timing socket received it: the wait
+for that round to start (the rest of the round in progress and the pause after
+it), its update, its publish (after its store, with ``--store-first``) and the
+relay to the socket. ``--orders`` measures each phase once per builder order
+given (``store-first``: as builders before; the builder is restarted between
+them, a standby's takeover), in the same run, for side-by-side ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
+import json
 import multiprocessing as mp
 import os
 import random
@@ -144,7 +155,8 @@ def session_cookie(env) -> str:
 async def hold_maps(port, cookie, sockets, probe: Probe | None, latencies,
                     received, opened, stop, first: int = 0):
     """``sockets`` clients on the container map; with ``probe``, the first one
-    decodes what it gets and times the probe. ``opened`` gets each socket's
+    decodes what it gets and times the probe (``latencies``: when each count
+    was reported and when its diff arrived). ``opened`` gets each socket's
     handshake time, or -1 when it was refused (``refusals``: why)."""
     handles = []
     queues = []
@@ -176,10 +188,14 @@ async def hold_maps(port, cookie, sockets, probe: Probe | None, latencies,
             for edge in (message["changed_edges"] + message["added_edges"]
                          + message.get("updated_links", [])):
                 if edge["source"] == probe_id and "connections" in edge:
-                    probe.seen.append(edge["connections"])
-                    sent = probe.sent.get(edge["connections"])
-                    if sent is not None:
-                        latencies.append(time.time() - sent)
+                    # Every report this count takes in arrived now: one diff
+                    # often carries two of the probe's (0.5 s apart).
+                    count = edge["connections"]
+                    for n in range(max(probe.seen, default=0) + 1, count + 1):
+                        sent = probe.sent.get(n)
+                        if sent is not None:
+                            latencies.append((sent, time.time()))
+                    probe.seen.append(count)
 
     await asyncio.gather(*(drain(i, q) for i, q in enumerate(queues)))
     for handle in handles:
@@ -194,6 +210,71 @@ def load_sockets(port, cookie, sockets, received, opened, stop) -> None:
     so one client process reading gigabytes does not delay the timing one."""
     asyncio.run(hold_maps(port, cookie, sockets, None, [], received, opened,
                           stop, first=1))
+
+
+# ------------------------------------------------------------ stages
+
+
+def read_rounds(path: Path) -> list[dict]:
+    """The builder's rounds as it recorded them (``--timings``)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def quantiles(values) -> tuple[float | None, float | None]:
+    """(p50, p95) of ``values``; the largest for p95 under 20 of them."""
+    values = sorted(values)
+    if not values:
+        return None, None
+    p95 = (statistics.quantiles(values, n=20)[18] if len(values) >= 20
+           else values[-1])
+    return statistics.median(values), p95
+
+
+def report_stages(samples, rounds) -> dict[str, tuple]:
+    """Each probe sample (reported, received) split by the round whose diffs
+    were published last before it was received: ``wait`` (report -> that
+    round's start), ``update``, ``publish`` (update done -> diffs published),
+    ``relay`` (published -> received by the timing socket); p50 and p95 of
+    each, and of the whole."""
+    published = sorted((r["published"], i) for i, r in enumerate(rounds)
+                       if r.get("published") and "container" in r["seqs"])
+    at = [t for t, _ in published]
+    parts: dict[str, list] = {"wait": [], "update": [], "publish": [],
+                              "relay": [], "total": []}
+    for sent, received in samples:
+        i = bisect.bisect_right(at, received) - 1
+        if i < 0:
+            continue
+        r = rounds[published[i][1]]
+        # A round reads a host after its start: it may carry a report made
+        # just after (its host's earlier notice had started it): no wait.
+        parts["wait"].append(max(0.0, r["start"] - sent))
+        parts["update"].append(r["updated"] - r["start"])
+        parts["publish"].append(r["published"] - r["updated"])
+        parts["relay"].append(received - r["published"])
+        parts["total"].append(received - sent)
+    return {name: quantiles(values) for name, values in parts.items()}
+
+
+def round_stages(rounds) -> dict[str, tuple]:
+    """The builder's rounds in a window: their length (start to the next
+    start), update, store (update done -> stored), publish (update done ->
+    published); p50 and p95 of each; how many stored a snapshot."""
+    rounds = [r for r in rounds if r.get("stored")]
+    out = {
+        "length": quantiles(b["start"] - a["start"]
+                            for a, b in zip(rounds, rounds[1:], strict=False)),
+        "update": quantiles(r["updated"] - r["start"] for r in rounds),
+        "store": quantiles(r["stored"] - r["updated"] for r in rounds),
+        "publish": quantiles(r["published"] - r["updated"] for r in rounds
+                             if r.get("published")),
+        "hosts": quantiles(r["hosts"] for r in rounds),
+    }
+    out["rounds"] = len(rounds)
+    out["snapshots"] = sum("container" in r["snapshots"] for r in rounds)
+    return out
 
 
 # ------------------------------------------------------------ one backend
@@ -276,11 +357,21 @@ def run_backend(name: str, args) -> dict:
             time.sleep(0.2)
         result["first_write_s"] = time.time() - t0
         log = open(tmp / "procs.log", "wb")  # noqa: SIM115 - lives with the run
-        builder = start([sys.executable, "manage.py", "builder"], env, log)
+        timings = tmp / "rounds.jsonl"
+        orders = args.orders.split(",")
+
+        def start_builder(order: str):
+            argv = [sys.executable, "manage.py", "builder", "--timings",
+                    str(timings)]
+            return start(argv + (["--store-first"] if order == "store-first"
+                                 else []), env, log)
+
+        builder = start_builder(orders[0])
+        builder_order = orders[0]
         port = free_port()
         daphne = start([str(VENV_BIN / "daphne"), "-p", str(port), "-b", "127.0.0.1",
                         "webapp.asgi:application"], env, log)
-        procs = [builder, daphne]
+        procs = [daphne]
         probe.start()
 
         from webapp.builder.keys import GraphKeys
@@ -300,7 +391,7 @@ def run_backend(name: str, args) -> dict:
         result["first_build_s"] = time.time() - t0
         c.close()
 
-        latencies: list[float] = []
+        latencies: list[tuple[float, float]] = []  # (reported, received)
         received = mp.Array("i", args.sockets)
         opened = mp.Array("d", [0.0] * args.sockets)
         loop_stop = threading.Event()
@@ -320,16 +411,15 @@ def run_backend(name: str, args) -> dict:
         result["sockets_open_s"] = time.time() - t0
         result["opened"] = list(opened[:])
         time.sleep(5)  # snapshots delivered, steady state
-        for phase, share, seconds in (("typical", 0.05, args.seconds),
-                                      ("all", 1.0, max(10, args.seconds // 2))):
-            if phase not in args.phases.split(","):
-                continue
-            fraction.value = share
-            time.sleep(3)  # the share applies from the next round on
+
+        def measure(seconds: float) -> dict:
+            """One window of the phase running: rates, CPU, latencies and
+            where they went."""
             latencies.clear()
             r0, b0, d0, w0 = (rounds.value, cpu_seconds(builder.pid),
                               cpu_seconds(daphne.pid), time.monotonic())
             s0, m0, q0 = stored_seq(url), received[0], probe.types["diff"]
+            t0 = time.time()
             time.sleep(seconds)
             # At full scale every flow changing is ~10 s a round for the
             # writers: measure at least two whole rounds (both writers).
@@ -338,17 +428,26 @@ def run_backend(name: str, args) -> dict:
             r1, b1, d1, w1 = (rounds.value, cpu_seconds(builder.pid),
                               cpu_seconds(daphne.pid), time.monotonic())
             s1, m1, q1 = stored_seq(url), received[0], probe.types["diff"]
+            t1 = time.time()
+            # The window's last reports received: a round started after it
+            # has published, and a second more for the relay (20 s at most).
+            while time.time() - t1 < 20 and not any(
+                    r["start"] > t1 and r.get("published")
+                    for r in read_rounds(timings)[-5:]):
+                time.sleep(0.2)
+            time.sleep(1.0)
+            samples = [(a, b) for a, b in latencies if t0 <= a <= t1]
+            window = [r for r in read_rounds(timings) if t0 <= r["start"] <= t1]
             per_round = (r1 - r0) / 2  # two writers: a round is both halves
-            result[phase] = {
+            p50, p95 = quantiles(b - a for a, b in samples)
+            return {
                 "rounds_per_s": per_round / (w1 - w0),
                 "builder_cpu_per_round": (b1 - b0) / max(per_round, 1e-9),
                 "builder_cpu_share": (b1 - b0) / (w1 - w0),
                 "daphne_cpu_share": (d1 - d0) / (w1 - w0),
-                "latency_p50": statistics.median(latencies) if latencies else None,
-                "latency_p95": (statistics.quantiles(latencies, n=20)[18]
-                                if len(latencies) >= 20 else
-                                max(latencies) if latencies else None),
-                "latency_samples": len(latencies),
+                "latency_p50": p50,
+                "latency_p95": p95,
+                "latency_samples": len(samples),
                 # container-level steps the builder stored (None: its fresh
                 # mark lapsed, a step took longer than its TTL)
                 "steps": s1 - s0 if s0 and s1 else None,
@@ -358,7 +457,36 @@ def run_backend(name: str, args) -> dict:
                 "daphne_ms_per_diff_socket": (
                     1000 * (d1 - d0) / (q1 - q0) / args.sockets if q1 > q0
                     else None),
+                "report_stages": report_stages(samples, read_rounds(timings)),
+                "round_stages": round_stages(window),
             }
+
+        for phase, share, seconds in (("typical", 0.05, args.seconds),
+                                      ("all", 1.0, max(10, args.seconds // 2))):
+            if phase not in args.phases.split(","):
+                continue
+            fraction.value = share
+            time.sleep(3)  # the share applies from the next round on
+            for n, order in enumerate(orders):
+                if order != builder_order:
+                    # A standby's takeover: the old builder killed, the new
+                    # one waits out its lease, continues the stored level
+                    # and rebuilds it once.
+                    builder.terminate()
+                    builder.wait(10)
+                    switched = time.time()
+                    builder, builder_order = start_builder(order), order
+                    while len([r for r in read_rounds(timings)
+                               if r["start"] > switched
+                               and "container" in r["seqs"]]) < 2:
+                        time.sleep(0.5)
+                        if time.time() - switched > 180:
+                            raise RuntimeError(f"the {order} builder published "
+                                               "no diff in 180 s")
+                    time.sleep(3)
+                result.setdefault("measured", []).append(
+                    (f"{phase} {order} #{n + 1}", phase, order,
+                     measure(seconds)))
         result["memory_per_container"] = redis_memory(ports) / args.containers
         result["memory_by_kind"] = memory_by_kind(url) if name == "single" else {}
         result["messages_per_socket"] = statistics.median(received[1:] or [0])
@@ -369,6 +497,8 @@ def run_backend(name: str, args) -> dict:
     finally:
         stop.set()
         probe.stopped.set()
+        if "builder" in locals():
+            procs.append(builder)
         for p in procs:
             p.terminate()
             p.wait(10)
@@ -386,6 +516,38 @@ def fmt(value, goal=None, unit=""):
     return f"{text} ({value / goal:.2f}x goal)" if goal else text
 
 
+RATIO_FIGURES = {
+    "report->diff p50": lambda p: p["latency_p50"],
+    "report->diff p95": lambda p: p["latency_p95"],
+    **{f"{name} p95": (lambda p, n=name: p["report_stages"][n][1])
+       for name in ("wait", "update", "publish", "relay")},
+    "round length p50": lambda p: p["round_stages"]["length"][0],
+    "builder CPU per round": lambda p: p["builder_cpu_per_round"],
+}
+
+
+def median_of(windows: list[dict], get) -> float | None:
+    values = [v for p in windows if (v := get(p)) is not None]
+    return statistics.median(values) if values else None
+
+
+def print_ratios(measured) -> None:
+    """Each phase's figures under the first order against the others'
+    (medians over the windows of each order)."""
+    by: dict[str, dict[str, list]] = {}
+    for _label, phase, order, p in measured:
+        by.setdefault(phase, {}).setdefault(order, []).append(p)
+    for phase, orders in by.items():
+        base, *others = orders
+        for other in others:
+            cells = []
+            for name, get in RATIO_FIGURES.items():
+                a, b = median_of(orders[base], get), median_of(orders[other], get)
+                ratio = f"{a / b:.2f}x" if a is not None and b else "n/a"
+                cells.append(f"{name} {fmt(a)} vs {fmt(b)} ({ratio})")
+            print(f"[{phase}] {base} vs {other}: " + "; ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=500)
@@ -396,6 +558,9 @@ def main() -> None:
     parser.add_argument("--backends", default="single")
     parser.add_argument("--phases", default="typical,all",
                         help="typical (~5 %% of flows change), all, or both")
+    parser.add_argument("--orders", default="publish-first",
+                        help="builder orders to measure each phase under, in "
+                             "turn (publish-first, store-first; repeats allowed)")
     args = parser.parse_args()
     for name in args.backends.split(","):
         r = run_backend(name, args)
@@ -408,18 +573,26 @@ def main() -> None:
               f"{r['sockets_open_s']:.1f} s (slowest handshake "
               f"{max(times, default=0):.2f} s); refused "
               f"{sum(t < 0 for t in r['opened'])}")
-        for phase, goal in (("typical", 0.5), ("all", 1.0)):
-            if phase not in r:
-                continue
-            p = r[phase]
-            print(f"[{phase}] rounds/s {p['rounds_per_s']:.2f} | builder CPU per "
-                  f"round {fmt(p['builder_cpu_per_round'], goal, ' s')} | "
+        goals = {"typical": 0.5, "all": 1.0}
+        for label, phase, _order, p in r.get("measured", []):
+            print(f"[{label}] rounds/s {p['rounds_per_s']:.2f} | builder CPU per "
+                  f"round {fmt(p['builder_cpu_per_round'], goals[phase], ' s')} | "
                   f"report->diff p50 {fmt(p['latency_p50'], unit=' s')} p95 "
                   f"{fmt(p['latency_p95'], 2.0, ' s')} (n={p['latency_samples']}) | "
                   f"Daphne CPU {fmt(p['daphne_cpu_share'], 0.10)} "
                   f"({fmt(p['daphne_ms_per_diff_socket'], unit=' ms')} per diff "
                   f"message and socket) | builder steps "
                   f"{p['steps']}, timing socket messages {p['timing_messages']}")
+            print("    report->diff by stage, p50 / p95 s: " + ", ".join(
+                f"{name} {fmt(a)} / {fmt(b)}"
+                for name, (a, b) in p["report_stages"].items()))
+            rs = p["round_stages"]
+            print(f"    builder rounds: {rs['rounds']} ({rs['snapshots']} stored a "
+                  "snapshot), p50 / p95 s: " + ", ".join(
+                      f"{name} {fmt(rs[name][0])} / {fmt(rs[name][1])}"
+                      for name in ("length", "update", "publish", "store"))
+                  + f", hosts a round {fmt(rs['hosts'][0])}")
+        print_ratios(r.get("measured", []))
         print(f"Redis memory per container "
               f"{fmt(r['memory_per_container'] / 1000, 7.0, ' kB')}; "
               f"messages per socket {r['messages_per_socket']}")
