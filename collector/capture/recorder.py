@@ -36,6 +36,7 @@ from collector.schema import (
     SchemaError,
     container_node_id,
     decode_snapshot,
+    decode_snapshot_counts,
     host_node_id,
     parse_address_target,
     parse_flow_field,
@@ -435,8 +436,48 @@ def _host_history(client: redis.Redis, keys: Keys, host_id: str, since: float,
     pipe.hgetall(keys.flows(host_id))
     pipe.hgetall(keys.ids(host_id))
     container_ids, flows, ids = pipe.execute()
+    totals = (_totals_at(client, keys, host_id, tier, rows[0][1],
+                         oldest_fine[0][1] if oldest_fine else None)
+              if rows else None)
     return history_reports(host_id, until, HostHistoryRead(
-        tier, rows, coarse_times, container_ids, flows, ids))
+        tier, rows, coarse_times, container_ids, flows, ids, totals))
+
+
+def _totals_at(client: redis.Redis, keys: Keys, host_id: str, tier: str,
+               at: float, oldest_fine: float | None) -> dict[str, int] | None:
+    """The host's totals after its ``tier`` snapshot at ``at``: the keyframe
+    at or before it plus the counts of the snapshots since (coarse ones up
+    to the last coarse one, fine ones after), as the past view sums them;
+    None without a keyframe, or where the fine snapshots needed are gone."""
+    pipe = client.pipeline(transaction=False)
+    pipe.zrevrangebyscore(keys.history(host_id, "totals"), at, "-inf",
+                          start=0, num=1, withscores=True)
+    pipe.zrevrangebyscore(keys.history(host_id, "coarse"), at, "-inf",
+                          start=0, num=1, withscores=True)
+    frame, last_coarse = pipe.execute()
+    if not frame:
+        return None
+    frame_blob, frame_ts = frame[0]
+    coarse_ts = max(last_coarse[0][1], frame_ts) if last_coarse else frame_ts
+    if tier == "fine" and (oldest_fine is None or oldest_fine > coarse_ts):
+        return None
+    pipe = client.pipeline(transaction=False)
+    pipe.zrangebyscore(keys.history(host_id, "coarse"), f"({frame_ts}",
+                       min(coarse_ts, at))
+    if tier == "fine":
+        pipe.zrangebyscore(keys.history(host_id, "fine"), f"({coarse_ts}", at)
+    try:
+        totals = {f: int(v) for f, v in
+                  (decode_snapshot(frame_blob).get("totals") or {}).items()}
+        for blobs in pipe.execute():
+            for blob in blobs:
+                for f, v in decode_snapshot_counts(blob).items():
+                    totals[f] = totals.get(f, 0) + int(v)
+    except (SchemaError, ValueError, TypeError, AttributeError) as exc:
+        log.warning("host %s history: keyframe unreadable (%s); the base "
+                    "comes from today's totals", host_id, exc)
+        return None
+    return totals
 
 
 class HostHistoryRead(NamedTuple):
@@ -449,6 +490,9 @@ class HostHistoryRead(NamedTuple):
     containers: list[bytes]  # the host's container ids now
     flows: dict[bytes, bytes]  # its live flows hash now
     ids: dict[bytes, bytes]  # its ids hash now (short -> whole container id)
+    # The totals after the first row (from the keyframe before it); None: no
+    # keyframe, the base comes from today's totals.
+    totals_at_first: dict[str, int] | None = None
 
 
 def history_reports(host_id: str, until: float,
@@ -456,10 +500,13 @@ def history_reports(host_id: str, until: float,
     """The records of a past window of one host, up to ``until`` (no I/O):
     one per snapshot, the first with what the host had counted before.
 
-    That base is today's totals less the snapshots' counts since the window
-    began, taken per live flow field as written: the snapshots name a flow as
-    the collector knew it then, today's canonical name of its field may differ
-    (a short container id that no longer resolves once its container is gone).
+    That base is the totals after the first snapshot (``totals_at_first``,
+    from the keyframe before it) less its counts. Without a keyframe it is
+    today's totals less the snapshots' counts since the window began, taken
+    per live flow field as written: the snapshots name a flow as the collector
+    knew it then, today's canonical name of its field may differ (a short
+    container id that no longer resolves once its container is gone); what
+    was counted after the last snapshot then stays in it.
     """
     snapshots = []
     for blob, score in read.rows:
@@ -494,7 +541,14 @@ def history_reports(host_id: str, until: float,
             history=history,
         ))
         previous = score
-    if reports:
+    if (reports and read.totals_at_first is not None
+            and snapshots[0][0] == read.rows[0][1]):
+        first_counts = {f: int(v) for f, v in
+                        (snapshots[0][1].get("counts") or {}).items()}
+        reports[0].base = {f: v - first_counts.get(f, 0)
+                           for f, v in read.totals_at_first.items()
+                           if v > first_counts.get(f, 0)}
+    elif reports:
         # What the host had counted before the window's first snapshot, named
         # as that record's containers name it (else as today's do).
         first = host_flow_fields(host_id, [c.id for c in reports[0].containers],
