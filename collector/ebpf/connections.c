@@ -186,16 +186,16 @@ static __always_inline void fill_addrs(struct flow_key_t *k, u16 family,
 static __always_inline void connect_done(struct sock_info_t *si, int ns)
 {
     if (ns == ST_ESTABLISHED) {
-        SOCK_ADD(si, connections, 1);
-        SOCK_ADD(si, connect_latency_us_sum,
+        SOCK_SET(si, connections, 1);
+        SOCK_SET(si, connect_latency_us_sum,
                  (bpf_ktime_get_ns() - si->start_ns) / 1000);
-        SOCK_ADD(si, connect_latency_count, 1);
+        SOCK_SET(si, connect_latency_count, 1);
     } else {
-        SOCK_ADD(si, failed, 1);
+        SOCK_SET(si, failed, 1);
         if (si->rst)
-            SOCK_ADD(si, failed_refused, 1);
+            SOCK_SET(si, failed_refused, 1);
         else
-            SOCK_ADD(si, failed_timeout, 1);
+            SOCK_SET(si, failed_timeout, 1);
     }
 }
 
@@ -289,7 +289,7 @@ static __always_inline int sock_state_claim(u64 sk, int os, int ns, u16 family,
         return 0;
     }
     if (slot) {
-        SOCK_ADD(slot, accepts, 1);
+        SOCK_SET(slot, accepts, 1);
         return 0;
     }
     /* No room for the socket: the accept is still counted. */

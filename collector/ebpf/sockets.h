@@ -91,6 +91,11 @@ static __always_inline int simultaneous_open(const struct sock_info_t *si)
 
 /* Counter FIELD (a struct flow_val_t member) of tracked socket si grows by n. */
 #define SOCK_ADD(si, FIELD, n) sock_add((si), COUNTER_INDEX(FIELD), (n))
+/* The same for a counter a socket's state changes set once (its connect's
+ * outcome, its accept): a store, not an atomic add. The state changes of a
+ * socket do not overlap, its claim left the counter 0, and a fold takes it
+ * by exchange whether before or after the store. */
+#define SOCK_SET(si, FIELD, n) sock_set((si), COUNTER_INDEX(FIELD), (n))
 
 #ifdef COMPAT_PRE_5_12
 /* XXX: delete with kernels before 5.12 (no compare-and-swap in BPF to claim a
@@ -136,6 +141,11 @@ static __always_inline void sock_add(struct sock_info_t *si, u32 idx, u64 n)
     }
     buf_exit(buf);
 }
+
+static __always_inline void sock_set(struct sock_info_t *si, u32 idx, u64 n)
+{
+    sock_add(si, idx, n);
+}
 #else
 #define SOCK_WAYS 16
 #define SOCK_BUCKETS (SOCK_SLOTS / SOCK_WAYS)
@@ -159,6 +169,11 @@ static __always_inline u32 sock_bucket(u64 sk)
 static __always_inline void sock_add(struct sock_info_t *si, u32 idx, u64 n)
 {
     __sync_fetch_and_add(&si->counts[idx % FLOW_COUNTERS], n);
+}
+
+static __always_inline void sock_set(struct sock_info_t *si, u32 idx, u64 n)
+{
+    si->counts[idx % FLOW_COUNTERS] = n;
 }
 
 /* Move si's counts into its flow in the active map (each taken by exchange:
@@ -309,7 +324,8 @@ static __always_inline struct sock_info_t *sock_claim(u64 sk,
     if (mine) {
         /* What an event added after its socket's close was folded. */
         sock_fold(mine);
-        *mine = *si;
+        /* All but the counts, which the fold left at 0. */
+        __builtin_memcpy(mine, si, __builtin_offsetof(struct sock_info_t, counts));
     }
     /* Written: findable by a flush from here on (an exchange, so that the
      * slot's stores come first). */
