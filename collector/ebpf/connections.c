@@ -127,6 +127,12 @@
 #define AF_INET_ 2
 #define AF_INET6_ 10
 
+#define ST_ESTABLISHED 1
+#define ST_SYN_SENT 2
+#define ST_SYN_RECV 3
+#define ST_CLOSE 7
+#define ST_LISTEN 10
+
 struct listen_t {
     u64 cgroup_id;
     u32 tgid;
@@ -180,23 +186,33 @@ static __always_inline void fill_addrs(struct flow_key_t *k, u16 family,
     }
 }
 
-/* The end of our own connect on tracked socket si: established or failed
- * (refused if an RST came, else timeout). Counted in the socket's slot, which
- * names the connecting process on its flow when folded (sockets.h). */
+/* Our own connect, half-way through a simultaneous open (SYN_SENT ->
+ * SYN_RECV; a socket connecting to its own address is one). A freed or fresh
+ * slot says CLOSE (or 0), never SYN_RECV. */
+static __always_inline int simultaneous_open(const struct sock_info_t *si)
+{
+    return si->state == ST_SYN_RECV && si->key.direction == DIR_OUT;
+}
+
+/* The end of our own connect on tracked socket si: established or failed. */
 static __always_inline void connect_done(struct sock_info_t *si, int ns)
 {
-    if (ns == ST_ESTABLISHED) {
-        SOCK_SET(si, connections, 1);
-        SOCK_SET(si, connect_latency_us_sum,
-                 (bpf_ktime_get_ns() - si->start_ns) / 1000);
-        SOCK_SET(si, connect_latency_count, 1);
-    } else {
-        SOCK_SET(si, failed, 1);
-        if (si->rst)
-            SOCK_SET(si, failed_refused, 1);
-        else
-            SOCK_SET(si, failed_timeout, 1);
+    u32 buf = buf_enter();
+    struct flow_val_t *v = flow_get(buf, &si->key);
+    if (v) {
+        if (ns == ST_ESTABLISHED) {
+            __sync_fetch_and_add(&v->connections, 1);
+            u64 us = (bpf_ktime_get_ns() - si->start_ns) / 1000;
+            __sync_fetch_and_add(&v->connect_latency_us_sum, us);
+            __sync_fetch_and_add(&v->connect_latency_count, 1);
+        } else {
+            count_failure(v, si->rst ? 0 : 1);
+        }
+        /* The connecting process, not whoever runs the softirq. */
+        v->last_tgid = si->key.tgid;
+        __builtin_memcpy(v->comm, si->comm, sizeof(v->comm));
     }
+    buf_exit(buf);
 }
 
 /* The state changes that give a socket an entry (a connect, a listen, an
@@ -249,7 +265,9 @@ static __always_inline int sock_state_claim(u64 sk, int os, int ns, u16 family,
         si.start_ns = bpf_ktime_get_ns();
         si.state = ns;
         bpf_get_current_comm(&si.comm, sizeof(si.comm));
-        sock_claim(sk, &si);
+        struct sock_info_t *slot = sock_claim(sk);
+        if (slot)
+            *slot = si;
         return 0;
     }
 
@@ -274,25 +292,22 @@ static __always_inline int sock_state_claim(u64 sk, int os, int ns, u16 family,
 
     /* SYN_RECV -> ESTABLISHED: server side, usually in softirq, no
      * meaningful current task. The claim returns a tracked connect's own slot
-     * (a simultaneous open) as it is. */
-    struct sock_info_t si = {};
-    si.key.direction = DIR_IN;
-    si.key.proto = PROTO_TCP;
-    si.key.port = sport;
-    fill_addrs(&si.key, family, saddr, daddr, saddr6, daddr6, 1);
-    si.state = ns;
-    struct sock_info_t *slot = sock_claim(sk, &si);
+     * (a simultaneous open). */
+    struct sock_info_t *slot = sock_claim(sk);
     if (slot && simultaneous_open(slot)) {
         /* Our own connect completing, not an accept. */
         connect_done(slot, ns);
         slot->state = ns;
         return 0;
     }
-    if (slot) {
-        SOCK_SET(slot, accepts, 1);
-        return 0;
-    }
-    /* No room for the socket: the accept is still counted. */
+    struct sock_info_t si = {};
+    si.key.direction = DIR_IN;
+    si.key.proto = PROTO_TCP;
+    si.key.port = sport;
+    fill_addrs(&si.key, family, saddr, daddr, saddr6, daddr6, 1);
+    si.state = ns;
+    if (slot)
+        *slot = si;
     u32 buf = buf_enter();
     struct flow_val_t *v = flow_get(buf, &si.key);
     if (v)
@@ -322,7 +337,7 @@ static __always_inline int sock_state_end(u64 sk, int os, int ns)
         connect_done(si, ns);  /* a simultaneous open that failed */
     si->state = ns;
     if (ns == ST_CLOSE)
-        sock_close(sk);
+        sock_release(sk);
     return 0;
 }
 
@@ -502,7 +517,11 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
         si->rst = 1;
         return 0;
     }
-    SOCK_ADD(si, resets, 1);
+    u32 buf = buf_enter();
+    struct flow_val_t *v = flow_get(buf, &si->key);
+    if (v)
+        __sync_fetch_and_add(&v->resets, 1);
+    buf_exit(buf);
     return 0;
 }
 #endif
@@ -522,7 +541,11 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
     struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
-    SOCK_ADD(si, resets, 1);
+    u32 buf = buf_enter();
+    struct flow_val_t *v = flow_get(buf, &si->key);
+    if (v)
+        __sync_fetch_and_add(&v->resets, 1);
+    buf_exit(buf);
     return 0;
 }
 #endif
@@ -534,7 +557,11 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
     struct sock_info_t *si = sock_find(sk);
     if (!si)
         return 0;
-    SOCK_ADD(si, retransmits, 1);
+    u32 buf = buf_enter();
+    struct flow_val_t *v = flow_get(buf, &si->key);
+    if (v)
+        __sync_fetch_and_add(&v->retransmits, 1);
+    buf_exit(buf);
     return 0;
 }
 #endif
@@ -542,6 +569,19 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 /* ------------------------------------------------------------------ bytes */
 
 #ifdef HAVE_SOCK_LENGTH
+static __always_inline void tcp_length(struct sock_info_t *si, int ret, int sent)
+{
+    u32 buf = buf_enter();
+    struct flow_val_t *v = flow_get(buf, &si->key);
+    if (v) {
+        if (sent)
+            __sync_fetch_and_add(&v->bytes_sent, ret);
+        else
+            __sync_fetch_and_add(&v->bytes_received, ret);
+    }
+    buf_exit(buf);
+}
+
 /* A send or receive of ret bytes on socket sk (raw tracepoints, see "Why
  * each hook"): TCP if the table tracks sk, else UDP as udp_sent and
  * udp_received decide. */
@@ -553,10 +593,8 @@ static __always_inline int sock_length(u64 sk, int ret, int sent)
         return 0;
     struct sock_info_t *si = sock_find(sk);
     if (si) {
-        if (ret > 0 && sent)
-            SOCK_ADD(si, bytes_sent, ret);
-        else if (ret > 0)
-            SOCK_ADD(si, bytes_received, ret);
+        if (ret > 0)
+            tcp_length(si, ret, sent);
         return 0;
     }
 #ifdef COUNT_UDP

@@ -73,14 +73,6 @@ struct flow_val_t {
     char comm[16];
 };
 
-/* The counters a socket's events add to: flow_val_t's first FLOW_COUNTERS
- * u64s, connections to connect_latency_count, which a tracked TCP socket
- * keeps in its slot until they are folded into a flow (sockets.h). */
-#define FLOW_COUNTERS 15
-#define COUNTER_INDEX(FIELD) (__builtin_offsetof(struct flow_val_t, FIELD) / 8)
-_Static_assert(COUNTER_INDEX(last_tgid) == FLOW_COUNTERS,
-               "flow_val_t: the counters come first, FLOW_COUNTERS of them");
-
 BPF_HASH(flows_a, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_HASH(flows_b, struct flow_key_t, struct flow_val_t, FLOW_MAP_SIZE);
 BPF_ARRAY(control, u32, 1);            /* [0]: active flow map, 0=a 1=b */

@@ -50,7 +50,6 @@ from collector.ebpf import btf, self_test
 from collector.ebpf.compiler_memory import release_compiler_memory
 from collector.ebpf.kernel_fields import FieldsUnavailable, KernelFields, resolve
 from collector.ebpf.prog_info import ProgramMisses
-from collector.ebpf.prog_run import run_raw_tracepoint
 from collector.ebpf.source import inline_includes, standalone
 from collector.ebpf.support import (
     OPTIONAL_HOOKS,
@@ -158,8 +157,6 @@ class ConnectionTracer:
     # Sizes, passed to connections.c as -D flags (see _configure), only here.
     FLOW_MAP_SIZE = 16384
     SOCK_SLOTS = 131072  # TCP socket table; a power of two
-    SOCK_WAYS = 16  # as sockets.h
-    SOCK_FLUSH_BUCKETS = 32  # folded per run of flush_sockets (sockets.h)
     SOCK_MAP_SIZE = 65536  # UDP sockets; TCP sockets too before 5.12
     LISTEN_MAP_SIZE = 4096
     CGROUP_PATH_LEN = 256
@@ -219,13 +216,6 @@ class ConnectionTracer:
         # Every program was loaded and attached by BPF() (TRACEPOINT_PROBE,
         # RAW_TRACEPOINT_PROBE).
         self._misses = ProgramMisses([f.fd for f in self._bpf.funcs.values()])
-        # Not attached: run before each read to fold live sockets' counts
-        # (sockets.h). Before 5.12 each count goes to the flow map at once,
-        # and so it did in a connections.c older than flush_sockets (the
-        # benches load one from another directory to compare).
-        has_flush = not self.compat and "int flush_sockets(" in self._text
-        self._flush_fd = self._bpf.load_func(
-            b"flush_sockets", BPF.RAW_TRACEPOINT).fd if has_flush else None
         self._active = 0
         self._lost_seen = [0, 0, 0]
 
@@ -274,7 +264,6 @@ class ConnectionTracer:
         sizes = {
             "FLOW_MAP_SIZE": int(flow_map_size or cls.FLOW_MAP_SIZE),
             "SOCK_SLOTS": int(cls.SOCK_SLOTS),
-            "SOCK_FLUSH_BUCKETS": int(cls.SOCK_FLUSH_BUCKETS),
             "SOCK_MAP_SIZE": int(cls.SOCK_MAP_SIZE),
             "LISTEN_MAP_SIZE": int(cls.LISTEN_MAP_SIZE),
             "CGROUP_PATH_LEN": int(cls.CGROUP_PATH_LEN),
@@ -346,15 +335,6 @@ class ConnectionTracer:
 
     # ------------------------------------------------------------- reading
 
-    def _flush_sockets(self) -> None:
-        """Fold every live socket's counts into the active flow map, so that
-        the buffer read next holds them (sockets.h)."""
-        if self._flush_fd is None:
-            return
-        buckets = self.SOCK_SLOTS // self.SOCK_WAYS
-        for first in range(0, buckets, self.SOCK_FLUSH_BUCKETS):
-            run_raw_tracepoint(self._flush_fd, first)
-
     def _flip(self) -> int:
         """Make the other flow map active; return the index of the old one."""
         old = self._active
@@ -386,7 +366,6 @@ class ConnectionTracer:
 
     def read(self) -> TracerReading:
         """Counters grown since the previous read, current listens, lost counts."""
-        self._flush_sockets()
         old = self._flip()
         table = self._bpf[b"flows_b" if old else b"flows_a"]
         flows = []
