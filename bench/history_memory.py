@@ -11,8 +11,16 @@ The analyzer's status history is written beside it for a fleet where
 ``--failing`` of the containers turn red and recover, and reported apart
 (it is one key for the whole fleet).
 
+Each history format runs in turn on its own Redis, side by side: ``1``, every
+snapshot standing alone (records, counts and rates, zstd JSON; as before
+collector.history_format), and ``2``, snapshots stored against the keyframe.
+Per tier: the entries, the blobs' bytes and what Redis adds per entry; per
+container: history, live state (the host's other keys) and their sum against
+issue 17's goal of 7 kB a container.
+
     .venv/bin/python bench/history_memory.py [--hosts 20] [--active 0.05]
-        [--report-every 1] [--failing 0.01]
+        [--report-every 1] [--failing 0.01] [--formats 1,2]
+        [--fine 900] [--step 5]
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from synthetic_world import make_world, traffic  # noqa: E402
 
+import collector.reporter as reporter_module  # noqa: E402
 from collector.reporter import HistoryPolicy, HostReport, RedisReporter  # noqa: E402
 from collector.reporter import redis_client as reporter_client  # noqa: E402
 from collector.schema import (  # noqa: E402
@@ -36,6 +45,7 @@ from collector.schema import (  # noqa: E402
     Keys,
     SchemaError,
     container_node_id,
+    encode_snapshot,
 )
 from tests.conftest import RedisServer  # noqa: E402
 from webapp.topology.store import read_state_at  # noqa: E402
@@ -46,14 +56,45 @@ except ImportError:  # pragma: no cover - measuring the version before
     StatusHistory = None
 
 
+GOAL_PER_CONTAINER = 7000  # issue 17: Redis memory per container
+LIVE_KEYS = ("host", "containers", "addrs", "flows", "rates", "ids", "applied")
+
+
+class Format1:
+    """The reporter's encoders as before collector.history_format: every
+    snapshot stands alone, a keyframe holds only the totals."""
+
+    @staticmethod
+    def encode_history(snapshot: dict, frame: dict | None) -> bytes:
+        return encode_snapshot(snapshot)
+
+    @staticmethod
+    def encode_keyframe(snapshot: dict) -> tuple[bytes, None]:
+        return encode_snapshot({"ts": snapshot["ts"],
+                                "totals": snapshot["totals"]}), None
+
+
 def simulate(url: str, hosts: int, active: float, every: float, failing: float,
-             seconds: float = 3600.0) -> dict:
+             seconds: float = 3600.0, history_format: int = 2,
+             policy: HistoryPolicy | None = None) -> dict:
     world = make_world(500, 10_000, 50_000)
     mine = list(world.containers)[:hosts]
     keys = Keys("portolan")
     client = reporter_client(url)
-    reporters = {h: RedisReporter(client, keys, history=HistoryPolicy())
-                 for h in mine}
+    saved = (reporter_module.encode_history, reporter_module.encode_keyframe)
+    if history_format == 1:
+        reporter_module.encode_history = Format1.encode_history
+        reporter_module.encode_keyframe = Format1.encode_keyframe
+    try:
+        return _simulate(client, keys, world, mine, active, every, failing,
+                         seconds, policy or HistoryPolicy())
+    finally:
+        reporter_module.encode_history, reporter_module.encode_keyframe = saved
+
+
+def _simulate(client, keys, world, mine, active, every, failing, seconds,
+              policy) -> dict:
+    reporters = {h: RedisReporter(client, keys, history=policy) for h in mine}
     addrs = {h: {r.ips[0]: container_node_id(h, r.id) for r in world.containers[h]}
              for h in mine}
     rng = random.Random(3)
@@ -86,13 +127,24 @@ def simulate(url: str, hosts: int, active: float, every: float, failing: float,
                 for i, n in enumerate(sorted(red)[:5])])
         t += every
     per_host = 0
+    tiers = {}  # tier -> [entries, blob bytes, MEMORY USAGE], over the hosts
     for h in mine:
         for tier in ("fine", "coarse", "totals"):
             try:
                 key = keys.history(h, tier)
             except SchemaError:  # no keyframes before issue 23
                 continue
-            per_host += client.memory_usage(key, samples=0) or 0
+            used = client.memory_usage(key, samples=0) or 0
+            blobs = client.zrange(key, 0, -1)
+            row = tiers.setdefault(tier, [0, 0, 0])
+            row[0] += len(blobs)
+            row[1] += sum(len(b) for b in blobs)
+            row[2] += used
+            per_host += used
+    live = 0
+    for h in mine:
+        for kind in LIVE_KEYS:
+            live += client.memory_usage(getattr(keys, kind)(h), samples=0) or 0
     status_bytes = 0
     if statuses is not None:
         status_bytes = client.memory_usage(statuses.key, samples=0) or 0
@@ -108,7 +160,10 @@ def simulate(url: str, hosts: int, active: float, every: float, failing: float,
             state = read_state_at(client, keys, at)
         read_ms[name] = (time.perf_counter() - started) / 5 / len(mine) * 1000
         assert len(state.hosts) == len(mine)
+    per_container = len(world.containers[mine[0]])
     return {"per_host": per_host / len(mine), "fine": fine, "coarse": coarse,
+            "tiers": tiers, "hosts": len(mine), "containers": per_container,
+            "live_per_host": live / len(mine),
             "status_history": status_bytes, "red_now": len(red),
             "read_ms": read_ms}
 
@@ -122,24 +177,57 @@ def main() -> None:
     parser.add_argument("--failing", type=float, default=0.01,
                         help="share of containers red for a minute every 10 min")
     parser.add_argument("--seconds", type=float, default=3600.0)
+    parser.add_argument("--formats", default="1,2",
+                        help="history formats to run in turn (1: before "
+                        "collector.history_format, 2: against the keyframe)")
+    parser.add_argument("--step", type=float, default=HistoryPolicy().step,
+                        help="fine history step, s")
+    parser.add_argument("--fine", type=float, default=HistoryPolicy().fine,
+                        help="fine history kept, s")
     args = parser.parse_args()
-    server = RedisServer()
-    server.start()
-    try:
-        r = simulate(server.url, args.hosts, args.active, args.report_every,
-                     args.failing, args.seconds)
-    finally:
-        server.stop()
+    policy = HistoryPolicy(step=args.step, fine=args.fine)
     print(f"{args.hosts} hosts of the fleet world, {args.active:.0%} of flows "
           f"active a second, a report every {args.report_every:g} s, "
-          f"{args.seconds:g} s simulated")
-    print(f"history per host: {r['per_host'] / 1000:.1f} kB "
-          f"({r['fine']} fine + {r['coarse']} coarse snapshots)")
-    print("reading a past view, per host: {fine:.2f} ms (fine tier), "
-          "{coarse:.2f} ms (coarse tier)".format(**r["read_ms"]))
-    if StatusHistory is not None:
-        print(f"status history (whole fleet, {args.failing:.0%} of 10,000 "
-              f"containers red a minute in ten): {r['status_history'] / 1000:.1f} kB")
+          f"{args.seconds:g} s simulated; history: fine every {policy.step:g} s "
+          f"kept {policy.fine:g} s, coarse every {policy.coarse_step:g} s kept "
+          f"{policy.window:g} s, keyframes every {policy.keyframe:g} s")
+    results = {}
+    for fmt in (int(f) for f in args.formats.split(",")):
+        server = RedisServer()
+        server.start()
+        try:
+            results[fmt] = r = simulate(
+                server.url, args.hosts, args.active, args.report_every,
+                args.failing, args.seconds, fmt, policy)
+        finally:
+            server.stop()
+        n = r["containers"]
+        print(f"\nformat {fmt}: history per host {r['per_host'] / 1000:.1f} kB "
+              f"({r['fine']} fine + {r['coarse']} coarse snapshots)")
+        print("  tier     entries/host  blob B/entry  Redis B/entry  "
+              "overhead B/entry  kB/host  B/container")
+        for tier, (entries, blob, used) in r["tiers"].items():
+            e = max(entries, 1)
+            print(f"  {tier:7s} {entries / r['hosts']:13.1f} {blob / e:13.0f} "
+                  f"{used / e:14.0f} {(used - blob) / e:17.0f} "
+                  f"{used / r['hosts'] / 1000:8.1f} {used / r['hosts'] / n:12.0f}")
+        history = r["per_host"] / n
+        live = r["live_per_host"] / n
+        print(f"  per container: history {history:,.0f} B + live state "
+              f"{live:,.0f} B = {history + live:,.0f} B "
+              f"({(history + live) / GOAL_PER_CONTAINER:.2f}x the 7 kB goal; "
+              f"history alone {history / GOAL_PER_CONTAINER:.2f}x)")
+        print("  reading a past view, per host: {fine:.2f} ms (fine tier), "
+              "{coarse:.2f} ms (coarse tier)".format(**r["read_ms"]))
+        if StatusHistory is not None:
+            print(f"  status history (whole fleet, {args.failing:.0%} of 10,000 "
+                  f"containers red a minute in ten): "
+                  f"{r['status_history'] / 1000:.1f} kB")
+    if 1 in results and 2 in results:
+        a, b = results[1], results[2]
+        print(f"\nhistory per host-hour: format 1 {a['per_host'] / 1000:.1f} kB, "
+              f"format 2 {b['per_host'] / 1000:.1f} kB "
+              f"({b['per_host'] / a['per_host']:.2f}x)")
 
 
 if __name__ == "__main__":

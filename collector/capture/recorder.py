@@ -29,14 +29,18 @@ import redis
 
 from collector.capture.format import HISTORY_TIERS, Event, Report
 from collector.flow_fields import canonical_flow_fields, host_flow_fields
+from collector.history_format import (
+    decode_history,
+    decode_history_counts,
+    decode_keyframe,
+    keyframe_of,
+)
 from collector.schema import (
     ContainerRecord,
     HostRecord,
     Keys,
     SchemaError,
     container_node_id,
-    decode_snapshot,
-    decode_snapshot_counts,
     host_node_id,
     parse_address_target,
     parse_flow_field,
@@ -212,6 +216,9 @@ class HostReader:
         self.keys = keys
         self.filter = containers or ContainerFilter()
         self.hosts: dict[str, _HostProgress] = {}
+        # host id -> the keyframes read (by time, decoded), the latest few:
+        # what its new snapshots are stored against.
+        self.frames: dict[str, dict[float, dict]] = {}
 
     def read(self, host_id: str, ts: float) -> list[Report]:
         """The records of the host's reports up to the one at ``ts`` that were
@@ -267,11 +274,13 @@ class HostReader:
                                                 strict=True)},
                 since_snapshot={t: Counter() for t in HISTORY_TIERS})
             live.base = _Growth(totals, canonical, progress.emitted).take()
+            self._keep_frames(host_id, read.tiers)
             return [self.filter.apply(live)]
         growth = _Growth(_grown(totals, progress.emitted), canonical,
                          progress.emitted)
         records = []
-        for snap_ts, marks, snapshot in _snapshots(read.tiers):
+        frames = self._keep_frames(host_id, read.tiers)
+        for snap_ts, marks, snapshot in _snapshots(read.tiers, frames):
             records.append(self._from_snapshot(
                 host_id, progress, snap_ts, marks, snapshot, growth))
         if ts > progress.last_ts:
@@ -301,6 +310,18 @@ class HostReader:
             flows=growth.take({f: v for f, v in owed.items() if v > 0}))
         return self._advance(progress, report, marks)
 
+    def _keep_frames(self, host_id: str, tiers) -> dict[float, dict]:
+        """The host's keyframes read so far, with the ones in ``tiers``."""
+        frames = self.frames.setdefault(host_id, {})
+        for blob, ts in tiers[HISTORY_TIERS.index("totals")]:
+            try:
+                frames[ts] = decode_keyframe(blob)
+            except SchemaError as exc:
+                log.warning("host %s keyframe at %s: %s", host_id, ts, exc)
+        for ts in sorted(frames)[:-3]:
+            del frames[ts]
+        return frames
+
     @staticmethod
     def _advance(progress: _HostProgress, report: Report,
                  marks: tuple[str, ...]) -> Report:
@@ -316,8 +337,10 @@ class HostReader:
         return report
 
 
-def _snapshots(tiers) -> list[tuple[float, tuple[str, ...], dict]]:
-    """New history snapshots by time: (time, tiers that hold one, the finest)."""
+def _snapshots(tiers, frames: dict[float, dict] | None = None
+               ) -> list[tuple[float, tuple[str, ...], dict]]:
+    """New history snapshots by time: (time, tiers that hold one, the finest);
+    ``frames``: the keyframes they may be stored against, by time."""
     by_ts: dict[float, dict[str, bytes]] = {}
     for tier, rows in zip(HISTORY_TIERS, tiers, strict=True):
         for blob, score in rows:
@@ -329,7 +352,9 @@ def _snapshots(tiers) -> list[tuple[float, tuple[str, ...], dict]]:
         if marks[0] == "totals":
             continue  # a keyframe goes with a coarse snapshot: never alone
         try:
-            out.append((ts, marks, decode_snapshot(blobs[marks[0]])))
+            blob = blobs[marks[0]]
+            frame = (frames or {}).get(keyframe_of(blob))
+            out.append((ts, marks, decode_history(blob, frame)))
         except SchemaError as exc:
             log.warning("history snapshot at %s: %s", ts, exc)
     return out
@@ -435,12 +460,13 @@ def _host_history(client: redis.Redis, keys: Keys, host_id: str, since: float,
     pipe.hkeys(keys.containers(host_id))
     pipe.hgetall(keys.flows(host_id))
     pipe.hgetall(keys.ids(host_id))
-    container_ids, flows, ids = pipe.execute()
+    pipe.zrange(keys.history(host_id, "totals"), 0, -1, withscores=True)
+    container_ids, flows, ids, frames = pipe.execute()
     totals = (_totals_at(client, keys, host_id, tier, rows[0][1],
                          oldest_fine[0][1] if oldest_fine else None)
               if rows else None)
     return history_reports(host_id, until, HostHistoryRead(
-        tier, rows, coarse_times, container_ids, flows, ids, totals))
+        tier, rows, coarse_times, container_ids, flows, ids, totals, frames))
 
 
 def _totals_at(client: redis.Redis, keys: Keys, host_id: str, tier: str,
@@ -467,11 +493,11 @@ def _totals_at(client: redis.Redis, keys: Keys, host_id: str, tier: str,
     if tier == "fine":
         pipe.zrangebyscore(keys.history(host_id, "fine"), f"({coarse_ts}", at)
     try:
-        totals = {f: int(v) for f, v in
-                  (decode_snapshot(frame_blob).get("totals") or {}).items()}
+        frame = decode_keyframe(frame_blob)
+        totals = {f: int(v) for f, v in (frame.get("totals") or {}).items()}
         for blobs in pipe.execute():
             for blob in blobs:
-                for f, v in decode_snapshot_counts(blob).items():
+                for f, v in decode_history_counts(blob, frame).items():
                     totals[f] = totals.get(f, 0) + int(v)
     except (SchemaError, ValueError, TypeError, AttributeError) as exc:
         log.warning("host %s history: keyframe unreadable (%s); the base "
@@ -493,6 +519,9 @@ class HostHistoryRead(NamedTuple):
     # The totals after the first row (from the keyframe before it); None: no
     # keyframe, the base comes from today's totals.
     totals_at_first: dict[str, int] | None = None
+    # Its keyframes' (blob, time) rows: what format 2 snapshots are stored
+    # against (collector.history_format).
+    frames: list = []
 
 
 def history_reports(host_id: str, until: float,
@@ -508,10 +537,17 @@ def history_reports(host_id: str, until: float,
     container id that no longer resolves once its container is gone); what
     was counted after the last snapshot then stays in it.
     """
+    frames = {}
+    for blob, score in read.frames:
+        try:
+            frames[score] = decode_keyframe(blob)
+        except SchemaError as exc:
+            log.warning("host %s keyframe at %s: %s", host_id, score, exc)
     snapshots = []
     for blob, score in read.rows:
         try:
-            snapshots.append((score, decode_snapshot(blob)))
+            snapshots.append((score, decode_history(
+                blob, frames.get(keyframe_of(blob)))))
         except SchemaError as exc:
             log.warning("host %s history at %s: %s", host_id, score, exc)
     left = _live_totals(host_id, read.flows)

@@ -71,14 +71,18 @@ def wait_past(seconds: float) -> None:
 def timeline(client, around: float, container) -> list:
     """The fine history's steps near ``around``: (ts, since, connections of
     ``container``), times relative to it, for a failure's message."""
-    from collector.schema import Keys, container_node_id, decode_snapshot
+    from collector.history_format import decode_history, keyframe_of
+    from collector.schema import Keys, container_node_id
+    from webapp.topology.store import read_keyframes
 
     node = container_node_id(HOST, container.id)
 
     rows = []
-    for blob in client.zrangebyscore(Keys().history(HOST, "fine"), around - 30,
-                                     around + 30):
-        snap = decode_snapshot(blob)
+    blobs = client.zrangebyscore(Keys().history(HOST, "fine"), around - 30,
+                                 around + 30)
+    frames = read_keyframes(client, Keys(), HOST, blobs)
+    for blob in blobs:
+        snap = decode_history(blob, frames.get(keyframe_of(blob)))
         conns = sum(v for f, v in (snap.get("counts") or {}).items()
                     if f.startswith(node + "\t") and f.endswith("\tconnections"))
         rows.append((round(snap["ts"] - around, 2),

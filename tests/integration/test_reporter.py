@@ -5,6 +5,7 @@ from collections import Counter
 
 import redis
 
+from collector.history_format import decode_history, keyframe_of
 from collector.reporter import HistoryPolicy, HostReport, RedisReporter
 from collector.reporter import redis_client as reporter_client
 from collector.schema import (
@@ -13,14 +14,20 @@ from collector.schema import (
     HostRecord,
     Keys,
     container_node_id,
-    decode_snapshot,
     make_flow_field,
 )
 from tests.conftest import RedisServer, wait_for
 from webapp.topology.graph import build_graph
-from webapp.topology.store import read_state
+from webapp.topology.store import read_keyframes, read_state
 
 KEYS = Keys("portolan")
+
+
+def stored_history(client, host: str, tier: str) -> list[dict]:
+    """Every snapshot of one history tier, decoded against its keyframe."""
+    rows = client.zrange(KEYS.history(host, tier), 0, -1)
+    frames = read_keyframes(client, KEYS, host, rows)
+    return [decode_history(b, frames.get(keyframe_of(b))) for b in rows]
 
 
 def report_for(host, cid, ip, flows=None):
@@ -173,8 +180,8 @@ def test_acknowledged_batch_that_a_failover_lost_is_sent_again(redis_backend):
     assert rep.lost_counts == 0
     # The lost batch's history snapshot is written again too (with the next).
     field = make_flow_field(key, "connections")
-    counts = [decode_snapshot(raw)["counts"].get(field, 0)
-              for raw in redis_client.zrange(KEYS.history("hostF", "fine"), 0, -1)]
+    counts = [s["counts"].get(field, 0)
+              for s in stored_history(redis_client, "hostF", "fine")]
     assert sum(counts) == 1111, counts
 
 
@@ -217,8 +224,7 @@ def test_history_of_a_write_whose_reply_was_lost_is_not_counted_twice(
     assert rep.report(report_for("hostH", "ch", "10.9.0.1",
                                  {(key, "connections"): 100}), now=t0 + 10)
     for kind in ("fine", "coarse"):
-        snapshots = [decode_snapshot(raw) for raw in
-                     redis_client.zrange(KEYS.history("hostH", kind), 0, -1)]
+        snapshots = stored_history(redis_client, "hostH", kind)
         counts = [s["counts"].get(field, 0) for s in snapshots]
         assert counts == [1, 10, 100], (kind, counts)
     assert read_state(redis_client, KEYS, ttl=1e12).flows[("hostH", key)][

@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 import redis
 
 from collector.flow_fields import host_flow_fields
+from collector.history_format import (
+    decode_history,
+    decode_history_counts,
+    decode_keyframe,
+    keyframe_of,
+)
 from collector.schema import (
     COUNTERS,
     RATE_COUNTERS,
@@ -24,8 +30,6 @@ from collector.schema import (
     HostRecord,
     Keys,
     SchemaError,
-    decode_snapshot,
-    decode_snapshot_counts,
     validate_host_id,
 )
 
@@ -132,7 +136,9 @@ def read_state_at(
         pipe.zrevrangebyscore(keys.history(host_id, "coarse"), at, "-inf",
                               start=0, num=1, withscores=True)
     first = pipe.execute()
-    # 2. The counts between each host's keyframe and its snapshot.
+    # 2. The counts between each host's keyframe and its snapshot, and the
+    # keyframe its snapshot is stored against where that is another one (a
+    # coarse snapshot from before the keyframe).
     plans = []
     pipe = client.pipeline(transaction=False)
     for i, host_id in enumerate(hosts):
@@ -152,23 +158,37 @@ def read_state_at(
                 pipe.zrangebyscore(keys.history(host_id, "fine"),
                                    f"({max(coarse_ts, frame_ts)}", ts)
                 ranges = 2
-        plans.append((host_id, blob, frame[0][0] if frame else None, ranges))
-    later = iter(pipe.execute())
-    for host_id, blob, frame_blob, ranges in plans:
-        between = [next(later) for _ in range(ranges)]
         try:
-            snapshot = decode_snapshot(blob)
-            if frame_blob is None:
+            own = keyframe_of(blob)
+        except SchemaError:
+            own = None
+        other = own is not None and (not frame or own != frame[0][1])
+        if other:
+            pipe.zrangebyscore(keys.history(host_id, "totals"), own, own)
+        plans.append((host_id, blob, frame[0][0] if frame else None, ranges,
+                      other))
+    later = iter(pipe.execute())
+    for host_id, blob, frame_blob, ranges, other in plans:
+        between = [next(later) for _ in range(ranges)]
+        own_frame = next(later) if other else None
+        try:
+            frame = decode_keyframe(frame_blob) if frame_blob else None
+            if other:
+                snapshot = decode_history(
+                    blob, decode_keyframe(own_frame[0]) if own_frame else None)
+            else:
+                snapshot = decode_history(blob, frame)
+            if frame is None:
                 # No keyframe (history from before them): the step's counts
                 # are all there is.
                 totals = {f: int(v) for f, v in
                           (snapshot.get("counts") or {}).items()}
             else:
                 totals = {f: int(v) for f, v in
-                          (decode_snapshot(frame_blob).get("totals") or {}).items()}
+                          (frame.get("totals") or {}).items()}
                 for blobs in between:
                     for b in blobs:
-                        for f, v in decode_snapshot_counts(b).items():
+                        for f, v in decode_history_counts(b, frame).items():
                             totals[f] = totals.get(f, 0) + int(v)
         except (SchemaError, ValueError, TypeError, AttributeError) as exc:
             log.warning("host %s history: %s", host_id, exc)
@@ -275,13 +295,40 @@ def read_history(
             keys.history(host_id, "coarse"), since,
             "+inf" if coarse_top == float("inf") else f"({coarse_top}",
             withscores=True)
+    rows = [*rows, *fine]
+    frames = read_keyframes(client, keys, host_id, [b for b, _ in rows])
     snapshots = []
-    for blob, _ts in [*rows, *fine]:
+    for blob, _ts in rows:
         try:
-            snapshots.append(decode_snapshot(blob))
+            snapshots.append(decode_history(blob, frames.get(keyframe_of(blob))))
         except SchemaError as exc:
             log.warning("host %s history: %s", host_id, exc)
     return snapshots
+
+
+def read_keyframes(client: redis.Redis, keys: Keys, host_id: str,
+                   blobs) -> dict[float, dict]:
+    """The decoded keyframes that a host's history ``blobs`` are stored
+    against, by time (one read of the few kept; a bad one is left out)."""
+    wanted = set()
+    for blob in blobs:
+        try:
+            wanted.add(keyframe_of(blob))
+        except SchemaError:
+            continue
+    wanted.discard(None)
+    if not wanted:
+        return {}
+    frames = {}
+    for blob, ts in client.zrangebyscore(keys.history(host_id, "totals"),
+                                         min(wanted), max(wanted),
+                                         withscores=True):
+        if ts in wanted:
+            try:
+                frames[ts] = decode_keyframe(blob)
+            except SchemaError as exc:
+                log.warning("host %s keyframe at %s: %s", host_id, ts, exc)
+    return frames
 
 
 # ------------------------------------------------- reading some hosts again

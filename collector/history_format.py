@@ -1,0 +1,264 @@
+"""History snapshots stored against the host's keyframe (format 2).
+
+Why: a host's snapshots mostly repeat what its keyframe already holds (the
+same container records and addresses, the same long flow fields), and each
+blob is compressed alone, so zstd cannot share that between them. Format 2
+stores in a snapshot only what differs from the keyframe before it (the
+records that changed, the fields the keyframe does not name) and its counts
+as columns over the keyframe's flow table: ~5x smaller (BENCHMARKS.md,
+"History memory").
+
+A blob starts with a version byte. ``\\x02``: format 2, then the time of the
+keyframe it needs as a little-endian double (0: none, it stands alone), then
+zstd-compressed compact JSON. Anything else is format 1 (``collector.schema``:
+zstd or zlib JSON), still read: a rolling update leaves those in Redis for the
+history window.
+
+A format 2 keyframe (``P:history:{host}:totals``) stands alone: its records,
+and every flow counter's total as columns over its flow table. Decoded, it is
+``{"ts", "totals", "host", "containers", "addrs", "flows"}``; a format 1 one
+has only ``ts`` and ``totals``, and no snapshot refers to it.
+
+Columns: ``{"i": [flow index deltas], "<counter>": [value per flow]}``, the
+flows in index order (the keyframe's table, then the snapshot's own
+``flows``); an absent value is ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import zstandard
+
+from collector.schema import (
+    SchemaError,
+    decode_snapshot,
+    decode_snapshot_counts,
+)
+
+__all__ = [
+    "decode_history",
+    "decode_history_counts",
+    "decode_keyframe",
+    "encode_history",
+    "encode_keyframe",
+    "keyframe_of",
+]
+
+FORMAT_2 = 2
+_HEADER = struct.Struct("<Bd")
+_LEVEL = 9
+_RECORDS = ("host", "containers", "addrs")
+
+
+def _compact(value) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _pack(frame_ts: float | None, body: dict) -> bytes:
+    text = _compact(body).encode()
+    return _HEADER.pack(FORMAT_2, frame_ts or 0.0) + zstandard.ZstdCompressor(
+        level=_LEVEL, write_content_size=False, write_checksum=False
+    ).compress(text)
+
+
+def _unpack(blob: bytes) -> tuple[float | None, dict]:
+    try:
+        _, frame_ts = _HEADER.unpack_from(blob)
+        text = zstandard.ZstdDecompressor().decompressobj().decompress(
+            blob[_HEADER.size:])
+        body = json.loads(text)
+    except (struct.error, zstandard.ZstdError, ValueError) as exc:
+        raise SchemaError(f"malformed history snapshot: {exc}") from None
+    if not isinstance(body, dict) or "ts" not in body:
+        raise SchemaError("malformed history snapshot: no timestamp")
+    return frame_ts or None, body
+
+
+def is_format_2(blob: bytes) -> bool:
+    return blob[:1] == bytes([FORMAT_2])
+
+
+def keyframe_of(blob: bytes) -> float | None:
+    """The time of the keyframe a snapshot needs to be read (None: none).
+
+    >>> keyframe_of(encode_history({"ts": 5, "counts": {}}, None))
+    >>> keyframe_of(b"\\x28\\xb5\\x2f\\xfd...") is None  # format 1
+    True
+    """
+    if not is_format_2(blob):
+        return None
+    try:
+        return _HEADER.unpack_from(blob)[1] or None
+    except struct.error:
+        raise SchemaError("malformed history snapshot: short header") from None
+
+
+# ------------------------------------------------------------------ columns
+
+
+def _split(name: str) -> tuple[str, str]:
+    flow, sep, counter = name.rpartition("\t")
+    if not sep:
+        raise SchemaError(f"invalid flow field {name!r}")
+    return flow, counter
+
+
+def _columns(values: dict, index: dict[str, int], extra: list[str]) -> dict:
+    """Field -> value as columns over flow indices; flows not in ``index``
+    are appended to ``extra`` (and to ``index``)."""
+    by_flow: dict[int, dict[str, object]] = {}
+    for name, value in values.items():
+        flow, counter = _split(name)
+        i = index.get(flow)
+        if i is None:
+            i = index[flow] = len(index)
+            extra.append(flow)
+        by_flow.setdefault(i, {})[counter] = value
+    order = sorted(by_flow)
+    cols: dict[str, list] = {"i": [b - a for a, b in zip([0, *order], order,
+                                                          strict=False)]}
+    for counter in sorted({c for v in by_flow.values() for c in v}):
+        cols[counter] = [by_flow[i].get(counter) for i in order]
+    return cols
+
+
+def _fields(cols: dict | None, flows: list[str]) -> dict:
+    """Columns back to field -> value."""
+    if not cols:
+        return {}
+    try:
+        at, order = 0, []
+        for step in cols["i"]:
+            at += int(step)
+            order.append(flows[at])
+        out = {}
+        for counter, values in cols.items():
+            if counter == "i":
+                continue
+            for flow, value in zip(order, values, strict=True):
+                if value is not None:
+                    out[f"{flow}\t{counter}"] = value
+        return out
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise SchemaError(f"malformed history columns: {exc}") from None
+
+
+# ------------------------------------------------------------------ keyframes
+
+
+def encode_keyframe(snapshot: dict) -> tuple[bytes, dict]:
+    """A keyframe (``ts``, ``totals`` and the records ``host``,
+    ``containers``, ``addrs``) as stored, and as decoded: what snapshots
+    are then encoded against."""
+    flows = sorted({_split(f)[0] for f in snapshot.get("totals") or {}})
+    index = {f: i for i, f in enumerate(flows)}
+    body = {k: snapshot[k] for k in ("ts", *_RECORDS) if k in snapshot}
+    body["flows"] = flows
+    body["c"] = _columns(snapshot.get("totals") or {}, index, [])
+    frame = dict(body, totals=dict(snapshot.get("totals") or {}))
+    del frame["c"]
+    return _pack(None, body), frame
+
+
+def decode_keyframe(blob: bytes) -> dict:
+    """A keyframe as ``encode_keyframe`` returns it (format 1: ``ts`` and
+    ``totals`` only)."""
+    if not is_format_2(blob):
+        return decode_snapshot(blob)
+    _, body = _unpack(blob)
+    flows = body.get("flows")
+    if not isinstance(flows, list):
+        raise SchemaError("malformed keyframe: no flow table")
+    frame = {k: body[k] for k in ("ts", *_RECORDS) if k in body}
+    frame["flows"] = flows
+    frame["totals"] = _fields(body.get("c"), flows)
+    return frame
+
+
+# ------------------------------------------------------------------ snapshots
+
+
+def encode_history(snapshot: dict, frame: dict | None) -> bytes:
+    """A history snapshot (``ts``, ``since``, records, ``counts``,
+    ``rates``) stored against ``frame`` (a decoded keyframe; None: alone).
+
+    >>> blob, frame = encode_keyframe({"ts": 1, "totals": {"a\\tx": 4},
+    ...     "containers": [{"id": "c"}], "addrs": {}, "host": {"id": "h"}})
+    >>> snap = {"ts": 6, "since": 1, "containers": [{"id": "c"}], "addrs": {},
+    ...         "host": {"id": "h"}, "counts": {"a\\tx": 2}, "rates": {}}
+    >>> decode_history(encode_history(snap, frame), frame) == snap
+    True
+    """
+    flows = list(frame["flows"]) if frame else []
+    index = {f: i for i, f in enumerate(flows)}
+    extra: list[str] = []
+    body = {"ts": snapshot["ts"], "since": snapshot.get("since")}
+    body["c"] = _columns(snapshot.get("counts") or {}, index, extra)
+    body["r"] = _columns(snapshot.get("rates") or {}, index, extra)
+    if extra:
+        body["flows"] = extra
+    for name in _RECORDS:
+        if name not in snapshot:
+            continue
+        value = snapshot[name]
+        if frame is None or name not in frame:
+            body[name] = value
+        elif name == "containers":
+            patch = _containers_patch(value, frame["containers"])
+            if patch is not None:
+                body[name] = patch
+        elif value != frame[name]:
+            body[name] = value
+    return _pack(frame["ts"] if frame else None, body)
+
+
+def _containers_patch(records: list, base: list) -> list | None:
+    """Records against the keyframe's: an index for one unchanged, the
+    record where it changed (None: all unchanged, in the same order)."""
+    if records == base:
+        return None
+    where = {_compact(r): i for i, r in enumerate(base)}
+    return [where.get(_compact(r), r) for r in records]
+
+
+def _check_frame(blob: bytes, frame_ts: float | None, frame: dict | None) -> None:
+    if frame_ts is not None and (frame is None or frame.get("ts") != frame_ts
+                                 or "flows" not in frame):
+        raise SchemaError(f"history snapshot needs the keyframe of {frame_ts}")
+
+
+def decode_history(blob: bytes, frame: dict | None = None) -> dict:
+    """A history snapshot as written (format 1 or 2); a format 2 one needs
+    the decoded keyframe it names (``keyframe_of``)."""
+    if not is_format_2(blob):
+        return decode_snapshot(blob)
+    frame_ts, body = _unpack(blob)
+    _check_frame(blob, frame_ts, frame)
+    flows = [*(frame["flows"] if frame_ts else ()), *(body.get("flows") or ())]
+    out = {"ts": body["ts"], "since": body.get("since")}
+    for name in _RECORDS:
+        if name in body:
+            out[name] = body[name]
+        elif frame_ts is not None and name in frame:
+            out[name] = frame[name]
+    if frame_ts is not None and isinstance(out.get("containers"), list):
+        try:
+            out["containers"] = [frame["containers"][r] if isinstance(r, int)
+                                 else r for r in out["containers"]]
+        except (IndexError, TypeError) as exc:
+            raise SchemaError(f"malformed history records: {exc}") from None
+    out["counts"] = _fields(body.get("c"), flows)
+    out["rates"] = _fields(body.get("r"), flows)
+    return out
+
+
+def decode_history_counts(blob: bytes, frame: dict | None = None) -> dict:
+    """A history snapshot's ``counts`` only: what summing many needs."""
+    if not is_format_2(blob):
+        return decode_snapshot_counts(blob)
+    frame_ts, body = _unpack(blob)
+    _check_frame(blob, frame_ts, frame)
+    flows = [*(frame["flows"] if frame_ts else ()), *(body.get("flows") or ())]
+    return _fields(body.get("c"), flows)
