@@ -187,11 +187,7 @@ class Replayer:
         if report.host.id not in self._started:
             self._started.add(report.host.id)
             marks = HISTORY_TIERS
-        for tier in reporter.tiers:
-            tier.next_at = 0.0 if tier.name in marks else math.inf
-        # XXX: RedisReporter has no public way to ask for a keyframe; this
-        # private attribute can go when it has one.
-        reporter._keyframe_at = 0.0 if "totals" in marks else math.inf
+        reporter.set_next_history(marks)
         host = replace(report.host, replay={
             "file": path.name, "recorded_at": report.ts,
             "offset": round(now - report.ts, 3)})
