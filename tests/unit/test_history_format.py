@@ -1,0 +1,87 @@
+"""History format 2 (collector.history_format): what a snapshot stored against
+its keyframe decodes to is exactly what was written, old blobs still read."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector.history_format import (
+    decode_history,
+    decode_history_counts,
+    decode_keyframe,
+    encode_history,
+    encode_keyframe,
+    keyframe_of,
+)
+from collector.schema import SchemaError, encode_snapshot
+
+NODE = "container:h:" + "a" * 64
+FLOWS = [f"{NODE}\tout\t10.0.0.{i}\t80\ttcp" for i in range(6)]
+COUNTERS = ["connections", "bytes_sent", "bytes_received", "failed"]
+RECORDS = {"host": {"id": "h", "hostname": "h"},
+           "containers": [{"id": "a" * 64, "name": "web"},
+                          {"id": "b" * 64, "name": "db", "metrics": {"cpu": 1.5}}],
+           "addrs": {"10.0.0.9": NODE}}
+
+fields = st.sampled_from([f"{f}\t{c}" for f in FLOWS for c in COUNTERS])
+
+
+def frame_at(ts=100.0, totals=None):
+    return encode_keyframe({"ts": ts, "totals": totals or {
+        f"{FLOWS[0]}\tconnections": 7, f"{FLOWS[1]}\tbytes_sent": 900},
+        **RECORDS})
+
+
+@given(counts=st.dictionaries(fields, st.integers(-5, 10**12).filter(bool)),
+       rates=st.dictionaries(fields, st.floats(0, 1e9, allow_nan=False)),
+       cpu=st.floats(0, 100, allow_nan=False))
+def test_a_snapshot_decodes_to_exactly_what_was_written(counts, rates, cpu):
+    blob, frame = frame_at()
+    assert decode_keyframe(blob) == frame
+    snap = {"ts": 105.0, "since": 100.0, **RECORDS, "counts": counts,
+            "rates": rates}
+    # One container's metrics moved since the keyframe; the other did not.
+    snap["containers"] = [RECORDS["containers"][0],
+                          {"id": "b" * 64, "name": "db", "metrics": {"cpu": cpu}}]
+    stored = encode_history(snap, frame)
+    assert keyframe_of(stored) == 100.0
+    assert decode_history(stored, frame) == snap
+    assert decode_history_counts(stored, frame) == counts
+    alone = encode_history(snap, None)  # no keyframe: it stands alone
+    assert keyframe_of(alone) is None
+    assert decode_history(alone) == snap
+
+
+def test_unchanged_records_and_known_flows_are_not_stored_again():
+    _, frame = frame_at(totals={f"{f}\t{c}": 1 for f in FLOWS for c in COUNTERS})
+    snap = {"ts": 105.0, "since": 100.0, **RECORDS,
+            "counts": {f"{f}\tconnections": 3 for f in FLOWS}, "rates": {}}
+    against = encode_history(snap, frame)
+    alone = encode_history(snap, None)
+    assert len(against) < len(alone) / 2, (len(against), len(alone))
+    assert NODE.encode() not in against  # (compressed, but no names at all)
+
+
+def test_format_1_blobs_still_read():
+    snap = {"ts": 5.0, "since": 0.0, **RECORDS, "counts": {
+        f"{FLOWS[0]}\tconnections": 2}, "rates": {}}
+    old = encode_snapshot(snap)
+    assert keyframe_of(old) is None
+    assert decode_history(old) == snap
+    assert decode_history_counts(old) == snap["counts"]
+    old_frame = encode_snapshot({"ts": 1.0, "totals": {"x\tconnections": 4}})
+    assert decode_keyframe(old_frame) == {"ts": 1.0,
+                                          "totals": {"x\tconnections": 4}}
+
+
+def test_a_snapshot_without_its_keyframe_is_a_clear_error():
+    _, frame = frame_at()
+    stored = encode_history({"ts": 105.0, "since": 100.0, **RECORDS,
+                             "counts": {}, "rates": {}}, frame)
+    with pytest.raises(SchemaError, match="keyframe of 100"):
+        decode_history(stored, None)
+    _, other = frame_at(ts=700.0)
+    with pytest.raises(SchemaError, match="keyframe of 100"):
+        decode_history_counts(stored, other)
+    with pytest.raises(SchemaError, match="malformed"):
+        decode_history(stored[:12] + b"garbage", frame)
