@@ -36,7 +36,11 @@ third set: the totals at any past snapshot are the keyframe before it plus the
 counts since, so a past view shows the totals the live map showed, including
 edges quiet in that step, without storing every total in every snapshot. The
 reporter keeps those totals itself (read from Redis when it starts, and again
-after Redis lost them), adding each batch it writes.
+after Redis lost them), adding each batch it writes. The keyframe holds the
+host's records too, and the snapshots after it are stored against it
+(``collector.history_format``): only what differs from it, so a quiet host's
+snapshot is its counts and little else. A snapshot stands alone where no
+keyframe is known to be in Redis (after a lost write, until the next one).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from dataclasses import dataclass, field
 import redis
 
 from collector.flow_fields import HostFlowFields, host_flow_fields
+from collector.history_format import encode_history, encode_keyframe
 from collector.redis_client import REDIS_ERRORS
 from collector.redis_client import redis_client as make_client
 from collector.schema import (
@@ -60,7 +65,6 @@ from collector.schema import (
     HostRecord,
     Keys,
     SchemaError,
-    encode_snapshot,
     make_flow_field,
 )
 
@@ -180,6 +184,9 @@ class RedisReporter:
         self.totals: Counter | None = None
         self.short_ids: dict[str, str] = {}
         self._keyframe_at = 0.0
+        # The latest keyframe written (decoded): snapshots are stored against
+        # it (collector.history_format); None: they stand alone until the next.
+        self.frame: dict | None = None
         self._last_written: float | None = None  # time.monotonic()
         self.connected = True
         self._next_attempt = 0.0
@@ -317,9 +324,11 @@ class RedisReporter:
                     tier.counts.update(b.snapshots[tier.name])
                     tier.next_at = 0.0  # snapshot them with the next write
         if missing:
-            # A keyframe written since counted them: the next coarse
-            # snapshot writes a right one.
+            # A keyframe written since counted them (or is lost with them):
+            # the next coarse snapshot writes a right one, and the snapshots
+            # until then stand alone.
             self._keyframe_at = 0.0
+            self.frame = None
         # Batches Redis held for confirm_after s are taken as safe.
         horizon = time.monotonic() - self.confirm_after
         while kept and kept[0].sent_at < horizon:
@@ -335,7 +344,11 @@ class RedisReporter:
 
     def _snapshot(self, report: HostReport, counts: Counter, rates: dict,
                   now: float, since: float | None) -> bytes:
-        return encode_snapshot({
+        frame = self.frame
+        if frame is not None and now - frame["ts"] > (
+                self.history.keyframe + self.history.coarse_step):
+            frame = None  # too old to be kept as long as this snapshot
+        return encode_history({
             "ts": now,
             "since": since,  # the tier's previous snapshot: the counts' start
             "host": report.host.to_dict(),
@@ -343,7 +356,7 @@ class RedisReporter:
             "addrs": report.addrs,
             "counts": {make_flow_field(k, c): v for (k, c), v in counts.items() if v},
             "rates": rates,
-        })
+        }, frame)
 
     def _write(self, report: HostReport, sent: SentBatch, now: float) -> bytes | None:
         """One transaction on the host's keys (one cluster slot): its records,
@@ -390,6 +403,24 @@ class RedisReporter:
         if new_ids:
             pipe.hset(k.ids(host_id), mapping=new_ids)
         pipe.expire(k.ids(host_id), self.flow_ttl)
+        if self.totals is not None:
+            self.totals.update(batch)  # what Redis holds once this lands
+            if sent.keyframe:
+                # Kept beyond the window by a keyframe period and a coarse
+                # step, so that every snapshot still kept has its keyframe.
+                h = self.history
+                keep = h.window + h.keyframe + h.coarse_step
+                key = k.history(host_id, "totals")
+                blob, self.frame = encode_keyframe({
+                    "ts": now,
+                    "totals": {make_flow_field(f, c): v
+                               for (f, c), v in self.totals.items() if v > 0},
+                    "host": report.host.to_dict(),
+                    "containers": [c.to_dict() for c in report.containers],
+                    "addrs": report.addrs})
+                pipe.zadd(key, {blob: now})
+                pipe.zremrangebyscore(key, "-inf", now - keep)
+                pipe.expire(key, int(keep) + 60)
         for tier in self.tiers:
             if tier.name not in sent.snapshots:
                 continue
@@ -400,18 +431,6 @@ class RedisReporter:
             pipe.zadd(key, {snapshot: now})
             pipe.zremrangebyscore(key, "-inf", now - tier.keep)
             pipe.expire(key, int(tier.keep) + 60)
-        if self.totals is not None:
-            self.totals.update(batch)  # what Redis holds once this lands
-            if sent.keyframe:
-                # Kept one keyframe period beyond the window, so that every
-                # coarse snapshot still kept has a keyframe before it.
-                keep = self.history.window + self.history.keyframe
-                key = k.history(host_id, "totals")
-                pipe.zadd(key, {encode_snapshot({"ts": now, "totals": {
-                    make_flow_field(f, c): v
-                    for (f, c), v in self.totals.items() if v > 0}}): now})
-                pipe.zremrangebyscore(key, "-inf", now - keep)
-                pipe.expire(key, int(keep) + 60)
         previous = pipe.execute()[0]
         self.short_ids.update(new_ids)
         return previous

@@ -43,7 +43,11 @@ Redis.
 ``P:history:{host}:totals`` ZSET  score unix time, member a compressed
                                    ``{"ts", "totals"}``: every flow counter as
                                    the flows hash held it, written with a coarse
-                                   snapshot every keyframe period (10 min)
+                                   snapshot every keyframe period (10 min); the
+                                   host's records with it. The snapshots of the
+                                   two sets above are stored against the
+                                   keyframe before them (format 2,
+                                   ``collector.history_format``)
 ``P:{anomaly}:status``      HASH  target -> JSON status and reasons (analyzer); TTL
 ``P:{anomaly}:causes``      STR   JSON likely-cause ranking (analyzer); TTL
 ``P:{anomaly}:events``      STREAM anomaly started/changed/ended, capped
