@@ -36,7 +36,11 @@ third set: the totals at any past snapshot are the keyframe before it plus the
 counts since, so a past view shows the totals the live map showed, including
 edges quiet in that step, without storing every total in every snapshot. The
 reporter keeps those totals itself (read from Redis when it starts, and again
-after Redis lost them), adding each batch it writes.
+after Redis lost them), adding each batch it writes. The keyframe holds the
+host's records too, and the snapshots after it are stored against it
+(``collector.history_format``): only what differs from it, so a quiet host's
+snapshot is its counts and little else. A snapshot stands alone where no
+keyframe is known to be in Redis (after a lost write, until the next one).
 """
 
 from __future__ import annotations
