@@ -3,9 +3,10 @@
 The active builder follows ``Keys.changes``; after each batch of change notices
 (at most every ``min_interval`` seconds, and every ``recheck_interval`` seconds
 without any, since a host whose keys expire publishes nothing) it updates the
-fleet and the levels someone watches (``GraphKeys.watched``), stores each
-changed level's diff (and, now and then, a whole snapshot) under ``GraphKeys``
-and publishes the diff once to the level's Channels group. A level nobody
+fleet and the levels someone watches (``GraphKeys.watched``), publishes each
+changed level's diff once to the level's Channels group, then stores it (and,
+now and then, a whole snapshot) under ``GraphKeys``: a report's way to the
+maps never waits for a snapshot's encoding. A level nobody
 watches is left as it was; when it is watched again it is rebuilt and diffed
 against what was stored, so its sequence of diffs stays unbroken. A standby
 polls the lease; on taking it, it loads each level's stored snapshot and
