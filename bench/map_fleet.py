@@ -20,15 +20,23 @@ bench/fleet_scale.py's writers (real RedisReporters, in two processes) report
 every host every second with ~5 % of the flows carrying new traffic
 (``--changing``), so the page gets a diff about every second. Each motion is
 measured twice in one page (``--diffs both``, the default): "still" (the
-writers report every host with no flow changing; the diff that zeroes the
-rates let through first) and "live". Each line says how many diffs the page
+writers report every host with no flow changing, or with ``--still stopped``
+are stopped with SIGSTOP; the diffs of the change let through first) and
+"live". Each line says how many diffs the page
 applied during the measurement, their time on the page's main thread and the
 longest task of the main thread (PerformanceObserver "longtask": parsing a
 diff, applying it, drawing).
 
     .venv/bin/python bench/map_fleet.py [--hosts 500] [--containers 10000]
         [--edges 50000] [--seconds 3] [--runs 1] [--modes lod,off]
-        [--diffs both|live|still] [--changing 0.05] [--before-bundle OLD/map.js]
+        [--diffs both|live|still] [--still quiet|stopped] [--changing 0.05]
+        [--before-bundle OLD/map.js]
+
+Every ``page.evaluate`` here returns plain data or nothing: Playwright
+serialises whatever the function returns, and ``cy.viewport(v)`` or
+``cy.autoungrabify(true)`` return the Cytoscape instance, whose object graph
+(every element, its data, the renderer's caches) took the page's heap to ~3 GB
+and 25 s of its main thread, and crashed it at 10,000 containers.
 
 ``--before-bundle`` serves another build of the page's script (e.g. one made
 from an earlier commit with scripts/frontend.sh) to a second page per mode,
@@ -42,6 +50,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -79,13 +88,14 @@ SETTLE_S = 4
 
 class Writers:
     """bench/fleet_scale.py's writer processes reporting the world every
-    second; quiet (no flow changing, the hosts still reporting) for the still
-    measurements. (Stopping them with SIGSTOP made the page's heap grow to
-    ~3 GB within seconds and Chromium crash, with the map.js of 02b60bd as
-    well: not understood yet, see BENCHMARKS.md.)"""
+    second; for the still measurements quiet (no flow changing, the hosts
+    still reporting) or, with ``still="stopped"``, stopped (SIGSTOP: the hosts
+    stop reporting, marked not reporting after the collector TTL)."""
 
     def __init__(self, redis_url: str, args) -> None:
         self.changing = args.changing
+        self.stopping = args.still == "stopped"
+        self.stopped = False
         self.fraction = mp.Value("d", args.changing)
         self.rounds = mp.Value("i", 0)
         self.stop = mp.Event()
@@ -99,12 +109,23 @@ class Writers:
             proc.start()
 
     def pause(self) -> None:
-        self.fraction.value = 0.0
+        if not self.stopping:
+            self.fraction.value = 0.0
+        elif not self.stopped:
+            self.signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         self.fraction.value = self.changing
+        if self.stopped:
+            self.signal(signal.SIGCONT)
+
+    def signal(self, sig: int) -> None:
+        for proc in self.procs:
+            os.kill(proc.pid, sig)
+        self.stopped = sig == signal.SIGSTOP
 
     def close(self) -> None:
+        self.resume()
         self.stop.set()
         for proc in self.procs:
             proc.join(15)
@@ -264,17 +285,16 @@ def measure(context, web_url: str, mode: str, seconds: float,
            "first_ms": page.evaluate("() => window.portolanMap.firstDrawMs"),
            "marks": page.evaluate("() => window.portolanMap.marks")}
     # Dragging a node would move it: every drag pans the map. A fleet's nodes
-    # are not grabbable (livemap.js); cy.autoungrabify(true) with diffs
-    # arriving took the page's heap to ~2.8 GB in seconds (then a crash).
+    # are not grabbable (livemap.js). (Braces: nothing returned, see above.)
     if mode == "off":
-        page.evaluate("() => window.portolanMap.cy.autoungrabify(true)")
+        page.evaluate("() => { window.portolanMap.cy.autoungrabify(true); }")
     page.wait_for_timeout(500)
     out["fit"] = drawing(page)
     fit_view = page.evaluate("() => { const cy = window.portolanMap.cy;"
                              " return { zoom: cy.zoom(), pan: cy.pan() }; }")
 
     def back_to_fit():
-        page.evaluate("(v) => window.portolanMap.cy.viewport(v)", fit_view)
+        page.evaluate("(v) => { window.portolanMap.cy.viewport(v); }", fit_view)
         page.wait_for_timeout(300)
 
     def pan_fit():
@@ -300,7 +320,7 @@ def measure(context, web_url: str, mode: str, seconds: float,
                                 " return { zoom: cy.zoom(), pan: cy.pan() }; }")
 
     def pan_detail():
-        page.evaluate("(v) => window.portolanMap.cy.viewport(v)", detail_view)
+        page.evaluate("(v) => { window.portolanMap.cy.viewport(v); }", detail_view)
         page.wait_for_timeout(300)
         return motion(page, "pan", seconds)
 
@@ -334,7 +354,9 @@ def main() -> None:
                         help="also measure each mode with this map.js")
     parser.add_argument("--diffs", choices=("both", "live", "still"),
                         default="both",
-                        help="measure with the writers stopped, running, or both")
+                        help="measure with the writers still, running, or both")
+    parser.add_argument("--still", choices=("quiet", "stopped"), default="quiet",
+                        help="still: the hosts report no traffic, or stop (SIGSTOP)")
     parser.add_argument("--changing", type=float, default=0.05,
                         help="share of the flows with new traffic each second")
     args = parser.parse_args()

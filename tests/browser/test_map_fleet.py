@@ -173,7 +173,9 @@ def test_zoomed_in_only_containers_in_view_are_drawn_and_panning_stays_local(
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
     page.on("websocket", lambda ws: requests.append(ws.url))
-    page.evaluate("() => window.portolanMap.cy.autoungrabify(true)")
+    # Braces: cy.autoungrabify returns the Cytoscape instance, which Playwright
+    # would serialise whole (gigabytes at this size: bench/map_fleet.py).
+    page.evaluate("() => { window.portolanMap.cy.autoungrabify(true); }")
     for _ in range(3):
         page.mouse.move(1200, 700)
         page.mouse.down()
