@@ -66,9 +66,11 @@ class BuilderSettings:
     node_ttl: float = 30.0  # a host is on the map this long after its last report
     collector_ttl: float = 10.0  # silent this long: shown as not reporting
     lease_ttl: float = 3.0
-    # Seconds between two updates at least: the maps get at most four diffs a
-    # second (test_bursts_are_batched), whatever a step's own cost (~2 ms
-    # beside its hosts': bench/builder_round.py --steps 4 against 16).
+    # Seconds between the starts of two updates at least: the maps get at
+    # most four diffs a second (test_bursts_are_batched), whatever a step's
+    # own cost (~2 ms beside its hosts': bench/builder_round.py --steps 4
+    # against 16). Counted from the start, a round longer than this is
+    # followed at once by the next (reports waiting meanwhile): no pause.
     min_interval: float = 0.25
     recheck_interval: float = 1.0  # update this often even without notices
     snapshot_interval: float = 10.0  # store a whole snapshot at least this often
@@ -401,10 +403,10 @@ class GraphBuilder:
                 reported: set[str] = set()
                 while not (stop.is_set() or lost.is_set()):
                     times = RoundTimes(time.time(), len(reported))
+                    last = loop_time()
                     publications = await asyncio.to_thread(
                         lambda r=reported: self.publications(self.update(r)))
                     times.updated = time.time()
-                    last = loop_time()
                     if not await asyncio.to_thread(self.lease.acquire):
                         break  # another builder took over meanwhile: not ours
                     # A report's diff waits for no store (nor a snapshot's
