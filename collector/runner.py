@@ -25,7 +25,7 @@ from collector.schema import Keys, validate_host_id
 from collector.settings import CollectorSettings, SettingsError, settings_from_env
 
 __all__ = ["add_arguments", "build_collector", "dump_ebpf_program", "main", "run",
-           "stop_on_sigterm"]
+           "stop_on_signals"]
 
 DESCRIPTION = ("Trace this host's connections and containers and report them to "
                "Redis.")
@@ -104,29 +104,33 @@ def run(settings: CollectorSettings, *, duration: float | None = None,
               + (f" ({host.mode_reason})" if host.mode_reason else "") + "\n")
     err.flush()
     try:
-        collector.run(interval=interval, duration=duration, stop=stop_on_sigterm())
+        collector.run(interval=interval, duration=duration, stop=stop_on_signals())
     except KeyboardInterrupt:
         pass
 
 
-def stop_on_sigterm() -> threading.Event:
-    """An event set by SIGTERM, so the collector ends between steps and its last
-    step still reports.
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so the collector ends between steps and
+    its last step still reports.
 
     Docker and Kubernetes stop a container with SIGTERM, whose default kills
     Python at once: the counts since the last step (up to an interval's) would be
     lost at every rolling update. SIGKILL after the grace period still ends it.
+    SIGINT (Ctrl-C) gets its handler set even where it came in ignored: a shell
+    starts background jobs with SIGINT ignored, and Python then leaves it so,
+    which made ``kill -INT`` do nothing at all.
     """
     stop = threading.Event()
 
-    def on_sigterm(signum, frame) -> None:
+    def on_stop_signal(signum, frame) -> None:
         # Set from another thread: the handler runs in the main thread, which
         # may hold the event's own lock at that moment (inside stop.wait).
         threading.Thread(target=stop.set, name="sigterm", daemon=True).start()
 
     if threading.current_thread() is threading.main_thread():
         # Handlers can only be set from the main thread.
-        signal.signal(signal.SIGTERM, on_sigterm)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, on_stop_signal)
     return stop
 
 

@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -515,6 +516,17 @@ def write_programs(root: Path, programs: dict[str, str]) -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    """Ctrl-C as on a terminal, even where the suite was started in the background.
+
+    A shell starts a background job with SIGINT ignored and its children inherit
+    that, so the tests' own Ctrl-C to what they start (``make run``, the demo, a
+    capture) would do nothing there and they would fail for no fault of the code.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,4 +1,5 @@
-"""Stopping the collector as Docker and Kubernetes do (SIGTERM) loses nothing.
+"""Stopping the collector as Docker and Kubernetes do (SIGTERM), or with Ctrl-C
+(SIGINT), loses nothing.
 
 The collector runs with a 60 s interval, so after its first report nothing more
 is written until it is stopped; connections made in that window reach Redis
@@ -39,8 +40,19 @@ def programs(tmp_path):
     progs.stop()
 
 
-def test_sigterm_reports_the_last_interval_and_exits_cleanly(
-        redis_server, redis_client, ebpf_ready, programs, tmp_path, repo_root):
+def ignore_sigint() -> None:
+    """What a shell does to a job it starts in the background: SIGINT ignored,
+    which Python keeps unless the program sets a handler itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop_signal,preexec", [
+    (signal.SIGTERM, None),
+    (signal.SIGINT, ignore_sigint),
+], ids=["sigterm", "sigint-ignored-on-entry"])
+def test_a_stop_signal_reports_the_last_interval_and_exits_cleanly(
+        redis_server, redis_client, ebpf_ready, programs, tmp_path, repo_root,
+        stop_signal, preexec):
     server, port = unique_name("ptstp"), free_port()
     programs.serve(server, "server.py", "127.0.0.1", port, 10, 30)
     collector = LoggedProcess(
@@ -48,6 +60,7 @@ def test_sigterm_reports_the_last_interval_and_exits_cleanly(
         [sys.executable, "-m", "collector", "--interval", "60"], cwd=repo_root,
         env={**os.environ, "REDIS_URL": redis_server.url,
              "PORTOLAN_HOST_ID": HOST, "PORTOLAN_VAR_DIR": str(tmp_path / "var")},
+        preexec_fn=preexec,
     ).start()
     try:
         wait_collector_in_ebpf_mode(redis_client, HOST, collector)
@@ -57,7 +70,7 @@ def test_sigterm_reports_the_last_interval_and_exits_cleanly(
         # Still only the first report: the next is 60 s away.
         assert redis_client.zscore(Keys().collectors, HOST) == first
         assert edge(graph(redis_client, "container"), client, server) is None
-        collector.proc.send_signal(signal.SIGTERM)
+        collector.proc.send_signal(stop_signal)
         assert collector.wait(timeout=60) == 0, collector.describe()
     finally:
         collector.stop()
