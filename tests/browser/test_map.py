@@ -799,8 +799,10 @@ def test_dense_map_frames_hosts_and_opens_one(page, redis_server):
     assert info == {"frames": 6, "compounds": 0, "edges": 6}
     shot(page, "map-dense.png")
     # Double-clicking a host frame focuses its containers.
-    page.evaluate("() => window.portolanMap.cy.getElementById('host:dense-2')"
-                  ".emit('dbltap')")
+    # Braces: emit() returns the element, which Playwright would serialise with
+    # the whole Cytoscape instance behind it.
+    page.evaluate("() => { window.portolanMap.cy.getElementById('host:dense-2')"
+                  ".emit('dbltap'); }")
     wait_for_map(page, "new URL(location.href).searchParams.get('focus') === "
                        "'host:dense-2'")
     zoom = page.evaluate("() => window.portolanMap.cy.zoom()")

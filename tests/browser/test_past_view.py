@@ -94,8 +94,9 @@ def test_time_slider_into_the_pause_shows_the_edge_and_its_totals(
         assert edge(page, client2.name, srv.name) is None
 
         # The edge's panel shows its totals as they stood then.
-        page.evaluate("(id) => window.portolanMap.cy.getElementById(id).emit('tap')",
-                      past["id"])
+        page.evaluate(
+            "(id) => { window.portolanMap.cy.getElementById(id).emit('tap'); }",
+            past["id"])
         page.locator("#details").wait_for(state="visible")
         page.wait_for_function(
             """() => [...document.querySelectorAll('#details dt')].some(
