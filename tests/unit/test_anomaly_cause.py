@@ -93,6 +93,36 @@ def test_a_host_red_only_from_its_containers_is_no_failing_dependency():
     assert causes[0]["explains"] == [cid("api")]
 
 
+def test_a_host_that_serves_a_refused_port_does_not_take_its_old_exited_containers():
+    """As CI found on an engine with stale exited containers: clients on the
+    host's network call a published port; its server is killed; the refused
+    calls to 127.0.0.1 land on the host node. The killed server is the cause,
+    not the host with its long-exited containers counted as explained."""
+    G = chain("server", "client1", "client2")
+    for c in ("client1", "client2"):
+        G.remove_edges_from(list(G.in_edges(cid(c))))
+        G.add_edge(cid(c), cid("server"))
+    G.add_node("process:h:python", type="process", name="python", parent="host:h")
+    G.add_edge("process:h:python", "host:h")
+    G.nodes[cid("server")]["status"] = "stopped"
+    statuses = {
+        cid("server"): red(reason="exited while 2 client(s) still connect",
+                           rule="service_down"),
+        edge_target(cid("client1"), cid("server")): red(reason="connection refused"),
+        edge_target(cid("client2"), cid("server")): red(reason="connection refused"),
+        edge_target("process:h:python", "host:h"): red(reason="connection refused"),
+    }
+    for i in range(6):  # exited hours ago; nothing calls them
+        name = f"old{i}"
+        G.add_node(cid(name), type="container", name=name, parent="host:h",
+                   status="critical")
+        statuses[cid(name)] = red(reason="exited with code 1", rule="exited")
+    causes = rank_causes(G, statuses, limit=10)
+    assert causes[0]["name"] == "server", [(c["name"], c["explains"]) for c in causes]
+    host = next(c for c in causes if c["target"] == "host:h")
+    assert host["explains"] == ["process:h:python"]
+
+
 def test_no_trouble_no_causes_and_the_limit_holds():
     G = chain("a", "b", "c")
     assert rank_causes(G, {}) == []

@@ -74,7 +74,11 @@ def rank_causes(G: nx.DiGraph, statuses: dict[str, dict],
         bad_deps = sorted(s for s in G.successors(c)
                           if s != c and (red_edge(c, s) or red_node(s)))
         explained = _explained(G, c, red_node, red_edge)
-        if data.get("type") == "host":
+        if data.get("type") == "host" and own(c) > 0:
+            # Its containers' troubles are its own doing only if it is in
+            # trouble itself. A host that is here only as the server of a red
+            # edge (a refused published port) explains its callers, not every
+            # exited container it holds, which real hosts keep by the dozen.
             explained |= {n for n in G if G.nodes[n].get("parent") == c
                           and red_node(n)}
         entry = statuses.get(c) or {}
