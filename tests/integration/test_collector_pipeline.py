@@ -78,11 +78,14 @@ def test_compose_labels_rename_and_service_port(collector, containers):
         labels={"com.docker.compose.project": "shop",
                 "com.docker.compose.service": "web"},
     )
-    node = wait_node(collector, c.name, lambda n: 8080 in n.get("ports", []))
-    assert node, "the service's port never showed"
+    # The port (from the namespace's socket list) can show one report before
+    # the process that owns it (from the pids' sockets): wait for both.
+    node = wait_node(collector, c.name, lambda n: 8080 in n.get("ports", []) and any(
+        p["command"] == "httpd" and p["port"] == 8080
+        for p in n.get("processes", [])))
+    assert node, ("the service's port and its process never showed together: "
+                  f"{wait_node(collector, c.name, lambda n: True)}")
     assert node["compose_project"] == "shop" and node["compose_service"] == "web"
-    assert any(p["command"] == "httpd" and p["port"] == 8080
-               for p in node["processes"])
     c.rename(c.name + "-renamed")
     assert wait_node(collector, c.name + "-renamed"), "the rename never showed"
 
