@@ -44,6 +44,7 @@ __all__ = [
     "encode_history",
     "encode_keyframe",
     "keyframe_of",
+    "totals_since_keyframe",
 ]
 
 FORMAT_2 = 2
@@ -262,3 +263,14 @@ def decode_history_counts(blob: bytes, frame: dict | None = None) -> dict:
     _check_frame(blob, frame_ts, frame)
     flows = [*(frame["flows"] if frame_ts else ()), *(body.get("flows") or ())]
     return _fields(body.get("c"), flows)
+
+
+def totals_since_keyframe(frame: dict, blobs) -> dict[str, int]:
+    """Every flow's totals after ``blobs``: the keyframe's totals plus the
+    counts of the history snapshots stored since it, as past views and past
+    captures both sum them."""
+    totals = {f: int(v) for f, v in (frame.get("totals") or {}).items()}
+    for blob in blobs:
+        for f, v in decode_history_counts(blob, frame).items():
+            totals[f] = totals.get(f, 0) + int(v)
+    return totals

@@ -31,9 +31,9 @@ from collector.capture.format import HISTORY_TIERS, Event, Report
 from collector.flow_fields import canonical_flow_fields, host_flow_fields
 from collector.history_format import (
     decode_history,
-    decode_history_counts,
     decode_keyframe,
     keyframe_of,
+    totals_since_keyframe,
 )
 from collector.schema import (
     ContainerRecord,
@@ -493,12 +493,9 @@ def _totals_at(client: redis.Redis, keys: Keys, host_id: str, tier: str,
     if tier == "fine":
         pipe.zrangebyscore(keys.history(host_id, "fine"), f"({coarse_ts}", at)
     try:
-        frame = decode_keyframe(frame_blob)
-        totals = {f: int(v) for f, v in (frame.get("totals") or {}).items()}
-        for blobs in pipe.execute():
-            for blob in blobs:
-                for f, v in decode_history_counts(blob, frame).items():
-                    totals[f] = totals.get(f, 0) + int(v)
+        totals = totals_since_keyframe(
+            decode_keyframe(frame_blob),
+            (blob for blobs in pipe.execute() for blob in blobs))
     except (SchemaError, ValueError, TypeError, AttributeError) as exc:
         log.warning("host %s history: keyframe unreadable (%s); the base "
                     "comes from today's totals", host_id, exc)

@@ -18,9 +18,9 @@ import redis
 from collector.flow_fields import host_flow_fields
 from collector.history_format import (
     decode_history,
-    decode_history_counts,
     decode_keyframe,
     keyframe_of,
+    totals_since_keyframe,
 )
 from collector.schema import (
     COUNTERS,
@@ -184,12 +184,8 @@ def read_state_at(
                 totals = {f: int(v) for f, v in
                           (snapshot.get("counts") or {}).items()}
             else:
-                totals = {f: int(v) for f, v in
-                          (frame.get("totals") or {}).items()}
-                for blobs in between:
-                    for b in blobs:
-                        for f, v in decode_history_counts(b, frame).items():
-                            totals[f] = totals.get(f, 0) + int(v)
+                totals = totals_since_keyframe(
+                    frame, (b for blobs in between for b in blobs))
         except (SchemaError, ValueError, TypeError, AttributeError) as exc:
             log.warning("host %s history: %s", host_id, exc)
             continue
