@@ -89,19 +89,30 @@ def test_limits_cpu_and_memory_follow_load(containers, reader, watcher):
 
 
 def test_oom_kill_is_counted(containers, reader, watcher):
+    # The container's init only sleeps; the exec'd pipeline is the memory hog.
     # tail buffers its whole input when it has no newline: 100 MiB > 32 MiB.
-    c = containers.run(
-        "head -c 100m /dev/zero | tail; sleep 3600",
-        mem_limit="32m",
-        memswap_limit="32m",
-    )
+    c = containers.run("sleep 3600", mem_limit="32m", memswap_limit="32m")
     pid = init_pid(c)
-    m = wait_for(
-        lambda: (r := reader.read(c.id, pid)) and r.memory_oom_kills >= 1 and r,
-        timeout=20,
-    )
-    assert m, "no OOM kill in the container's cgroup"
-    assert wait_for(lambda: watcher.oom_counts.get(c.id, 0) >= 1, timeout=10)
+    c.exec_run(["sh", "-c", "head -c 100m /dev/zero | tail"], detach=True)
+    readings = []
+
+    def oom_counted():
+        r = reader.read(c.id, pid)
+        readings.append(r)
+        return r is not None and r.memory_oom_kills >= 1 and r
+
+    m = wait_for(oom_counted, timeout=60)
+    if not m:
+        c.reload()
+        state = {k: c.attrs["State"].get(k) for k in ("Status", "OOMKilled", "ExitCode")}
+        last = readings[-1] if readings else None
+        pytest.fail(
+            f"no OOM kill in the container's cgroup after {len(readings)} reads: "
+            f"last reading {last}; container {state}; "
+            f"processes {c.top() if state['Status'] == 'running' else '-'}"
+        )
+    assert wait_for(lambda: watcher.oom_counts.get(c.id, 0) >= 1, timeout=30), (
+        f"the watcher saw no oom event for the container: {watcher.oom_counts}")
     assert watcher.snapshot()[c.id]["oom_kills"] >= 1
     assert watcher.event_counts.get("oom", 0) >= 1
 
