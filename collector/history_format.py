@@ -27,6 +27,7 @@ flows in index order (the keyframe's table, then the snapshot's own
 from __future__ import annotations
 
 import json
+import logging
 import struct
 
 import zstandard
@@ -41,6 +42,7 @@ __all__ = [
     "decode_history",
     "decode_history_counts",
     "decode_keyframe",
+    "decode_keyframes",
     "encode_history",
     "encode_keyframe",
     "keyframe_of",
@@ -51,6 +53,8 @@ FORMAT_2 = 2
 _HEADER = struct.Struct("<Bd")
 _LEVEL = 9
 _RECORDS = ("host", "containers", "addrs")
+
+log = logging.getLogger("portolan.collector.history_format")
 
 
 def _compact(value) -> str:
@@ -176,6 +180,19 @@ def decode_keyframe(blob: bytes) -> dict:
     frame["flows"] = flows
     frame["totals"] = _fields(body.get("c"), flows)
     return frame
+
+
+def decode_keyframes(rows, host_id: str) -> dict[float, dict]:
+    """A host's keyframe rows, ``(blob, time)``, decoded by time. A bad one
+    is logged and left out: the snapshots stored against it then fail alone,
+    naming the keyframe they need, and the rest of the history still reads."""
+    frames = {}
+    for blob, ts in rows:
+        try:
+            frames[ts] = decode_keyframe(blob)
+        except SchemaError as exc:
+            log.warning("host %s keyframe at %s: %s", host_id, ts, exc)
+    return frames
 
 
 # ------------------------------------------------------------------ snapshots

@@ -32,6 +32,7 @@ from collector.flow_fields import canonical_flow_fields, host_flow_fields
 from collector.history_format import (
     decode_history,
     decode_keyframe,
+    decode_keyframes,
     keyframe_of,
     totals_since_keyframe,
 )
@@ -313,11 +314,8 @@ class HostReader:
     def _keep_frames(self, host_id: str, tiers) -> dict[float, dict]:
         """The host's keyframes read so far, with the ones in ``tiers``."""
         frames = self.frames.setdefault(host_id, {})
-        for blob, ts in tiers[HISTORY_TIERS.index("totals")]:
-            try:
-                frames[ts] = decode_keyframe(blob)
-            except SchemaError as exc:
-                log.warning("host %s keyframe at %s: %s", host_id, ts, exc)
+        frames.update(decode_keyframes(tiers[HISTORY_TIERS.index("totals")],
+                                       host_id))
         for ts in sorted(frames)[:-3]:
             del frames[ts]
         return frames
@@ -534,12 +532,7 @@ def history_reports(host_id: str, until: float,
     container id that no longer resolves once its container is gone); what
     was counted after the last snapshot then stays in it.
     """
-    frames = {}
-    for blob, score in read.frames:
-        try:
-            frames[score] = decode_keyframe(blob)
-        except SchemaError as exc:
-            log.warning("host %s keyframe at %s: %s", host_id, score, exc)
+    frames = decode_keyframes(read.frames, host_id)
     snapshots = []
     for blob, score in read.rows:
         try:

@@ -19,6 +19,7 @@ from collector.flow_fields import host_flow_fields
 from collector.history_format import (
     decode_history,
     decode_keyframe,
+    decode_keyframes,
     keyframe_of,
     totals_since_keyframe,
 )
@@ -315,16 +316,9 @@ def read_keyframes(client: redis.Redis, keys: Keys, host_id: str,
     wanted.discard(None)
     if not wanted:
         return {}
-    frames = {}
-    for blob, ts in client.zrangebyscore(keys.history(host_id, "totals"),
-                                         min(wanted), max(wanted),
-                                         withscores=True):
-        if ts in wanted:
-            try:
-                frames[ts] = decode_keyframe(blob)
-            except SchemaError as exc:
-                log.warning("host %s keyframe at %s: %s", host_id, ts, exc)
-    return frames
+    rows = client.zrangebyscore(keys.history(host_id, "totals"),
+                                min(wanted), max(wanted), withscores=True)
+    return decode_keyframes([(b, ts) for b, ts in rows if ts in wanted], host_id)
 
 
 # ------------------------------------------------- reading some hosts again
