@@ -104,7 +104,8 @@ def test_oom_kill_is_counted(containers, reader, watcher):
     m = wait_for(oom_counted, timeout=60)
     if not m:
         c.reload()
-        state = {k: c.attrs["State"].get(k) for k in ("Status", "OOMKilled", "ExitCode")}
+        state = {k: c.attrs["State"].get(k)
+                 for k in ("Status", "OOMKilled", "ExitCode")}
         last = readings[-1] if readings else None
         pytest.fail(
             f"no OOM kill in the container's cgroup after {len(readings)} reads: "
