@@ -45,7 +45,9 @@ __all__ = [
     "decode_keyframes",
     "encode_history",
     "encode_keyframe",
+    "history_flow_names",
     "keyframe_of",
+    "outgrows",
     "totals_since_keyframe",
 ]
 
@@ -195,6 +197,28 @@ def decode_keyframes(rows, host_id: str) -> dict[float, dict]:
     return frames
 
 
+def outgrows(frame: dict | None, fields) -> bool:
+    """Whether a snapshot of these flow ``fields`` (counts and rates) has
+    outgrown the keyframe it would be stored against: it names at least 8
+    flows the keyframe lacks, and at least as many as the keyframe holds.
+
+    Why: such flows are written by name in every snapshot until the next
+    keyframe. A host that starts with no totals writes a keyframe with an
+    empty flow table, so its snapshots would name every flow for the first
+    keyframe period (10 min, ~2.5x the bytes of a snapshot against a full
+    table). A host whose flows merely change a little is not worth a keyframe.
+
+    >>> outgrows({"flows": []}, [f"f{i}\\tpackets" for i in range(8)])
+    True
+    >>> outgrows({"flows": [f"f{i}" for i in range(20)]},
+    ...          [f"g{i}\\tpackets" for i in range(10)])
+    False
+    """
+    known = frame["flows"] if frame is not None else ()
+    missing = {_split(f)[0] for f in fields}.difference(known)
+    return len(missing) >= max(8, len(known))
+
+
 # ------------------------------------------------------------------ snapshots
 
 
@@ -245,6 +269,13 @@ def _check_frame(blob: bytes, frame_ts: float | None, frame: dict | None) -> Non
     if frame_ts is not None and (frame is None or frame.get("ts") != frame_ts
                                  or "flows" not in frame):
         raise SchemaError(f"history snapshot needs the keyframe of {frame_ts}")
+
+
+def history_flow_names(blob: bytes) -> list[str]:
+    """The flows a format 2 snapshot names itself (those its keyframe lacks)."""
+    if not is_format_2(blob):
+        raise SchemaError("not a format 2 history snapshot")
+    return list(_unpack(blob)[1].get("flows") or [])
 
 
 def decode_history(blob: bytes, frame: dict | None = None) -> dict:

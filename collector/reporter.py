@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 import redis
 
 from collector.flow_fields import HostFlowFields, host_flow_fields
-from collector.history_format import encode_history, encode_keyframe
+from collector.history_format import encode_history, encode_keyframe, outgrows
 from collector.redis_client import REDIS_ERRORS
 from collector.redis_client import redis_client as make_client
 from collector.schema import (
@@ -348,13 +348,18 @@ class RedisReporter:
         if frame is not None and now - frame["ts"] > (
                 self.history.keyframe + self.history.coarse_step):
             frame = None  # too old to be kept as long as this snapshot
+        fields = {make_flow_field(k, c): v for (k, c), v in counts.items() if v}
+        if outgrows(frame, [*fields, *rates]):
+            # Its flows are written by name until the next keyframe: bring
+            # that forward to the next coarse step.
+            self._keyframe_at = min(self._keyframe_at, now)
         return encode_history({
             "ts": now,
             "since": since,  # the tier's previous snapshot: the counts' start
             "host": report.host.to_dict(),
             "containers": [c.to_dict() for c in report.containers],
             "addrs": report.addrs,
-            "counts": {make_flow_field(k, c): v for (k, c), v in counts.items() if v},
+            "counts": fields,
             "rates": rates,
         }, frame)
 

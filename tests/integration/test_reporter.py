@@ -5,7 +5,12 @@ from collections import Counter
 
 import redis
 
-from collector.history_format import decode_history, keyframe_of
+from collector.history_format import (
+    decode_history,
+    decode_keyframe,
+    history_flow_names,
+    keyframe_of,
+)
 from collector.reporter import HistoryPolicy, HostReport, RedisReporter
 from collector.reporter import redis_client as reporter_client
 from collector.schema import (
@@ -229,6 +234,42 @@ def test_history_of_a_write_whose_reply_was_lost_is_not_counted_twice(
         assert counts == [1, 10, 100], (kind, counts)
     assert read_state(redis_client, KEYS, ttl=1e12).flows[("hostH", key)][
         "connections"] == 111
+
+
+def test_keyframe_comes_early_when_the_flows_outgrow_it(redis_backend):
+    """A host that starts with one flow writes a keyframe with one flow; when
+    twenty more come, the next coarse step writes a keyframe with all of them
+    (not 10 min later), and the snapshots after it name no flow. A few more
+    flows on a full keyframe do not bring one forward."""
+    url, redis_client = redis_backend
+    rep = RedisReporter(reporter_client(url), KEYS)  # default history policy
+    flows = [FlowKey(container_node_id("hostK", "ck"), "out", f"10.9.1.{i}", 80)
+             for i in range(26)]
+    t0 = 4_000_000.0
+
+    def report(at, keys):
+        assert rep.report(report_for("hostK", "ck", "10.9.0.1",
+                                     {(k, "connections"): 1 for k in keys}),
+                          now=t0 + at)
+
+    def keyframes():
+        rows = redis_client.zrange(KEYS.history("hostK", "totals"), 0, -1,
+                                   withscores=True)
+        return [(ts - t0, len(decode_keyframe(b)["flows"])) for b, ts in rows]
+
+    report(0, flows[:1])
+    assert keyframes() == [(0, 1)]
+    for at in range(5, 125, 5):
+        report(at, flows[:21])
+    assert keyframes() == [(0, 1), (60, 21)]
+    last = redis_client.zrange(KEYS.history("hostK", "fine"), -1, -1)[0]
+    assert keyframe_of(last) == t0 + 60
+    assert not history_flow_names(last), "a snapshot still names its flows"
+    snapshot = stored_history(redis_client, "hostK", "fine")[-1]
+    assert len(snapshot["counts"]) == 21
+    for at in range(125, 245, 5):  # five new flows against 21 known
+        report(at, flows[:26])
+    assert keyframes() == [(0, 1), (60, 21)]
 
 
 def test_vanished_host_leaves_the_live_graph(redis_backend):
