@@ -13,13 +13,14 @@ The analyzer's status history is written beside it for a fleet where
 
 Each history format runs in turn on its own Redis, side by side: ``1``, every
 snapshot standing alone (records, counts and rates, zstd JSON; as before
-collector.history_format), and ``2``, snapshots stored against the keyframe.
-Per tier: the entries, the blobs' bytes and what Redis adds per entry; per
-container: history, live state (the host's other keys) and their sum against
-issue 17's goal of 7 kB a container.
+collector.history_format); ``2``, snapshots stored against the keyframe,
+their columns JSON; and ``3``, the same with the columns packed binary
+(collector.history_columns). Per tier: the entries, the blobs' bytes and
+what Redis adds per entry; per container: history, live state (the host's
+other keys) and their sum against issue 17's goal of 7 kB a container.
 
     .venv/bin/python bench/history_memory.py [--hosts 20] [--active 0.05]
-        [--report-every 1] [--failing 0.01] [--formats 1,2]
+        [--report-every 1] [--failing 0.01] [--formats 1,2,3]
         [--fine 900] [--step 5]
 """
 
@@ -37,6 +38,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from synthetic_world import make_world, traffic  # noqa: E402
 
+import collector.history_format as history_format_module  # noqa: E402
 import collector.reporter as reporter_module  # noqa: E402
 from collector.reporter import HistoryPolicy, HostReport, RedisReporter  # noqa: E402
 from collector.reporter import redis_client as reporter_client  # noqa: E402
@@ -82,14 +84,24 @@ def simulate(url: str, hosts: int, active: float, every: float, failing: float,
     keys = Keys("portolan")
     client = reporter_client(url)
     saved = (reporter_module.encode_history, reporter_module.encode_keyframe)
+    saved_pack = getattr(history_format_module, "pack_columns", None)
+    saved_outgrows = getattr(reporter_module, "outgrows", None)
     if history_format == 1:
         reporter_module.encode_history = Format1.encode_history
         reporter_module.encode_keyframe = Format1.encode_keyframe
+        if saved_outgrows is not None:  # no flow table to outgrow
+            reporter_module.outgrows = lambda frame, fields: False
+    elif history_format == 2 and saved_pack is not None:
+        history_format_module.pack_columns = lambda parts: None  # JSON columns
     try:
         return _simulate(client, keys, world, mine, active, every, failing,
                          seconds, policy or HistoryPolicy())
     finally:
         reporter_module.encode_history, reporter_module.encode_keyframe = saved
+        if saved_pack is not None:
+            history_format_module.pack_columns = saved_pack
+        if saved_outgrows is not None:
+            reporter_module.outgrows = saved_outgrows
 
 
 def _simulate(client, keys, world, mine, active, every, failing, seconds,
@@ -177,9 +189,10 @@ def main() -> None:
     parser.add_argument("--failing", type=float, default=0.01,
                         help="share of containers red for a minute every 10 min")
     parser.add_argument("--seconds", type=float, default=3600.0)
-    parser.add_argument("--formats", default="1,2",
+    parser.add_argument("--formats", default="1,2,3",
                         help="history formats to run in turn (1: before "
-                        "collector.history_format, 2: against the keyframe)")
+                        "collector.history_format, 2: against the keyframe, "
+                        "3: the same with its columns packed binary)")
     parser.add_argument("--step", type=float, default=HistoryPolicy().step,
                         help="fine history step, s")
     parser.add_argument("--fine", type=float, default=HistoryPolicy().fine,
@@ -223,11 +236,12 @@ def main() -> None:
             print(f"  status history (whole fleet, {args.failing:.0%} of 10,000 "
                   f"containers red a minute in ten): "
                   f"{r['status_history'] / 1000:.1f} kB")
-    if 1 in results and 2 in results:
-        a, b = results[1], results[2]
-        print(f"\nhistory per host-hour: format 1 {a['per_host'] / 1000:.1f} kB, "
-              f"format 2 {b['per_host'] / 1000:.1f} kB "
-              f"({b['per_host'] / a['per_host']:.2f}x)")
+    if len(results) > 1:
+        first = min(results)
+        print("\nhistory per host-hour: " + ", ".join(
+            f"format {f} {r['per_host'] / 1000:.1f} kB "
+            f"({r['per_host'] / results[first]['per_host']:.2f}x format {first})"
+            for f, r in sorted(results.items())))
 
 
 if __name__ == "__main__":

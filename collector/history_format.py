@@ -1,4 +1,4 @@
-"""History snapshots stored against the host's keyframe (format 2).
+"""History snapshots stored against the host's keyframe (formats 2 and 3).
 
 Why: a host's snapshots mostly repeat what its keyframe already holds (the
 same container records and addresses, the same long flow fields), and each
@@ -10,11 +10,14 @@ as columns over the keyframe's flow table: ~5x smaller (BENCHMARKS.md,
 
 A blob starts with a version byte. ``\\x02``: format 2, then the time of the
 keyframe it needs as a little-endian double (0: none, it stands alone), then
-zstd-compressed compact JSON. Anything else is format 1 (``collector.schema``:
-zstd or zlib JSON), still read: a rolling update leaves those in Redis for the
-history window.
+zstd-compressed compact JSON. ``\x03``: format 3, the same header, then zstd
+of the body's JSON without its columns (after its length, 4 bytes) and the
+columns packed binary (``collector.history_columns``, ~30 % smaller). Format 3
+is written whenever every column value packs exactly, format 2 otherwise.
+Anything else is format 1 (``collector.schema``: zstd or zlib JSON). All three
+are read: a rolling update leaves older ones in Redis for the history window.
 
-A format 2 keyframe (``P:history:{host}:totals``) stands alone: its records,
+A format 2 or 3 keyframe (``P:history:{host}:totals``) stands alone: its records,
 and every flow counter's total as columns over its flow table. Decoded, it is
 ``{"ts", "totals", "host", "containers", "addrs", "flows"}``; a format 1 one
 has only ``ts`` and ``totals``, and no snapshot refers to it.
@@ -32,6 +35,7 @@ import struct
 
 import zstandard
 
+from collector.history_columns import pack_columns, unpack_columns
 from collector.schema import (
     SchemaError,
     decode_snapshot,
@@ -52,6 +56,9 @@ __all__ = [
 ]
 
 FORMAT_2 = 2
+FORMAT_3 = 3  # as format 2, its columns packed binary (collector.history_columns)
+_FORMAT_2_BYTE, _FORMAT_3_BYTE = bytes([FORMAT_2]), bytes([FORMAT_3])
+_COLUMN_PARTS = ("c", "r")
 _HEADER = struct.Struct("<Bd")
 _LEVEL = 9
 _RECORDS = ("host", "containers", "addrs")
@@ -64,18 +71,32 @@ def _compact(value) -> str:
 
 
 def _pack(frame_ts: float | None, body: dict) -> bytes:
-    text = _compact(body).encode()
-    return _HEADER.pack(FORMAT_2, frame_ts or 0.0) + zstandard.ZstdCompressor(
+    """Format 3 where every column value packs exactly, else format 2."""
+    columns = pack_columns([body.get(p) for p in _COLUMN_PARTS])
+    if columns is None:
+        version, payload = FORMAT_2, _compact(body).encode()
+    else:
+        text = _compact({k: v for k, v in body.items()
+                         if k not in _COLUMN_PARTS}).encode()
+        version, payload = FORMAT_3, struct.pack("<I", len(text)) + text + columns
+    return _HEADER.pack(version, frame_ts or 0.0) + zstandard.ZstdCompressor(
         level=_LEVEL, write_content_size=False, write_checksum=False
-    ).compress(text)
+    ).compress(payload)
 
 
 def _unpack(blob: bytes) -> tuple[float | None, dict]:
     try:
-        _, frame_ts = _HEADER.unpack_from(blob)
-        text = zstandard.ZstdDecompressor().decompressobj().decompress(
+        version, frame_ts = _HEADER.unpack_from(blob)
+        payload = zstandard.ZstdDecompressor().decompressobj().decompress(
             blob[_HEADER.size:])
-        body = json.loads(text)
+        if version == FORMAT_3:
+            (size,) = struct.unpack_from("<I", payload)
+            body = json.loads(payload[4:4 + size])
+            columns = unpack_columns(payload[4 + size:], len(_COLUMN_PARTS))
+            if isinstance(body, dict):
+                body.update(zip(_COLUMN_PARTS, columns, strict=True))
+        else:
+            body = json.loads(payload)
     except (struct.error, zstandard.ZstdError, ValueError) as exc:
         raise SchemaError(f"malformed history snapshot: {exc}") from None
     if not isinstance(body, dict) or "ts" not in body:
@@ -83,8 +104,10 @@ def _unpack(blob: bytes) -> tuple[float | None, dict]:
     return frame_ts or None, body
 
 
-def is_format_2(blob: bytes) -> bool:
-    return blob[:1] == bytes([FORMAT_2])
+def is_keyframed(blob: bytes) -> bool:
+    """Format 2 or 3: stored against a keyframe (or standing alone in that
+    format), not format 1."""
+    return blob[:1] in (_FORMAT_2_BYTE, _FORMAT_3_BYTE)
 
 
 def keyframe_of(blob: bytes) -> float | None:
@@ -94,7 +117,7 @@ def keyframe_of(blob: bytes) -> float | None:
     >>> keyframe_of(b"\\x28\\xb5\\x2f\\xfd...") is None  # format 1
     True
     """
-    if not is_format_2(blob):
+    if not is_keyframed(blob):
         return None
     try:
         return _HEADER.unpack_from(blob)[1] or None
@@ -172,7 +195,7 @@ def encode_keyframe(snapshot: dict) -> tuple[bytes, dict]:
 def decode_keyframe(blob: bytes) -> dict:
     """A keyframe as ``encode_keyframe`` returns it (format 1: ``ts`` and
     ``totals`` only)."""
-    if not is_format_2(blob):
+    if not is_keyframed(blob):
         return decode_snapshot(blob)
     _, body = _unpack(blob)
     flows = body.get("flows")
@@ -272,16 +295,17 @@ def _check_frame(blob: bytes, frame_ts: float | None, frame: dict | None) -> Non
 
 
 def history_flow_names(blob: bytes) -> list[str]:
-    """The flows a format 2 snapshot names itself (those its keyframe lacks)."""
-    if not is_format_2(blob):
-        raise SchemaError("not a format 2 history snapshot")
+    """The flows a format 2 or 3 snapshot names itself (those its keyframe
+    lacks)."""
+    if not is_keyframed(blob):
+        raise SchemaError("not a format 2 or 3 history snapshot")
     return list(_unpack(blob)[1].get("flows") or [])
 
 
 def decode_history(blob: bytes, frame: dict | None = None) -> dict:
-    """A history snapshot as written (format 1 or 2); a format 2 one needs
-    the decoded keyframe it names (``keyframe_of``)."""
-    if not is_format_2(blob):
+    """A history snapshot as written (format 1, 2 or 3); a format 2 or 3
+    one needs the decoded keyframe it names (``keyframe_of``)."""
+    if not is_keyframed(blob):
         return decode_snapshot(blob)
     frame_ts, body = _unpack(blob)
     _check_frame(blob, frame_ts, frame)
@@ -305,7 +329,7 @@ def decode_history(blob: bytes, frame: dict | None = None) -> dict:
 
 def decode_history_counts(blob: bytes, frame: dict | None = None) -> dict:
     """A history snapshot's ``counts`` only: what summing many needs."""
-    if not is_format_2(blob):
+    if not is_keyframed(blob):
         return decode_snapshot_counts(blob)
     frame_ts, body = _unpack(blob)
     _check_frame(blob, frame_ts, frame)
