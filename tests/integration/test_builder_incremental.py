@@ -41,7 +41,7 @@ def fleet() -> tuple[dict, dict, list]:
     calls two others (an ``out`` record, and the server's own ``in`` record
     on its host, which the known client's record already counts), some call
     outside, and some are called from outside (an ``in`` record alone, which
-    the map turns around)."""
+    the map turns around; one such client is its edge's only flow)."""
     rng = random.Random(7)
     containers = {h: [ContainerRecord(id=f"{h}-c{c}", name=f"{h}-app{c}",
                                       state="running", ips=[ip_of(i, c)],
@@ -64,6 +64,8 @@ def fleet() -> tuple[dict, dict, list]:
             else:
                 for client in ("198.51.100.4", "198.51.100.5"):
                     flows.append((h, FlowKey(node, "in", client, 8000 + c)))
+            if c == 2:  # the only flow of its edge, turned around
+                flows.append((h, FlowKey(node, "in", "192.0.2.10", 8000 + c)))
     return containers, addrs, flows
 
 

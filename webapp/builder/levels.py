@@ -208,9 +208,18 @@ def _edge_sums(state: TopologyState, members) -> dict:
     """An edge's counters and rates that its flows have: their sum, as the
     build adds (from 0, in the same order, so float sums come out equal);
     the others, 0 in the build, are left out (most of the 24, most seconds)."""
+    flows, rates = state.flows, state.rates
+    if len(members) == 1:  # most edges: one flow, nothing to add up
+        ((flow, turned),) = members
+        counter_names, rate_names = _TURNED if turned else _AS_RECORDED
+        counts = flows.get(flow, _NONE)
+        total = ({counter_names[n]: v for n, v in counts.items()} if turned
+                 else dict(counts))
+        for name, rate in rates.get(flow, _NONE).items():
+            total[rate_names[name]] = rate
+        return total
     total: dict = {}
     get = total.get
-    flows, rates = state.flows, state.rates
     for flow, turned in members:
         counter_names, rate_names = _TURNED if turned else _AS_RECORDED
         for name, value in flows.get(flow, _NONE).items():
