@@ -4,16 +4,16 @@ Why: most of a history snapshot is numbers, counts and rates in columns
 (``collector.history_format``), and zstd over their decimal text spends
 ~2.6 bytes on a five-digit count. Here each column is stored as fixed-width
 little-endian integers split into byte planes (every value's low byte, then
-every value's next byte...), which zstd compresses close to the values' own
-entropy: a fine snapshot ~37 % smaller, a coarse one ~28 % (BENCHMARKS.md,
-"History memory, format 3").
+every value's next byte...), which zstd compresses better than the digits:
+on the fleet bench's world a fine snapshot is 25 % smaller, a coarse one 20 %
+(BENCHMARKS.md, "History memory, format 3 and the early keyframe").
 
 A column is ints (``type(v) is int``) or rates (floats that are whole, or
 exact thousandths as ``collector.reporter.flow_rates`` rounds them, kept as
-integers or integer thousandths), either with ``None`` holes. Anything else (a bool, a
-float with more decimals, a value past 64 bits) makes ``pack_columns``
-return None and the snapshot is stored as format 2, JSON, as before: no
-value is ever stored other than exactly.
+integers or integer thousandths), either with ``None`` holes. Anything else
+(a bool, a float with more decimals, a value past 64 bits) makes
+``pack_columns`` return None, and the snapshot is stored as format 2, JSON,
+as before: no value is ever stored other than exactly.
 
 Layout of one part (``{"i": [...], "<counter>": [...]}``): a varint column
 count; per column its name (one byte: a known name's code, or 0 and then a

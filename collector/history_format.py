@@ -10,15 +10,16 @@ as columns over the keyframe's flow table: ~5x smaller (BENCHMARKS.md,
 
 A blob starts with a version byte. ``\\x02``: format 2, then the time of the
 keyframe it needs as a little-endian double (0: none, it stands alone), then
-zstd-compressed compact JSON. ``\x03``: format 3, the same header, then zstd
-of the body's JSON without its columns (after its length, 4 bytes) and the
-columns packed binary (``collector.history_columns``, ~30 % smaller). Format 3
-is written whenever every column value packs exactly, format 2 otherwise.
-Anything else is format 1 (``collector.schema``: zstd or zlib JSON). All three
-are read: a rolling update leaves older ones in Redis for the history window.
+zstd-compressed compact JSON. ``\\x03``: format 3, the same header, then
+zstd of the body's JSON without its columns (after its length, 4 bytes) and
+the columns packed binary (``collector.history_columns``: snapshots 20-25 %
+smaller). Format 3 is written whenever every column value packs exactly,
+format 2 otherwise. Anything else is format 1 (``collector.schema``: zstd or
+zlib JSON). All three are read: a rolling update leaves older ones in Redis
+for the history window.
 
-A format 2 or 3 keyframe (``P:history:{host}:totals``) stands alone: its records,
-and every flow counter's total as columns over its flow table. Decoded, it is
+A format 2 or 3 keyframe (``P:history:{host}:totals``) stands alone: its
+records, and every flow counter's total as columns over its flow table. Decoded, it is
 ``{"ts", "totals", "host", "containers", "addrs", "flows"}``; a format 1 one
 has only ``ts`` and ``totals``, and no snapshot refers to it.
 

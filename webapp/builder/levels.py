@@ -213,6 +213,7 @@ def _edge_sums(state: TopologyState, members) -> dict:
         ((flow, turned),) = members
         counter_names, rate_names = _TURNED if turned else _AS_RECORDED
         counts = flows.get(flow, _NONE)
+        # As recorded, a counter's edge name is its own (_AS_RECORDED).
         total = ({counter_names[n]: v for n, v in counts.items()} if turned
                  else dict(counts))
         for name, rate in rates.get(flow, _NONE).items():
