@@ -22,6 +22,7 @@ import argparse
 import cProfile
 import pstats
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -116,7 +117,16 @@ def main() -> None:
                   f"{sorted(cpu)[len(cpu) // 2]:.3f}); wall "
                   f"{sorted(wall)[len(wall) // 2]:.3f} s; rounds that stored a "
                   f"snapshot {snapshots}/{args.rounds}; median without one "
-                  f"{f'{plain[len(plain) // 2]:.3f} s' if plain else 'none'}")
+                  f"{f'{plain[len(plain) // 2]:.3f} s' if plain else 'none'}; "
+                  f"mean {statistics.fmean(cpu):.3f} s (the goal's work per "
+                  "second of updates, the snapshots' share included)")
+            gkeys = GraphKeys()
+            snap_b = client.memory_usage(gkeys.snapshot(args.level), samples=0) or 0
+            diffs_b = client.memory_usage(gkeys.diffs(args.level), samples=0) or 0
+            entries = client.llen(gkeys.diffs(args.level))
+            print(f"    stored level in Redis: snapshot {snap_b / 1e6:.1f} MB, "
+                  f"diffs {diffs_b / 1e6:.1f} MB ({entries} entries): "
+                  f"{(snap_b + diffs_b) / args.containers:.0f} B per container")
             if profile:
                 pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
                 profile = cProfile.Profile()

@@ -79,10 +79,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 def writer(url: str, hosts: int, containers: int, edges: int, part: int,
-           parts: int, fraction, rounds, stop, labels=None) -> None:
+           parts: int, fraction, rounds, stop, labels=None, nice: int = 0) -> None:
     """Report the world's hosts ``part`` of ``parts`` every second: the flows
     that change this round (``fraction`` of them) get traffic. ``labels``:
-    host -> its labels (bench/map_fleet.py keeps synthetic_world's)."""
+    host -> its labels (bench/map_fleet.py keeps synthetic_world's). ``nice``:
+    the collectors are other machines in a fleet, so they may yield the CPU
+    to the server side here."""
+    os.nice(nice)
     world = make_world(hosts, containers, edges)
     mine = [h for i, h in enumerate(world.containers) if i % parts == part]
     reporters = {h: RedisReporter(redis_client(url), Keys("portolan")) for h in mine}
@@ -205,9 +208,12 @@ async def hold_maps(port, cookie, sockets, probe: Probe | None, latencies,
 refusals: list[str] = []
 
 
-def load_sockets(port, cookie, sockets, received, opened, stop) -> None:
+def load_sockets(port, cookie, sockets, received, opened, stop,
+                 nice: int = 0) -> None:
     """The other maps, in a process of their own: they only count messages,
-    so one client process reading gigabytes does not delay the timing one."""
+    so one client process reading gigabytes does not delay the timing one.
+    ``nice`` as for the writers: the browsers are other machines too."""
+    os.nice(nice)
     asyncio.run(hold_maps(port, cookie, sockets, None, [], received, opened,
                           stop, first=1))
 
@@ -350,7 +356,7 @@ def run_backend(name: str, args) -> dict:
         t0 = time.time()
         writers = [mp.Process(target=writer, args=(
             url, args.hosts, args.containers, args.edges, i, 2, fraction, rounds,
-            stop)) for i in range(2)]
+            stop, None, args.clients_nice)) for i in range(2)]
         for w in writers:
             w.start()
         while rounds.value < 2:
@@ -403,7 +409,8 @@ def run_backend(name: str, args) -> dict:
         holder = threading.Thread(target=timing_client, daemon=True)
         holder.start()
         others = mp.Process(target=load_sockets, args=(
-            port, cookie, args.sockets - 1, received, opened, stop))
+            port, cookie, args.sockets - 1, received, opened, stop,
+            args.clients_nice))
         others.start()
         t0 = time.time()
         while 0.0 in opened[:] and time.time() - t0 < 120:
@@ -561,11 +568,17 @@ def main() -> None:
     parser.add_argument("--orders", default="publish-first",
                         help="builder orders to measure each phase under, in "
                              "turn (publish-first, store-first; repeats allowed)")
+    parser.add_argument("--clients-nice", type=int, default=0,
+                        help="nice value of the writer processes and the 49 "
+                             "counting sockets (in a fleet they are other "
+                             "machines; 19 lets Redis, the builder and Daphne "
+                             "have this machine's CPU first)")
     args = parser.parse_args()
     for name in args.backends.split(","):
         r = run_backend(name, args)
         print(f"\n== {name}: {args.hosts} collectors, {args.containers} containers, "
-              f"{args.edges} flows, {args.sockets} sockets")
+              f"{args.edges} flows, {args.sockets} sockets, clients at nice "
+              f"{args.clients_nice}")
         print(f"first report round {r['first_write_s']:.1f} s; first build and "
               f"store {r['first_build_s']:.1f} s")
         times = [t for t in r["opened"] if t > 0]

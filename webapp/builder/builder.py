@@ -92,7 +92,7 @@ class BuilderSettings:
 class Publication:
     level: str
     seq: int
-    texts: list[str] | None  # None: no diff, reload the snapshot
+    texts: list[bytes] | None  # UTF-8 JSON messages; None: reload the snapshot
     snapshot: bool = False  # a whole snapshot is stored at this step
 
 

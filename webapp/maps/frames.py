@@ -22,13 +22,17 @@ __all__ = ["FRAME_LEVEL", "pack_frame", "unpack_frame"]
 FRAME_LEVEL = 1
 
 
-def pack_frame(text: str) -> bytes:
-    """One encoded message as the binary frame a map socket sends.
+def pack_frame(text: str | bytes) -> bytes:
+    """One encoded message (JSON text, or its UTF-8 bytes as the builder
+    makes them) as the binary frame a map socket sends.
 
     >>> unpack_frame(pack_frame('{"type":"diff"}'))
     '{"type":"diff"}'
+    >>> unpack_frame(pack_frame(b'{"type":"diff"}'))
+    '{"type":"diff"}'
     """
-    return zlib.compress(text.encode(), FRAME_LEVEL)
+    return zlib.compress(text if isinstance(text, bytes) else text.encode(),
+                         FRAME_LEVEL)
 
 
 def unpack_frame(data: bytes) -> str:
