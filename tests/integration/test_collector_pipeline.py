@@ -64,12 +64,20 @@ def test_limits_and_usage_follow_a_load(collector, containers):
 
 
 def test_oom_kill_shows(collector, containers):
-    c = containers.run("dd if=/dev/zero of=/dev/shm/fill bs=1M count=200; sleep 60",
-                       mem_limit="32m", memswap_limit="32m")
+    # The init only sleeps, so the OOM killer cannot take the container with
+    # it; the exec'd tail buffers 100 MiB (no newline) against a 32 MiB limit.
+    c = containers.run("sleep 120", mem_limit="32m", memswap_limit="32m")
+    assert wait_node(collector, c.name), "the container never showed"
+    c.exec_run(["sh", "-c", "head -c 100m /dev/zero | tail"], detach=True)
     node = wait_node(collector, c.name,
                      lambda n: n["metrics"].get("memory_oom_kills", 0) >= 1,
-                     timeout=30)
-    assert node, "OOM kill never showed"
+                     timeout=60)
+    if not node:
+        c.reload()
+        state = {k: c.attrs["State"].get(k) for k in ("Status", "OOMKilled")}
+        last = wait_node(collector, c.name, timeout=5)
+        pytest.fail(f"OOM kill never showed; container state {state}, last "
+                    f"node {last}")
 
 
 def test_compose_labels_rename_and_service_port(collector, containers):

@@ -187,10 +187,12 @@ def wait_reason(client, target, words, timeout=SEEN_WITHIN,
 
 def test_oom_kill_goes_red_and_notifies_once(backend, containers):
     client, hook, _ = backend
-    c = containers.run("sleep 2; dd if=/dev/zero of=/dev/shm/fill bs=1M count=200; "
-                       "sleep 120", mem_limit="32m", memswap_limit="32m")
+    # The init only sleeps, so the OOM killer cannot take the container with
+    # it; the exec'd tail buffers 100 MiB (no newline) against a 32 MiB limit.
+    c = containers.run("sleep 120", mem_limit="32m", memswap_limit="32m")
     node = wait_for(lambda: node_id_of(client, c.name), timeout=SEEN_WITHIN)
     assert node
+    c.exec_run(["sh", "-c", "head -c 100m /dev/zero | tail"], detach=True)
     entry = wait_reason(client, node, "OOM killed")
     assert entry and entry["status"] == "critical", analysis_of(client, node)
     wait_analyzer_steps(client, 6)  # a storm would show by now
