@@ -5,7 +5,9 @@ Writes ``synthetic_world``'s world into a throwaway Redis through real
 ``--share`` of its flows with traffic) and runs ``GraphBuilder.step`` on the
 hosts that reported, split in ``--steps`` batches as the live builder sees
 them (one step per ``min_interval`` of notices). Prints the builder's CPU per
-round (the process's CPU around its steps only) by phase; ``--profile`` prints
+round (the process's CPU around its steps only) by phase (``--phases``:
+typical, all, analyzer: the third as the first, with an analyzer whose
+warnings about ``--red`` of the containers change every round); ``--profile`` prints
 where it goes (cProfile, sorted by cumulative time).
 
     .venv/bin/python bench/builder_round.py [--hosts 250] [--containers 5000]
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import pstats
 import random
 import statistics
@@ -48,6 +51,26 @@ def report_round(reporters, world, addrs, share: float, rng) -> set[str]:
     return set(reporters)
 
 
+def publish_verdict(client, nodes: list[str], round_no: int) -> None:
+    """What the analyzer publishes each step, for ``nodes`` in trouble: a
+    warning whose reason quotes a value that moves (as "memory near its
+    limit: 93 % of 256 MiB" does), and the likely cause among them."""
+    from webapp.anomalies.keys import AnalysisKeys
+
+    keys = AnalysisKeys("portolan")
+    statuses = {n: json.dumps({"status": "warning", "reasons": [
+        f"memory near its limit: {90 + (i + round_no) % 9} % of 256 MiB"]})
+        for i, n in enumerate(nodes)}
+    causes = [{"target": nodes[0], "rank": 1, "name": "x", "reasons": ["r"],
+               "explains": nodes[1:4]}] if nodes else []
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(keys.status)
+    if statuses:
+        pipe.hset(keys.status, mapping=statuses)
+    pipe.set(keys.causes, json.dumps({"ts": time.time(), "causes": causes}))
+    pipe.execute()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=250)
@@ -57,6 +80,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4, help="builder steps a round")
     parser.add_argument("--level", default="container")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--red", type=float, default=0.01,
+                        help="share of containers the analyzer warns about in "
+                             "the third phase, their reasons changing each round")
+    parser.add_argument("--phases", default="typical,all,analyzer")
     args = parser.parse_args()
 
     import os
@@ -89,11 +116,23 @@ def main() -> None:
         builder.step(set(world.containers))
         print(f"first build and store: {time.process_time() - t0:.2f} s CPU")
         profile = cProfile.Profile() if args.profile else None
-        for phase, share in (("~5 % of flows change", 0.05), ("every flow", 1.0)):
+        phases = {"typical": ("~5 % of flows change", 0.05, False),
+                  "all": ("every flow", 1.0, False),
+                  "analyzer": (f"~5 % of flows change, an analyzer warning about "
+                               f"{args.red:.0%} of containers", 0.05, True)}
+        warned = sorted(n for h in world.containers for n in addrs[h].values()
+                        if rng.random() < args.red)
+        for key in args.phases.split(","):
+            phase, share, analyzer = phases[key]
+            if analyzer:
+                publish_verdict(client, warned, 0)
             report_round(reporters, world, addrs, share, rng)  # settles the rates
             builder.step(set(world.containers))
+            full_before = builder.full_builds
             cpu, wall, snapshots, marks = [], [], 0, []
-            for _ in range(args.rounds):
+            for round_no in range(args.rounds):
+                if analyzer:
+                    publish_verdict(client, warned, round_no + 1)
                 hosts = sorted(report_round(reporters, world, addrs, share, rng))
                 batches = [hosts[i::args.steps] for i in range(args.steps)]
                 stored_at = builder.stored[args.level].snapshot_at
@@ -119,7 +158,8 @@ def main() -> None:
                   f"snapshot {snapshots}/{args.rounds}; median without one "
                   f"{f'{plain[len(plain) // 2]:.3f} s' if plain else 'none'}; "
                   f"mean {statistics.fmean(cpu):.3f} s (the goal's work per "
-                  "second of updates, the snapshots' share included)")
+                  "second of updates, the snapshots' share included); full "
+                  f"rebuilds {builder.full_builds - full_before}")
             gkeys = GraphKeys()
             snap_b = client.memory_usage(gkeys.snapshot(args.level), samples=0) or 0
             diffs_b = client.memory_usage(gkeys.diffs(args.level), samples=0) or 0

@@ -9,8 +9,10 @@ so a sum may differ in its last digit there.
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -25,6 +27,7 @@ from collector.schema import (
     container_node_id,
 )
 from tests.integration.test_builder import stored_payload
+from webapp.anomalies.keys import AnalysisKeys, edge_target
 from webapp.builder.builder import BuilderSettings, GraphBuilder
 from webapp.builder.levels import LEVELS
 
@@ -134,3 +137,64 @@ def test_stored_diffs_equal_a_full_build_at_every_step(reporters, redis_client):
             assert_same(level, stored_payload(redis_client, level), expected)
             assert_same(level, builder.views[level].graph.payload(), expected)
     assert builder.full_builds == 1, "counters alone moved: no full rebuild"
+
+
+def publish_verdict(client, statuses: dict, causes: list, at: float) -> None:
+    """As the analyzer publishes (``Analyzer.publish``): statuses, then the
+    causes with the time that says whether an analyzer is running."""
+    keys = AnalysisKeys("portolan")
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(keys.status)
+    if statuses:
+        pipe.hset(keys.status, mapping={t: json.dumps(e) for t, e in statuses.items()})
+    pipe.set(keys.causes, json.dumps({"ts": at, "causes": causes}))
+    pipe.execute()
+
+
+def test_a_new_verdict_is_judged_again_without_a_rebuild(reporters, redis_client):
+    """The analyzer's word changes most seconds in a fleet (a reason quotes a
+    figure): every level, judged again in place, equals a full build with
+    the same verdict, and no step rebuilds."""
+    containers, addrs, flows = fleet()
+    rng = random.Random(5)
+    owner = {ip: n for by_ip in addrs.values() for ip, n in by_ip.items()}
+    # b is called by caller (an edge of both); a and c are two others
+    caller, b = next((k.node, owner[k.ip]) for _, k in flows
+                     if k.direction == "out" and k.ip in owner
+                     and owner[k.ip] != k.node)
+    a, c = sorted(set(owner.values()) - {caller, b})[:2]
+    red = {"status": "critical", "reasons": ["refused 12 of 40"]}
+    verdicts = [  # (statuses, causes, seconds before now it was published)
+        ({}, [], 0.0),  # an analyzer, all well
+        ({a: {"status": "warning", "reasons": ["memory 91 %"], "notes": ["n"]},
+          b: red, edge_target(caller, b): red, c: {"status": "ok", "notes": ["x"]}},
+         [{"target": b, "rank": 1, "name": "b", "reasons": ["down"],
+           "explains": [caller, a]}], 0.0),
+        ({a: {"status": "warning", "reasons": ["memory 93 %"]},  # its figure moved
+          b: red, edge_target(caller, b): red},
+         [{"target": b, "rank": 1, "name": "b", "reasons": ["down"],
+           "explains": [caller]}], 0.0),  # a is no longer explained
+        ({caller: red}, [], 0.0),
+        ({caller: red}, [], 3600.0),  # the analyzer stopped: no verdict
+        ({}, [], 0.0),
+    ]
+    builder = GraphBuilder(redis_client, BuilderSettings(all_levels=True,
+                                                         snapshot_interval=600))
+    report_round(reporters, containers, addrs, flows, 1.0, rng)
+    builder.step(set(HOSTS))  # no analyzer yet: every status unknown
+    for i, (statuses, causes, age) in enumerate(verdicts):
+        publish_verdict(redis_client, statuses, causes, time.time() - age)
+        if i % 2:  # with counters moving in the same step, or alone
+            report_round(reporters, containers, addrs, flows, 0.3, rng)
+        builder.step(set(HOSTS))
+        full = GraphBuilder(redis_client, BuilderSettings(all_levels=True))
+        full.update(set(HOSTS))
+        assert full.analysis == builder.analysis, "the same verdict read"
+        for level in LEVELS:
+            expected = full.views[level].graph.payload()
+            assert_same(level, stored_payload(redis_client, level), expected)
+            assert_same(level, builder.views[level].graph.payload(), expected)
+        statuses_seen = {n["status"] for n
+                         in builder.views["container"].graph.nodes.values()}
+        assert ("unknown" in statuses_seen) == (age > 0), (i, statuses_seen)
+    assert builder.full_builds == 1, "a new verdict alone: no full rebuild"

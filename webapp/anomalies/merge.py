@@ -24,10 +24,18 @@ __all__ = [
     "ANALYSIS_FRESH",
     "NO_ANALYZER",
     "Verdict",
+    "analysis_note",
     "apply_analysis",
     "apply_verdict",
+    "cause_index",
+    "edge_entry",
+    "judge_edge",
+    "judge_node",
+    "owner_of",
     "read_analysis",
     "read_verdict",
+    "unjudged_edge",
+    "unjudged_node",
     "worse",
 ]
 
@@ -50,7 +58,11 @@ def worse(a: str | None, b: str | None) -> str:
 
 def _owner(G: nx.DiGraph, node: str) -> str:
     """A service node's owner (at the service level edges end at services)."""
-    data = G.nodes[node]
+    return owner_of(node, G.nodes[node])
+
+
+def owner_of(node: str, data: dict) -> str:
+    """``_owner`` from the node's own attributes."""
     return data.get("parent") or node if data.get("type") == "service" else node
 
 
@@ -74,16 +86,31 @@ def apply_verdict(G: nx.DiGraph, verdict: Verdict) -> nx.DiGraph:
         return apply_analysis(G, verdict.statuses, verdict.causes, judged=True)
     H = G.copy()
     for _n, data in H.nodes(data=True):
-        if data.get("status") in (None, "ok", "unknown"):
-            data["status"] = "unknown"
-            data["reasons"] = [NO_ANALYZER]
-        else:
-            data["reasons"] = list(data.get("reasons") or [])
-        data["likely_cause"], data["cause_rank"] = False, None
+        unjudged_node(data)
     for _u, _v, data in H.edges(data=True):
-        data["status"], data["reasons"] = "unknown", [NO_ANALYZER]
-    H.graph["analysis"] = {"active": False, "reason": NO_ANALYZER}
+        unjudged_edge(data)
+    H.graph["analysis"] = analysis_note(False)
     return H
+
+
+def unjudged_node(data: dict) -> None:
+    """A node's attributes without an analyzer (``apply_verdict``), in place."""
+    if data.get("status") in (None, "ok", "unknown"):
+        data["status"] = "unknown"
+        data["reasons"] = [NO_ANALYZER]
+    else:
+        data["reasons"] = list(data.get("reasons") or [])
+    data["likely_cause"], data["cause_rank"] = False, None
+
+
+def unjudged_edge(data: dict) -> None:
+    """An edge's attributes without an analyzer, in place."""
+    data["status"], data["reasons"] = "unknown", [NO_ANALYZER]
+
+
+def analysis_note(active: bool) -> dict:
+    """The graph's ``analysis`` attribute."""
+    return {"active": True} if active else {"active": False, "reason": NO_ANALYZER}
 
 
 def apply_analysis(G: nx.DiGraph, statuses: dict, causes: list,
@@ -108,40 +135,67 @@ def apply_analysis(G: nx.DiGraph, statuses: dict, causes: list,
     ([], 'stopped')
     """
     H = G.copy()
-    causes = [c for c in causes or [] if isinstance(c, dict)]
-    ranks = {c.get("target"): c.get("rank") for c in causes}
-    because = _because_of(H, causes)
+    ranks, because = cause_index(H.nodes(data=True), causes)
     for n, data in H.nodes(data=True):
-        entry = statuses.get(n) or {}
-        status = entry.get("status")
-        if severity_rank(status or "ok") > 0:
-            data["status"] = worse(data.get("status"), status)
-        data["reasons"] = list(entry.get("reasons") or [])
-        data["notes"] = list(entry.get("notes") or [])
-        data["likely_cause"] = n in ranks
-        data["cause_rank"] = ranks.get(n)
-        # Only a node in trouble is so because of something: a caller whose
-        # edge went red is still ok (green) until its own warning's
-        # hysteresis has passed.
-        if n in because and severity_rank(data.get("status") or "ok") > 0:
-            data["because_of"] = because[n]
+        judge_node(n, data, statuses, ranks, because)
     for u, v, data in H.edges(data=True):
-        entry = (statuses.get(edge_target(u, v))
-                 or statuses.get(edge_target(_owner(H, u), _owner(H, v))) or {})
-        status = entry.get("status")
-        if judged:
-            data["status"] = status if severity_rank(status or "ok") > 0 else "ok"
-        elif severity_rank(status or "ok") > 0:
-            data["status"] = worse(data.get("status"), status)
-        data["reasons"] = list(entry.get("reasons") or [])
+        judge_edge(data, edge_entry(statuses, u, v, H.nodes[u], H.nodes[v]),
+                   judged)
     if judged:
-        H.graph["analysis"] = {"active": True}
+        H.graph["analysis"] = analysis_note(True)
     return H
 
 
-def _because_of(G: nx.DiGraph, causes: list[dict]) -> dict[str, dict]:
+def cause_index(nodes, causes: list) -> tuple[dict, dict]:
+    """``(ranks, because)`` of the likely ``causes`` over ``nodes`` ((id,
+    attributes) pairs): target -> rank, and node -> the ``because_of`` of
+    the best ranked cause that explains it."""
+    causes = [c for c in causes or [] if isinstance(c, dict)]
+    return ({c.get("target"): c.get("rank") for c in causes},
+            _because_of(nodes, causes))
+
+
+def judge_node(n: str, data: dict, statuses: dict, ranks: dict,
+               because: dict) -> None:
+    """A node's attributes with the analysis merged in (``apply_analysis``),
+    in place."""
+    entry = statuses.get(n) or {}
+    status = entry.get("status")
+    if severity_rank(status or "ok") > 0:
+        data["status"] = worse(data.get("status"), status)
+    data["reasons"] = list(entry.get("reasons") or [])
+    data["notes"] = list(entry.get("notes") or [])
+    data["likely_cause"] = n in ranks
+    data["cause_rank"] = ranks.get(n)
+    # Only a node in trouble is so because of something: a caller whose
+    # edge went red is still ok (green) until its own warning's
+    # hysteresis has passed.
+    if n in because and severity_rank(data.get("status") or "ok") > 0:
+        data["because_of"] = because[n]
+
+
+def edge_entry(statuses: dict, u: str, v: str, u_data: dict, v_data: dict
+               ) -> dict:
+    """The analysis' entry for edge ``u -> v`` (at the service level, its
+    owners' edge when it has none of its own)."""
+    return (statuses.get(edge_target(u, v))
+            or statuses.get(edge_target(owner_of(u, u_data), owner_of(v, v_data)))
+            or {})
+
+
+def judge_edge(data: dict, entry: dict, judged: bool) -> None:
+    """An edge's attributes with its analysis ``entry`` merged in, in place."""
+    status = entry.get("status")
+    if judged:
+        data["status"] = status if severity_rank(status or "ok") > 0 else "ok"
+    elif severity_rank(status or "ok") > 0:
+        data["status"] = worse(data.get("status"), status)
+    data["reasons"] = list(entry.get("reasons") or [])
+
+
+def _because_of(nodes, causes: list[dict]) -> dict[str, dict]:
     """Node -> the best ranked likely cause that explains it (a node at the
-    service level through its owner)."""
+    service level through its owner); ``nodes``: (id, attributes) pairs."""
     by_node: dict[str, dict] = {}
     for c in sorted(causes, key=lambda c: c.get("rank") or 0):
         reasons = c.get("reasons") or []
@@ -149,9 +203,11 @@ def _because_of(G: nx.DiGraph, causes: list[dict]) -> dict[str, dict]:
                 "reason": str(reasons[0]) if reasons else ""}
         for n in c.get("explains") or []:
             by_node.setdefault(n, root)
+    if not by_node:
+        return {}
     out = {}
-    for n in G:
-        found = by_node.get(n) or by_node.get(_owner(G, n))
+    for n, data in nodes:
+        found = by_node.get(n) or by_node.get(owner_of(n, data))
         if found is not None and found["target"] != n:
             out[n] = found
     return out

@@ -233,9 +233,9 @@ class GraphBuilder:
         analysis = read_verdict(self.client, self.conf.prefix, now)
         silent = {h: seen for h, seen in live.items()
                   if now - seen > self.conf.collector_ttl}
-        if (change.structural or analysis != self.analysis
-                or silent != self.silent):
+        if change.structural or silent != self.silent:
             self.stale.update(LEVELS)
+        judged_again = analysis != self.analysis
         self.analysis, self.silent = analysis, silent
         watched = self.watched_levels()
         full = {level for level in watched
@@ -247,11 +247,16 @@ class GraphBuilder:
             for level, graph in graphs.items():
                 diffs[level] = self.views[level].replace(graph)
             self.stale -= full
+        if judged_again:
+            # A new verdict alone: judge the kept levels again, in place.
+            for level in sorted(watched - full):
+                diffs[level] = self.views[level].reapply(analysis, silent)
         if change.flows or change.nodes:
             sources = self._node_sources(change.nodes)
             for level in sorted(watched - full):
-                diffs[level] = self.views[level].update(
-                    self.fleet.state, change.flows, change.nodes, analysis, sources)
+                diffs[level] = _then(diffs.get(level), self.views[level].update(
+                    self.fleet.state, change.flows, change.nodes, analysis, sources))
+        if judged_again or change.flows or change.nodes:
             self.stale.update(set(LEVELS) - watched)
         self.current = watched
         return diffs
@@ -480,6 +485,15 @@ class GraphBuilder:
                 "frames": (None if p.texts is None
                            else [pack_frame(t) for t in p.texts]),
             })
+
+
+def _then(first: dict | None, second: dict) -> dict:
+    """One diff that applies ``first`` and then ``second`` (the same node
+    or edge may be in both: the later entry is applied after the earlier)."""
+    if first is None:
+        return second
+    return {name: [*first.get(name, ()), *items] if isinstance(items, list)
+            else items for name, items in second.items()}
 
 
 def _snapshot_due(age: float, interval: float, diff_bytes: int,

@@ -18,8 +18,18 @@ from itertools import filterfalse
 import networkx as nx
 
 from collector.schema import COUNTERS, RATE_COUNTERS
-from webapp.anomalies.keys import edge_target
-from webapp.anomalies.merge import Verdict, apply_verdict, worse
+from webapp.anomalies.merge import (
+    Verdict,
+    analysis_note,
+    apply_verdict,
+    cause_index,
+    edge_entry,
+    judge_edge,
+    judge_node,
+    unjudged_edge,
+    unjudged_node,
+    worse,
+)
 from webapp.anomalies.status import severity_rank
 from webapp.maps.diff import changed_keys, empty_diff, graph_diff
 from webapp.topology.graph import (
@@ -47,6 +57,9 @@ class LevelGraph:
     members: dict[tuple[str, str], list] = field(default_factory=dict)
     # (host id, FlowKey) -> (source, target)
     edge_of: dict = field(default_factory=dict)
+    # node id -> its attributes that the verdict and the silent hosts set,
+    # as they were before (``LevelView.reapply`` starts from them)
+    base: dict[str, dict] = field(default_factory=dict)
 
     def payload(self) -> dict:
         return {**self.rest, "nodes": list(self.nodes.values()),
@@ -63,7 +76,7 @@ def _roll_up(G: nx.DiGraph) -> nx.DiGraph:
     return G
 
 
-def _level_graph(G: nx.DiGraph, edge_of: dict) -> LevelGraph:
+def _level_graph(G: nx.DiGraph, edge_of: dict, base: dict) -> LevelGraph:
     data = nx.node_link_data(G, edges="links")
     nodes = {n["id"]: n for n in data.pop("nodes")}
     links = {(e["source"], e["target"]): e for e in data.pop("links")}
@@ -71,7 +84,18 @@ def _level_graph(G: nx.DiGraph, edge_of: dict) -> LevelGraph:
     for flow, (u, v, turned) in edge_of.items():
         members.setdefault((u, v), []).append((flow, turned))
     return LevelGraph(data, nodes, links, members,
-                      {flow: (u, v) for flow, (u, v, _) in edge_of.items()})
+                      {flow: (u, v) for flow, (u, v, _) in edge_of.items()}, base)
+
+
+# What ``apply_verdict`` and ``mark_silent`` set on a node.
+_JUDGED_KEYS = ("status", "reasons", "notes", "likely_cause", "cause_rank",
+                "because_of", "reporting", "last_report")
+
+
+def _unjudged(G: nx.DiGraph) -> dict[str, dict]:
+    """Each node's ``_JUDGED_KEYS`` before the verdict is applied."""
+    return {n: {k: data[k] for k in _JUDGED_KEYS if k in data}
+            for n, data in G.nodes(data=True)}
 
 
 def mark_silent(G: nx.DiGraph, silent: dict[str, float]) -> None:
@@ -83,18 +107,23 @@ def mark_silent(G: nx.DiGraph, silent: dict[str, float]) -> None:
     if not silent:
         return
     for _n, data in G.nodes(data=True):
-        host = data.get("id", "").partition(":")[2] if data.get("type") == "host" \
-            else data.get("host")
-        if host is None or host not in silent:
-            continue
-        since = datetime.datetime.fromtimestamp(silent[host], datetime.UTC)
-        data["status"] = SILENT_STATUS
-        data["reporting"] = False
-        if data.get("type") == "host":
-            data["last_report"] = silent[host]
-            data["reasons"] = [*data.get("reasons", []),
-                               f"no report from its collector since "
-                               f"{since:%Y-%m-%d %H:%M:%S} UTC"]
+        _mark_node_silent(data, silent)
+
+
+def _mark_node_silent(data: dict, silent: dict[str, float]) -> None:
+    """``mark_silent`` for one node's attributes, in place."""
+    host = data.get("id", "").partition(":")[2] if data.get("type") == "host" \
+        else data.get("host")
+    if host is None or host not in silent:
+        return
+    since = datetime.datetime.fromtimestamp(silent[host], datetime.UTC)
+    data["status"] = SILENT_STATUS
+    data["reporting"] = False
+    if data.get("type") == "host":
+        data["last_report"] = silent[host]
+        data["reasons"] = [*data.get("reasons", []),
+                           f"no report from its collector since "
+                           f"{since:%Y-%m-%d %H:%M:%S} UTC"]
 
 
 def build_levels(state: TopologyState, verdict: Verdict,
@@ -118,9 +147,10 @@ def build_levels(state: TopologyState, verdict: Verdict,
         if "container" in levels:
             graphs["container"] = (_roll_up(C), edge_of_c)
     for level, (graph, flows) in graphs.items():
+        base = _unjudged(graph)
         graph = apply_verdict(graph, verdict)
         mark_silent(graph, silent)
-        out[level] = _level_graph(graph, flows)
+        out[level] = _level_graph(graph, flows, base)
     return out
 
 
@@ -151,6 +181,51 @@ class LevelView:
         self.graph, self.loaded = graph, None
         return None if old is None else graph_diff(old, graph.payload(),
                                                    partial=True)
+
+    def reapply(self, verdict: Verdict, silent: dict[str, float]) -> dict:
+        """The partial diff of a new verdict: every node and edge judged again
+        as the build judges them (``apply_verdict``, ``mark_silent``), from
+        the attributes it had before the last build's verdict.
+
+        The analyzer's word changes whenever a reason's figure moves ("memory
+        near its limit: 93 %"), which at 10,000 containers is most seconds:
+        a full build each time cost ~2 s of CPU, this ~0.1 s.
+        """
+        g = self.graph
+        diff = empty_diff()
+        active = verdict.active
+        if active:
+            ranks, because = cause_index(g.nodes.items(), verdict.causes)
+        for n, node in g.nodes.items():
+            new = {k: v for k, v in node.items() if k not in _JUDGED_KEYS}
+            new.update(g.base.get(n, _NONE))
+            if active:
+                judge_node(n, new, verdict.statuses, ranks, because)
+            else:
+                unjudged_node(new)
+            _mark_node_silent(new, silent)
+            if new != node:
+                g.nodes[n] = new
+                update = changed_keys(node, new)
+                if update is None:  # a key went away (``because_of``)
+                    diff["changed_nodes"].append(new)
+                else:
+                    diff["updated_nodes"].append(update)
+        for (u, v), link in g.links.items():
+            new = {"status": link.get("status"), "reasons": link.get("reasons")}
+            if active:
+                judge_edge(new, edge_entry(verdict.statuses, u, v,
+                                           g.nodes.get(u, _NONE),
+                                           g.nodes.get(v, _NONE)), True)
+            else:
+                unjudged_edge(new)
+            changes = dict(filterfalse(link.items().__contains__, new.items()))
+            if changes:
+                link.update(changes)
+                diff["updated_links"].append({"source": link["source"],
+                                              "target": link["target"], **changes})
+        g.rest["analysis"] = analysis_note(active)
+        return diff
 
     def update(self, state: TopologyState, flows, nodes, verdict: Verdict,
                node_sources: dict[str, dict]) -> dict:
@@ -242,12 +317,6 @@ def _edge_status(g: LevelGraph, edge, verdict: Verdict) -> str:
     if not verdict.active:
         return "unknown"
     u, v = edge
-    entry = verdict.statuses.get(edge_target(u, v)) or verdict.statuses.get(
-        edge_target(_owner(g, u), _owner(g, v))) or {}
-    status = entry.get("status") or "ok"
+    status = edge_entry(verdict.statuses, u, v, g.nodes.get(u, _NONE),
+                        g.nodes.get(v, _NONE)).get("status") or "ok"
     return status if severity_rank(status) > 0 else "ok"
-
-
-def _owner(g: LevelGraph, node: str) -> str:
-    data = g.nodes.get(node, {})
-    return data.get("parent") or node if data.get("type") == "service" else node
