@@ -27,10 +27,21 @@ applied during the measurement, their time on the page's main thread and the
 longest task of the main thread (PerformanceObserver "longtask": parsing a
 diff, applying it, drawing).
 
+The builder's diffs reach the page in bursts (0 to 23 in 3 s), so "live"
+lines compare different amounts of work. ``--pace 1,4`` measures each motion
+instead "still" and then at each pace (diffs a second) in one page: the
+writers keep changing the fleet throughout, and the page's socket messages are
+held in the page and handed to its own listener one per interval
+(bench/diff_pacing.py says how, and what that does not cover). Each line then
+also gives the messages handed on and the time JSON.parse took for them.
+``PORTOLAN_PROFILE=motions`` (with ``--pace``) prints each motion's JavaScript
+profile (self time by function; the profiler slows the page), any other value
+the profile up to the first map.
+
     .venv/bin/python bench/map_fleet.py [--hosts 500] [--containers 10000]
         [--edges 50000] [--seconds 3] [--runs 1] [--modes lod,off]
         [--diffs both|live|still] [--still quiet|stopped] [--changing 0.05]
-        [--before-bundle OLD/map.js]
+        [--pace 1,4] [--before-bundle OLD/map.js]
 
 Every ``page.evaluate`` here returns plain data or nothing: Playwright
 serialises whatever the function returns, and ``cy.viewport(v)`` or
@@ -48,6 +59,7 @@ Goals (issue 17): first map < 3 s, pan and zoom >= 30 fps.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -61,6 +73,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+from diff_pacing import Pacing  # noqa: E402
 from fleet_scale import writer  # noqa: E402
 from map_render import (  # noqa: E402
     CHROMIUM,
@@ -84,6 +97,8 @@ NODE_TTL = 3600
 WRITERS = 2
 # After the writers go quiet or busy: the diffs of the change reach the page.
 SETTLE_S = 4
+# Paced: how long to wait for enough held messages (~1 diff a second comes).
+QUEUE_TIMEOUT_S = 60
 
 
 class Writers:
@@ -148,27 +163,46 @@ LONGTASKS_STOP_JS = """
   window.__longTaskObserver.disconnect();
   const tasks = window.__longTasks;
   return { longest: tasks.length ? Math.max(...tasks) : 0, count: tasks.length,
+           total: tasks.reduce((a, b) => a + b, 0),
            diffs: window.portolanMap.drawing().diffs };
 }
 """
 
 
-def observed(page, measure_motion) -> dict:
+def observed(page, measure_motion, pacing: Pacing | None = None,
+             start=None, cdp=None) -> dict:
     """``measure_motion()``'s frames, with the diffs the page applied meanwhile
-    and the main thread's longest task (tasks under 50 ms are not reported)."""
+    and the main thread's longest task (tasks under 50 ms are not reported);
+    paced, also the messages handed on and their JSON.parse time. ``start()``
+    runs just before the motion (it starts the pace). With ``cdp``, prints
+    the page's JavaScript profile of the motion."""
+    held = pacing.state() if pacing is not None else None
     before = page.evaluate(LONGTASKS_START_JS)
+    if cdp is not None:
+        cdp.send("Profiler.start")
+    if start is not None:
+        start()
     out = measure_motion()
+    if cdp is not None:
+        print_profile(cdp.send("Profiler.stop")["profile"])
     after = page.evaluate(LONGTASKS_STOP_JS)
     d = after["diffs"]
     out["diffs"] = d["applied"] - before["applied"]
     out["diff_ms"] = d["ms"] - before["ms"]
     out["longest_task"] = after["longest"]
     out["long_tasks"] = after["count"]
+    out["long_ms"] = after["total"]
     out["load"] = os.getloadavg()[0]
+    if pacing is not None:
+        now = pacing.state()
+        out["released"] = now["released"] - held["released"]
+        out["parse_ms"] = now["parseMs"] - held["parseMs"]
+        out["parses"] = now["parses"] - held["parses"]
+        out["queued"] = held["queued"]
     return out
 
 
-def both_ways(page, writers: Writers | None, diffs: str, measure_motion) -> dict:
+def both_ways(page, writers: Writers | None, diffs: str, prepare, run) -> dict:
     """The motion still and/or live: {"still": ..., "live": ...}."""
     out = {}
     for way in ("still", "live"):
@@ -177,7 +211,31 @@ def both_ways(page, writers: Writers | None, diffs: str, measure_motion) -> dict
         if writers is not None:
             (writers.resume if way == "live" else writers.pause)()
             page.wait_for_timeout(SETTLE_S * 1000)
-        out[way] = observed(page, measure_motion)
+        prepare()
+        out[way] = observed(page, run)
+    return out
+
+
+def paced_ways(page, pacing: Pacing, paces: list[float], seconds: float,
+               prepare, run, cdp=None) -> dict:
+    """The motion still (every message held) and at each pace:
+    {"still": ..., "paced 1/s": ..., ...}. The writers change the fleet
+    throughout; the pace starts with the motion and ends with it."""
+    pacing.hold()
+    pacing.settle()
+    prepare()
+    out = {"still": observed(page, run, pacing, cdp=cdp)}
+    for per_second in paces:
+        need = math.ceil(per_second * seconds) + 1
+        queued = pacing.wait_queued(need, QUEUE_TIMEOUT_S)
+        if queued < need:
+            print(f"only {queued} messages held for {per_second:g}/s "
+                  f"({need} wanted)", flush=True)
+        pacing.settle()
+        prepare()
+        out[f"paced {per_second:g}/s"] = observed(
+            page, run, pacing, start=lambda p=per_second: pacing.pace(p), cdp=cdp)
+        pacing.hold()
     return out
 
 
@@ -262,8 +320,9 @@ def wait_for_first_map(page, mode: str, timeout: float = 300) -> None:
 
 def measure(context, web_url: str, mode: str, seconds: float,
             bundle: Path | None = None, writers: Writers | None = None,
-            diffs: str = "both") -> dict:
+            diffs: str = "both", paces: list[float] | None = None) -> dict:
     page = context.new_page()
+    pacing = Pacing(page) if paces else None
     if bundle is not None:
         page.route("**/static/portolan/map.js*", lambda route: route.fulfill(
             path=str(bundle), content_type="application/javascript"))
@@ -273,14 +332,17 @@ def measure(context, web_url: str, mode: str, seconds: float,
     load = os.getloadavg()  # the machine is shared: say how busy it was
     lod = "" if mode == "lod" else "&lod=off"
     cdp = None
-    if os.environ.get("PORTOLAN_PROFILE"):
+    profile = os.environ.get("PORTOLAN_PROFILE")
+    if profile:
         cdp = context.new_cdp_session(page)
         cdp.send("Profiler.enable")
+    if profile and profile != "motions":
         cdp.send("Profiler.start")
     page.goto(f"{web_url}/?level=container{lod}")
     wait_for_first_map(page, mode)
-    if cdp is not None:
+    if profile and profile != "motions":
         print_profile(cdp.send("Profiler.stop")["profile"])
+    motions_cdp = cdp if profile == "motions" and pacing is not None else None
     out = {"load": load,
            "first_ms": page.evaluate("() => window.portolanMap.firstDrawMs"),
            "marks": page.evaluate("() => window.portolanMap.marks")}
@@ -297,16 +359,19 @@ def measure(context, web_url: str, mode: str, seconds: float,
         page.evaluate("(v) => { window.portolanMap.cy.viewport(v); }", fit_view)
         page.wait_for_timeout(300)
 
-    def pan_fit():
-        back_to_fit()
-        return motion(page, "pan", seconds)
+    def ways(prepare, run) -> dict:
+        if pacing is not None:
+            return paced_ways(page, pacing, paces, seconds, prepare, run,
+                              motions_cdp)
+        return both_ways(page, writers, diffs, prepare, run)
 
-    def zoom():
-        back_to_fit()
-        return zoom_motion(page, seconds)
-
-    out["pan_fit"] = both_ways(page, writers, diffs, pan_fit)
-    out["zoom"] = both_ways(page, writers, diffs, zoom)
+    if pacing is not None:
+        # Unmeasured: the first pan after the first map builds Cytoscape's
+        # cached picture of the view (0.4-1.4 s tasks), which would land in
+        # the first measurement ("still") alone.
+        motion(page, "pan", 1.0)
+    out["pan_fit"] = ways(back_to_fit, lambda: motion(page, "pan", seconds))
+    out["zoom"] = ways(back_to_fit, lambda: zoom_motion(page, seconds))
     back_to_fit()
     page.evaluate(
         f"""() => {{ const cy = window.portolanMap.cy;
@@ -319,15 +384,16 @@ def measure(context, web_url: str, mode: str, seconds: float,
     detail_view = page.evaluate("() => { const cy = window.portolanMap.cy;"
                                 " return { zoom: cy.zoom(), pan: cy.pan() }; }")
 
-    def pan_detail():
+    def to_detail():
         page.evaluate("(v) => { window.portolanMap.cy.viewport(v); }", detail_view)
         page.wait_for_timeout(300)
-        return motion(page, "pan", seconds)
 
-    out["pan_detail"] = both_ways(page, writers, diffs, pan_detail)
+    out["pan_detail"] = ways(to_detail, lambda: motion(page, "pan", seconds))
     out["sum_updates"] = drawing(page)["sumUpdates"]
     # The floor: nothing drawn, nothing redrawn (a diff would draw again).
-    if writers is not None:
+    if pacing is not None:
+        pacing.hold()
+    elif writers is not None:
         writers.pause()
         page.wait_for_timeout(SETTLE_S * 1000)
     page.evaluate("() => { const cy = window.portolanMap.cy; cy.off('viewport');"
@@ -336,6 +402,8 @@ def measure(context, web_url: str, mode: str, seconds: float,
     out["pan_empty"] = motion(page, "pan", seconds)
     if writers is not None:
         writers.resume()  # the next page loads a changing fleet
+    if pacing is not None:
+        out["pacing"] = pacing.state()
     out["errors"] = errors
     out["received"] = page.evaluate("() => window.portolanMap.received()")
     page.close()
@@ -359,7 +427,13 @@ def main() -> None:
                         help="still: the hosts report no traffic, or stop (SIGSTOP)")
     parser.add_argument("--changing", type=float, default=0.05,
                         help="share of the flows with new traffic each second")
+    parser.add_argument("--pace", type=lambda s: [float(x) for x in s.split(",")],
+                        help="diffs a second, e.g. 1,4: each motion still, then "
+                        "with the page's messages handed on at each pace "
+                        "(the writers change the fleet throughout; --diffs ignored)")
     args = parser.parse_args()
+    if args.pace:
+        args.diffs = "live"
     bundles: list[tuple[str, Path | None]] = [("", None)]
     if args.before_bundle is not None:
         if not args.before_bundle.is_file():
@@ -410,7 +484,7 @@ def main() -> None:
                         key = f"{mode}{label}"
                         results.setdefault(key, []).append(
                             measure(context, web_url, mode, args.seconds, bundle,
-                                    writers, args.diffs))
+                                    writers, args.diffs, args.pace))
                         report(key, results[key][-1])
             browser.close()
         if writers is not None:
@@ -418,9 +492,7 @@ def main() -> None:
                   f"{writers.rounds.value}")
         for mode, runs in results.items():
             med = statistics.median
-            for way in ("still", "live"):
-                if way not in runs[0]["pan_fit"]:
-                    continue
+            for way in runs[0]["pan_fit"]:
                 print(f"{mode}, {way}: median of {len(runs)}: pan (fit) "
                       f"{med(r['pan_fit'][way]['fps'] for r in runs):.1f} fps, zoom "
                       f"{med(r['zoom'][way]['fps'] for r in runs):.1f} fps, pan "
@@ -455,6 +527,8 @@ def report(mode: str, r: dict) -> None:
     print(f"[{mode}] drawn at fit: {r['fit']}; at zoom {DETAIL_ZOOM}: {r['detail']}")
     ranges = ", ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in
                        (f["range"] for f in r["zoom"].values()))
+    if "pacing" in r:
+        print(f"[{mode}] pacing: {r['pacing']}")
     print(f"[{mode}] zoomed between {ranges}; socket: {r['received']}; tile sums "
           f"moved by diffs {r['sum_updates']} times")
     for name, f in fps:
@@ -463,7 +537,12 @@ def report(mode: str, r: dict) -> None:
         if "diffs" in f:
             line += (f"; {f['diffs']} diffs applied in {f['diff_ms']:.0f} ms, "
                      f"longest task {f['longest_task']:.0f} ms "
-                     f"({f['long_tasks']} over 50 ms); load {f['load']:.1f}")
+                     f"({f['long_tasks']} over 50 ms, {f['long_ms']:.0f} ms); "
+                     f"load {f['load']:.1f}")
+        if "released" in f:
+            per = ((f["diff_ms"] + f["parse_ms"]) / f["diffs"]) if f["diffs"] else 0
+            line += (f"; {f['released']} messages handed on ({f['queued']} held), "
+                     f"parsed in {f['parse_ms']:.0f} ms; {per:.0f} ms a diff")
         print(line)
     if r["errors"]:
         print(f"[{mode}] page errors: {r['errors'][:3]}")
