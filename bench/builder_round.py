@@ -6,8 +6,9 @@ Writes ``synthetic_world``'s world into a throwaway Redis through real
 hosts that reported, split in ``--steps`` batches as the live builder sees
 them (one step per ``min_interval`` of notices). Prints the builder's CPU per
 round (the process's CPU around its steps only) by phase (``--phases``:
-typical, all, analyzer: the third as the first, with an analyzer whose
-warnings about ``--red`` of the containers change every round); ``--profile`` prints
+typical, all, analyzer: the first with an analyzer whose warnings about
+``--red`` of the containers change every round, churn: the first with one new
+flow a round, which rebuilds the levels); ``--profile`` prints
 where it goes (cProfile, sorted by cumulative time).
 
     .venv/bin/python bench/builder_round.py [--hosts 250] [--containers 5000]
@@ -28,6 +29,7 @@ import random
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +39,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from synthetic_world import make_world, traffic  # noqa: E402
 
 from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
-from collector.schema import HostRecord, Keys, container_node_id  # noqa: E402
+from collector.schema import (  # noqa: E402
+    FlowKey,
+    HostRecord,
+    Keys,
+    container_node_id,
+)
 from tests.conftest import RedisServer  # noqa: E402
 
 
@@ -84,6 +91,9 @@ def main() -> None:
                         help="share of containers the analyzer warns about in "
                              "the third phase, their reasons changing each round")
     parser.add_argument("--phases", default="typical,all,analyzer")
+    parser.add_argument("--python-gc", action="store_true",
+                        help="leave Python's automatic garbage collection on "
+                             "(the builder before webapp/builder/collection.py)")
     args = parser.parse_args()
 
     import os
@@ -111,6 +121,8 @@ def main() -> None:
         builder = GraphBuilder(client, BuilderSettings(node_ttl=3600,
                                                        collector_ttl=3600))
         mark_watched(client, GraphKeys(), args.level, ttl=3600)
+        if not args.python_gc:  # as manage.py builder does
+            builder.collector.take_over()
         report_round(reporters, world, addrs, 1.0, rng)
         t0 = time.process_time()
         builder.step(set(world.containers))
@@ -119,7 +131,9 @@ def main() -> None:
         phases = {"typical": ("~5 % of flows change", 0.05, False),
                   "all": ("every flow", 1.0, False),
                   "analyzer": (f"~5 % of flows change, an analyzer warning about "
-                               f"{args.red:.0%} of containers", 0.05, True)}
+                               f"{args.red:.0%} of containers", 0.05, True),
+                  "churn": ("~5 % of flows change, one new flow a round (a new "
+                            "client: the levels are rebuilt)", 0.05, False)}
         warned = sorted(n for h in world.containers for n in addrs[h].values()
                         if rng.random() < args.red)
         for key in args.phases.split(","):
@@ -133,6 +147,15 @@ def main() -> None:
             for round_no in range(args.rounds):
                 if analyzer:
                     publish_verdict(client, warned, round_no + 1)
+                if key == "churn":  # a flow the host has not reported yet
+                    host = sorted(world.flows)[round_no % len(world.flows)]
+                    new = FlowKey(next(iter(addrs[host].values())), "in",
+                                  f"198.51.100.{round_no % 250 + 1}", 8443)
+                    world.flows[host].append((new, 1))
+                    reporters[host].report(HostReport(
+                        host=HostRecord(id=host, hostname=host, mode="ebpf"),
+                        containers=world.containers[host], addrs=addrs[host],
+                        flows=Counter({(new, "connections"): 1})))
                 hosts = sorted(report_round(reporters, world, addrs, share, rng))
                 batches = [hosts[i::args.steps] for i in range(args.steps)]
                 stored_at = builder.stored[args.level].snapshot_at

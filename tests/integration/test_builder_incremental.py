@@ -198,3 +198,37 @@ def test_a_new_verdict_is_judged_again_without_a_rebuild(reporters, redis_client
                          in builder.views["container"].graph.nodes.values()}
         assert ("unknown" in statuses_seen) == (age > 0), (i, statuses_seen)
     assert builder.full_builds == 1, "a new verdict alone: no full rebuild"
+
+
+def test_a_costly_rebuild_is_paced_and_counters_move_meanwhile(reporters,
+                                                                redis_client):
+    """A new flow changes the levels' shape. Where a rebuild costs much (a
+    fleet), the next one waits ``rebuild_pacing`` times that cost; the
+    existing edges keep their counters current meanwhile, and the rebuild
+    then gives the whole map."""
+    containers, addrs, flows = fleet()
+    rng = random.Random(11)
+    builder = GraphBuilder(redis_client, BuilderSettings(all_levels=True,
+                                                         snapshot_interval=600))
+    report_round(reporters, containers, addrs, flows, 1.0, rng)
+    builder.step(set(HOSTS))
+    assert builder.full_builds == 1
+    builder.build_cost = 2.0  # as at 10,000 containers: 8 s between rebuilds
+    new = (HOSTS[1], FlowKey(container_node_id(HOSTS[1], f"{HOSTS[1]}-c3"), "in",
+                             "198.51.100.99", 8003))
+    report_round(reporters, containers, addrs, [*flows, new], 1.0, rng)
+    builder.step(set(HOSTS))
+    assert builder.full_builds == 1 and builder.reshaped, "the rebuild waits"
+    full = GraphBuilder(redis_client, BuilderSettings(all_levels=True))
+    full.update(set(HOSTS))
+    held = builder.views["container"].graph
+    expected = full.views["container"].graph
+    assert len(expected.links) == len(held.links) + 1, "the new edge waits"
+    for edge, link in held.links.items():
+        assert link == expected.links[edge], "every other edge is current"
+    builder.built_at -= 8.0  # the paced time has passed
+    builder.step(set(HOSTS))
+    assert builder.full_builds == 2 and not builder.reshaped
+    for level in LEVELS:
+        assert_same(level, stored_payload(redis_client, level),
+                    full.views[level].graph.payload())

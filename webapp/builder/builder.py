@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -30,6 +31,7 @@ from redis.backoff import ExponentialBackoff
 from collector.redis_client import REDIS_ERRORS, async_redis_client, redis_client
 from collector.schema import Keys, SchemaError, parse_node_id
 from webapp.anomalies.merge import read_verdict
+from webapp.builder.collection import RoundCollector
 from webapp.builder.fleet import Fleet
 from webapp.builder.keys import (
     UPDATE_TYPE,
@@ -86,6 +88,14 @@ class BuilderSettings:
     publish_first: bool = True
     # Append each round's RoundTimes as a JSON line to this file (benchmarks).
     timings_path: str | None = None
+    # A change of shape (a new flow, container or address) rebuilds the levels.
+    # A rebuild that cost more than ``pace_above`` s of CPU is followed by the
+    # next one only ``rebuild_pacing`` times that cost later, so rebuilds
+    # take at most a fifth of the builder's time however often shapes change
+    # (a new client somewhere in a fleet is most seconds); counters keep
+    # being updated meanwhile. A small fleet rebuilds at once.
+    rebuild_pacing: float = 4.0
+    pace_above: float = 0.25
 
 
 @dataclass(slots=True)
@@ -161,6 +171,7 @@ class GraphBuilder:
         self.active = False
         self.steps = 0
         self.full_builds = 0
+        self.collector = RoundCollector()  # takes over only when asked
         self._reset()
 
     @classmethod
@@ -185,6 +196,9 @@ class GraphBuilder:
         self.silent: dict[str, float] = {}
         # Levels that missed changes while nobody watched them.
         self.stale: set[str] = set()
+        self.reshaped = False  # a change of shape waits for its rebuild
+        self.build_cost = 0.0  # CPU seconds of the last full build
+        self.built_at = -math.inf  # monotonic time it ended
         self.current: set[str] = set()  # levels brought up to date by the update
 
     # ------------------------------------------------------------ takeover
@@ -220,7 +234,9 @@ class GraphBuilder:
              ) -> list[Publication]:
         """Update the levels from the hosts in ``reported``; store the diffs."""
         publications = self.publications(self.update(reported, now))
-        return publications + self.store(publications)
+        publications += self.store(publications)
+        self.collector.after_round()
+        return publications
 
     def update(self, reported: set[str], now: float | None = None
                ) -> dict[str, dict | None]:
@@ -233,8 +249,10 @@ class GraphBuilder:
         analysis = read_verdict(self.client, self.conf.prefix, now)
         silent = {h: seen for h, seen in live.items()
                   if now - seen > self.conf.collector_ttl}
-        if change.structural or silent != self.silent:
+        self.reshaped = self.reshaped or change.structural
+        if (self.reshaped and self._rebuild_due()) or silent != self.silent:
             self.stale.update(LEVELS)
+            self.reshaped = False
         judged_again = analysis != self.analysis
         self.analysis, self.silent = analysis, silent
         watched = self.watched_levels()
@@ -243,10 +261,13 @@ class GraphBuilder:
         diffs: dict[str, dict | None] = {}
         if full:
             self.full_builds += 1
+            started = time.process_time()
             graphs = build_levels(self.fleet.state, analysis, silent, full)
             for level, graph in graphs.items():
                 diffs[level] = self.views[level].replace(graph)
             self.stale -= full
+            self.build_cost = time.process_time() - started
+            self.built_at = time.monotonic()
         if judged_again:
             # A new verdict alone: judge the kept levels again, in place.
             for level in sorted(watched - full):
@@ -260,6 +281,13 @@ class GraphBuilder:
             self.stale.update(set(LEVELS) - watched)
         self.current = watched
         return diffs
+
+    def _rebuild_due(self) -> bool:
+        """Whether a change of shape may rebuild now (``rebuild_pacing``)."""
+        if self.build_cost <= self.conf.pace_above:
+            return True
+        return (time.monotonic() - self.built_at
+                >= self.conf.rebuild_pacing * self.build_cost)
 
     def watched_levels(self) -> set[str]:
         """The levels someone reads live (all with ``all_levels``)."""
@@ -429,6 +457,7 @@ class GraphBuilder:
                     if late and not early:
                         times.published = time.time()
                     self._record(times, publications + reloads)
+                    self.collector.after_round()
                     reported = await self._notices(pubsub, last)
         finally:
             renew.cancel()

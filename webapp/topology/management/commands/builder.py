@@ -26,7 +26,12 @@ class Command(BaseCommand):
         builder = GraphBuilder.from_settings(
             lease_ttl=opts["lease_ttl"], timings_path=opts["timings"],
             publish_first=not opts["store_first"])
+        # Garbage is collected between rounds, not in the middle of a build
+        # (webapp/builder/collection.py).
+        builder.collector.take_over()
         try:
             asyncio.run(builder.run(duration=opts["duration"]))
         except KeyboardInterrupt:
             pass
+        finally:
+            builder.collector.release()

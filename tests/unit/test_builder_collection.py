@@ -1,0 +1,51 @@
+"""The builder's garbage collection between rounds (webapp/builder/collection.py)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from webapp.builder.collection import RoundCollector
+
+
+class Node:
+    """An object that can sit in a reference cycle and be watched."""
+
+
+def cycle() -> weakref.ref:
+    """A cycle nothing else holds; a weak reference to one of its objects."""
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+def test_rounds_collect_young_cycles_and_the_heap_now_and_then():
+    now = [0.0]
+    collector = RoundCollector(full_every=60.0, clock=lambda: now[0])
+    assert collector.after_round() == 0, "not taken over: Python's collector runs"
+    gc.collect()
+    collector.take_over()
+    try:
+        assert not gc.isenabled(), "no automatic collection in the middle of a build"
+        young = cycle()
+        assert young() is not None
+        assert collector.after_round() >= 2
+        assert young() is None, "a round's cyclic garbage is gone after it"
+        # Garbage that died old (it survived collections before its cycle was
+        # cut loose) waits for the full collection.
+        holder = [Node(), Node()]
+        holder[0].other, holder[1].other = holder[1], holder[0]
+        old = weakref.ref(holder[0])
+        collector.after_round()
+        collector.after_round()  # now in the oldest generation
+        holder.clear()
+        now[0] = 59.0
+        collector.after_round()
+        assert old() is not None, "young collections leave the old generation"
+        now[0] = 60.0
+        collector.after_round()
+        assert old() is None, "the full collection after full_every frees it"
+    finally:
+        collector.release()
+    assert gc.isenabled(), "released: Python collects again"
+    assert collector.after_round() == 0
