@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--phases", default="typical,all,analyzer")
     parser.add_argument("--python-gc", action="store_true",
                         help="leave Python's automatic garbage collection on "
-                             "(the builder before webapp/builder/collection.py)")
+                             "(the builder before webapp/round_collector.py)")
     args = parser.parse_args()
 
     import os

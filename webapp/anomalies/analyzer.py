@@ -41,6 +41,7 @@ from webapp.anomalies.notify import WebhookNotifier
 from webapp.anomalies.rules import Context, Finding, baseline_warming, evaluate_rules
 from webapp.anomalies.status import AnomalyEvent, StatusTracker, roll_up, target_name
 from webapp.lease import Lease
+from webapp.round_collector import RoundCollector
 from webapp.topology.graph import build_graph, coarsen
 from webapp.topology.store import read_state
 
@@ -74,6 +75,7 @@ class Analyzer:
         notifier: WebhookNotifier | None = None, owner: str | None = None,
     ):
         self.client = client
+        self.collector = RoundCollector()  # takes over only when asked
         self.config = config or load_config()
         self.keys = Keys(prefix)
         self.akeys = AnalysisKeys(prefix)
@@ -239,6 +241,7 @@ class Analyzer:
                 started = time.monotonic()
                 try:
                     self.step()
+                    self.collector.after_round()
                     backoff = interval
                 except REDIS_ERRORS as exc:
                     log.warning("analysis step failed (%s); retrying in %.1f s",

@@ -11,6 +11,7 @@ outliers: the anomaly becomes the new normal only once it lasts
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ EDGE_COUNTERS = (
     "connect_latency_us_sum", "connect_latency_count",
 )
 FAILURE_COUNTERS = tuple(name for name in EDGE_COUNTERS if name.startswith("failed"))
+_NEVER: dict = {}
 
 
 @dataclass(slots=True)
@@ -51,6 +53,9 @@ class Memory:
     oom_at: dict[str, float] = field(default_factory=dict)  # last OOM kill seen
     # edge -> [(time, {counter: delta})] within the failure window
     window: dict[str, deque] = field(default_factory=dict)
+    # edge -> {counter: time of the latest step in its window that changed it}
+    # (most edges never fail: their window needs no summing to say so)
+    changed_at: dict[str, dict[str, float]] = field(default_factory=dict)
     last_active: dict[str, float] = field(default_factory=dict)  # edge traffic
     seen: dict[str, float] = field(default_factory=dict)  # target -> last seen
     # container -> {port: last time it was seen served}: whether a refused
@@ -93,6 +98,21 @@ class Memory:
             current = first_deltas(data)
         past = [d for ts, d in self.window.get(target, ()) if ts > since]
         return [current, *reversed(past)]
+
+    def window_sum(self, target: str, data: dict, since: float, name: str) -> float:
+        """One counter's change after ``since``, this step included (as
+        ``window_sums(...)[name]``, without summing a window that never
+        changed it)."""
+        prev = self.counters.get(target)
+        if prev is None:
+            current = first_deltas(data)[name]
+        else:
+            cur, old = data.get(name, 0) or 0, prev.get(name, 0)
+            current = cur - old if cur >= old else cur
+        if self.changed_at.get(target, _NEVER).get(name, -math.inf) <= since:
+            return current
+        return current + sum(d.get(name, 0) for ts, d in self.window[target]
+                             if ts > since)
 
     def window_sums(self, target: str, data: dict, since: float) -> dict[str, float]:
         """An edge's counter changes after ``since``, this step included."""
@@ -139,6 +159,9 @@ def _remember_window(mem: Memory, config: Config, now: float, target: str,
         deltas = first_deltas(data)
     window = mem.window.setdefault(target, deque())
     window.append((now, deltas))
+    changed = [name for name, value in deltas.items() if value]
+    if changed:
+        mem.changed_at.setdefault(target, {}).update(dict.fromkeys(changed, now))
     while window and window[0][0] <= now - config.failure_window:
         window.popleft()
     return deltas
@@ -207,6 +230,6 @@ def remember(G: nx.DiGraph, memory: Memory, config: Config, now: float,
     stale = [t for t, seen in mem.seen.items() if now - seen > conf.forget_after]
     for t in stale:
         for table in (mem.seen, mem.counters, mem.restarts, mem.oom_at, mem.window,
-                      mem.last_active, mem.served):
+                      mem.changed_at, mem.last_active, mem.served):
             table.pop(t, None)
     mem.baselines.forget(stale)

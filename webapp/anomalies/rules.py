@@ -207,8 +207,14 @@ def edge_failure(ctx: Context, target: str, data: dict) -> tuple[str, str] | Non
     when at least ``edge_failure_ratio`` of the window's attempts failed. Once
     connects succeed again after a total outage, the outage is over.
     """
-    steps = ctx.memory.recent_edge_deltas(target, data, _failure_horizon(ctx))
-    sums = window_sums(ctx, target, data)
+    horizon = _failure_horizon(ctx)
+    if ctx.memory.window_sum(target, data, horizon, "failed") <= 0:
+        return None  # most edges: nothing to sum
+    steps = ctx.memory.recent_edge_deltas(target, data, horizon)
+    sums: dict[str, float] = {}
+    for deltas in steps:
+        for name, value in deltas.items():
+            sums[name] = sums.get(name, 0) + value
     failed = sums.get("failed", 0)
     if failed <= 0:
         return None
@@ -518,7 +524,8 @@ def connection_resets(G: nx.DiGraph, ctx: Context) -> list[Finding]:
         b = ctx.memory.baselines.warm(target, "resets_per_s", ctx.now)
         if b is None:
             continue
-        resets = window_sums(ctx, target, data).get("resets", 0)
+        resets = ctx.memory.window_sum(target, data, _failure_horizon(ctx),
+                                       "resets")
         rate = resets / conf.failure_window
         if resets >= conf.reset_min_count and rate >= conf.reset_factor * b.mean:
             out.append(Finding(

@@ -31,7 +31,6 @@ from redis.backoff import ExponentialBackoff
 from collector.redis_client import REDIS_ERRORS, async_redis_client, redis_client
 from collector.schema import Keys, SchemaError, parse_node_id
 from webapp.anomalies.merge import read_verdict
-from webapp.builder.collection import RoundCollector
 from webapp.builder.fleet import Fleet
 from webapp.builder.keys import (
     UPDATE_TYPE,
@@ -47,6 +46,7 @@ from webapp.builder.stored import encode_fresh
 from webapp.lease import Lease
 from webapp.maps.diff import apply_diff, encode_diff, encode_snapshot, is_empty
 from webapp.maps.frames import pack_frame
+from webapp.round_collector import RoundCollector
 from webapp.topology.store import live_collectors
 
 __all__ = ["BuilderSettings", "GraphBuilder", "Publication", "RoundTimes",

@@ -18,4 +18,10 @@ class Command(BaseCommand):
             analyzer = Analyzer.from_settings(interval=opts["interval"])
         except ConfigError as exc:
             raise CommandError(str(exc)) from None
-        analyzer.run(duration=opts["duration"])
+        # Garbage is collected between steps, not in the middle of one
+        # (webapp/round_collector.py).
+        analyzer.collector.take_over()
+        try:
+            analyzer.run(duration=opts["duration"])
+        finally:
+            analyzer.collector.release()

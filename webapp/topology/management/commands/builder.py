@@ -27,7 +27,7 @@ class Command(BaseCommand):
             lease_ttl=opts["lease_ttl"], timings_path=opts["timings"],
             publish_first=not opts["store_first"])
         # Garbage is collected between rounds, not in the middle of a build
-        # (webapp/builder/collection.py).
+        # (webapp/round_collector.py).
         builder.collector.take_over()
         try:
             asyncio.run(builder.run(duration=opts["duration"]))

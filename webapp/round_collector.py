@@ -1,20 +1,23 @@
-"""The builder process's garbage collection: young objects after each round,
-the whole heap now and then, never in the middle of a build.
+"""Garbage collection for the graph builder and the analyzer: young objects
+after each round (a builder round, an analysis step), the whole heap now and
+then, never in the middle of a build.
 
-The builder holds millions of long-lived objects (the fleet's flows, three
-levels' nodes and links). Python's automatic collector runs a full
+Both hold millions of long-lived objects (the fleet's flows, three levels'
+nodes and links; the analyzer's windows and baselines), and both build large
+graphs every round. Python's automatic collector runs a full
 collection whenever the objects that survived young collections grow by a
 quarter of the heap, which a full build of 10,000 containers does: one or
 two collections a build, each scanning the whole heap, 0.7-0.9 s of a ~1.8 s
-build (`bench/builder_round.py`). What a build leaves as garbage that only a
+build (`bench/builder_round.py`); 15-20 % of an analysis step at that
+scale (`bench/analyzer_step.py`). What a build leaves as garbage that only a
 collector can free (networkx graphs: their edge views point back at them) is
 young: collecting the young generations after each round frees it (~0.15 s
 after a full build, ~0.11 million objects; milliseconds after a typical
 round), and a full collection every ``full_every`` seconds frees what died
 old in cycles.
 
-Only the builder process takes this over (``manage.py builder`` and the
-benchmarks); a test that runs a builder in its own process keeps Python's
+Only ``manage.py builder`` and ``manage.py analyze`` (and the benchmarks)
+take this over; a test that runs either in its own process keeps Python's
 collector as it is.
 """
 

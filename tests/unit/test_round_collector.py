@@ -1,11 +1,11 @@
-"""The builder's garbage collection between rounds (webapp/builder/collection.py)."""
+"""Garbage collection between rounds (webapp/round_collector.py)."""
 
 from __future__ import annotations
 
 import gc
 import weakref
 
-from webapp.builder.collection import RoundCollector
+from webapp.round_collector import RoundCollector
 
 
 class Node:
