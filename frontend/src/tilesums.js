@@ -48,6 +48,17 @@ export function ownerOf(nodes, id) {
   return parent && parent !== id && nodes.has(parent) ? parent : id;
 }
 
+// What an edge adds to its sums.
+function edgeFigures(edge) {
+  return {
+    rate: connectionRate(edge),
+    connections: (Number(edge.connections) || 0) + (Number(edge.accepts) || 0),
+    failed: Number(edge.failed) || 0,
+    failedRate: Number(edge.failed_per_s) || 0,
+    level: severity(edge.status || "unknown"),
+  };
+}
+
 export class TileSums {
   // ``nodes``: id -> node, ``edges``: edge id -> edge (fleet.js FleetModel's).
   constructor(nodes, edges) {
@@ -68,6 +79,7 @@ export class TileSums {
     // (a map zoomed in on containers does not draw them).
     this.pendingNodes = new Set();
     this.pendingEdges = new Set();
+    this.delta = {}; // moveEdge's difference, made once
     // The first sum makes every object afresh: nothing to copy or detach.
     this.building = true;
     for (const id of nodes.keys()) this.addNode(id);
@@ -137,10 +149,14 @@ export class TileSums {
         if (shifted.has(record.source) || shifted.has(record.target)) edges.add(id);
       }
     }
-    for (const id of edges) this.removeEdge(id);
+    // Every tile and group stands: an edge still held moves its sums by what
+    // its figures moved (or not at all), one pass instead of two.
+    const again = moved.size ? edges : [];
+    if (!moved.size) for (const id of edges) if (!this.moveEdge(id)) again.push(id);
+    for (const id of again) this.removeEdge(id);
     for (const id of nodes) this.removeNode(id);
     for (const id of nodes) if (this.nodes.has(id)) this.addNode(id);
-    for (const id of edges) if (this.edges.has(id)) this.addEdge(id);
+    for (const id of again) if (this.edges.has(id)) this.addEdge(id);
     this.finish();
   }
 
@@ -189,14 +205,41 @@ export class TileSums {
     const record = {
       source: edge.source, target: edge.target, a, b, ga,
       ida: ga ? `group:${ga}` : a, idb: gb ? `group:${gb}` : b,
-      rate: connectionRate(edge),
-      connections: (Number(edge.connections) || 0) + (Number(edge.accepts) || 0),
-      failed: Number(edge.failed) || 0,
-      failedRate: Number(edge.failed_per_s) || 0,
-      level: severity(edge.status || "unknown"),
+      ...edgeFigures(edge),
     };
     this.edgeRecords.set(id, record);
     this.count(record, 1);
+  }
+
+  // An edge held before and now, between the same tiles and groups: its
+  // sums move by the difference of its figures, and are not touched (nor
+  // copied, so not redrawn) when no summed figure changed. Returns whether
+  // it was done (false: not held before or now: take it back, add it again).
+  moveEdge(id) {
+    const record = this.edgeRecords.get(id);
+    const edge = this.edges.get(id);
+    if (!record || !edge) return false;
+    const now = edgeFigures(edge);
+    if (now.rate === record.rate && now.connections === record.connections &&
+        now.failed === record.failed && now.failedRate === record.failedRate &&
+        now.level === record.level) {
+      return true;
+    }
+    const delta = this.delta;
+    delta.a = record.a;
+    delta.b = record.b;
+    delta.ga = record.ga;
+    delta.ida = record.ida;
+    delta.idb = record.idb;
+    delta.rate = now.rate - record.rate;
+    delta.connections = now.connections - record.connections;
+    delta.failed = now.failed - record.failed;
+    delta.failedRate = now.failedRate - record.failedRate;
+    delta.level = now.level;
+    delta.from = record.level;
+    Object.assign(record, now); // the record is this object's alone
+    this.count(delta, 1, false);
+    return true;
   }
 
   removeEdge(id) {
@@ -206,22 +249,26 @@ export class TileSums {
     this.count(record, -1);
   }
 
-  // Add (``sign`` 1) or take back (-1) what an edge adds to the sums.
-  count(record, sign) {
+  // Add (``sign`` 1) or take back (-1) what an edge adds to the sums; or,
+  // not ``whole``, add a difference (moveEdge: the edge counted already).
+  count(record, sign, whole = true) {
     const { a, b, rate, failed } = record;
+    const refs = whole ? sign : 0;
     const ta = this.tile(a);
-    ta.refs += sign;
+    ta.refs += refs;
     ta.rate += sign * rate;
-    if (failed > 0) ta.failed += sign * failed;
+    if (failed !== 0) ta.failed += sign * failed;
     const tb = this.tile(b);
-    tb.refs += sign;
+    tb.refs += refs;
     tb.rate += sign * rate;
-    if (a !== b) this.sum(this.hostSums, a, b, record, sign);
-    if (record.ida !== record.idb) this.sum(this.groupSums, record.ida, record.idb, record, sign);
+    if (a !== b) this.sum(this.hostSums, a, b, record, sign, whole);
+    if (record.ida !== record.idb) {
+      this.sum(this.groupSums, record.ida, record.idb, record, sign, whole);
+    }
     if (record.ga) this.group(record.ga).rate += sign * rate;
   }
 
-  sum(table, a, b, record, sign) {
+  sum(table, a, b, record, sign, whole = true) {
     let row = table.get(a);
     if (!row) {
       row = new Map();
@@ -241,12 +288,17 @@ export class TileSums {
       row.set(b, sum);
     }
     if (!this.building) this.sumTables.set(sum, table);
-    sum.edges += sign;
     sum.connections += sign * record.connections;
     sum.failed += sign * record.failed;
     sum.connections_per_s += sign * record.rate;
     sum.failed_per_s += sign * record.failedRate;
-    sum.statuses[record.level] += sign;
+    if (whole) {
+      sum.edges += sign;
+      sum.statuses[record.level] += sign;
+    } else if (record.level !== record.from) {
+      sum.statuses[record.from] -= 1;
+      sum.statuses[record.level] += 1;
+    }
     this.sumsChanged = true;
   }
 

@@ -234,23 +234,28 @@ def test_diffs_move_the_tile_sums_as_a_fresh_sum_would(fleet_page, world, redis_
     before = page.evaluate("() => window.portolanMap.checkTileSums()")
     assert before is not None and before["count"] == 0, before
     moved_host, failing_host = "node020", "node022"
-    reporter = RedisReporter(redis_client(redis_server.url), Keys("portolan"),
-                             node_ttl=NODE_TTL)
-    for i, host in enumerate([*[f"node{n:03d}" for n in range(20)], moved_host,
-                              failing_host]):
-        records = list(world.containers[host])
-        if host == failing_host:
-            records[0] = dataclasses.replace(records[0], state="exited", exit_code=1)
-        labels = ({"region": "eu-9", "zone": "z"} if host == moved_host
-                  else host_labels(host))
-        flows = Counter({(key, "connections"): weight + 7 + i
-                         for key, weight in world.flows[host]})
-        reporter.report(HostReport(
-            host=HostRecord(id=host, hostname=host, mode="ebpf", labels=labels),
-            containers=records,
-            addrs={r.ips[0]: container_node_id(host, r.id) for r in records},
-            flows=flows, interval=1.0))
-    reporter.client.close()
+
+    def report(more_traffic: int) -> None:
+        reporter = RedisReporter(redis_client(redis_server.url), Keys("portolan"),
+                                 node_ttl=NODE_TTL)
+        for i, host in enumerate([*[f"node{n:03d}" for n in range(20)], moved_host,
+                                  failing_host]):
+            records = list(world.containers[host])
+            if host == failing_host:
+                records[0] = dataclasses.replace(records[0], state="exited",
+                                                 exit_code=1)
+            labels = ({"region": "eu-9", "zone": "z"} if host == moved_host
+                      else host_labels(host))
+            flows = Counter({(key, "connections"): weight + more_traffic + i
+                             for key, weight in world.flows[host]})
+            reporter.report(HostReport(
+                host=HostRecord(id=host, hostname=host, mode="ebpf", labels=labels),
+                containers=records,
+                addrs={r.ips[0]: container_node_id(host, r.id) for r in records},
+                flows=flows, interval=1.0))
+        reporter.client.close()
+
+    report(7)
     failing = container_node_id(failing_host, world.containers[failing_host][0].id)
     wait_for_map(
         page,
@@ -264,3 +269,10 @@ def test_diffs_move_the_tile_sums_as_a_fresh_sum_would(fleet_page, world, redis_
     assert after["differences"] == [] and after["count"] == 0, after
     assert after["tiles"] >= HOSTS and after["hostSums"] > 1000, after
     assert after["groups"] == 13, after  # 12 zones and eu-9 / z
+    # Traffic alone (no node came, went or moved): each edge's sums move by
+    # the difference of its figures, in one pass (tilesums.js moveEdge).
+    report(50)
+    wait_for_map(page, f"m.drawing().sumUpdates > {after['updates']}",
+                 timeout_ms=120_000)
+    again = page.evaluate("() => window.portolanMap.checkTileSums()")
+    assert again["differences"] == [] and again["count"] == 0, again
