@@ -20,7 +20,7 @@ known load, not the load).
 
 Also timed here, bench-side: ``JSON.parse`` of texts over 100,000
 characters (a diff's parse in socket.js; the page's own ``diffs.ms`` starts
-after it).
+after it), and how many characters they held (diffs differ in size).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ PACING_INIT_JS = """
 (() => {
   const Native = window.WebSocket;
   const gate = { holding: false, queue: [], timer: null, arrived: 0,
-                 released: 0, parseMs: 0, parses: 0 };
+                 released: 0, parseMs: 0, parses: 0, parseChars: 0 };
   const deliver = (item) => {
     gate.released += 1;
     item.fn.call(item.socket, item.event);
@@ -76,6 +76,7 @@ PACING_INIT_JS = """
     } finally {
       gate.parseMs += performance.now() - started;
       gate.parses += 1;
+      gate.parseChars += text.length;
     }
   };
   window.__pacing = gate;
@@ -85,7 +86,8 @@ PACING_INIT_JS = """
 STATE_JS = """
 () => { const g = window.__pacing;
         return { queued: g.queue.length, arrived: g.arrived, released: g.released,
-                 parseMs: g.parseMs, parses: g.parses, holding: g.holding }; }
+                 parseMs: g.parseMs, parses: g.parses, parseChars: g.parseChars,
+                 holding: g.holding }; }
 """
 
 

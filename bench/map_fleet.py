@@ -198,6 +198,7 @@ def observed(page, measure_motion, pacing: Pacing | None = None,
         out["released"] = now["released"] - held["released"]
         out["parse_ms"] = now["parseMs"] - held["parseMs"]
         out["parses"] = now["parses"] - held["parses"]
+        out["parse_mb"] = (now["parseChars"] - held["parseChars"]) / 1e6
         out["queued"] = held["queued"]
     return out
 
@@ -542,7 +543,9 @@ def report(mode: str, r: dict) -> None:
         if "released" in f:
             per = ((f["diff_ms"] + f["parse_ms"]) / f["diffs"]) if f["diffs"] else 0
             line += (f"; {f['released']} messages handed on ({f['queued']} held), "
-                     f"parsed in {f['parse_ms']:.0f} ms; {per:.0f} ms a diff")
+                     f"{f['parse_mb']:.1f} MB of JSON parsed in "
+                     f"{f['parse_ms']:.0f} ms; "
+                     f"{per:.0f} ms a diff")
         print(line)
     if r["errors"]:
         print(f"[{mode}] page errors: {r['errors'][:3]}")
