@@ -28,11 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from builder_round import report_round  # noqa: E402
-from synthetic_world import make_world  # noqa: E402
+from builder_round import report_round, written_world  # noqa: E402
 
-from collector.reporter import RedisReporter, redis_client  # noqa: E402
-from collector.schema import Keys, container_node_id  # noqa: E402
+from collector.reporter import redis_client  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
 
 
@@ -58,11 +56,8 @@ def main() -> None:
     server = RedisServer()
     server.start()
     try:
-        world = make_world(args.hosts, args.containers, args.edges)
-        reporters = {h: RedisReporter(redis_client(server.url), Keys("portolan"))
-                     for h in world.containers}
-        addrs = {h: {r.ips[0]: container_node_id(h, r.id)
-                     for r in world.containers[h]} for h in world.containers}
+        world, reporters, addrs = written_world(server.url, args.hosts,
+                                                args.containers, args.edges)
         rng = random.Random(1)
         analyzer = Analyzer(redis_client(server.url), "portolan")
         if not args.python_gc and hasattr(analyzer, "collector"):

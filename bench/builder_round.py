@@ -58,6 +58,17 @@ def report_round(reporters, world, addrs, share: float, rng) -> set[str]:
     return set(reporters)
 
 
+def written_world(url: str, hosts: int, containers: int, edges: int):
+    """``synthetic_world``'s world, a real ``RedisReporter`` per host writing
+    to ``url``, and each host's address index: ``(world, reporters, addrs)``."""
+    world = make_world(hosts, containers, edges)
+    reporters = {h: RedisReporter(redis_client(url), Keys("portolan"))
+                 for h in world.containers}
+    addrs = {h: {r.ips[0]: container_node_id(h, r.id)
+                 for r in world.containers[h]} for h in world.containers}
+    return world, reporters, addrs
+
+
 def publish_verdict(client, nodes: list[str], round_no: int) -> None:
     """What the analyzer publishes each step, for ``nodes`` in trouble: a
     warning whose reason quotes a value that moves (as "memory near its
@@ -109,11 +120,8 @@ def main() -> None:
     server = RedisServer()
     server.start()
     try:
-        world = make_world(args.hosts, args.containers, args.edges)
-        reporters = {h: RedisReporter(redis_client(server.url), Keys("portolan"))
-                     for h in world.containers}
-        addrs = {h: {r.ips[0]: container_node_id(h, r.id)
-                     for r in world.containers[h]} for h in world.containers}
+        world, reporters, addrs = written_world(server.url, args.hosts,
+                                                args.containers, args.edges)
         rng = random.Random(1)
         client = redis_client(server.url)
         # Hosts stay live and never count as silent however slow a round is

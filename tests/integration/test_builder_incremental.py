@@ -118,13 +118,20 @@ def assert_same(level: str, got: dict, expected: dict) -> None:
                 assert value == b[key], (key, a, b)
 
 
-def test_stored_diffs_equal_a_full_build_at_every_step(reporters, redis_client):
+def built(reporters, redis_client, seed: int):
+    """The test fleet reported once with every flow, and a builder that built
+    it: ``(builder, containers, addrs, flows, rng)``."""
     containers, addrs, flows = fleet()
-    rng = random.Random(3)
+    rng = random.Random(seed)
     builder = GraphBuilder(redis_client, BuilderSettings(all_levels=True,
                                                          snapshot_interval=600))
     report_round(reporters, containers, addrs, flows, 1.0, rng)
     builder.step(set(HOSTS))
+    return builder, containers, addrs, flows, rng
+
+
+def test_stored_diffs_equal_a_full_build_at_every_step(reporters, redis_client):
+    builder, containers, addrs, flows, rng = built(reporters, redis_client, 3)
     for share in (0.05, 0.3, 1.0, 0.0, 0.5, 1.0):
         report_round(reporters, containers, addrs, flows, share, rng)
         # Reports arrive over several steps, as the live builder sees them.
@@ -155,8 +162,8 @@ def test_a_new_verdict_is_judged_again_without_a_rebuild(reporters, redis_client
     """The analyzer's word changes most seconds in a fleet (a reason quotes a
     figure): every level, judged again in place, equals a full build with
     the same verdict, and no step rebuilds."""
-    containers, addrs, flows = fleet()
-    rng = random.Random(5)
+    # no analyzer yet: every status unknown
+    builder, containers, addrs, flows, rng = built(reporters, redis_client, 5)
     owner = {ip: n for by_ip in addrs.values() for ip, n in by_ip.items()}
     # b is called by caller (an edge of both); a and c are two others
     caller, b = next((k.node, owner[k.ip]) for _, k in flows
@@ -178,10 +185,6 @@ def test_a_new_verdict_is_judged_again_without_a_rebuild(reporters, redis_client
         ({caller: red}, [], 3600.0),  # the analyzer stopped: no verdict
         ({}, [], 0.0),
     ]
-    builder = GraphBuilder(redis_client, BuilderSettings(all_levels=True,
-                                                         snapshot_interval=600))
-    report_round(reporters, containers, addrs, flows, 1.0, rng)
-    builder.step(set(HOSTS))  # no analyzer yet: every status unknown
     for i, (statuses, causes, age) in enumerate(verdicts):
         publish_verdict(redis_client, statuses, causes, time.time() - age)
         if i % 2:  # with counters moving in the same step, or alone
@@ -206,12 +209,7 @@ def test_a_costly_rebuild_is_paced_and_counters_move_meanwhile(reporters,
     fleet), the next one waits ``rebuild_pacing`` times that cost; the
     existing edges keep their counters current meanwhile, and the rebuild
     then gives the whole map."""
-    containers, addrs, flows = fleet()
-    rng = random.Random(11)
-    builder = GraphBuilder(redis_client, BuilderSettings(all_levels=True,
-                                                         snapshot_interval=600))
-    report_round(reporters, containers, addrs, flows, 1.0, rng)
-    builder.step(set(HOSTS))
+    builder, containers, addrs, flows, rng = built(reporters, redis_client, 11)
     assert builder.full_builds == 1
     builder.build_cost = 2.0  # as at 10,000 containers: 8 s between rebuilds
     new = (HOSTS[1], FlowKey(container_node_id(HOSTS[1], f"{HOSTS[1]}-c3"), "in",
