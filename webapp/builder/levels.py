@@ -148,7 +148,7 @@ def build_levels(state: TopologyState, verdict: Verdict,
             graphs["container"] = (_roll_up(C), edge_of_c)
     for level, (graph, flows) in graphs.items():
         base = _unjudged(graph)
-        graph = apply_verdict(graph, verdict)
+        graph = apply_verdict(graph, verdict, copy=False)  # built for this alone
         mark_silent(graph, silent)
         out[level] = _level_graph(graph, flows, base)
     return out
