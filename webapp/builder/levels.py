@@ -6,7 +6,8 @@ applied; it also records which flows make up each edge. ``LevelView`` keeps
 one level between updates: after a full build it diffs against what it held;
 when only flow counters or node metrics changed it recomputes just the edges
 of those flows and those nodes, so a typical second costs its changes, not
-the fleet.
+the fleet; when only the analyzer's verdict changed it judges every node and
+edge again in place (``reapply``), without building anything.
 """
 
 from __future__ import annotations
