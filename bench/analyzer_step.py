@@ -19,6 +19,7 @@ import cProfile
 import os
 import pstats
 import random
+import resource
 import statistics
 import sys
 import time
@@ -83,7 +84,9 @@ def main() -> None:
         interval = analyzer.config.interval
         print(f"{args.hosts} hosts, {args.containers} containers, {args.edges} "
               f"flows: median step {median:.3f} s CPU ({median / interval:.2f}x "
-              f"the {interval:.0f} s interval)")
+              f"the {interval:.0f} s interval); peak RSS of this process "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+              "(the world and its writers included)")
         if profile:
             pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
     finally:

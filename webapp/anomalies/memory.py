@@ -81,13 +81,7 @@ class Memory:
     def edge_deltas(self, target: str, data: dict) -> dict[str, float] | None:
         """Counter changes of an edge over the last step, None the first time."""
         prev = self.counters.get(target)
-        if prev is None:
-            return None
-        out = {}
-        for name in EDGE_COUNTERS:
-            cur, old = data.get(name, 0) or 0, prev.get(name, 0)
-            out[name] = cur - old if cur >= old else cur
-        return out
+        return None if prev is None else _deltas(prev, data)[0]
 
     def recent_edge_deltas(self, target: str, data: dict,
                            since: float) -> list[dict[str, float]]:
@@ -123,6 +117,18 @@ class Memory:
         return sums
 
 
+def _deltas(prev: dict, data: dict) -> tuple[dict[str, float], bool]:
+    """An edge's counter changes since ``prev``, and whether any counter
+    moved (a counter reset to 0 moved, though it changed by nothing)."""
+    out, moved = {}, False
+    for name in EDGE_COUNTERS:
+        cur, old = data.get(name, 0) or 0, prev.get(name, 0)
+        if cur != old:
+            moved = True
+        out[name] = cur - old if cur >= old else cur
+    return out, moved
+
+
 def first_deltas(data: dict) -> dict[str, float]:
     """An edge seen for the first time: its totals, but only failures that are
     happening now (a non-zero rate) count, so old ones are not replayed.
@@ -152,18 +158,31 @@ def _learn(memory: Memory, config: Config, now: float, target: str, metric: str,
 
 def _remember_window(mem: Memory, config: Config, now: float, target: str,
                      data: dict) -> dict[str, float]:
-    """Append an edge's changes of this step to its failure window."""
+    """Append an edge's changes of this step to its failure window, and keep
+    its counters for the next step's; this step's changes.
+
+    A step that changed nothing is not appended (the window's readers sum
+    changes and look for steps with some: a missing step reads as one of
+    zeros), and counters that did not move are not copied again: at 10,000
+    containers ~95 % of 100,000 edges, each step.
+    """
     mem.seen[target] = now
-    deltas = mem.edge_deltas(target, data)
-    if deltas is None:
-        deltas = first_deltas(data)
-    window = mem.window.setdefault(target, deque())
-    window.append((now, deltas))
+    prev = mem.counters.get(target)
+    if prev is None:
+        deltas, moved = first_deltas(data), True
+    else:
+        deltas, moved = _deltas(prev, data)
+    window = mem.window.get(target)
     changed = [name for name, value in deltas.items() if value]
     if changed:
+        if window is None:
+            window = mem.window[target] = deque()
+        window.append((now, deltas))
         mem.changed_at.setdefault(target, {}).update(dict.fromkeys(changed, now))
     while window and window[0][0] <= now - config.failure_window:
         window.popleft()
+    if moved:
+        mem.counters[target] = {k: data.get(k, 0) or 0 for k in EDGE_COUNTERS}
     return deltas
 
 
@@ -199,9 +218,7 @@ def remember(G: nx.DiGraph, memory: Memory, config: Config, now: float,
         mem.counters[n] = {"memory_oom_kills": kills}
     for u, s, data in services.edges(data=True) if services is not None else ():
         if services.nodes[s].get("type") == "service":
-            target = edge_target(u, s)
-            _remember_window(mem, conf, now, target, data)
-            mem.counters[target] = {k: data.get(k, 0) or 0 for k in EDGE_COUNTERS}
+            _remember_window(mem, conf, now, edge_target(u, s), data)
     for _u, _v, target, data in edges_with_targets(G):
         deltas = _remember_window(mem, conf, now, target, data)
         active = carries_traffic(data)
@@ -226,7 +243,6 @@ def remember(G: nx.DiGraph, memory: Memory, config: Config, now: float,
                    deltas["connect_latency_us_sum"]
                    / deltas["connect_latency_count"],
                    conf.slow_connect_min_us, conf.slow_connect_factor, frozen=held)
-        mem.counters[target] = {k: data.get(k, 0) or 0 for k in EDGE_COUNTERS}
     stale = [t for t, seen in mem.seen.items() if now - seen > conf.forget_after]
     for t in stale:
         for table in (mem.seen, mem.counters, mem.restarts, mem.oom_at, mem.window,
