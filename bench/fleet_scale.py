@@ -10,6 +10,7 @@ on a three-master Redis Cluster (the Channels layer on its own Redis).
     .venv/bin/python bench/fleet_scale.py [--hosts 500] [--containers 10000]
         [--edges 50000] [--sockets 50] [--seconds 12] [--backends single]
         [--phases typical,all] [--orders publish-first,store-first]
+        [--redis shipped|stock]
 
 The default run (one Redis) takes about 3-4 minutes; ``--backends
 single,cluster`` adds the three-master cluster (about as long again). Only the
@@ -62,7 +63,12 @@ from collector.schema import (  # noqa: E402
     Keys,
     container_node_id,
 )
-from tests.conftest import RedisClusterServers, RedisServer, free_port  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    SHIPPED_REDIS_CONF,
+    RedisClusterServers,
+    RedisServer,
+    free_port,
+)
 from tests.integration.test_builder import close_map, open_map  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
@@ -333,12 +339,13 @@ def run_backend(name: str, args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="portolan-fleet-"))
     channel = RedisServer()
     channel.start()
+    config = SHIPPED_REDIS_CONF if args.redis == "shipped" else None
     if name == "single":
-        server = RedisServer()
+        server = RedisServer(config)
         server.start()
         url, ports = server.url, [server.port]
     else:
-        server = RedisClusterServers()
+        server = RedisClusterServers(config=config)
         server.start()
         url, ports = server.url, server.ports
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings",
@@ -573,12 +580,15 @@ def main() -> None:
                              "counting sockets (in a fleet they are other "
                              "machines; 19 lets Redis, the builder and Daphne "
                              "have this machine's CPU first)")
+    parser.add_argument("--redis", choices=("shipped", "stock"), default="shipped",
+                        help="the data Redis's settings: Portolan's "
+                             "(deploy/redis.conf) or redis-server's defaults")
     args = parser.parse_args()
     for name in args.backends.split(","):
         r = run_backend(name, args)
         print(f"\n== {name}: {args.hosts} collectors, {args.containers} containers, "
               f"{args.edges} flows, {args.sockets} sockets, clients at nice "
-              f"{args.clients_nice}")
+              f"{args.clients_nice}, {args.redis} Redis settings")
         print(f"first report round {r['first_write_s']:.1f} s; first build and "
               f"store {r['first_build_s']:.1f} s")
         times = [t for t in r["opened"] if t > 0]

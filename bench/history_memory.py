@@ -18,10 +18,12 @@ their columns JSON; and ``3``, the same with the columns packed binary
 (collector.history_columns). Per tier: the entries, the blobs' bytes and
 what Redis adds per entry; per container: history, live state (the host's
 other keys) and their sum against issue 17's goal of 7 kB a container.
+``--redis stock,shipped`` runs each format on a stock redis-server and on one
+with Portolan's settings (deploy/redis.conf: listpack hashes and history).
 
     .venv/bin/python bench/history_memory.py [--hosts 20] [--active 0.05]
         [--report-every 1] [--failing 0.01] [--formats 1,2,3]
-        [--fine 900] [--step 5]
+        [--fine 900] [--step 5] [--redis stock,shipped]
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from collector.schema import (  # noqa: E402
     container_node_id,
     encode_snapshot,
 )
-from tests.conftest import RedisServer  # noqa: E402
+from tests.conftest import SHIPPED_REDIS_CONF, RedisServer  # noqa: E402
 from webapp.topology.store import read_state_at  # noqa: E402
 
 try:  # the status history (issue 23); absent before it
@@ -197,6 +199,10 @@ def main() -> None:
                         help="fine history step, s")
     parser.add_argument("--fine", type=float, default=HistoryPolicy().fine,
                         help="fine history kept, s")
+    parser.add_argument("--redis", default="shipped",
+                        help="Redis settings to run each format on, in turn: "
+                        "stock (redis-server's defaults) and/or shipped "
+                        "(deploy/redis.conf)")
     args = parser.parse_args()
     policy = HistoryPolicy(step=args.step, fine=args.fine)
     print(f"{args.hosts} hosts of the fleet world, {args.active:.0%} of flows "
@@ -205,17 +211,21 @@ def main() -> None:
           f"kept {policy.fine:g} s, coarse every {policy.coarse_step:g} s kept "
           f"{policy.window:g} s, keyframes every {policy.keyframe:g} s")
     results = {}
-    for fmt in (int(f) for f in args.formats.split(",")):
-        server = RedisServer()
+    configs = {"stock": None, "shipped": SHIPPED_REDIS_CONF}
+    runs = [(int(f), c) for f in args.formats.split(",")
+            for c in args.redis.split(",")]
+    for fmt, config in runs:
+        server = RedisServer(configs[config])
         server.start()
         try:
-            results[fmt] = r = simulate(
+            results[fmt, config] = r = simulate(
                 server.url, args.hosts, args.active, args.report_every,
                 args.failing, args.seconds, fmt, policy)
         finally:
             server.stop()
         n = r["containers"]
-        print(f"\nformat {fmt}: history per host {r['per_host'] / 1000:.1f} kB "
+        print(f"\nformat {fmt}, {config} Redis: history per host "
+              f"{r['per_host'] / 1000:.1f} kB "
               f"({r['fine']} fine + {r['coarse']} coarse snapshots)")
         print("  tier     entries/host  blob B/entry  Redis B/entry  "
               "overhead B/entry  kB/host  B/container")
@@ -239,9 +249,10 @@ def main() -> None:
     if len(results) > 1:
         first = min(results)
         print("\nhistory per host-hour: " + ", ".join(
-            f"format {f} {r['per_host'] / 1000:.1f} kB "
-            f"({r['per_host'] / results[first]['per_host']:.2f}x format {first})"
-            for f, r in sorted(results.items())))
+            f"format {f}, {c} {r['per_host'] / 1000:.1f} kB "
+            f"({r['per_host'] / results[first]['per_host']:.2f}x format "
+            f"{first[0]}, {first[1]})"
+            for (f, c), r in sorted(results.items())))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import zstandard
 
 from collector.history_columns import pack_columns, unpack_columns
 from collector.schema import (
+    RATE_COUNTERS,
     SchemaError,
     decode_snapshot,
     decode_snapshot_counts,
@@ -53,6 +54,7 @@ __all__ = [
     "history_flow_names",
     "keyframe_of",
     "outgrows",
+    "step_rates",
     "totals_since_keyframe",
 ]
 
@@ -63,6 +65,7 @@ _COLUMN_PARTS = ("c", "r")
 _HEADER = struct.Struct("<Bd")
 _LEVEL = 9
 _RECORDS = ("host", "containers", "addrs")
+_RATE_SET = frozenset(RATE_COUNTERS)
 
 log = logging.getLogger("portolan.collector.history_format")
 
@@ -262,7 +265,10 @@ def encode_history(snapshot: dict, frame: dict | None) -> bytes:
     extra: list[str] = []
     body = {"ts": snapshot["ts"], "since": snapshot.get("since")}
     body["c"] = _columns(snapshot.get("counts") or {}, index, extra)
-    body["r"] = _columns(snapshot.get("rates") or {}, index, extra)
+    if _span(body) is None:
+        # No step to take rates over (a tier's first snapshot): the last
+        # report's. Otherwise none are stored: ``step_rates``.
+        body["r"] = _columns(snapshot.get("rates") or {}, index, extra)
     if extra:
         body["flows"] = extra
     for name in _RECORDS:
@@ -324,8 +330,39 @@ def decode_history(blob: bytes, frame: dict | None = None) -> dict:
         except (IndexError, TypeError) as exc:
             raise SchemaError(f"malformed history records: {exc}") from None
     out["counts"] = _fields(body.get("c"), flows)
-    out["rates"] = _fields(body.get("r"), flows)
+    # Rates stored (older snapshots, or a tier's first), else over the step.
+    out["rates"] = (_fields(body["r"], flows) if body.get("r")
+                    else step_rates(out))
     return out
+
+
+def _span(snapshot: dict) -> float | None:
+    ts, since = snapshot.get("ts"), snapshot.get("since")
+    if (isinstance(ts, int | float) and isinstance(since, int | float)
+            and since < ts):
+        return ts - since
+    return None
+
+
+def step_rates(snapshot: dict) -> dict[str, float]:
+    """Per-second rates over the step a snapshot closes (``since`` to
+    ``ts``): its counts over the step's length, as past views show them.
+    Why: storing the last report's rates beside the counts cost ~15 % of a
+    snapshot (BENCHMARKS.md, "History in listpacks"); a step's mean is what
+    a past moment's rate means at that step's resolution anyway.
+
+    >>> step_rates({"ts": 10.0, "since": 5.0, "counts": {
+    ...     "f\\tconnections": 3, "f\\tconnect_latency_us_sum": 900}})
+    {'f\\tconnections': 0.6}
+    >>> step_rates({"ts": 10.0, "since": None, "counts": {"f\\tconnections": 3}})
+    {}
+    """
+    span = _span(snapshot)
+    if span is None:
+        return {}
+    return {f: round(int(v) / span, 3)
+            for f, v in (snapshot.get("counts") or {}).items()
+            if v and f.rpartition("\t")[2] in _RATE_SET}
 
 
 def decode_history_counts(blob: bytes, frame: dict | None = None) -> dict:

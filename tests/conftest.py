@@ -80,10 +80,16 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
 # ---------------------------------------------------------------- Redis
 
 
-class RedisServer:
-    """A throwaway redis-server on a free loopback port."""
+SHIPPED_REDIS_CONF = Path(__file__).resolve().parent.parent / "deploy/redis.conf"
 
-    def __init__(self):
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port: stock settings, or
+    those of ``config`` (e.g. ``SHIPPED_REDIS_CONF``, Redis as Portolan ships
+    it, for benchmarks of its memory)."""
+
+    def __init__(self, config: Path | None = None):
+        self.config = config
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="portolan-redis-")
         self.proc = None
@@ -96,6 +102,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [
                 shutil.which("redis-server") or "redis-server",
+                *([str(self.config)] if self.config else []),
                 "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir,
             ],
@@ -155,9 +162,11 @@ def live_redis(settings, redis_client, redis_server):
 
 
 class RedisClusterServers:
-    """Three masters and three replicas on free loopback ports (Redis Cluster)."""
+    """Three masters and three replicas on free loopback ports (Redis Cluster),
+    with stock settings or those of ``config`` as ``RedisServer``."""
 
-    def __init__(self, size: int = 6):
+    def __init__(self, size: int = 6, config: Path | None = None):
+        self.config = config
         self.ports = [free_port() for _ in range(size)]
         # The bus port is set: the default (port + 10000) may be taken or too high.
         self.bus_ports = [free_port() for _ in range(size)]
@@ -171,7 +180,8 @@ class RedisClusterServers:
     def start(self) -> None:
         for port, bus in zip(self.ports, self.bus_ports, strict=True):
             self.procs[port] = subprocess.Popen(
-                [shutil.which("redis-server") or "redis-server", "--port", str(port),
+                [shutil.which("redis-server") or "redis-server",
+                 *([str(self.config)] if self.config else []), "--port", str(port),
                  "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                  "--dir", self.dir, "--cluster-enabled", "yes",
                  "--cluster-config-file", f"nodes-{port}.conf",

@@ -1,5 +1,6 @@
 """GET /api/node/: the details panel's data from a real Redis."""
 
+import time
 from collections import Counter
 
 import pytest
@@ -29,6 +30,8 @@ def write_history(url, reports=6):
     server_node = container_node_id(HOST, "srv")
     out = FlowKey(client_node, "out", "10.5.0.3", 80)
     inbound = FlowKey(server_node, "in", "10.5.0.2", 80)
+    # Reports 2 s apart, ending now: a snapshot's rates are over its step.
+    start = time.time() - 2 * reports
     for i in range(reports):
         last = i == reports - 1
         containers = [
@@ -48,7 +51,7 @@ def write_history(url, reports=6):
             flows=Counter({(out, "connections"): 4, (out, "failed"): 1,
                            (inbound, "accepts"): 4}),
             interval=2.0,
-        ))
+        ), now=start + 2 * (i + 1))
     return client_node, server_node
 
 

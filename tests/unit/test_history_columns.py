@@ -78,7 +78,8 @@ def test_format_3_is_written_smaller_and_reads_exactly(monkeypatch):
     rng = random.Random(7)
     _, counts, rates, totals = snapshot(rng)
     _, frame = encode_keyframe({"ts": 100.0, "totals": totals})
-    snap = {"ts": 160.0, "since": 100.0, "counts": counts, "rates": rates}
+    # A tier's first snapshot (no ``since``): the one that stores rates.
+    snap = {"ts": 160.0, "since": None, "counts": counts, "rates": rates}
     packed = encode_history(snap, frame)
     assert packed[0] == history_format.FORMAT_3
     assert decode_history(packed, frame) == snap
@@ -91,7 +92,7 @@ def test_format_3_is_written_smaller_and_reads_exactly(monkeypatch):
 
 def test_a_rate_with_more_decimals_keeps_format_2_and_its_value():
     _, frame = encode_keyframe({"ts": 100.0, "totals": {"f\tconnections": 1}})
-    snap = {"ts": 105.0, "since": 100.0, "counts": {"f\tconnections": 2},
+    snap = {"ts": 105.0, "since": None, "counts": {"f\tconnections": 2},
             "rates": {"f\tconnections": 0.12345}}
     blob = encode_history(snap, frame)
     assert blob[0] == history_format.FORMAT_2

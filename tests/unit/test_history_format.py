@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from collector import history_format
 from collector.history_format import (
     decode_history,
     decode_history_counts,
@@ -12,6 +13,7 @@ from collector.history_format import (
     encode_history,
     encode_keyframe,
     keyframe_of,
+    step_rates,
 )
 from collector.schema import SchemaError, encode_snapshot
 
@@ -36,9 +38,10 @@ def frame_at(ts=100.0, totals=None):
        rates=st.dictionaries(fields, st.floats(0, 1e9, allow_nan=False)),
        cpu=st.floats(0, 100, allow_nan=False))
 def test_a_snapshot_decodes_to_exactly_what_was_written(counts, rates, cpu):
+    """A tier's first snapshot (no ``since``): its rates are stored too."""
     blob, frame = frame_at()
     assert decode_keyframe(blob) == frame
-    snap = {"ts": 105.0, "since": 100.0, **RECORDS, "counts": counts,
+    snap = {"ts": 105.0, "since": None, **RECORDS, "counts": counts,
             "rates": rates}
     # One container's metrics moved since the keyframe; the other did not.
     snap["containers"] = [RECORDS["containers"][0],
@@ -50,6 +53,41 @@ def test_a_snapshot_decodes_to_exactly_what_was_written(counts, rates, cpu):
     alone = encode_history(snap, None)  # no keyframe: it stands alone
     assert keyframe_of(alone) is None
     assert decode_history(alone) == snap
+
+
+@given(counts=st.dictionaries(fields, st.integers(1, 10**12)),
+       rates=st.dictionaries(fields, st.floats(0, 1e9, allow_nan=False)))
+def test_a_snapshot_with_a_step_stores_no_rates_and_reads_them_over_it(
+        counts, rates):
+    """Every later snapshot: its rates are its counts over its step, and
+    the last report's are not stored."""
+    _, frame = frame_at()
+    snap = {"ts": 105.0, "since": 100.0, **RECORDS, "counts": counts,
+            "rates": rates}
+    stored = decode_history(encode_history(snap, frame), frame)
+    assert stored == {**snap, "rates": step_rates(snap)}
+    assert stored["rates"] == {
+        f: round(v / 5.0, 3) for f, v in counts.items()
+        if f.rpartition("\t")[2] != "connect_latency_us_sum"}
+    if rates:
+        first = encode_history({**snap, "since": None}, frame)
+        assert len(encode_history(snap, frame)) < len(first)
+
+
+def test_stored_rates_of_an_older_snapshot_still_read():
+    """A snapshot an older collector wrote with its rates beside its step."""
+    _, frame = frame_at()
+    rate = {f"{FLOWS[0]}\tconnections": 0.5}
+    snap = {"ts": 105.0, "since": 100.0, **RECORDS,
+            "counts": {f"{FLOWS[0]}\tconnections": 20}, "rates": rate}
+    old = encode_history({**snap, "since": None}, frame)
+    # The same body with its ``since`` put back, as older collectors wrote it.
+    frame_ts, body = history_format._unpack(old)
+    body["since"] = 100.0
+    old = history_format._pack(frame_ts, body)
+    assert decode_history(old, frame)["rates"] == rate
+    assert decode_history(encode_history(snap, frame), frame)["rates"] == {
+        f"{FLOWS[0]}\tconnections": 4.0}
 
 
 def test_unchanged_records_and_known_flows_are_not_stored_again():
