@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synthetic_world import make_world, traffic  # noqa: E402
+from synthetic_world import advance_metrics, make_world, traffic  # noqa: E402
 
 import collector.history_format as history_format_module  # noqa: E402
 import collector.reporter as reporter_module  # noqa: E402
@@ -80,7 +80,7 @@ class Format1:
 
 def simulate(url: str, hosts: int, active: float, every: float, failing: float,
              seconds: float = 3600.0, history_format: int = 2,
-             policy: HistoryPolicy | None = None) -> dict:
+             policy: HistoryPolicy | None = None, metrics: bool = False) -> dict:
     world = make_world(500, 10_000, 50_000)
     mine = list(world.containers)[:hosts]
     keys = Keys("portolan")
@@ -97,7 +97,7 @@ def simulate(url: str, hosts: int, active: float, every: float, failing: float,
         history_format_module.pack_columns = lambda parts: None  # JSON columns
     try:
         return _simulate(client, keys, world, mine, active, every, failing,
-                         seconds, policy or HistoryPolicy())
+                         seconds, policy or HistoryPolicy(), metrics)
     finally:
         reporter_module.encode_history, reporter_module.encode_keyframe = saved
         if saved_pack is not None:
@@ -107,7 +107,7 @@ def simulate(url: str, hosts: int, active: float, every: float, failing: float,
 
 
 def _simulate(client, keys, world, mine, active, every, failing, seconds,
-              policy) -> dict:
+              policy, metrics=False) -> dict:
     reporters = {h: RedisReporter(client, keys, history=policy) for h in mine}
     addrs = {h: {r.ips[0]: container_node_id(h, r.id) for r in world.containers[h]}
              for h in mine}
@@ -122,6 +122,8 @@ def _simulate(client, keys, world, mine, active, every, failing, seconds,
     while t < seconds:
         for h in mine:
             deltas = traffic(world.flows[h], share, rng)
+            if metrics:
+                advance_metrics(world.containers[h], rng, every)
             reporters[h].report(HostReport(
                 host=HostRecord(id=h, hostname=h, mode="ebpf"),
                 containers=world.containers[h], addrs=addrs[h], flows=deltas,

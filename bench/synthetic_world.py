@@ -100,6 +100,44 @@ def traffic(flows, share: float, rng) -> Counter:
     return deltas
 
 
+def advance_metrics(records, rng, interval: float = 1.0) -> None:
+    """Give each running container the cgroup metrics a collector reports
+    (``collector.container_metrics.derive_metrics``' fields), moved on by one
+    report: CPU and memory wander, the cumulative counters grow. Why: a real
+    record changes every report, and what history stores follows that."""
+    for rec in records:
+        if rec.state != "running":
+            rec.metrics = {}
+            continue
+        m = rec.metrics or {
+            "cgroup_version": 2, "cpu_limit_cores": None,
+            "cpu_percent_of_limit": None, "cpu_throttled_ratio": None,
+            "cpu_throttled_periods": 0, "cpu_throttled_ns": 0,
+            "memory_usage_bytes": rng.randint(40, 400) << 20,
+            "memory_limit_bytes": None, "memory_oom_kills": 0,
+            "io_read_bytes": rng.randint(0, 1 << 30), "io_write_bytes": 0,
+            "io_read_ops": rng.randint(0, 1 << 16), "io_write_ops": 0,
+            "pids": rng.randint(1, 40), "pids_limit": None,
+            "net_rx_bytes": rng.randint(0, 1 << 32),
+            "net_tx_bytes": rng.randint(0, 1 << 32)}
+        m = dict(m)
+        m["cpu_cores"] = round(rng.uniform(0.0005, 0.4), 4)
+        m["memory_usage_bytes"] += rng.randint(-64, 64) << 12
+        m["memory_working_set_bytes"] = m["memory_usage_bytes"] - (
+            rng.randint(0, 1024) << 12)
+        written = rng.randint(0, 32) << 12 if rng.random() < 0.3 else 0
+        m["io_write_bytes"] += written
+        m["io_write_ops"] += written >> 12
+        m["io_read_bytes_per_s"] = 0.0
+        m["io_write_bytes_per_s"] = round(written / interval, 3)
+        rx, tx = rng.randint(0, 200_000), rng.randint(0, 50_000)
+        m["net_rx_bytes"] += rx
+        m["net_tx_bytes"] += tx
+        m["net_rx_bytes_per_s"] = round(rx / interval, 3)
+        m["net_tx_bytes_per_s"] = round(tx / interval, 3)
+        rec.metrics = m
+
+
 def host_labels(host: str) -> dict[str, str]:
     """A region (of 4) and zone (of 3) per host, as PORTOLAN_HOST_LABELS sets.
 
