@@ -94,7 +94,8 @@ def simulate(url: str, hosts: int, active: float, every: float, failing: float,
         if saved_outgrows is not None:  # no flow table to outgrow
             reporter_module.outgrows = lambda frame, fields: False
     elif history_format == 2 and saved_pack is not None:
-        history_format_module.pack_columns = lambda parts: None  # JSON columns
+        # JSON columns
+        history_format_module.pack_columns = lambda parts, scaled=False: None
     try:
         return _simulate(client, keys, world, mine, active, every, failing,
                          seconds, policy or HistoryPolicy(), metrics)

@@ -10,19 +10,22 @@ on the fleet bench's world a fine snapshot is 25 % smaller, a coarse one 20 %
 
 A column is ints (``type(v) is int``) or rates (floats that are whole, or
 exact thousandths as ``collector.reporter.flow_rates`` rounds them, kept as
-integers or integer thousandths), either with ``None`` holes. Anything else
-(a bool, a float with more decimals, a value past 64 bits) makes
-``pack_columns`` return None, and the snapshot is stored as format 2, JSON,
-as before: no value is ever stored other than exactly.
+integers or integer thousandths), either with ``None`` holes. With
+``scaled=True`` (history format 4, which older readers refuse) floats with
+up to 6 decimals are kept too, as integers and their count of decimals: the
+container metrics' ``round(x, 4)``. Anything else (a bool, a float with
+more decimals, a value past 64 bits) makes ``pack_columns`` return None,
+and the snapshot is stored as format 2, JSON, as before: no value is ever
+stored other than exactly.
 
 Layout of one part (``{"i": [...], "<counter>": [...]}``): a varint column
 count; per column its name (one byte: a known name's code, or 0 and then a
 varint length and the UTF-8 name), a varint value count, a kind byte (bit 0:
-floats; bit 1: zigzag signs; bit 2: holes; bit 3: thousandths), the holes'
-bitmap if any, a width byte (1 to 8: the fewest bytes that hold the largest
-value) and the present values' byte planes. Decoding rebuilds the planes
-with slice assignment and reads them as one machine array, so a past view's
-many snapshots decode at C speed.
+floats; bit 1: zigzag signs; bit 2: holes; bit 3: thousandths; bit 4: a byte
+of decimals follows), the holes' bitmap if any, a width byte (1 to 8: the
+fewest bytes that hold the largest value) and the present values' byte
+planes. Decoding rebuilds the planes with slice assignment and reads them as
+one machine array, so a past view's many snapshots decode at C speed.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from collector.schema import SchemaError
 
 __all__ = ["pack_columns", "unpack_columns"]
 
-_FLOAT, _ZIGZAG, _HOLES, _MILLI = 1, 2, 4, 8
+_FLOAT, _ZIGZAG, _HOLES, _MILLI, _SCALED = 1, 2, 4, 8, 16
 _TYPECODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 for _w, _code in list(_TYPECODES.items()):
     if array(_code).itemsize != _w:  # pragma: no cover - exotic platforms
@@ -46,7 +49,16 @@ _LIMIT = 1 << 64
 _NAMES = ("i", "connections", "failed", "failed_refused", "failed_timeout",
           "failed_unreachable", "failed_other", "accepts", "bytes_sent",
           "bytes_received", "datagrams_sent", "datagrams_received", "resets",
-          "retransmits", "connect_latency_us_sum", "connect_latency_count")
+          "retransmits", "connect_latency_us_sum", "connect_latency_count",
+          # container metrics (collector.container_metrics.derive_metrics)
+          "cgroup_version", "cpu_cores", "cpu_limit_cores",
+          "cpu_percent_of_limit", "cpu_throttled_ratio", "cpu_throttled_periods",
+          "cpu_throttled_ns", "memory_usage_bytes", "memory_working_set_bytes",
+          "memory_limit_bytes", "memory_oom_kills", "io_read_bytes",
+          "io_write_bytes", "io_read_ops", "io_write_ops", "io_read_bytes_per_s",
+          "io_write_bytes_per_s", "pids", "pids_limit", "net_rx_bytes",
+          "net_tx_bytes", "net_rx_bytes_per_s", "net_tx_bytes_per_s",
+          "restart_count")
 _CODES = {name: i + 1 for i, name in enumerate(_NAMES)}
 
 
@@ -70,27 +82,30 @@ def _read_varint(data: bytes, at: int) -> tuple[int, int]:
             raise SchemaError("malformed history columns: varint too long")
 
 
-def _integers(values: list) -> tuple[list[int], int] | None:
-    """The present values as integers and the column's kind, or None if the
-    column cannot be stored exactly."""
+def _integers(values: list, scaled: bool) -> tuple[list[int], int, int] | None:
+    """The present values as integers, the column's kind and its decimals,
+    or None if the column cannot be stored exactly."""
     if all(type(v) is int for v in values):
-        return values, 0
+        return values, 0, 0
     if not all(type(v) is float and math.isfinite(v) for v in values):
         return None
     if all(v.is_integer() for v in values):
-        return [int(v) for v in values], _FLOAT
-    milli = [round(v * 1000) for v in values]
-    if any(m / 1000 != v for m, v in zip(milli, values, strict=True)):
-        return None
-    return milli, _FLOAT | _MILLI
+        return [int(v) for v in values], _FLOAT, 0
+    for decimals in (1, 2, 3, 4, 5, 6) if scaled else (3,):
+        scale = 10 ** decimals
+        ints = [round(v * scale) for v in values]
+        if all(m / scale == v for m, v in zip(ints, values, strict=True)):
+            kind = _MILLI if decimals == 3 else _SCALED
+            return ints, _FLOAT | kind, decimals
+    return None
 
 
-def _pack_column(name: str, values: list, out: bytearray) -> bool:
+def _pack_column(name: str, values: list, out: bytearray, scaled: bool) -> bool:
     present = [v for v in values if v is not None]
-    found = _integers(present)
+    found = _integers(present, scaled)
     if found is None:
         return False
-    ints, kind = found
+    ints, kind, decimals = found
     if ints and min(ints) < 0:
         kind |= _ZIGZAG
         ints = [(v << 1) ^ (v >> 63) if v >= -(1 << 63) else _LIMIT
@@ -109,6 +124,8 @@ def _pack_column(name: str, values: list, out: bytearray) -> bool:
     if len(present) != len(values):
         kind |= _HOLES
     out.append(kind)
+    if kind & _SCALED:
+        out.append(decimals)
     if kind & _HOLES:
         bitmap = bytearray((len(values) + 7) // 8)
         for i, v in enumerate(values):
@@ -123,15 +140,17 @@ def _pack_column(name: str, values: list, out: bytearray) -> bool:
     return True
 
 
-def pack_columns(parts: list[dict | None]) -> bytes | None:
+def pack_columns(parts: list[dict | None], scaled: bool = False) -> bytes | None:
     """Several parts' columns, in order, as bytes; None if a value cannot be
-    stored exactly (the caller then keeps them as JSON)."""
+    stored exactly (the caller then keeps them as JSON). ``scaled``: floats
+    of up to 6 decimals may be packed (format 4 only)."""
     out = bytearray()
     for cols in parts:
         cols = cols or {}
         _varint(len(cols), out)
         for name, values in cols.items():
-            if not isinstance(values, list) or not _pack_column(name, values, out):
+            if not isinstance(values, list) or not _pack_column(
+                    name, values, out, scaled):
                 return None
     return bytes(out)
 
@@ -150,6 +169,10 @@ def _unpack_column(data: bytes, at: int) -> tuple[str, list, int]:
     count, at = _read_varint(data, at)
     kind = data[at]
     at += 1
+    decimals = 0
+    if kind & _SCALED:
+        decimals = data[at]
+        at += 1
     present = count
     bitmap = b""
     if kind & _HOLES:
@@ -172,7 +195,10 @@ def _unpack_column(data: bytes, at: int) -> tuple[str, list, int]:
     if kind & _ZIGZAG:
         ints = [(v >> 1) ^ -(v & 1) for v in ints]
     values: list = ints
-    if kind & _MILLI:
+    if kind & _SCALED:
+        scale = 10 ** decimals
+        values = [m / scale for m in ints]
+    elif kind & _MILLI:
         values = [m / 1000 for m in ints]
     elif kind & _FLOAT:
         values = [float(m) for m in ints]

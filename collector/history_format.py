@@ -8,6 +8,15 @@ records that changed, the fields the keyframe does not name) and its counts
 as columns over the keyframe's flow table: ~5x smaller (BENCHMARKS.md,
 "History memory").
 
+Format 4 (``\x04``) is format 3 with a third column part, ``m``: the
+containers' numeric metrics (``collector.container_metrics``), one column a
+metric over the snapshot's records, each record stored and compared with the
+keyframe's without them. Why: a real container's record changes every report
+(its CPU, memory, byte counters), so formats 2 and 3 stored every record in
+full in every snapshot, ~3 kB a fine snapshot of 20 containers against
+~0.25 kB without metrics (BENCHMARKS.md, "History with container metrics").
+Older readers refuse format 4 (they log it as malformed and leave it out).
+
 A blob starts with a version byte. ``\\x02``: format 2, then the time of the
 keyframe it needs as a little-endian double (0: none, it stands alone), then
 zstd-compressed compact JSON. ``\\x03``: format 3, the same header, then
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import struct
 
 import zstandard
@@ -53,15 +63,19 @@ __all__ = [
     "encode_keyframe",
     "history_flow_names",
     "keyframe_of",
+    "join_metrics",
     "outgrows",
+    "split_metrics",
     "step_rates",
     "totals_since_keyframe",
 ]
 
 FORMAT_2 = 2
 FORMAT_3 = 3  # as format 2, its columns packed binary (collector.history_columns)
-_FORMAT_2_BYTE, _FORMAT_3_BYTE = bytes([FORMAT_2]), bytes([FORMAT_3])
+FORMAT_4 = 4  # as format 3, with the containers' metrics as columns ("m")
+_KEYFRAMED = (bytes([FORMAT_2]), bytes([FORMAT_3]), bytes([FORMAT_4]))
 _COLUMN_PARTS = ("c", "r")
+_METRICS = "m"
 _HEADER = struct.Struct("<Bd")
 _LEVEL = 9
 _RECORDS = ("host", "containers", "addrs")
@@ -75,14 +89,18 @@ def _compact(value) -> str:
 
 
 def _pack(frame_ts: float | None, body: dict) -> bytes:
-    """Format 3 where every column value packs exactly, else format 2."""
-    columns = pack_columns([body.get(p) for p in _COLUMN_PARTS])
+    """Format 3 (4 with metric columns) where every column value packs
+    exactly, else format 2."""
+    parts = (*_COLUMN_PARTS, _METRICS) if _METRICS in body else _COLUMN_PARTS
+    columns = pack_columns([body.get(p) for p in parts],
+                           scaled=_METRICS in body)
     if columns is None:
         version, payload = FORMAT_2, _compact(body).encode()
     else:
         text = _compact({k: v for k, v in body.items()
-                         if k not in _COLUMN_PARTS}).encode()
-        version, payload = FORMAT_3, struct.pack("<I", len(text)) + text + columns
+                         if k not in parts}).encode()
+        version = FORMAT_4 if _METRICS in body else FORMAT_3
+        payload = struct.pack("<I", len(text)) + text + columns
     return _HEADER.pack(version, frame_ts or 0.0) + zstandard.ZstdCompressor(
         level=_LEVEL, write_content_size=False, write_checksum=False
     ).compress(payload)
@@ -93,12 +111,14 @@ def _unpack(blob: bytes) -> tuple[float | None, dict]:
         version, frame_ts = _HEADER.unpack_from(blob)
         payload = zstandard.ZstdDecompressor().decompressobj().decompress(
             blob[_HEADER.size:])
-        if version == FORMAT_3:
+        if version in (FORMAT_3, FORMAT_4):
+            parts = _COLUMN_PARTS if version == FORMAT_3 else (
+                *_COLUMN_PARTS, _METRICS)
             (size,) = struct.unpack_from("<I", payload)
             body = json.loads(payload[4:4 + size])
-            columns = unpack_columns(payload[4 + size:], len(_COLUMN_PARTS))
+            columns = unpack_columns(payload[4 + size:], len(parts))
             if isinstance(body, dict):
-                body.update(zip(_COLUMN_PARTS, columns, strict=True))
+                body.update(zip(parts, columns, strict=True))
         else:
             body = json.loads(payload)
     except (struct.error, zstandard.ZstdError, ValueError) as exc:
@@ -109,9 +129,9 @@ def _unpack(blob: bytes) -> tuple[float | None, dict]:
 
 
 def is_keyframed(blob: bytes) -> bool:
-    """Format 2 or 3: stored against a keyframe (or standing alone in that
-    format), not format 1."""
-    return blob[:1] in (_FORMAT_2_BYTE, _FORMAT_3_BYTE)
+    """Format 2, 3 or 4: stored against a keyframe (or standing alone in
+    that format), not format 1."""
+    return blob[:1] in _KEYFRAMED
 
 
 def keyframe_of(blob: bytes) -> float | None:
@@ -275,15 +295,76 @@ def encode_history(snapshot: dict, frame: dict | None) -> bytes:
         if name not in snapshot:
             continue
         value = snapshot[name]
-        if frame is None or name not in frame:
+        if name == "containers" and isinstance(value, list):
+            value, body[_METRICS] = split_metrics(value)
+            if frame is not None and isinstance(frame.get(name), list):
+                patch = _containers_patch(value, split_metrics(frame[name])[0])
+                if patch is not None:
+                    body[name] = patch
+            else:
+                body[name] = value
+        elif frame is None or name not in frame:
             body[name] = value
-        elif name == "containers":
-            patch = _containers_patch(value, frame["containers"])
-            if patch is not None:
-                body[name] = patch
         elif value != frame[name]:
             body[name] = value
     return _pack(frame["ts"] if frame else None, body)
+
+
+def _is_metric(name, value) -> bool:
+    return name != "i" and (type(value) is int or (
+        type(value) is float and math.isfinite(value)))
+
+
+def split_metrics(records: list) -> tuple[list, dict]:
+    """Records without their numeric metrics, and those metrics as columns
+    over the records' positions (``{"i": [position deltas], metric:
+    [value or None where a record has none]}``); ``join_metrics`` undoes it.
+
+    >>> bases, cols = split_metrics([{"id": "a"}, {"id": "b", "metrics": {
+    ...     "cpu_cores": 0.25, "health": None}}])
+    >>> bases
+    [{'id': 'a'}, {'id': 'b', 'metrics': {'health': None}}]
+    >>> cols
+    {'i': [1], 'cpu_cores': [0.25]}
+    >>> join_metrics(bases, cols)[1]["metrics"] == {"cpu_cores": 0.25, "health": None}
+    True
+    """
+    bases, numbers = [], {}
+    for pos, record in enumerate(records):
+        metrics = record.get("metrics") if isinstance(record, dict) else None
+        found = {k: v for k, v in metrics.items() if _is_metric(k, v)} \
+            if isinstance(metrics, dict) else {}
+        if not found:
+            bases.append(record)
+            continue
+        bases.append({**record, "metrics": {
+            k: v for k, v in metrics.items() if k not in found}})
+        numbers[pos] = found
+    order = sorted(numbers)
+    cols: dict[str, list] = {"i": [b - a for a, b in zip([0, *order], order,
+                                                          strict=False)]}
+    for name in sorted({k for found in numbers.values() for k in found}):
+        cols[name] = [numbers[pos].get(name) for pos in order]
+    return bases, cols
+
+
+def join_metrics(bases: list, cols: dict | None) -> list:
+    """Records with the metric columns ``split_metrics`` took out put back."""
+    if not cols or not cols.get("i"):
+        return bases
+    out = list(bases)
+    names = [n for n in cols if n != "i"]
+    pos = 0
+    for row, delta in enumerate(cols["i"]):
+        pos += delta
+        record = out[pos]
+        metrics = dict(record.get("metrics") or {})
+        for name in names:
+            value = cols[name][row]
+            if value is not None:
+                metrics[name] = value
+        out[pos] = {**record, "metrics": metrics}
+    return out
 
 
 def _containers_patch(records: list, base: list) -> list | None:
@@ -323,12 +404,23 @@ def decode_history(blob: bytes, frame: dict | None = None) -> dict:
             out[name] = body[name]
         elif frame_ts is not None and name in frame:
             out[name] = frame[name]
-    if frame_ts is not None and isinstance(out.get("containers"), list):
-        try:
-            out["containers"] = [frame["containers"][r] if isinstance(r, int)
-                                 else r for r in out["containers"]]
-        except (IndexError, TypeError) as exc:
-            raise SchemaError(f"malformed history records: {exc}") from None
+    split = _METRICS in body
+    if split and frame_ts is not None and "containers" in frame:
+        base = split_metrics(frame["containers"])[0] \
+            if isinstance(frame["containers"], list) else frame["containers"]
+        if "containers" not in body:
+            out["containers"] = base
+    else:
+        base = frame["containers"] if frame_ts is not None and "containers" \
+            in frame else None
+    try:
+        if base is not None and isinstance(out.get("containers"), list):
+            out["containers"] = [base[r] if isinstance(r, int) else r
+                                 for r in out["containers"]]
+        if split and isinstance(out.get("containers"), list):
+            out["containers"] = join_metrics(out["containers"], body[_METRICS])
+    except (IndexError, TypeError, KeyError, AttributeError) as exc:
+        raise SchemaError(f"malformed history records: {exc}") from None
     out["counts"] = _fields(body.get("c"), flows)
     # Rates stored (older snapshots, or a tier's first), else over the step.
     out["rates"] = (_fields(body["r"], flows) if body.get("r")

@@ -83,7 +83,8 @@ def test_format_3_is_written_smaller_and_reads_exactly(monkeypatch):
     packed = encode_history(snap, frame)
     assert packed[0] == history_format.FORMAT_3
     assert decode_history(packed, frame) == snap
-    monkeypatch.setattr(history_format, "pack_columns", lambda parts: None)
+    monkeypatch.setattr(history_format, "pack_columns",
+                        lambda parts, scaled=False: None)
     text = encode_history(snap, frame)
     assert text[0] == history_format.FORMAT_2
     assert decode_history(text, frame) == snap  # format 2 still reads

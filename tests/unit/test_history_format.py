@@ -2,7 +2,7 @@
 its keyframe decodes to is exactly what was written, old blobs still read."""
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from collector import history_format
@@ -123,3 +123,88 @@ def test_a_snapshot_without_its_keyframe_is_a_clear_error():
         decode_history_counts(stored, other)
     with pytest.raises(SchemaError, match="malformed"):
         decode_history(stored[:12] + b"garbage", frame)
+
+
+# ------------------------------------------------------------ container metrics
+
+metric_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
+    st.integers(0, 10**6).map(lambda n: round(n / 10**4, 4)),
+    st.floats(allow_nan=False), st.sampled_from(["healthy", "unhealthy"]))
+metric_names = st.sampled_from(["cpu_cores", "memory_working_set_bytes",
+                                "net_rx_bytes", "health", "oom_killed", "i",
+                                "custom"])
+records_strategy = st.lists(st.fixed_dictionaries(
+    {"id": st.sampled_from(["a" * 64, "b" * 64, "c" * 64]),
+     "state": st.sampled_from(["running", "exited"])},
+    optional={"metrics": st.dictionaries(metric_names, metric_values)}),
+    max_size=4)
+
+
+@example(frame_records=[{"id": "a" * 64, "state": "running",
+                         "metrics": {"pids": 3, "cpu_cores": 0.1}}],
+         records=[{"id": "a" * 64, "state": "running",
+                   "metrics": {}}])  # its numbers went away
+@given(frame_records=records_strategy, records=records_strategy)
+def test_records_with_metrics_decode_to_exactly_what_was_written(
+        frame_records, records):
+    """Whatever the metrics (numbers to columns, anything else kept in the
+    record), and whatever the keyframe held, a snapshot reads back as written."""
+    _, frame = encode_keyframe({"ts": 100.0, "totals": {}, "host": {"id": "h"},
+                                "containers": frame_records, "addrs": {}})
+    snap = {"ts": 105.0, "since": None, "host": {"id": "h"},
+            "containers": records, "addrs": {}, "counts": {}, "rates": {}}
+    assert decode_history(encode_history(snap, frame), frame) == snap
+    assert decode_history(encode_history(snap, None)) == snap
+
+
+def moving_records(step: int) -> list[dict]:
+    """20 containers whose cgroup metrics moved since the last report."""
+    return [{"id": f"{i:064x}", "name": f"app-{i}", "state": "running",
+             "ips": [f"10.0.0.{i}"], "metrics": {
+                 "cgroup_version": 2, "cpu_cores": round(0.0137 * (i + step), 4),
+                 "memory_working_set_bytes": (100 << 20) + 4096 * (i * step % 97),
+                 "memory_usage_bytes": (120 << 20) + 4096 * step,
+                 "net_rx_bytes": 10**9 + 12_345 * step * (i + 1),
+                 "net_rx_bytes_per_s": round(12_345 / 3 * (i + 1), 3),
+                 "pids": 3 + i % 5, "pids_limit": None, "health": None,
+                 "oom_killed": False}} for i in range(20)]
+
+
+def test_moving_metrics_are_stored_as_columns_not_whole_records(monkeypatch):
+    _, frame = encode_keyframe({"ts": 100.0, "totals": {}, "host": {"id": "h"},
+                                "containers": moving_records(0), "addrs": {}})
+    snap = {"ts": 105.0, "since": 100.0, "host": {"id": "h"},
+            "containers": moving_records(5), "addrs": {}, "counts": {},
+            "rates": {}}
+    blob = encode_history(snap, frame)
+    assert blob[0] == history_format.FORMAT_4
+    assert decode_history(blob, frame) == snap
+    # The same snapshot with every record kept whole, as format 3 stored it.
+    monkeypatch.setattr(history_format, "split_metrics", lambda r: (r, None))
+    whole = encode_history(snap, frame)
+    assert len(blob) < 0.5 * len(whole), (len(blob), len(whole))
+
+
+def test_a_format_3_snapshot_of_whole_records_still_reads():
+    """Written by the collector before format 4: its unchanged records refer
+    to the keyframe's whole records, metrics and all."""
+    records = moving_records(1)
+    _, frame = encode_keyframe({"ts": 100.0, "totals": {}, "host": {"id": "h"},
+                                "containers": records, "addrs": {}})
+    changed = {**records[1], "state": "exited"}
+    body = {"ts": 105.0, "since": None, "c": {}, "r": {},
+            "containers": [0, changed, *range(2, 20)]}
+    blob = history_format._pack(100.0, body)
+    assert blob[0] == history_format.FORMAT_3
+    assert decode_history(blob, frame)["containers"] == [
+        records[0], changed, *records[2:]]
+
+
+def test_metric_columns_naming_a_record_that_is_not_there_are_refused():
+    _, frame = encode_keyframe({"ts": 100.0, "totals": {}, "containers": [],
+                                "host": {"id": "h"}, "addrs": {}})
+    body = {"ts": 105.0, "since": None, "c": {}, "r": {},
+            "containers": [{"id": "a"}], "m": {"i": [3], "pids": [4]}}
+    with pytest.raises(SchemaError, match="malformed history records"):
+        decode_history(history_format._pack(100.0, body), frame)
