@@ -9,13 +9,14 @@ as columns over the keyframe's flow table: ~5x smaller (BENCHMARKS.md,
 "History memory").
 
 Format 4 (``\x04``) is format 3 with a third column part, ``m``: the
-containers' numeric metrics (``collector.container_metrics``), one column a
-metric over the snapshot's records, each record stored and compared with the
-keyframe's without them. Why: a real container's record changes every report
-(its CPU, memory, byte counters), so formats 2 and 3 stored every record in
-full in every snapshot, ~3 kB a fine snapshot of 20 containers against
-~0.25 kB without metrics (BENCHMARKS.md, "History with container metrics").
-Older readers refuse format 4 (they log it as malformed and leave it out).
+containers' numeric metrics (``collector.container_metrics``) that moved
+since the keyframe, one column a metric over the snapshot's records; such a
+record is otherwise the keyframe's, stored as its index. Why: a real
+container's record changes every report (its CPU, memory, byte counters), so
+formats 2 and 3 stored every record in full in every snapshot, ~3 kB a fine
+snapshot of 20 containers against ~0.25 kB without metrics (BENCHMARKS.md,
+"History with container metrics"). Older readers refuse format 4 (they log
+it as malformed and leave it out).
 
 A blob starts with a version byte. ``\\x02``: format 2, then the time of the
 keyframe it needs as a little-endian double (0: none, it stands alone), then
@@ -63,9 +64,8 @@ __all__ = [
     "encode_keyframe",
     "history_flow_names",
     "keyframe_of",
-    "join_metrics",
     "outgrows",
-    "split_metrics",
+    "overlay_metrics",
     "step_rates",
     "totals_since_keyframe",
 ]
@@ -295,16 +295,14 @@ def encode_history(snapshot: dict, frame: dict | None) -> bytes:
         if name not in snapshot:
             continue
         value = snapshot[name]
-        if name == "containers" and isinstance(value, list):
-            value, body[_METRICS] = split_metrics(value)
-            if frame is not None and isinstance(frame.get(name), list):
-                patch = _containers_patch(value, split_metrics(frame[name])[0])
-                if patch is not None:
-                    body[name] = patch
-            else:
-                body[name] = value
-        elif frame is None or name not in frame:
+        if frame is None or name not in frame:
             body[name] = value
+        elif name == "containers":
+            patch, rows = _containers_patch(value, frame["containers"])
+            if patch is not None:
+                body[name] = patch
+            if rows:
+                body[_METRICS] = rows
         elif value != frame[name]:
             body[name] = value
     return _pack(frame["ts"] if frame else None, body)
@@ -315,65 +313,79 @@ def _is_metric(name, value) -> bool:
         type(value) is float and math.isfinite(value)))
 
 
-def split_metrics(records: list) -> tuple[list, dict]:
-    """Records without their numeric metrics, and those metrics as columns
-    over the records' positions (``{"i": [position deltas], metric:
-    [value or None where a record has none]}``); ``join_metrics`` undoes it.
+def _numbers(record) -> dict:
+    """A record's numeric metrics (name -> int or finite float)."""
+    metrics = record.get("metrics") if isinstance(record, dict) else None
+    if not isinstance(metrics, dict):
+        return {}
+    return {k: v for k, v in metrics.items() if _is_metric(k, v)}
 
-    >>> bases, cols = split_metrics([{"id": "a"}, {"id": "b", "metrics": {
-    ...     "cpu_cores": 0.25, "health": None}}])
-    >>> bases
-    [{'id': 'a'}, {'id': 'b', 'metrics': {'health': None}}]
-    >>> cols
-    {'i': [1], 'cpu_cores': [0.25]}
-    >>> join_metrics(bases, cols)[1]["metrics"] == {"cpu_cores": 0.25, "health": None}
-    True
-    """
-    bases, numbers = [], {}
+
+def _shape(record) -> str:
+    """A record as JSON with its numeric metrics' values left out: two
+    records of one shape differ at most in those values."""
+    numbers = _numbers(record)
+    if numbers:
+        record = {**record, "metrics": {
+            k: ("#" if k in numbers else v) for k, v in record["metrics"].items()}}
+    return _compact(record)
+
+
+def _containers_patch(records: list, base: list) -> tuple[list | None, dict]:
+    """Records against the keyframe's: an index for one of the same shape
+    (and the same numeric metrics by name), the record where it differs
+    (None: all the keyframe's, in the same order, metrics and all); and the
+    metric values that moved since the keyframe, as columns over the
+    records' positions (``{"i": [position deltas], metric: [value, or None
+    where it did not move]}``; empty: none moved)."""
+    where: dict[str, int] = {}
+    for i, r in enumerate(base):
+        where.setdefault(_shape(r), i)
+    patch, moved = [], {}
     for pos, record in enumerate(records):
-        metrics = record.get("metrics") if isinstance(record, dict) else None
-        found = {k: v for k, v in metrics.items() if _is_metric(k, v)} \
-            if isinstance(metrics, dict) else {}
-        if not found:
-            bases.append(record)
+        i = where.get(_shape(record))
+        numbers = _numbers(record)
+        if i is None or numbers.keys() != (old := _numbers(base[i])).keys():
+            patch.append(record)
             continue
-        bases.append({**record, "metrics": {
-            k: v for k, v in metrics.items() if k not in found}})
-        numbers[pos] = found
-    order = sorted(numbers)
-    cols: dict[str, list] = {"i": [b - a for a, b in zip([0, *order], order,
-                                                          strict=False)]}
-    for name in sorted({k for found in numbers.values() for k in found}):
-        cols[name] = [numbers[pos].get(name) for pos in order]
-    return bases, cols
+        patch.append(i)
+        row = {k: v for k, v in numbers.items()
+               if not (v == old[k] and type(v) is type(old[k]))}
+        if row:
+            moved[pos] = row
+    rows: dict[str, list] = {}
+    if moved:
+        order = sorted(moved)
+        rows["i"] = [b - a for a, b in zip([0, *order], order, strict=False)]
+        for name in sorted({k for row in moved.values() for k in row}):
+            rows[name] = [moved[pos].get(name) for pos in order]
+    if not rows and patch == list(range(len(base))):
+        return None, rows
+    return patch, rows
 
 
-def join_metrics(bases: list, cols: dict | None) -> list:
-    """Records with the metric columns ``split_metrics`` took out put back."""
-    if not cols or not cols.get("i"):
-        return bases
-    out = list(bases)
-    names = [n for n in cols if n != "i"]
+def overlay_metrics(records: list, rows: dict | None) -> list:
+    """Records with the metric values ``_containers_patch`` found moved put
+    over the keyframe's.
+
+    >>> overlay_metrics([{"id": "a", "metrics": {"cpu_cores": 0.1, "up": True}}],
+    ...                 {"i": [0], "cpu_cores": [0.25]})
+    [{'id': 'a', 'metrics': {'cpu_cores': 0.25, 'up': True}}]
+    """
+    if not rows or not rows.get("i"):
+        return records
+    out = list(records)
+    names = [n for n in rows if n != "i"]
     pos = 0
-    for row, delta in enumerate(cols["i"]):
+    for row, delta in enumerate(rows["i"]):
         pos += delta
-        record = out[pos]
-        metrics = dict(record.get("metrics") or {})
+        metrics = dict(out[pos]["metrics"])
         for name in names:
-            value = cols[name][row]
+            value = rows[name][row]
             if value is not None:
                 metrics[name] = value
-        out[pos] = {**record, "metrics": metrics}
+        out[pos] = {**out[pos], "metrics": metrics}
     return out
-
-
-def _containers_patch(records: list, base: list) -> list | None:
-    """Records against the keyframe's: an index for one unchanged, the
-    record where it changed (None: all unchanged, in the same order)."""
-    if records == base:
-        return None
-    where = {_compact(r): i for i, r in enumerate(base)}
-    return [where.get(_compact(r), r) for r in records]
 
 
 def _check_frame(blob: bytes, frame_ts: float | None, frame: dict | None) -> None:
@@ -391,7 +403,7 @@ def history_flow_names(blob: bytes) -> list[str]:
 
 
 def decode_history(blob: bytes, frame: dict | None = None) -> dict:
-    """A history snapshot as written (format 1, 2 or 3); a format 2 or 3
+    """A history snapshot as written (format 1 to 4); a format 2, 3 or 4
     one needs the decoded keyframe it names (``keyframe_of``)."""
     if not is_keyframed(blob):
         return decode_snapshot(blob)
@@ -404,21 +416,12 @@ def decode_history(blob: bytes, frame: dict | None = None) -> dict:
             out[name] = body[name]
         elif frame_ts is not None and name in frame:
             out[name] = frame[name]
-    split = _METRICS in body
-    if split and frame_ts is not None and "containers" in frame:
-        base = split_metrics(frame["containers"])[0] \
-            if isinstance(frame["containers"], list) else frame["containers"]
-        if "containers" not in body:
-            out["containers"] = base
-    else:
-        base = frame["containers"] if frame_ts is not None and "containers" \
-            in frame else None
     try:
-        if base is not None and isinstance(out.get("containers"), list):
-            out["containers"] = [base[r] if isinstance(r, int) else r
-                                 for r in out["containers"]]
-        if split and isinstance(out.get("containers"), list):
-            out["containers"] = join_metrics(out["containers"], body[_METRICS])
+        if frame_ts is not None and isinstance(out.get("containers"), list):
+            out["containers"] = [frame["containers"][r] if isinstance(r, int)
+                                 else r for r in out["containers"]]
+        if body.get(_METRICS) and isinstance(out.get("containers"), list):
+            out["containers"] = overlay_metrics(out["containers"], body[_METRICS])
     except (IndexError, TypeError, KeyError, AttributeError) as exc:
         raise SchemaError(f"malformed history records: {exc}") from None
     out["counts"] = _fields(body.get("c"), flows)
