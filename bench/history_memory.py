@@ -14,16 +14,24 @@ The analyzer's status history is written beside it for a fleet where
 Each history format runs in turn on its own Redis, side by side: ``1``, every
 snapshot standing alone (records, counts and rates, zstd JSON; as before
 collector.history_format); ``2``, snapshots stored against the keyframe,
-their columns JSON; and ``3``, the same with the columns packed binary
-(collector.history_columns). Per tier: the entries, the blobs' bytes and
-what Redis adds per entry; per container: history, live state (the host's
-other keys) and their sum against issue 17's goal of 7 kB a container.
+their columns JSON; ``3``, the same with the columns packed binary
+(collector.history_columns), each snapshot with its last report's rates and
+any record that changed (its metrics moved) stored whole; and ``4``, as the
+collector writes now: no rates where the snapshot has a step, and only the
+metric values that moved since the keyframe. Formats 2 and 3 are the
+present encoder with those parts of it turned back. Per tier: the entries,
+the blobs' bytes and what Redis adds per entry; per container: history,
+live state (the host's other keys) and their sum against issue 17's goal
+of 7 kB a container.
 ``--redis stock,shipped`` runs each format on a stock redis-server and on one
 with Portolan's settings (deploy/redis.conf: listpack hashes and history).
+``--metrics none,moving``: the containers' records without cgroup metrics
+(as the fleet world has them), and with the metrics a collector reports,
+moving every report (``synthetic_world.advance_metrics``).
 
     .venv/bin/python bench/history_memory.py [--hosts 20] [--active 0.05]
         [--report-every 1] [--failing 0.01] [--formats 1,2,3]
-        [--fine 900] [--step 5] [--redis stock,shipped]
+        [--fine 900] [--step 5] [--redis stock,shipped] [--metrics none,moving]
 """
 
 from __future__ import annotations
@@ -88,6 +96,13 @@ def simulate(url: str, hosts: int, active: float, every: float, failing: float,
     saved = (reporter_module.encode_history, reporter_module.encode_keyframe)
     saved_pack = getattr(history_format_module, "pack_columns", None)
     saved_outgrows = getattr(reporter_module, "outgrows", None)
+    saved_parts = {name: getattr(history_format_module, name, None)
+                   for name in ("_shape", "_span")}
+    if history_format in (2, 3) and saved_parts["_shape"] is not None:
+        # As format 3 was written: records compared (and stored) whole,
+        # and every snapshot's rates stored.
+        history_format_module._shape = history_format_module._compact
+        history_format_module._span = lambda snapshot: None
     if history_format == 1:
         reporter_module.encode_history = Format1.encode_history
         reporter_module.encode_keyframe = Format1.encode_keyframe
@@ -105,6 +120,9 @@ def simulate(url: str, hosts: int, active: float, every: float, failing: float,
             history_format_module.pack_columns = saved_pack
         if saved_outgrows is not None:
             reporter_module.outgrows = saved_outgrows
+        for name, saved in saved_parts.items():
+            if saved is not None:
+                setattr(history_format_module, name, saved)
 
 
 def _simulate(client, keys, world, mine, active, every, failing, seconds,
@@ -194,10 +212,11 @@ def main() -> None:
     parser.add_argument("--failing", type=float, default=0.01,
                         help="share of containers red for a minute every 10 min")
     parser.add_argument("--seconds", type=float, default=3600.0)
-    parser.add_argument("--formats", default="1,2,3",
+    parser.add_argument("--formats", default="3,4",
                         help="history formats to run in turn (1: before "
                         "collector.history_format, 2: against the keyframe, "
-                        "3: the same with its columns packed binary)")
+                        "3: the same with its columns packed binary, 4: as "
+                        "written now)")
     parser.add_argument("--step", type=float, default=HistoryPolicy().step,
                         help="fine history step, s")
     parser.add_argument("--fine", type=float, default=HistoryPolicy().fine,
@@ -206,6 +225,9 @@ def main() -> None:
                         help="Redis settings to run each format on, in turn: "
                         "stock (redis-server's defaults) and/or shipped "
                         "(deploy/redis.conf)")
+    parser.add_argument("--metrics", default="none,moving",
+                        help="containers' metrics, in turn: none, and/or "
+                        "moving (a collector's cgroup metrics, every report)")
     args = parser.parse_args()
     policy = HistoryPolicy(step=args.step, fine=args.fine)
     print(f"{args.hosts} hosts of the fleet world, {args.active:.0%} of flows "
@@ -215,19 +237,19 @@ def main() -> None:
           f"{policy.window:g} s, keyframes every {policy.keyframe:g} s")
     results = {}
     configs = {"stock": None, "shipped": SHIPPED_REDIS_CONF}
-    runs = [(int(f), c) for f in args.formats.split(",")
-            for c in args.redis.split(",")]
-    for fmt, config in runs:
+    runs = [(int(f), c, m) for f in args.formats.split(",")
+            for c in args.redis.split(",") for m in args.metrics.split(",")]
+    for fmt, config, metrics in runs:
         server = RedisServer(configs[config])
         server.start()
         try:
-            results[fmt, config] = r = simulate(
+            results[fmt, config, metrics] = r = simulate(
                 server.url, args.hosts, args.active, args.report_every,
-                args.failing, args.seconds, fmt, policy)
+                args.failing, args.seconds, fmt, policy, metrics == "moving")
         finally:
             server.stop()
         n = r["containers"]
-        print(f"\nformat {fmt}, {config} Redis: history per host "
+        print(f"\nformat {fmt}, {config} Redis, metrics {metrics}: history per host "
               f"{r['per_host'] / 1000:.1f} kB "
               f"({r['fine']} fine + {r['coarse']} coarse snapshots)")
         print("  tier     entries/host  blob B/entry  Redis B/entry  "
@@ -252,10 +274,9 @@ def main() -> None:
     if len(results) > 1:
         first = min(results)
         print("\nhistory per host-hour: " + ", ".join(
-            f"format {f}, {c} {r['per_host'] / 1000:.1f} kB "
-            f"({r['per_host'] / results[first]['per_host']:.2f}x format "
-            f"{first[0]}, {first[1]})"
-            for (f, c), r in sorted(results.items())))
+            f"format {f}, {c}, metrics {m} {r['per_host'] / 1000:.1f} kB "
+            f"({r['per_host'] / results[first]['per_host']:.2f}x the first)"
+            for (f, c, m), r in sorted(results.items())))
 
 
 if __name__ == "__main__":
