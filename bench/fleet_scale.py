@@ -10,7 +10,7 @@ on a three-master Redis Cluster (the Channels layer on its own Redis).
     .venv/bin/python bench/fleet_scale.py [--hosts 500] [--containers 10000]
         [--edges 50000] [--sockets 50] [--seconds 12] [--backends single]
         [--phases typical,all] [--orders publish-first,store-first]
-        [--redis shipped|stock]
+        [--redis shipped|stock] [--metrics]
 
 The default run (one Redis) takes about 3-4 minutes; ``--backends
 single,cluster`` adds the three-master cluster (about as long again). Only the
@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synthetic_world import make_world, traffic  # noqa: E402
+from synthetic_world import advance_metrics, make_world, traffic  # noqa: E402
 
 from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
 from collector.schema import (  # noqa: E402
@@ -85,12 +85,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def writer(url: str, hosts: int, containers: int, edges: int, part: int,
-           parts: int, fraction, rounds, stop, labels=None, nice: int = 0) -> None:
+           parts: int, fraction, rounds, stop, labels=None, nice: int = 0,
+           metrics: bool = False) -> None:
     """Report the world's hosts ``part`` of ``parts`` every second: the flows
     that change this round (``fraction`` of them) get traffic. ``labels``:
     host -> its labels (bench/map_fleet.py keeps synthetic_world's). ``nice``:
     the collectors are other machines in a fleet, so they may yield the CPU
-    to the server side here."""
+    to the server side here. ``metrics``: each container's cgroup metrics
+    move every report, as a collector's do."""
     os.nice(nice)
     world = make_world(hosts, containers, edges)
     mine = [h for i, h in enumerate(world.containers) if i % parts == part]
@@ -103,6 +105,8 @@ def writer(url: str, hosts: int, containers: int, edges: int, part: int,
         share = fraction.value
         for h in mine:
             deltas = traffic(world.flows[h], share, rng)
+            if metrics:
+                advance_metrics(world.containers[h], rng)
             reporters[h].report(HostReport(
                 host=HostRecord(id=h, hostname=h, mode="ebpf",
                                 labels=labels(h) if labels else {}),
@@ -363,7 +367,7 @@ def run_backend(name: str, args) -> dict:
         t0 = time.time()
         writers = [mp.Process(target=writer, args=(
             url, args.hosts, args.containers, args.edges, i, 2, fraction, rounds,
-            stop, None, args.clients_nice)) for i in range(2)]
+            stop, None, args.clients_nice, args.metrics)) for i in range(2)]
         for w in writers:
             w.start()
         while rounds.value < 2:
@@ -580,6 +584,9 @@ def main() -> None:
                              "counting sockets (in a fleet they are other "
                              "machines; 19 lets Redis, the builder and Daphne "
                              "have this machine's CPU first)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="the containers' cgroup metrics move every report, "
+                             "as a collector's do (the world has none otherwise)")
     parser.add_argument("--redis", choices=("shipped", "stock"), default="shipped",
                         help="the data Redis's settings: Portolan's "
                              "(deploy/redis.conf) or redis-server's defaults")
@@ -588,7 +595,8 @@ def main() -> None:
         r = run_backend(name, args)
         print(f"\n== {name}: {args.hosts} collectors, {args.containers} containers, "
               f"{args.edges} flows, {args.sockets} sockets, clients at nice "
-              f"{args.clients_nice}, {args.redis} Redis settings")
+              f"{args.clients_nice}, {args.redis} Redis settings, "
+              f"{'moving' if args.metrics else 'no'} container metrics")
         print(f"first report round {r['first_write_s']:.1f} s; first build and "
               f"store {r['first_build_s']:.1f} s")
         times = [t for t in r["opened"] if t > 0]

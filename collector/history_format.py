@@ -337,7 +337,8 @@ def _containers_patch(records: list, base: list) -> tuple[list | None, dict]:
     (None: all the keyframe's, in the same order, metrics and all); and the
     metric values that moved since the keyframe, as columns over the
     records' positions (``{"i": [position deltas], metric: [value, or None
-    where it did not move]}``; empty: none moved)."""
+    where it did not move]}``; empty: none moved). A whole number that was
+    whole in the keyframe too is stored as its change."""
     where: dict[str, int] = {}
     for i, r in enumerate(base):
         where.setdefault(_shape(r), i)
@@ -349,7 +350,11 @@ def _containers_patch(records: list, base: list) -> tuple[list | None, dict]:
             patch.append(record)
             continue
         patch.append(i)
-        row = {k: v for k, v in numbers.items()
+        # A whole number is stored as its change since the keyframe (the
+        # byte counters' is a byte narrower than they are); any other value
+        # as it is.
+        row = {k: v - old[k] if type(v) is type(old[k]) is int else v
+               for k, v in numbers.items()
                if not (v == old[k] and type(v) is type(old[k]))}
         if row:
             moved[pos] = row
@@ -368,9 +373,9 @@ def overlay_metrics(records: list, rows: dict | None) -> list:
     """Records with the metric values ``_containers_patch`` found moved put
     over the keyframe's.
 
-    >>> overlay_metrics([{"id": "a", "metrics": {"cpu_cores": 0.1, "up": True}}],
-    ...                 {"i": [0], "cpu_cores": [0.25]})
-    [{'id': 'a', 'metrics': {'cpu_cores': 0.25, 'up': True}}]
+    >>> overlay_metrics([{"id": "a", "metrics": {"cpu_cores": 0.1, "pids": 5}}],
+    ...                 {"i": [0], "cpu_cores": [0.25], "pids": [-2]})
+    [{'id': 'a', 'metrics': {'cpu_cores': 0.25, 'pids': 3}}]
     """
     if not rows or not rows.get("i"):
         return records
@@ -382,8 +387,11 @@ def overlay_metrics(records: list, rows: dict | None) -> list:
         metrics = dict(out[pos]["metrics"])
         for name in names:
             value = rows[name][row]
-            if value is not None:
-                metrics[name] = value
+            if value is None:
+                continue
+            old = metrics.get(name)
+            metrics[name] = value + old if type(value) is type(old) is int \
+                else value
         out[pos] = {**out[pos], "metrics": metrics}
     return out
 
