@@ -117,7 +117,7 @@ def test_a_hosts_history_stays_listpacks(shipped_redis):
     of 64 bytes): the settings keep each tier a listpack, without Redis' own
     ~130-190 B a skiplist entry costs."""
     assert shipped_redis.config_get("zset-max-listpack-*") == {
-        "zset-max-listpack-entries": "256", "zset-max-listpack-value": "2048"}
+        "zset-max-listpack-entries": "256", "zset-max-listpack-value": "4096"}
     assert _history_encodings(shipped_redis) == {
         "fine": b"listpack", "coarse": b"listpack"}
 
