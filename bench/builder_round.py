@@ -8,8 +8,9 @@ them (one step per ``min_interval`` of notices). Prints the builder's CPU per
 round (the process's CPU around its steps only) by phase (``--phases``:
 typical, all, analyzer: the first with an analyzer whose warnings about
 ``--red`` of the containers change every round, churn: the first with one new
-flow a round, which rebuilds the levels); ``--profile`` prints
-where it goes (cProfile, sorted by cumulative time).
+flow a round, which rebuilds the levels, metrics: the first with every
+container's cgroup metrics moving every report, as a collector's do);
+``--profile`` prints where it goes (cProfile, sorted by cumulative time).
 
     .venv/bin/python bench/builder_round.py [--hosts 250] [--containers 5000]
         [--edges 25000] [--rounds 4] [--steps 4] [--level container] [--profile]
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synthetic_world import make_world, traffic  # noqa: E402
+from synthetic_world import advance_metrics, make_world, traffic  # noqa: E402
 
 from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
 from collector.schema import (  # noqa: E402
@@ -48,10 +49,14 @@ from collector.schema import (  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
 
 
-def report_round(reporters, world, addrs, share: float, rng) -> set[str]:
-    """Every host reports once; the flows drawn (``share`` of them) get traffic."""
+def report_round(reporters, world, addrs, share: float, rng,
+                 metrics: bool = False) -> set[str]:
+    """Every host reports once; the flows drawn (``share`` of them) get
+    traffic; with ``metrics`` every container's metrics move."""
     for h, reporter in reporters.items():
         deltas = traffic(world.flows[h], share, rng)
+        if metrics:
+            advance_metrics(world.containers[h], rng)
         reporter.report(HostReport(
             host=HostRecord(id=h, hostname=h, mode="ebpf"),
             containers=world.containers[h], addrs=addrs[h], flows=deltas))
@@ -141,14 +146,18 @@ def main() -> None:
                   "analyzer": (f"~5 % of flows change, an analyzer warning about "
                                f"{args.red:.0%} of containers", 0.05, True),
                   "churn": ("~5 % of flows change, one new flow a round (a new "
-                            "client: the levels are rebuilt)", 0.05, False)}
+                            "client: the levels are rebuilt)", 0.05, False),
+                  "metrics": ("~5 % of flows change, every container's metrics "
+                              "move", 0.05, False)}
         warned = sorted(n for h in world.containers for n in addrs[h].values()
                         if rng.random() < args.red)
         for key in args.phases.split(","):
             phase, share, analyzer = phases[key]
             if analyzer:
                 publish_verdict(client, warned, 0)
-            report_round(reporters, world, addrs, share, rng)  # settles the rates
+            moving = key == "metrics"
+            # settles the rates
+            report_round(reporters, world, addrs, share, rng, moving)
             builder.step(set(world.containers))
             full_before = builder.full_builds
             cpu, wall, snapshots, marks = [], [], 0, []
@@ -164,7 +173,8 @@ def main() -> None:
                         host=HostRecord(id=host, hostname=host, mode="ebpf"),
                         containers=world.containers[host], addrs=addrs[host],
                         flows=Counter({(new, "connections"): 1})))
-                hosts = sorted(report_round(reporters, world, addrs, share, rng))
+                hosts = sorted(report_round(reporters, world, addrs, share, rng,
+                                            moving))
                 batches = [hosts[i::args.steps] for i in range(args.steps)]
                 stored_at = builder.stored[args.level].snapshot_at
                 c0, w0 = time.process_time(), time.perf_counter()

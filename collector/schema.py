@@ -88,6 +88,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
+import orjson
 import zstandard
 
 __all__ = [
@@ -481,6 +482,21 @@ def _field_defaults(cls) -> dict:
     return out
 
 
+def record_loads(text: str | bytes):
+    """A stored record's JSON: orjson's speed (the builder parses every
+    reporting host's changed records each second, all of them when their
+    metrics move), the standard library's leniency where orjson refuses
+    (``NaN``, integers past 64 bits).
+
+    >>> record_loads('{"a": NaN}')["a"] != record_loads('{"a": NaN}')["a"]
+    True
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def record_json(record) -> str:
     """A record as stored in Redis: compact JSON without the fields that hold
     their defaults (``from_json`` puts them back), about half the bytes of
@@ -542,7 +558,7 @@ class ContainerRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> ContainerRecord:
         try:
-            data = json.loads(text)
+            data = record_loads(text)
             return cls(**{k: data[k] for k in cls.__slots__ if k in data})
         except (ValueError, TypeError, KeyError) as exc:
             raise SchemaError(f"malformed container record: {exc}") from None
@@ -585,7 +601,7 @@ class HostRecord:
     @classmethod
     def from_json(cls, text: str | bytes) -> HostRecord:
         try:
-            data = json.loads(text)
+            data = record_loads(text)
             return cls(**{k: data[k] for k in cls.__slots__ if k in data})
         except (ValueError, TypeError, KeyError) as exc:
             raise SchemaError(f"malformed host record: {exc}") from None
