@@ -130,9 +130,20 @@ def built(reporters, redis_client, seed: int):
     return builder, containers, addrs, flows, rng
 
 
+def move_metrics(containers: dict, rng, share: float) -> None:
+    """Some containers' cgroup metrics moved since the last report."""
+    for records in containers.values():
+        for record in records:
+            if rng.random() < share:
+                record.metrics = {
+                    "cpu_cores": round(rng.random(), 4),
+                    "memory_working_set_bytes": rng.randint(1, 1 << 30)}
+
+
 def test_stored_diffs_equal_a_full_build_at_every_step(reporters, redis_client):
     builder, containers, addrs, flows, rng = built(reporters, redis_client, 3)
     for share in (0.05, 0.3, 1.0, 0.0, 0.5, 1.0):
+        move_metrics(containers, rng, share)
         report_round(reporters, containers, addrs, flows, share, rng)
         # Reports arrive over several steps, as the live builder sees them.
         builder.step({HOSTS[0]})
@@ -143,7 +154,8 @@ def test_stored_diffs_equal_a_full_build_at_every_step(reporters, redis_client):
             expected = full.views[level].graph.payload()
             assert_same(level, stored_payload(redis_client, level), expected)
             assert_same(level, builder.views[level].graph.payload(), expected)
-    assert builder.full_builds == 1, "counters alone moved: no full rebuild"
+    assert builder.full_builds == 1, \
+        "counters and metrics alone moved: no full rebuild"
 
 
 def publish_verdict(client, statuses: dict, causes: list, at: float) -> None:

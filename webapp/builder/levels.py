@@ -265,10 +265,13 @@ class LevelView:
             source = node_sources.get(node_id)
             if node is None or source is None:
                 continue
-            new = {**node, **source}
-            if new != node:
-                g.nodes[node_id] = new
-                diff["updated_nodes"].append(changed_keys(node, new))
+            # As ``changed_keys(node, {**node, **source})``: only the
+            # source's keys can differ (when metrics move, every node of a
+            # reporting host comes here each second).
+            changes = dict(filterfalse(node.items().__contains__, source.items()))
+            if changes:
+                g.nodes[node_id] = {**node, **changes}
+                diff["updated_nodes"].append({"id": node["id"], **changes})
         return diff
 
 
