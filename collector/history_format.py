@@ -384,6 +384,8 @@ def overlay_metrics(records: list, rows: dict | None) -> list:
     pos = 0
     for row, delta in enumerate(rows["i"]):
         pos += delta
+        if not 0 <= pos < len(out):
+            raise IndexError(f"metrics of record {pos}, of {len(out)}")
         metrics = dict(out[pos]["metrics"])
         for name in names:
             value = rows[name][row]

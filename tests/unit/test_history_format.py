@@ -203,10 +203,14 @@ def test_a_format_3_snapshot_of_whole_records_still_reads():
         records[0], changed, *records[2:]]
 
 
-def test_metric_columns_naming_a_record_that_is_not_there_are_refused():
+@pytest.mark.parametrize("rows", [{"i": [3], "pids": [4]},
+                                  {"i": [-1], "pids": [4]},
+                                  {"i": [0], "pids": [4]}])
+def test_metric_columns_naming_a_record_that_is_not_there_are_refused(rows):
+    """Past the records, before them, or on a record without metrics."""
     _, frame = encode_keyframe({"ts": 100.0, "totals": {}, "containers": [],
                                 "host": {"id": "h"}, "addrs": {}})
     body = {"ts": 105.0, "since": None, "c": {}, "r": {},
-            "containers": [{"id": "a"}], "m": {"i": [3], "pids": [4]}}
+            "containers": [{"id": "a"}], "m": rows}
     with pytest.raises(SchemaError, match="malformed history records"):
         decode_history(history_format._pack(100.0, body), frame)
