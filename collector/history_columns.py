@@ -12,17 +12,19 @@ A column is ints (``type(v) is int``) or rates (floats that are whole, or
 exact thousandths as ``collector.reporter.flow_rates`` rounds them, kept as
 integers or integer thousandths), either with ``None`` holes. With
 ``scaled=True`` (history format 4, which older readers refuse) floats with
-up to 6 decimals are kept too, as integers and their count of decimals: the
-container metrics' ``round(x, 4)``. Anything else (a bool, a float with
-more decimals, a value past 64 bits) makes ``pack_columns`` return None,
-and the snapshot is stored as format 2, JSON, as before: no value is ever
-stored other than exactly.
+up to 6 decimals are kept too, as integers and their count of decimals (the
+container metrics' ``round(x, 4)``), and a column's values shifted right by
+the trailing zero bits they all share (memory in whole pages). Anything else
+(a bool, a float with more decimals, a value past 64 bits) makes
+``pack_columns`` return None, and the snapshot is stored as format 2, JSON,
+as before: no value is ever stored other than exactly.
 
 Layout of one part (``{"i": [...], "<counter>": [...]}``): a varint column
 count; per column its name (one byte: a known name's code, or 0 and then a
 varint length and the UTF-8 name), a varint value count, a kind byte (bit 0:
 floats; bit 1: zigzag signs; bit 2: holes; bit 3: thousandths; bit 4: a byte
-of decimals follows), the holes' bitmap if any, a width byte (1 to 8: the
+of decimals follows; bit 5: a byte of shift follows, the trailing zero bits
+all the values share), the holes' bitmap if any, a width byte (1 to 8: the
 fewest bytes that hold the largest value) and the present values' byte
 planes. Decoding rebuilds the planes with slice assignment and reads them as
 one machine array, so a past view's many snapshots decode at C speed.
@@ -37,7 +39,7 @@ from collector.schema import SchemaError
 
 __all__ = ["pack_columns", "unpack_columns"]
 
-_FLOAT, _ZIGZAG, _HOLES, _MILLI, _SCALED = 1, 2, 4, 8, 16
+_FLOAT, _ZIGZAG, _HOLES, _MILLI, _SCALED, _SHIFTED = 1, 2, 4, 8, 16, 32
 _TYPECODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 for _w, _code in list(_TYPECODES.items()):
     if array(_code).itemsize != _w:  # pragma: no cover - exotic platforms
@@ -106,6 +108,10 @@ def _pack_column(name: str, values: list, out: bytearray, scaled: bool) -> bool:
     if found is None:
         return False
     ints, kind, decimals = found
+    shift = _common_shift(ints) if scaled else 0
+    if shift:
+        kind |= _SHIFTED
+        ints = [v >> shift for v in ints]
     if ints and min(ints) < 0:
         kind |= _ZIGZAG
         ints = [(v << 1) ^ (v >> 63) if v >= -(1 << 63) else _LIMIT
@@ -126,6 +132,8 @@ def _pack_column(name: str, values: list, out: bytearray, scaled: bool) -> bool:
     out.append(kind)
     if kind & _SCALED:
         out.append(decimals)
+    if kind & _SHIFTED:
+        out.append(shift)
     if kind & _HOLES:
         bitmap = bytearray((len(values) + 7) // 8)
         for i, v in enumerate(values):
@@ -138,6 +146,20 @@ def _pack_column(name: str, values: list, out: bytearray, scaled: bool) -> bool:
     for k in range(width):
         out += packed[k::padded]
     return True
+
+
+def _common_shift(ints: list[int]) -> int:
+    """The trailing zero bits every value shares, if at least 4: memory
+    sizes are whole pages (12), block I/O whole sectors.
+
+    >>> _common_shift([4096, -8192, 0]), _common_shift([4096, 4097])
+    (12, 0)
+    """
+    bits = 0
+    for v in ints:
+        bits |= v
+    shift = (bits & -bits).bit_length() - 1 if bits else 0
+    return shift if shift >= 4 else 0
 
 
 def pack_columns(parts: list[dict | None], scaled: bool = False) -> bytes | None:
@@ -169,10 +191,15 @@ def _unpack_column(data: bytes, at: int) -> tuple[str, list, int]:
     count, at = _read_varint(data, at)
     kind = data[at]
     at += 1
-    decimals = 0
+    decimals = shift = 0
     if kind & _SCALED:
         decimals = data[at]
         at += 1
+    if kind & _SHIFTED:
+        shift = data[at]
+        at += 1
+        if shift > 63:
+            raise SchemaError(f"malformed history columns: shift {shift}")
     present = count
     bitmap = b""
     if kind & _HOLES:
@@ -194,6 +221,8 @@ def _unpack_column(data: bytes, at: int) -> tuple[str, list, int]:
     ints = array(_TYPECODES[padded], bytes(joined)).tolist()
     if kind & _ZIGZAG:
         ints = [(v >> 1) ^ -(v & 1) for v in ints]
+    if shift:
+        ints = [v << shift for v in ints]
     values: list = ints
     if kind & _SCALED:
         scale = 10 ** decimals

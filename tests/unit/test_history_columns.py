@@ -37,6 +37,41 @@ def test_columns_round_trip_exactly(c, r):
             assert [type(v) for v in got[name]] == [type(v) for v in want[name]]
 
 
+pages = st.integers(-(2**40), 2**40).map(lambda n: n << 12)
+decimals = st.integers(0, 10**9).flatmap(
+    lambda n: st.sampled_from([n / 10, n / 100, n / 10**4, n / 10**6]))
+
+
+@given(c=columns(ints | pages), r=columns(decimals | milli))
+def test_format_4_columns_round_trip_exactly(c, r):
+    """Format 4's own kinds: floats of up to 6 decimals, values that share
+    trailing zero bits (memory in pages), mixed with anything else."""
+    packed = pack_columns([c, r], scaled=True)
+    present = [[v for v in col if v is not None] for col in c.values()]
+    if any(col and min(col) < 0 and max(col) >= 2**63 for col in present):
+        assert packed is None
+        return
+    if packed is None:  # a float that is not exact at 6 decimals
+        assert any(round(v * 10**6) / 10**6 != v for col in r.values()
+                   for v in col if v is not None)
+        return
+    back = unpack_columns(packed, 2)
+    assert back == [c, r]
+    for got, want in zip(back, [c, r], strict=True):
+        for name in want:
+            assert [type(v) for v in got[name]] == [type(v) for v in want[name]]
+
+
+def test_memory_in_pages_packs_narrower_in_format_4():
+    rng = random.Random(3)
+    column = {"memory_working_set_bytes": [rng.randint(10_000, 100_000) << 12
+                                           for _ in range(20)]}
+    shifted = pack_columns([column], scaled=True)
+    assert unpack_columns(shifted, 1) == [column]
+    # A byte a value narrower; one more byte says by how much.
+    assert len(shifted) <= len(pack_columns([column])) - 20 + 1
+
+
 @pytest.mark.parametrize("column", [
     [0.1234],            # more than three decimals
     [1, 2.5],            # ints and floats mixed
