@@ -88,8 +88,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import quote, unquote
 
-import orjson
 import zstandard
+
+try:  # the web extra: the graph builder parses every changed record each second
+    import orjson
+except ImportError:  # a collector alone (its image has no orjson): the stdlib
+    orjson = None
 
 __all__ = [
     "COUNTERS",
@@ -483,18 +487,21 @@ def _field_defaults(cls) -> dict:
 
 
 def record_loads(text: str | bytes):
-    """A stored record's JSON: orjson's speed (the builder parses every
-    reporting host's changed records each second, all of them when their
-    metrics move), the standard library's leniency where orjson refuses
-    (``NaN``, integers past 64 bits).
+    """A stored record's JSON: orjson's speed where it is installed (the
+    builder parses every reporting host's changed records each second, all
+    of them when their metrics move), the standard library's leniency where
+    orjson refuses (``NaN``, integers past 64 bits) or is absent (the
+    collector's image).
 
     >>> record_loads('{"a": NaN}')["a"] != record_loads('{"a": NaN}')["a"]
     True
     """
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
+    if orjson is not None:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(text)
 
 
 def record_json(record) -> str:

@@ -144,3 +144,17 @@ def blob_text(snapshot: dict) -> str:
     body = json.dumps(rest, separators=(",", ":"), sort_keys=True)
     return ('{"counts":' + json.dumps(snapshot["counts"], separators=(",", ":"))
             + "," + body[1:])
+
+
+def test_records_parse_the_same_without_orjson(monkeypatch):
+    """The collector's image has no orjson (a web extra): records still read,
+    and read the same."""
+    import collector.schema as schema
+
+    text = ContainerRecord(id="c1", name="web", state="running", metrics={
+        "cpu_cores": 0.1234, "memory_working_set_bytes": 1 << 40}).to_json()
+    with_orjson = ContainerRecord.from_json(text)
+    monkeypatch.setattr(schema, "orjson", None)
+    assert ContainerRecord.from_json(text) == with_orjson
+    with pytest.raises(SchemaError, match="malformed container record"):
+        ContainerRecord.from_json("{not json")
