@@ -2,7 +2,7 @@
 its keyframe decodes to is exactly what was written, old blobs still read."""
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from collector import history_format
@@ -55,6 +55,7 @@ def test_a_snapshot_decodes_to_exactly_what_was_written(counts, rates, cpu):
     assert decode_history(alone) == snap
 
 
+@settings(deadline=None)  # a loaded CI machine is no reason to fail
 @given(counts=st.dictionaries(fields, st.integers(1, 10**12)),
        rates=st.dictionaries(fields, st.floats(0, 1e9, allow_nan=False)))
 def test_a_snapshot_with_a_step_stores_no_rates_and_reads_them_over_it(
@@ -147,6 +148,7 @@ records_strategy = st.lists(st.fixed_dictionaries(
                    "metrics": {}}])  # its numbers went away
 @example(frame_records=[{"id": "a" * 64, "metrics": {"cpu_cores": 0.5}}],
          records=[{"id": "a" * 64, "metrics": {"cpu_cores": "#"}}])
+@settings(deadline=None)  # a loaded CI machine is no reason to fail
 @given(frame_records=records_strategy, records=records_strategy)
 def test_records_with_metrics_decode_to_exactly_what_was_written(
         frame_records, records):
