@@ -382,9 +382,12 @@ async def test_socket_survives_a_redis_restart(settings, session_cookie):
         host = Host(server.url)
         await sync_to_async(host.add)("c1", "pt-back")
         # A fresh snapshot after the outage; the container is in it, or in a
-        # diff right after it if the socket reconnected before the write.
+        # diff right after it if the socket reconnected before the write. The
+        # relay retries with a backoff capped at 10 s (``LevelRelay.backoff``): by
+        # when the outage ended it may be waiting most of that (3.2 or 10.3 s
+        # measured; an 8 s bound failed one run in five).
         snapshot = await receive_until(
-            comm, lambda m: m["type"] == "snapshot", timeout=8
+            comm, lambda m: m["type"] == "snapshot", timeout=15
         )
         if not any(n["name"] == "pt-back" for n in snapshot["graph"]["nodes"]):
             await receive_until(
