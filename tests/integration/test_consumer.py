@@ -77,9 +77,18 @@ def session_cookie(db):
     return f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
+class Communicator(WebsocketCommunicator):
+    """A test socket whose handshake may take up to 10 s: the default 1 s
+    failed an accepted socket on a loaded CI machine (the consumer's login
+    and origin checks read the session from the database)."""
+
+    async def connect(self, timeout=10):
+        return await super().connect(timeout)
+
+
 def communicator(path="/ws/topology/?level=container", headers=(ORIGIN,), host=SITE):
     headers = [*headers, host] if host else list(headers)
-    return WebsocketCommunicator(application, path, headers=headers)
+    return Communicator(application, path, headers=headers)
 
 
 class Host:
