@@ -170,11 +170,17 @@ def _columns(values: dict, index: dict[str, int], extra: list[str]) -> dict:
             i = index[flow] = len(index)
             extra.append(flow)
         by_flow.setdefault(i, {})[counter] = value
-    order = sorted(by_flow)
+    return _as_columns(by_flow)
+
+
+def _as_columns(rows: dict[int, dict]) -> dict[str, list]:
+    """Position -> name -> value as columns: ``{"i": [position deltas],
+    name: [value, or None where that position has none]}``."""
+    order = sorted(rows)
     cols: dict[str, list] = {"i": [b - a for a, b in zip([0, *order], order,
                                                           strict=False)]}
-    for counter in sorted({c for v in by_flow.values() for c in v}):
-        cols[counter] = [by_flow[i].get(counter) for i in order]
+    for name in sorted({n for row in rows.values() for n in row}):
+        cols[name] = [rows[i].get(name) for i in order]
     return cols
 
 
@@ -358,12 +364,7 @@ def _containers_patch(records: list, base: list) -> tuple[list | None, dict]:
                if not (v == old[k] and type(v) is type(old[k]))}
         if row:
             moved[pos] = row
-    rows: dict[str, list] = {}
-    if moved:
-        order = sorted(moved)
-        rows["i"] = [b - a for a, b in zip([0, *order], order, strict=False)]
-        for name in sorted({k for row in moved.values() for k in row}):
-            rows[name] = [moved[pos].get(name) for pos in order]
+    rows = _as_columns(moved) if moved else {}
     if not rows and patch == list(range(len(base))):
         return None, rows
     return patch, rows

@@ -21,11 +21,11 @@ from collector.history_format import (
     decode_keyframe,
     decode_keyframes,
     keyframe_of,
+    step_rates,
     totals_since_keyframe,
 )
 from collector.schema import (
     COUNTERS,
-    RATE_COUNTERS,
     ContainerRecord,
     FlowKey,
     HostRecord,
@@ -36,7 +36,6 @@ from collector.schema import (
 
 log = logging.getLogger("portolan.topology.store")
 COUNTER_SET = frozenset(COUNTERS)
-RATE_SET = frozenset(RATE_COUNTERS)
 
 
 @dataclass(slots=True)
@@ -217,9 +216,7 @@ def _apply_snapshot(state: TopologyState, host_id: str, snapshot: dict,
     span = ts - float(since) if isinstance(since, int | float) and since < ts \
         else None
     if span:
-        rates = {f: round(int(v) / span, 3)
-                 for f, v in (snapshot.get("counts") or {}).items()
-                 if v and f.rpartition("\t")[2] in RATE_SET}
+        rates = step_rates(snapshot)
     else:  # a snapshot from before ``since``: the rates it kept
         rates = dict(snapshot.get("rates") or {})
     for key, counters in _flows(host_id, counts, int).items():
