@@ -40,7 +40,7 @@ the profile up to the first map.
 
     .venv/bin/python bench/map_fleet.py [--hosts 500] [--containers 10000]
         [--edges 50000] [--seconds 3] [--runs 1] [--modes lod,off]
-        [--diffs both|live|still] [--still quiet|stopped] [--changing 0.05]
+        [--diffs both|live|still] [--still quiet|stopped] [--changing 0.05] [--metrics]
         [--pace 1,4] [--before-bundle OLD/map.js]
 
 Every ``page.evaluate`` here returns plain data or nothing: Playwright
@@ -116,7 +116,8 @@ class Writers:
         self.stop = mp.Event()
         self.procs = [mp.Process(target=writer, args=(
             redis_url, args.hosts, args.containers, args.edges, i, WRITERS,
-            self.fraction, self.rounds, self.stop), kwargs={"labels": host_labels},
+            self.fraction, self.rounds, self.stop),
+            kwargs={"labels": host_labels, "metrics": args.metrics},
             daemon=True) for i in range(WRITERS)]
 
     def start(self) -> None:
@@ -426,6 +427,9 @@ def main() -> None:
                         help="measure with the writers still, running, or both")
     parser.add_argument("--still", choices=("quiet", "stopped"), default="quiet",
                         help="still: the hosts report no traffic, or stop (SIGSTOP)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="the containers' cgroup metrics move every report, "
+                        "as a collector's do")
     parser.add_argument("--changing", type=float, default=0.05,
                         help="share of the flows with new traffic each second")
     parser.add_argument("--pace", type=lambda s: [float(x) for x in s.split(",")],

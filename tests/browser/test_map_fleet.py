@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.browser.test_map import (  # noqa: F401 - browser: a fixture
     browser,
     log_in,
     map_served,
+    wait_for_figure,
     wait_for_map,
 )
 
@@ -190,22 +192,27 @@ def test_zoomed_in_only_containers_in_view_are_drawn_and_panning_stays_local(
     assert [url for url in requests if "/api/rule-failures/" not in url] == []
 
 
-def test_search_finds_a_container_that_is_not_drawn_and_jumps_to_it(
-        fleet_page, world):
-    page = fleet_page
+def search_and_open(page, name: str, target: str) -> None:
+    """Find ``name`` with the search box and open its panel (Enter)."""
     page.keyboard.press("f")
     page.wait_for_timeout(300)
-    host, index, name = NEEDLE
-    rec = world.containers[host][index]
-    target = f"container:{host}:{rec.id}"
-    assert page.evaluate(
-        f"() => window.portolanMap.cy.getElementById('{target}').empty()")
     page.fill("#search", name)
     page.locator(f"#search-results button[data-id='{target}']").wait_for()
     page.press("#search", "Enter")
     wait_for_map(page, f"m.cy.getElementById('{target}').nonempty() && "
                        f"m.cy.getElementById('{target}').selected()")
     page.locator("#details").wait_for(state="visible")
+
+
+def test_search_finds_a_container_that_is_not_drawn_and_jumps_to_it(
+        fleet_page, world):
+    page = fleet_page
+    host, index, name = NEEDLE
+    rec = world.containers[host][index]
+    target = f"container:{host}:{rec.id}"
+    assert page.evaluate(
+        f"() => window.portolanMap.cy.getElementById('{target}').empty()")
+    search_and_open(page, name, target)
     assert page.locator("#details .details-title").text_content() == rec.name
     wait_for_map(page, "!m.cy.animated()")
     # In view, close enough to read, and the view's part drawn around it.
@@ -276,3 +283,61 @@ def test_diffs_move_the_tile_sums_as_a_fresh_sum_would(fleet_page, world, redis_
                  timeout_ms=120_000)
     again = page.evaluate("() => window.portolanMap.checkTileSums()")
     assert again["differences"] == [] and again["count"] == 0, again
+
+
+def test_a_drawn_containers_panel_follows_its_moved_metrics(
+        fleet_page, world, redis_server):
+    """Metrics that moved (``updated_metrics``) go into the node the page
+    holds without a redraw; the panel of a drawn container shows them, also
+    once a redraw left the element an earlier object of the node
+    (livemap.js refreshAttrs: here, after its processes changed). The host
+    reports every 0.5 s throughout, as a live collector does, so that no
+    other change (its reporting flag) redraws the container meanwhile."""
+    from collector.reporter import HostReport, RedisReporter, redis_client
+    from collector.schema import HostRecord, Keys, container_node_id
+
+    page = fleet_page
+    host, index, name = NEEDLE
+    records = [dataclasses.replace(r) for r in world.containers[host]]
+    target = container_node_id(host, records[index].id)
+    reporter = RedisReporter(redis_client(redis_server.url), Keys("portolan"),
+                             node_ttl=NODE_TTL)
+    lock, stop = threading.Lock(), threading.Event()
+
+    def report() -> None:
+        with lock:
+            reporter.report(HostReport(
+                host=HostRecord(id=host, hostname=host, mode="ebpf",
+                                labels=host_labels(host)),
+                containers=list(records),
+                addrs={r.ips[0]: container_node_id(host, r.id) for r in records},
+                flows=Counter(), interval=0.5))
+
+    def collector() -> None:
+        while not stop.wait(0.5):
+            report()
+
+    def change(**changes) -> None:
+        with lock:
+            records[index] = dataclasses.replace(records[index], **changes)
+        report()
+
+    metrics = {"cpu_cores": 0.5, "memory_usage_bytes": 64_000_000, "pids": 3}
+    change(metrics=dict(metrics))
+    thread = threading.Thread(target=collector, daemon=True)
+    thread.start()
+    try:
+        search_and_open(page, name, target)
+        wait_for_figure(page, "CPU", "0.50 cores", timeout_ms=60_000)
+        change(processes=[{"pid": 7, "command": "app", "user": "root", "port": 8080}])
+        wait_for_map(page, f"(m.heldNode('{target}').processes || []).length === 1",
+                     timeout_ms=60_000)
+        change(metrics={**metrics, "cpu_cores": 2.5})
+        wait_for_figure(page, "CPU", "2.5 cores", timeout_ms=60_000)
+        assert page.evaluate(
+            f"() => window.portolanMap.cy.getElementById('{target}')"
+            ".data('attrs').metrics") == {**metrics, "cpu_cores": 2.5}
+    finally:
+        stop.set()
+        thread.join()
+        reporter.client.close()

@@ -11,6 +11,7 @@ from tests.browser.test_map import (  # noqa: F401 - the module's fixtures
     log_in,
     page,
     server,
+    wait_for_figure,
     wait_for_live,
     wait_for_map,
 )
@@ -55,3 +56,51 @@ def test_an_edge_takes_its_changed_counters_and_keeps_the_rest(
     assert after["connections"] == 7 and after["connections_per_s"] == 5
     assert after["bytes_sent"] == 500  # not in the update: kept
     assert after.keys() == before.keys()
+
+
+def test_a_container_takes_its_moved_metrics_and_keeps_the_rest(
+        page, redis_server):  # noqa: F811 - the fixture
+    """The builder sends a container's moved figures alone
+    (``updated_metrics``); the panel shows them, also after an update that
+    gave the node a new object (its processes changed)."""
+    frames: list[dict] = []
+    page.on("websocket", lambda ws: ws.on(
+        "framereceived", lambda frame: frames.append(json.loads(
+            unpack_frame(frame) if isinstance(frame, bytes) else frame))))
+    host = FakeHost(redis_server.url)
+    metrics = {"cpu_cores": 0.5, "memory_working_set_bytes": 48_000_000,
+               "memory_usage_bytes": 64_000_000, "pids": 3}
+    host.add("c-app", "pt-app", "10.88.21.2", metrics=dict(metrics))
+    host.report()
+    log_in(page, "/?level=container")
+    wait_for_live(page, "container")
+    app = host.node("c-app")
+    wait_for_map(page, "m.nodeNames().includes('pt-app')")
+    point = page.evaluate(f"() => window.portolanMap.pagePosition({app!r})")
+    page.mouse.click(point["x"], point["y"])
+    page.locator("#details").wait_for(state="visible")
+    wait_for_figure(page, "CPU", "0.50 cores")
+
+    [record] = host.containers
+    record.metrics = {**metrics, "cpu_cores": 2.5}
+    host.report()
+    wait_for_figure(page, "CPU", "2.5 cores", timeout_ms=30_000)
+    sent = [u for f in frames if f.get("type") == "diff"
+            for u in f.get("updated_metrics", []) if u["id"] == app]
+    assert sent and sent[-1]["metrics"] == {"cpu_cores": 2.5}, sent
+    assert not any("metrics" in u for f in frames if f.get("type") == "diff"
+                   for u in f.get("updated_nodes", []) if u["id"] == app)
+    held = page.evaluate(
+        f"() => window.portolanMap.cy.getElementById({app!r}).data('attrs').metrics")
+    assert held == {**metrics, "cpu_cores": 2.5}
+
+    # The processes change (a new object for the node), then the memory.
+    record.processes = [{"node": f"{app}:p", "pids": [7], "cmdline": "app"}]
+    host.report()
+    wait_for_map(page, f"(m.cy.getElementById({app!r}).data('attrs').processes"
+                       " || []).length === 1")
+    record.metrics = {**metrics, "cpu_cores": 2.5,
+                      "memory_working_set_bytes": 96_000_000}
+    host.report()
+    wait_for_figure(page, "memory", "96.0MB", timeout_ms=30_000)
+    wait_for_figure(page, "CPU", "2.5 cores")

@@ -169,3 +169,41 @@ def test_diff_messages_applied_in_order_equal_the_whole(nodes, limit):
     assert result["nodes"] == sorted(new["nodes"], key=lambda n: n["id"])
     assert result["links"] == sorted(
         new["links"], key=lambda e: (e["source"], e["target"]))
+
+
+# Nodes with metrics, some figures moving, some going away, some nodes
+# without metrics or with something else under the name.
+metric_values = st.one_of(st.integers(-5, 5), st.floats(allow_nan=False), st.none())
+metric_dicts = st.dictionaries(st.sampled_from(["cpu", "mem", "pids", "rx"]),
+                               metric_values, max_size=4)
+metric_nodes = st.dictionaries(
+    ids, st.one_of(metric_dicts, st.none(), st.just("n/a")), max_size=5)
+
+
+def metric_graph(metrics: dict) -> dict:
+    return graph([node(n, **({} if m is None else {"metrics": m}))
+                  for n, m in sorted(metrics.items())])
+
+
+@given(metric_nodes, metric_nodes)
+def test_a_partial_diff_with_metrics_applies_to_the_new_graph(old, new):
+    before, after = metric_graph(old), metric_graph(new)
+    diff = graph_diff(before, after, partial=True)
+    assert apply_diff(before, diff)["nodes"] == after["nodes"]
+    for text in encode_diff(diff, 60):
+        before = apply_diff(before, json.loads(text))
+    assert before["nodes"] == after["nodes"]
+
+
+def test_only_the_metrics_that_moved_are_sent():
+    old = graph([node("a", metrics={"cpu": 1, "mem": 4096, "pids": 3})])
+    new = graph([node("a", metrics={"cpu": 2, "mem": 4096, "pids": 3})])
+    diff = graph_diff(old, new, partial=True)
+    assert diff["updated_metrics"] == [{"id": "a", "metrics": {"cpu": 2}}]
+    assert not diff["updated_nodes"] and not diff["changed_nodes"]
+    # A figure that went away: the node's metrics whole, as a key of the node.
+    gone = graph([node("a", metrics={"cpu": 2}, status="critical")])
+    diff = graph_diff(old, gone, partial=True)
+    assert diff["updated_nodes"] == [
+        {"id": "a", "status": "critical", "metrics": {"cpu": 2}}]
+    assert not diff["updated_metrics"]

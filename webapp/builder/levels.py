@@ -32,7 +32,7 @@ from webapp.anomalies.merge import (
     worse,
 )
 from webapp.anomalies.status import severity_rank
-from webapp.maps.diff import changed_keys, empty_diff, graph_diff
+from webapp.maps.diff import changed_keys, empty_diff, graph_diff, node_update
 from webapp.topology.graph import (
     EDGE_ATTRS,
     client_view,
@@ -211,7 +211,7 @@ class LevelView:
                 if update is None:  # a key went away (``because_of``)
                     diff["changed_nodes"].append(new)
                 else:
-                    diff["updated_nodes"].append(update)
+                    node_update(diff, node, update)
         for (u, v), link in g.links.items():
             new = {"status": link.get("status"), "reasons": link.get("reasons")}
             if active:
@@ -271,7 +271,7 @@ class LevelView:
             changes = dict(filterfalse(node.items().__contains__, source.items()))
             if changes:
                 g.nodes[node_id] = {**node, **changes}
-                diff["updated_nodes"].append({"id": node["id"], **changes})
+                node_update(diff, node, {"id": node["id"], **changes})
         return diff
 
 

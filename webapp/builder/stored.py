@@ -25,6 +25,7 @@ from webapp.builder.keys import (
     decode_entry,
     decode_snapshot_blob,
 )
+from webapp.maps.diff import apply_diff_to
 
 __all__ = ["WATCH_TTL", "StoredGraph", "encode_fresh", "mark_watched",
            "stored_client", "stored_graph"]
@@ -143,22 +144,7 @@ class StoredGraph:
     def _apply(self, texts: list[str]) -> None:
         """One step's diff messages, applied in place (``diff.apply_diff``)."""
         for text in texts:
-            diff = json.loads(text)
-            for node_id in diff.get("removed_nodes", ()):
-                self.nodes.pop(node_id, None)
-            for node in (*diff.get("added_nodes", ()), *diff.get("changed_nodes", ())):
-                self.nodes[node["id"]] = node
-            for update in diff.get("updated_nodes", ()):
-                if update["id"] in self.nodes:
-                    self.nodes[update["id"]] = {**self.nodes[update["id"]], **update}
-            for source, target in diff.get("removed_edges", ()):
-                self.links.pop((source, target), None)
-            for edge in (*diff.get("added_edges", ()), *diff.get("changed_edges", ())):
-                self.links[(edge["source"], edge["target"])] = edge
-            for update in diff.get("updated_links", ()):
-                key = (update["source"], update["target"])
-                if key in self.links:
-                    self.links[key] = {**self.links[key], **update}
+            apply_diff_to(self.nodes, self.links, json.loads(text))
 
 
 _COPIES: dict[str, StoredGraph] = {}

@@ -8,8 +8,14 @@ diff, as only the keys whose values changed (``updated_nodes``: ``id`` and
 those keys; ``updated_links``: ``source``, ``target`` and those keys), which
 the client merges into what it holds: at 50,000 edges whose counters all
 move, a whole edge is about four times its changes. A key that disappears
-still sends the whole node or edge. Messages without the ``updated_*``
-fields (older builders) mean the same as before.
+still sends the whole node or edge. A node's ``metrics`` (a container's
+~22 cgroup figures, most of them moving every report) go in a partial diff
+as only the figures that moved (``updated_metrics``: ``id`` and ``metrics``,
+merged into the node's own ``metrics``): at 10,000 containers whose CPU and
+memory move every second, a whole metrics dict is about twice its changes.
+Messages without the ``updated_*`` fields (older builders) mean the same as
+before; a web tier older than the builder ignores ``updated_metrics`` (its
+maps' hover cards keep the figures of the last snapshot).
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ import orjson
 __all__ = [
     "DIFF_FIELDS",
     "apply_diff",
+    "apply_diff_to",
     "changed_keys",
     "empty_diff",
     "encode_diff",
     "encode_snapshot",
     "graph_diff",
     "is_empty",
+    "node_update",
     "split_diff",
     "split_snapshot",
 ]
@@ -36,6 +44,7 @@ DIFF_FIELDS = (
     "removed_nodes",
     "changed_nodes",
     "updated_nodes",
+    "updated_metrics",
     "added_edges",
     "removed_edges",
     "changed_edges",
@@ -107,10 +116,36 @@ def _add_change(diff: dict, kind: str, old: dict, new: dict, partial: bool) -> N
         keep = ("id",) if kind == "nodes" else _ENDS
         update = changed_keys(old, new, keep)
         if update is not None:
-            diff["updated_nodes" if kind == "nodes" else "updated_links"].append(
-                update)
+            if kind == "nodes":
+                node_update(diff, old, update)
+            else:
+                diff["updated_links"].append(update)
             return
     diff["changed_nodes" if kind == "nodes" else "changed_edges"].append(new)
+
+
+def node_update(diff: dict, old: dict, update: dict) -> None:
+    """Put node ``old``'s partial ``update`` (``id`` and its changed keys) in
+    ``diff``: a new ``metrics`` as only the figures that moved
+    (``updated_metrics``) when it keeps every figure ``old`` had, the rest
+    in ``updated_nodes``.
+
+    >>> d = empty_diff()
+    >>> node_update(d, {"id": "x", "metrics": {"cpu": 1, "pids": 3}},
+    ...             {"id": "x", "metrics": {"cpu": 2, "pids": 3}})
+    >>> d["updated_metrics"], d["updated_nodes"]
+    ([{'id': 'x', 'metrics': {'cpu': 2}}], [])
+    """
+    metrics, before = update.get("metrics"), old.get("metrics")
+    if isinstance(metrics, dict) and isinstance(before, dict):
+        moved = changed_keys(before, metrics, keep=())
+        if moved is not None:
+            update = {k: v for k, v in update.items() if k != "metrics"}
+            if moved:
+                diff["updated_metrics"].append({"id": update["id"], "metrics": moved})
+            if len(update) == 1:  # the id alone: only metrics moved
+                return
+    diff["updated_nodes"].append(update)
 
 
 def empty_diff() -> dict:
@@ -140,6 +175,18 @@ def apply_diff(payload: dict, diff: dict) -> dict:
     """
     nodes = _nodes(payload)
     edges = _edges(payload)
+    apply_diff_to(nodes, edges, diff)
+    return {
+        **{k: v for k, v in payload.items() if k not in ("nodes", "links")},
+        "nodes": [nodes[n] for n in sorted(nodes)],
+        "links": [edges[e] for e in sorted(edges)],
+    }
+
+
+def apply_diff_to(nodes: dict, edges: dict, diff: dict) -> None:
+    """Apply ``diff`` to ``nodes`` (id -> node) and ``edges`` ((source,
+    target) -> edge) in place; the nodes and edges themselves are replaced,
+    never changed, so whoever holds one keeps what it was."""
     for node_id in diff.get("removed_nodes", ()):
         nodes.pop(node_id, None)
     for node in (*diff.get("added_nodes", ()), *diff.get("changed_nodes", ())):
@@ -147,6 +194,12 @@ def apply_diff(payload: dict, diff: dict) -> dict:
     for update in diff.get("updated_nodes", ()):
         if update["id"] in nodes:
             nodes[update["id"]] = {**nodes[update["id"]], **update}
+    for update in diff.get("updated_metrics", ()):
+        node = nodes.get(update["id"])
+        if node is not None:
+            metrics = node.get("metrics")
+            nodes[update["id"]] = {**node, "metrics": {
+                **(metrics if isinstance(metrics, dict) else {}), **update["metrics"]}}
     for source, target in diff.get("removed_edges", ()):
         edges.pop((source, target), None)
     for edge in (*diff.get("added_edges", ()), *diff.get("changed_edges", ())):
@@ -155,11 +208,6 @@ def apply_diff(payload: dict, diff: dict) -> dict:
         key = (update["source"], update["target"])
         if key in edges:
             edges[key] = {**edges[key], **update}
-    return {
-        **{k: v for k, v in payload.items() if k not in ("nodes", "links")},
-        "nodes": [nodes[n] for n in sorted(nodes)],
-        "links": [edges[e] for e in sorted(edges)],
-    }
 
 
 def _encode_bytes(item) -> bytes:
