@@ -16,6 +16,7 @@
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import path from "node:path";
+import { random, world } from "./fleet_world.mjs";
 
 const args = process.argv.slice(2);
 const roundsAt = args.indexOf("--rounds");
@@ -24,42 +25,7 @@ const trees = [["after", path.resolve(new URL("../frontend/src", import.meta.url
 const old = args.find((a, i) => !a.startsWith("--") && (roundsAt < 0 || i !== roundsAt + 1));
 if (old) trees.unshift(["before", path.resolve(old)]);
 
-const HOSTS = 500;
-const PER_HOST = 20;
-const EDGES = 47533;
 const CHANGED = 5000;
-
-function random(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-function world() {
-  const rnd = random(17);
-  const nodes = [];
-  for (let h = 0; h < HOSTS; h += 1) {
-    const zone = h % 12;
-    nodes.push({ id: `host:h${h}`, type: "host", name: `h${h}`, status: "ok",
-      labels: { region: `r${zone % 3}`, zone: `z${zone}` } });
-    for (let c = 0; c < PER_HOST; c += 1) {
-      nodes.push({ id: `c:h${h}:${c}`, type: "container", parent: `host:h${h}`,
-        name: `c${c}`, status: "ok" });
-    }
-  }
-  const containers = nodes.filter((n) => n.type === "container").map((n) => n.id);
-  const links = new Map();
-  while (links.size < EDGES) {
-    const source = containers[Math.floor(rnd() * containers.length)];
-    const target = containers[Math.floor(rnd() * containers.length)];
-    if (source === target || links.has(`${source}|${target}`)) continue;
-    links.set(`${source}|${target}`, { source, target, connections: Math.floor(rnd() * 1000),
-      connections_per_s: rnd() * 20, bytes: Math.floor(rnd() * 1e6), status: "ok" });
-  }
-  return { nodes, links: [...links.values()] };
-}
 
 // A diff of ``count`` whole changed edges of ``model`` (``ids``: its edge
 // ids): the rate moved, or (``summed`` false) only the bytes.
