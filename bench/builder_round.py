@@ -110,6 +110,10 @@ def main() -> None:
     parser.add_argument("--python-gc", action="store_true",
                         help="leave Python's automatic garbage collection on "
                              "(the builder before webapp/round_collector.py)")
+    parser.add_argument("--young-every", type=float, default=None,
+                        help="seconds (rounds) between young garbage collections "
+                             "when no round built a graph (default: the builder's); "
+                             "0: after every round")
     args = parser.parse_args()
 
     import os
@@ -118,7 +122,11 @@ def main() -> None:
     import django
 
     django.setup()
-    from webapp.builder.builder import BuilderSettings, GraphBuilder
+    from webapp.builder.builder import (
+        YOUNG_COLLECTION_S,
+        BuilderSettings,
+        GraphBuilder,
+    )
     from webapp.builder.keys import GraphKeys
     from webapp.builder.stored import mark_watched
 
@@ -134,6 +142,14 @@ def main() -> None:
         builder = GraphBuilder(client, BuilderSettings(node_ttl=3600,
                                                        collector_ttl=3600))
         mark_watched(client, GraphKeys(), args.level, ttl=3600)
+        # The builder's young collections come every few seconds of rounds
+        # (round_collector.py); here a round stands for one second of reports
+        # whatever it takes to write them, so the collector's clock is the
+        # rounds' (``--young-every 0``: after every round, as before).
+        rounds_clock = [0.0]
+        builder.collector.clock = lambda: rounds_clock[0]
+        builder.collector.young_every = (YOUNG_COLLECTION_S if args.young_every is None
+                                         else args.young_every)
         if not args.python_gc:  # as manage.py builder does
             builder.collector.take_over()
         report_round(reporters, world, addrs, 1.0, rng)
@@ -175,6 +191,7 @@ def main() -> None:
                         flows=Counter({(new, "connections"): 1})))
                 hosts = sorted(report_round(reporters, world, addrs, share, rng,
                                             moving))
+                rounds_clock[0] += 1.0
                 batches = [hosts[i::args.steps] for i in range(args.steps)]
                 stored_at = builder.stored[args.level].snapshot_at
                 c0, w0 = time.process_time(), time.perf_counter()

@@ -49,3 +49,29 @@ def test_rounds_collect_young_cycles_and_the_heap_now_and_then():
         collector.release()
     assert gc.isenabled(), "released: Python collects again"
     assert collector.after_round() == 0
+
+
+def test_young_collections_wait_for_young_every_unless_a_round_built():
+    now = [0.0]
+    collector = RoundCollector(full_every=600.0, clock=lambda: now[0],
+                               young_every=5.0)
+    gc.collect()
+    collector.take_over()
+    try:
+        young = cycle()
+        now[0] = 1.0
+        assert collector.after_round(built=False) == 0
+        assert young() is not None, "not yet: a round that built nothing waits"
+        now[0] = 5.0
+        assert collector.after_round(built=False) >= 2
+        assert young() is None, "young_every after the last one: collected"
+        built = cycle()
+        now[0] = 6.0
+        assert collector.after_round(built=True) >= 2
+        assert built() is None, "a round that built a graph frees its cycles now"
+        again = cycle()
+        now[0] = 7.0
+        assert collector.after_round(built=False) == 0
+        assert again() is not None, "the spacing counts from the last collection"
+    finally:
+        collector.release()

@@ -55,6 +55,8 @@ __all__ = ["BuilderSettings", "GraphBuilder", "Publication", "RoundTimes",
 log = logging.getLogger("portolan.builder")
 
 MESSAGE_LIMIT = 512 * 1024  # bytes of JSON per socket message (Daphne: 1 MiB)
+# Seconds between young garbage collections when no round built a graph.
+YOUNG_COLLECTION_S = 5.0
 
 
 def encode_message(message: dict) -> str:
@@ -171,7 +173,10 @@ class GraphBuilder:
         self.active = False
         self.steps = 0
         self.full_builds = 0
-        self.collector = RoundCollector()  # takes over only when asked
+        # Takes over only when asked; young collections every 5 s or after
+        # a build (round_collector.py: a round of moving metrics replaces
+        # every record, dead by the next collection).
+        self.collector = RoundCollector(young_every=YOUNG_COLLECTION_S)
         self._reset()
 
     @classmethod
@@ -233,9 +238,10 @@ class GraphBuilder:
     def step(self, reported: set[str], now: float | None = None
              ) -> list[Publication]:
         """Update the levels from the hosts in ``reported``; store the diffs."""
+        builds = self.full_builds
         publications = self.publications(self.update(reported, now))
         publications += self.store(publications)
-        self.collector.after_round()
+        self.collector.after_round(built=self.full_builds != builds)
         return publications
 
     def update(self, reported: set[str], now: float | None = None
@@ -437,6 +443,7 @@ class GraphBuilder:
                 while not (stop.is_set() or lost.is_set()):
                     times = RoundTimes(time.time(), len(reported))
                     last = loop_time()
+                    builds = self.full_builds
                     publications = await asyncio.to_thread(
                         lambda r=reported: self.publications(self.update(r)))
                     times.updated = time.time()
@@ -457,7 +464,7 @@ class GraphBuilder:
                     if late and not early:
                         times.published = time.time()
                     self._record(times, publications + reloads)
-                    self.collector.after_round()
+                    self.collector.after_round(built=self.full_builds != builds)
                     reported = await self._notices(pubsub, last)
         finally:
             renew.cancel()
