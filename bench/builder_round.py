@@ -114,6 +114,9 @@ def main() -> None:
                         help="seconds (rounds) between young garbage collections "
                              "when no round built a graph (default: the builder's); "
                              "0: after every round")
+    parser.add_argument("--metric-nodes", type=float, default=None,
+                        help="nodes whose metrics alone moved redrawn per second "
+                             "at most (default: the builder's); 0: all, every round")
     args = parser.parse_args()
 
     import os
@@ -139,8 +142,10 @@ def main() -> None:
         client = redis_client(server.url)
         # Hosts stay live and never count as silent however slow a round is
         # here (a silent host would rebuild every level).
-        builder = GraphBuilder(client, BuilderSettings(node_ttl=3600,
-                                                       collector_ttl=3600))
+        conf = BuilderSettings(node_ttl=3600, collector_ttl=3600)
+        if args.metric_nodes is not None:
+            conf.metric_nodes_per_s = args.metric_nodes
+        builder = GraphBuilder(client, conf)
         mark_watched(client, GraphKeys(), args.level, ttl=3600)
         # The builder's young collections come every few seconds of rounds
         # (round_collector.py); here a round stands for one second of reports
@@ -154,7 +159,7 @@ def main() -> None:
             builder.collector.take_over()
         report_round(reporters, world, addrs, 1.0, rng)
         t0 = time.process_time()
-        builder.step(set(world.containers))
+        builder.step(set(world.containers), now=rounds_clock[0])
         print(f"first build and store: {time.process_time() - t0:.2f} s CPU")
         profile = cProfile.Profile() if args.profile else None
         phases = {"typical": ("~5 % of flows change", 0.05, False),
@@ -174,9 +179,9 @@ def main() -> None:
             moving = key == "metrics"
             # settles the rates
             report_round(reporters, world, addrs, share, rng, moving)
-            builder.step(set(world.containers))
+            builder.step(set(world.containers), now=rounds_clock[0])
             full_before = builder.full_builds
-            cpu, wall, snapshots, marks = [], [], 0, []
+            cpu, wall, snapshots, marks, lags = [], [], 0, [], []
             for round_no in range(args.rounds):
                 if analyzer:
                     publish_verdict(client, warned, round_no + 1)
@@ -197,8 +202,9 @@ def main() -> None:
                 c0, w0 = time.process_time(), time.perf_counter()
                 if profile:
                     profile.enable()
-                for batch in batches:
-                    builder.step(set(batch))
+                for i, batch in enumerate(batches):
+                    # A round is one second of reports, on the rounds' clock.
+                    builder.step(set(batch), now=rounds_clock[0] + i / args.steps)
                 if profile:
                     profile.disable()
                 cpu.append(time.process_time() - c0)
@@ -206,6 +212,7 @@ def main() -> None:
                 stored = builder.stored[args.level].snapshot_at != stored_at
                 snapshots += stored
                 marks.append("*" if stored else "")
+                lags.append(builder.metrics_lag(rounds_clock[0] + 1.0))
             rounds = " ".join(f"{c:.3f}{m}"
                               for c, m in zip(cpu, marks, strict=True))
             plain = sorted(c for c, m in zip(cpu, marks, strict=True) if not m)
@@ -217,7 +224,9 @@ def main() -> None:
                   f"{f'{plain[len(plain) // 2]:.3f} s' if plain else 'none'}; "
                   f"mean {statistics.fmean(cpu):.3f} s (the goal's work per "
                   "second of updates, the snapshots' share included); full "
-                  f"rebuilds {builder.full_builds - full_before}")
+                  f"rebuilds {builder.full_builds - full_before}; moved metrics "
+                  f"waiting to be drawn at most {max(lags):.2f} s, "
+                  f"{len(builder.metrics_due)} nodes at the end")
             gkeys = GraphKeys()
             snap_b = client.memory_usage(gkeys.snapshot(args.level), samples=0) or 0
             diffs_b = client.memory_usage(gkeys.diffs(args.level), samples=0) or 0

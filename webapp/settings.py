@@ -90,7 +90,13 @@ PORTOLAN = {
     "HISTORY_COARSE_STEP": COLLECTOR.history_coarse_step,
     "HISTORY_WINDOW": COLLECTOR.history_window,
     "TRACE_UDP": COLLECTOR.trace_udp,
+    # Nodes whose metrics alone moved that the graph builder redraws a
+    # second at most (0: all of them, every round).
+    "BUILDER_METRIC_NODES": env_float("PORTOLAN_BUILDER_METRIC_NODES", 2000.0),
 }
+if PORTOLAN["BUILDER_METRIC_NODES"] < 0:
+    raise ImproperlyConfigured("PORTOLAN_BUILDER_METRIC_NODES must be 0 or more, "
+                               f"not {PORTOLAN['BUILDER_METRIC_NODES']}")
 if PORTOLAN["COLLECTOR_TTL"] <= 0:
     raise ImproperlyConfigured(
         f"PORTOLAN_COLLECTOR_TTL must be positive, not {PORTOLAN['COLLECTOR_TTL']}")

@@ -242,3 +242,49 @@ def test_a_costly_rebuild_is_paced_and_counters_move_meanwhile(reporters,
     for level in LEVELS:
         assert_same(level, stored_payload(redis_client, level),
                     full.views[level].graph.payload())
+
+
+def metric_ids(diff: dict) -> set[str]:
+    """Nodes whose metrics a diff redraws (moved figures, or whole nodes)."""
+    return {n["id"] for part in ("updated_metrics", "updated_nodes")
+            for n in diff.get(part, ()) if "metrics" in n}
+
+
+def test_moved_metrics_wait_their_turn_and_flows_never_wait(reporters,
+                                                           redis_client):
+    """With more nodes' metrics moving than ``metric_nodes_per_s`` allows, a
+    second redraws that many, longest waiting first; flows' counters are
+    not held back meanwhile; once the metrics rest, every level catches up
+    with a full build."""
+    containers, addrs, flows = fleet()
+    rng = random.Random(11)
+    builder = GraphBuilder(redis_client, BuilderSettings(
+        all_levels=True, snapshot_interval=600, metric_nodes_per_s=5))
+    report_round(reporters, containers, addrs, flows, 1.0, rng)
+    builder.step(set(HOSTS), now=100.0)
+    every = {container_node_id(h, r.id) for h, rs in containers.items()
+             for r in rs}
+
+    move_metrics(containers, rng, 1.0)
+    report_round(reporters, containers, addrs, flows, 0.5, rng)
+    diff = builder.update(set(HOSTS), now=101.0)["container"]
+    first = metric_ids(diff)
+    assert len(first) == 5 and first < every
+    assert diff["updated_links"], "flow counters are never held back"
+    assert len(builder.metrics_due) == len(every) - 5
+
+    move_metrics(containers, rng, 1.0)  # all move again: the waiting go first
+    report_round(reporters, containers, addrs, flows, 0.0, rng)
+    second = metric_ids(builder.update(set(HOSTS), now=102.0)["container"])
+    assert len(second) == 5 and not second & first
+    assert builder.metrics_lag(102.0) == 1.0  # the rest waited a second
+
+    for now in (103.0, 104.0, 105.0):  # nothing moves any more
+        builder.step(set(), now=now)
+    assert not builder.metrics_due and builder.metrics_lag(105.0) == 0.0
+    full = GraphBuilder(redis_client, BuilderSettings(all_levels=True))
+    full.update(set(HOSTS))
+    for level in LEVELS:
+        assert_same(level, builder.views[level].graph.payload(),
+                    full.views[level].graph.payload())
+    assert builder.full_builds == 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -98,6 +99,15 @@ class BuilderSettings:
     # being updated meanwhile. A small fleet rebuilds at once.
     rebuild_pacing: float = 4.0
     pace_above: float = 0.25
+    # Nodes whose metrics alone moved, redrawn per second at most (0: no
+    # limit). On real hosts every container's metrics move every report; at
+    # 10,000 containers redrawing all of them each second was most of the
+    # builder's round. Beyond this rate the nodes that have waited longest
+    # go first, so a node's figures on the map are at most (moving nodes /
+    # rate) seconds old: every second below it. Flows, errors, verdicts and
+    # shapes are never held back; the node API (the details panel) reads
+    # Redis and is always current.
+    metric_nodes_per_s: float = 2000.0
 
 
 @dataclass(slots=True)
@@ -189,7 +199,8 @@ class GraphBuilder:
                               socket_connect_timeout=1.0, socket_timeout=5.0)
         values = {"prefix": conf["KEY_PREFIX"], "node_ttl": conf["NODE_TTL"],
                   "collector_ttl": conf["COLLECTOR_TTL"],
-                  "lease_ttl": conf.get("BUILDER_LEASE_TTL", 3.0)}
+                  "lease_ttl": conf.get("BUILDER_LEASE_TTL", 3.0),
+                  "metric_nodes_per_s": conf.get("BUILDER_METRIC_NODES", 2000.0)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(client, BuilderSettings(**values))
 
@@ -205,6 +216,12 @@ class GraphBuilder:
         self.build_cost = 0.0  # CPU seconds of the last full build
         self.built_at = -math.inf  # monotonic time it ended
         self.current: set[str] = set()  # levels brought up to date by the update
+        # Nodes whose metrics moved and are not redrawn yet, longest waiting
+        # first, with the time they began to wait (``metric_nodes_per_s``),
+        # and the redraws the rate allows now.
+        self.metrics_due: dict[str, float] = {}
+        self.metric_allowance = 0.0
+        self.metrics_at: float | None = None
 
     # ------------------------------------------------------------ takeover
 
@@ -278,15 +295,50 @@ class GraphBuilder:
             # A new verdict alone: judge the kept levels again, in place.
             for level in sorted(watched - full):
                 diffs[level] = self.views[level].reapply(analysis, silent)
-        if change.flows or change.nodes:
-            sources = self._node_sources(change.nodes)
+        nodes = self._metrics_now(change.nodes, now, rebuilt=watched <= full)
+        if change.flows or nodes:
+            sources = self._node_sources(nodes)
             for level in sorted(watched - full):
                 diffs[level] = _then(diffs.get(level), self.views[level].update(
-                    self.fleet.state, change.flows, change.nodes, analysis, sources))
+                    self.fleet.state, change.flows, nodes, analysis, sources))
         if judged_again or change.flows or change.nodes:
             self.stale.update(set(LEVELS) - watched)
         self.current = watched
         return diffs
+
+    def _metrics_now(self, moved: set[str], now: float, rebuilt: bool) -> set[str]:
+        """The nodes whose moved metrics are redrawn this round: all of them
+        while the rate allows, else the longest waiting (the others wait).
+        ``rebuilt``: every watched level was just built from the records."""
+        due = self.metrics_due
+        if rebuilt:
+            due.clear()
+            return set()
+        rate = self.conf.metric_nodes_per_s
+        if rate <= 0:
+            return set(moved)
+        for node_id in moved:
+            due.setdefault(node_id, now)  # keeps its place if waiting
+        elapsed = 1.0 if self.metrics_at is None else max(0.0, now - self.metrics_at)
+        self.metrics_at = now
+        # At most a second's worth: an idle spell buys no later burst.
+        self.metric_allowance = min(rate, self.metric_allowance + rate * elapsed)
+        if len(due) <= self.metric_allowance:
+            taken = set(due)
+            due.clear()
+        else:
+            taken = set(itertools.islice(due, int(self.metric_allowance)))
+            for node_id in taken:
+                del due[node_id]
+        self.metric_allowance -= len(taken)
+        return taken
+
+    def metrics_lag(self, now: float) -> float:
+        """Seconds the longest waiting node's moved metrics have waited to be
+        redrawn (0 when none waits)."""
+        for since in self.metrics_due.values():
+            return max(0.0, now - since)
+        return 0.0
 
     def _rebuild_due(self) -> bool:
         """Whether a change of shape may rebuild now (``rebuild_pacing``)."""
