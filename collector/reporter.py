@@ -384,13 +384,20 @@ class RedisReporter:
         pipe.getset(k.applied(host_id), sent.batch_id)
         pipe.expire(k.applied(host_id), self.flow_ttl)
         pipe.set(k.host(host_id), report.host.to_json(), ex=self.node_ttl)
-        pipe.delete(k.containers(host_id))
+        # A container's metrics apart from the rest of its record: they move
+        # every report, the rest seldom (collector.schema: P:metrics).
+        pipe.delete(k.containers(host_id), k.container_metrics(host_id))
         if report.containers:
             pipe.hset(
                 k.containers(host_id),
-                mapping={c.id: c.to_json() for c in report.containers},
+                mapping={c.id: c.identity_json() for c in report.containers},
             )
             pipe.expire(k.containers(host_id), self.node_ttl)
+            metrics = {c.id: c.metrics_json() for c in report.containers
+                       if c.metrics}
+            if metrics:
+                pipe.hset(k.container_metrics(host_id), mapping=metrics)
+                pipe.expire(k.container_metrics(host_id), self.node_ttl)
         pipe.delete(k.addrs(host_id))
         if report.addrs:
             pipe.hset(k.addrs(host_id), mapping=report.addrs)

@@ -18,7 +18,15 @@ Redis.
 
 ``P:collectors``            ZSET  host id -> unix time of its last report
 ``P:host:{host}``           STR   JSON host attributes (name, kernel, mode); TTL
-``P:containers:{host}``     HASH  container id -> JSON container attributes; TTL
+``P:containers:{host}``     HASH  container id -> JSON container attributes
+                                   but its metrics; TTL
+``P:metrics:{host}``        HASH  container id -> JSON of its latest cgroup
+                                   metrics, apart from the record: they move
+                                   every report, the rest seldom, and the
+                                   graph builder parses a record only when it
+                                   changed. Collectors before it kept them in
+                                   the record; readers merge both
+                                   (``container_from_keys``); TTL
 ``P:addrs:{host}``          HASH  address -> node id owning it on that host: a bare
                                    IP (a container's, or the host's own) or
                                    ``ip:port/proto`` for a published port. The
@@ -103,6 +111,7 @@ __all__ = [
     "HostRecord",
     "SchemaError",
     "Keys",
+    "container_from_keys",
     "container_node_id",
     "decode_snapshot",
     "decode_snapshot_counts",
@@ -112,6 +121,7 @@ __all__ = [
     "loopback_address",
     "make_address_target",
     "make_flow_field",
+    "metrics_loads",
     "parse_address_target",
     "published_address",
     "parse_flow_field",
@@ -473,6 +483,9 @@ class Keys:
     def ids(self, host_id: str) -> str:
         return f"{self.prefix}:ids:{self._tag(host_id)}"
 
+    def container_metrics(self, host_id: str) -> str:
+        return f"{self.prefix}:metrics:{self._tag(host_id)}"
+
 
 @functools.cache
 def _field_defaults(cls) -> dict:
@@ -504,7 +517,7 @@ def record_loads(text: str | bytes):
     return json.loads(text)
 
 
-def record_json(record) -> str:
+def record_json(record, without=()) -> str:
     """A record as stored in Redis: compact JSON without the fields that hold
     their defaults (``from_json`` puts them back), about half the bytes of
     every field spelled out, for every container of the fleet.
@@ -517,7 +530,8 @@ def record_json(record) -> str:
     defaults = _field_defaults(type(record))
     return json.dumps(
         {k: v for k, v in plain_fields(record).items()
-         if k not in defaults or v != defaults[k] or type(v) is not type(defaults[k])},
+         if k not in without and (k not in defaults or v != defaults[k]
+                                  or type(v) is not type(defaults[k]))},
         sort_keys=True, separators=(",", ":"))
 
 
@@ -562,6 +576,18 @@ class ContainerRecord:
     def to_json(self) -> str:
         return record_json(self)
 
+    def identity_json(self) -> str:
+        """The record as ``P:containers`` holds it: all but its metrics.
+
+        >>> ContainerRecord(id="c1", name="web", metrics={"pids": 3}).identity_json()
+        '{"id":"c1","name":"web"}'
+        """
+        return record_json(self, without=("metrics",))
+
+    def metrics_json(self) -> str:
+        """Its metrics as ``P:metrics`` holds them."""
+        return json.dumps(self.metrics, sort_keys=True, separators=(",", ":"))
+
     @classmethod
     def from_json(cls, text: str | bytes) -> ContainerRecord:
         try:
@@ -580,6 +606,42 @@ class ContainerRecord:
         if self.state in ("exited", "dead") and self.exit_code != 0:
             return "critical"
         return "stopped"
+
+
+def container_from_keys(text: str | bytes,
+                        metrics: str | bytes | None = None) -> ContainerRecord:
+    """A container record as its host's keys hold it: ``text`` from
+    ``P:containers``, ``metrics`` from ``P:metrics`` (None where that has no
+    entry: a collector from before kept them in the record, which then
+    stands as it is).
+
+    >>> c = ContainerRecord(id="c1", name="web", metrics={"pids": 3})
+    >>> container_from_keys(c.identity_json(), c.metrics_json()) == c
+    True
+    >>> container_from_keys(c.to_json()).metrics
+    {'pids': 3}
+    """
+    record = ContainerRecord.from_json(text)
+    if metrics is not None:
+        record.metrics = metrics_loads(metrics)
+    return record
+
+
+def metrics_loads(text: str | bytes) -> dict:
+    """A container's metrics as ``P:metrics`` holds them.
+
+    >>> metrics_loads("[1]")
+    Traceback (most recent call last):
+    ...
+    collector.schema.SchemaError: malformed container metrics: not an object
+    """
+    try:
+        metrics = record_loads(text)
+    except ValueError as exc:
+        raise SchemaError(f"malformed container metrics: {exc}") from None
+    if not isinstance(metrics, dict):
+        raise SchemaError("malformed container metrics: not an object")
+    return metrics
 
 
 @dataclass(slots=True)

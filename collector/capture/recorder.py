@@ -41,6 +41,7 @@ from collector.schema import (
     HostRecord,
     Keys,
     SchemaError,
+    container_from_keys,
     container_node_id,
     host_node_id,
     parse_address_target,
@@ -142,6 +143,8 @@ class HostKeysRead(NamedTuple):
     rates: dict[bytes, bytes]
     ids: dict[bytes, bytes]
     tiers: list  # per HISTORY_TIERS: (snapshot blob, time) rows
+    # container id -> its metrics (P:metrics); none from a collector before it
+    metrics: dict[bytes, bytes] = {}  # noqa: RUF012 - read, never mutated
 
 
 def _grown(totals: dict[str, int], emitted: dict[str, int]) -> dict[str, int]:
@@ -235,6 +238,7 @@ class HostReader:
         pipe.hgetall(k.flows(host_id))
         pipe.hgetall(k.rates(host_id))
         pipe.hgetall(k.ids(host_id))
+        pipe.hgetall(k.container_metrics(host_id))
         for tier in HISTORY_TIERS:
             if progress is None:
                 pipe.zrange(k.history(host_id, tier), -1, -1, withscores=True)
@@ -242,9 +246,10 @@ class HostReader:
                 pipe.zrangebyscore(k.history(host_id, tier),
                                    f"({progress.snapshot_ts[tier]!r}", "+inf",
                                    withscores=True)
-        raw_host, containers, addrs, flows, rates, ids, *tiers = pipe.execute()
+        raw_host, containers, addrs, flows, rates, ids, metrics, *tiers = \
+            pipe.execute()
         return self.records(host_id, ts, HostKeysRead(
-            raw_host, containers, addrs, flows, rates, ids, tiers))
+            raw_host, containers, addrs, flows, rates, ids, tiers, metrics))
 
     def records(self, host_id: str, ts: float, read: HostKeysRead) -> list[Report]:
         """The records of one read of the host's keys (no I/O): ``read``'s
@@ -259,8 +264,8 @@ class HostReader:
         canonical = _canonical_names(fields, totals)
         live = Report(
             ts=ts, host=HostRecord.from_json(read.host),
-            containers=[ContainerRecord.from_json(v)
-                        for v in read.containers.values()],
+            containers=[container_from_keys(v, read.metrics.get(c))
+                        for c, v in read.containers.items()],
             addrs=_decode_map(read.addrs),
             rates=canonical_flow_fields(host_id, cids, read.rates, float, read.ids),
         )

@@ -288,3 +288,44 @@ def test_moved_metrics_wait_their_turn_and_flows_never_wait(reporters,
         assert_same(level, builder.views[level].graph.payload(),
                     full.views[level].graph.payload())
     assert builder.full_builds == 1
+
+
+def test_metrics_alone_reach_the_map_without_parsing_a_record(
+        reporters, redis_client, monkeypatch):
+    """Collectors keep metrics apart (``P:metrics``): a round where only they
+    moved parses no container record, and the nodes still get the figures;
+    an older collector's records (metrics inside) are drawn as before."""
+    builder, containers, addrs, flows, rng = built(reporters, redis_client, 13)
+    older = HOSTS[0]  # writes as a collector from before P:metrics did
+
+    def write_as_older(host: str) -> None:
+        pipe = redis_client.pipeline(transaction=True)
+        pipe.delete(Keys("portolan").container_metrics(host))
+        pipe.hset(Keys("portolan").containers(host),
+                  mapping={r.id: r.to_json() for r in containers[host]})
+        pipe.execute()
+
+    move_metrics(containers, rng, 1.0)
+    report_round(reporters, containers, addrs, flows, 0.0, rng)
+    write_as_older(older)
+    builder.step(set(HOSTS))
+    nodes = builder.views["container"].graph.nodes
+    for host, records in containers.items():
+        for r in records:
+            assert nodes[container_node_id(host, r.id)]["metrics"] == r.metrics
+
+    parsed = []
+    real = ContainerRecord.from_json.__func__
+    monkeypatch.setattr(ContainerRecord, "from_json", classmethod(
+        lambda cls, text: parsed.append(text) or real(cls, text)))
+    move_metrics(containers, rng, 1.0)
+    report_round(reporters, containers, addrs, flows, 0.0, rng)
+    write_as_older(older)
+    diff = builder.update(set(HOSTS))["container"]
+    assert len(parsed) == PER_HOST, "only the older collector's records"
+    assert metric_ids(diff) == {container_node_id(h, r.id)
+                                for h, rs in containers.items() for r in rs}
+    for host, records in containers.items():
+        for r in records:
+            assert nodes[container_node_id(host, r.id)]["metrics"] == r.metrics
+    assert builder.full_builds == 1

@@ -72,6 +72,41 @@ def test_malformed_entries_are_skipped_not_fatal(redis_backend):
     assert list(state.hosts) == ["hostA"]
 
 
+def test_metrics_are_kept_apart_from_records_and_read_back_merged(
+        redis_backend, caplog):
+    """A container's metrics (moving every report) in ``P:metrics``, the rest
+    of its record (seldom moving) in ``P:containers``; readers merge them, read
+    an older collector's records (metrics inside) as they are, and keep a
+    record whose metrics are malformed, without them."""
+    url, redis_client = redis_backend
+    rep = RedisReporter(reporter_client(url), KEYS)
+    busy = {"cpu_cores": 0.25, "memory_usage_bytes": 7 << 20, "pids": 3}
+    report = report_for("hostA", "ca", "10.9.0.1")
+    report.containers[0].metrics = busy
+    report.containers.append(ContainerRecord(id="cb", name="idle", state="exited"))
+    assert rep.report(report)
+    held = redis_client.hgetall(KEYS.containers("hostA"))
+    assert set(held) == {b"ca", b"cb"}
+    assert not any(b"metrics" in v for v in held.values())
+    assert redis_client.hgetall(KEYS.container_metrics("hostA")) == {
+        b"ca": b'{"cpu_cores":0.25,"memory_usage_bytes":7340032,"pids":3}'}
+    state = read_state(redis_client, KEYS, ttl=10)
+    assert state.containers["hostA"]["ca"].metrics == busy
+    assert state.containers["hostA"]["ca"].name == "name-ca"
+    assert state.containers["hostA"]["cb"].metrics == {}
+
+    # An older collector: the whole record in one field, no P:metrics.
+    older = ContainerRecord(id="co", name="old", state="running",
+                            metrics={"pids": 9})
+    redis_client.hset(KEYS.containers("hostA"), "co", older.to_json())
+    redis_client.hset(KEYS.container_metrics("hostA"), "cb", "[not an object]")
+    state = read_state(redis_client, KEYS, ttl=10)
+    assert state.containers["hostA"]["co"].metrics == {"pids": 9}
+    assert state.containers["hostA"]["cb"].metrics == {}
+    assert state.containers["hostA"]["cb"].name == "idle"
+    assert "malformed container metrics" in caplog.text
+
+
 def test_redis_outage_loses_no_count():
     server = RedisServer()
     server.start()
@@ -150,7 +185,8 @@ def test_batch_whose_reply_was_lost_is_not_added_twice(redis_backend):
 
 
 def host_keys(host: str) -> list[str]:
-    return [KEYS.host(host), KEYS.containers(host), KEYS.addrs(host),
+    return [KEYS.host(host), KEYS.containers(host), KEYS.container_metrics(host),
+            KEYS.addrs(host),
             KEYS.flows(host), KEYS.rates(host), KEYS.history(host, "fine"),
             KEYS.history(host, "coarse"), KEYS.applied(host)]
 

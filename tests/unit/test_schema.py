@@ -107,7 +107,8 @@ def test_keys_written_together_share_a_cluster_slot():
     k = Keys("pfx")
     host_keys = [k.host("h1"), k.containers("h1"), k.addrs("h1"), k.flows("h1"),
                  k.rates("h1"), k.history("h1", "fine"),
-                 k.history("h1", "coarse"), k.applied("h1"), k.ids("h1")]
+                 k.history("h1", "coarse"), k.applied("h1"), k.ids("h1"),
+                 k.container_metrics("h1")]
     assert len({key_slot(key.encode()) for key in host_keys}) == 1
     anomaly = [k.anomaly(p) for p in ("status", "causes", "events", "lock",
                                        "history", "failures")]

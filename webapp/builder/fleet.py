@@ -25,6 +25,7 @@ from webapp.topology.store import (
     TopologyState,
     parse_containers,
     parse_host,
+    parse_metrics,
     read_flow_fields,
     read_hosts,
 )
@@ -155,23 +156,38 @@ class Fleet:
         if old is None or new.addrs != old.addrs:
             change.structural = True
             s.addrs[host_id] = {a.decode(): t.decode() for a, t in new.addrs.items()}
-        if old is None or new.containers != old.containers:
-            before = s.containers.get(host_id, {})
-            if old is None or new.containers.keys() != old.containers.keys():
-                change.structural = True
-                s.containers[host_id] = parse_containers(host_id, new.containers)
-                return
-            records = dict(before)
+        if old is None or new.containers.keys() != old.containers.keys():
+            change.structural = True
+            s.containers[host_id] = parse_containers(host_id, new.containers,
+                                                     new.metrics)
+            return
+        changed = {}
+        if new.containers != old.containers:
             changed = {cid: text for cid, text in new.containers.items()
                        if old.containers.get(cid) != text}
-            for cid, record in parse_containers(host_id, changed).items():
+            records = s.containers[host_id] = dict(s.containers.get(host_id, {}))
+            for cid, record in parse_containers(host_id, changed,
+                                                new.metrics).items():
                 previous = records.get(cid)
                 if previous is None or _shape(previous) != _shape(record):
                     change.structural = True
                 else:
                     change.nodes.add(container_node_id(host_id, cid))
                 records[cid] = record
-            s.containers[host_id] = records
+        if new.metrics != old.metrics:
+            # Metrics alone (P:metrics): the record stands, its metrics are
+            # replaced (a new dict: the levels compare against the old one).
+            records = s.containers.get(host_id, {})
+            for cid in new.containers.keys() - changed.keys():
+                text = new.metrics.get(cid)
+                if text == old.metrics.get(cid):
+                    continue
+                record = records.get(cid.decode(errors="replace"))
+                if record is None:
+                    continue  # its record is malformed (logged)
+                record.metrics = ({} if text is None
+                                  else parse_metrics(host_id, cid, text))
+                change.nodes.add(container_node_id(host_id, record.id))
 
     def _parser(self, host_id: str) -> HostFields:
         """The host's parsed field names, for the containers it has now."""

@@ -31,6 +31,7 @@ from collector.schema import (
     HostRecord,
     Keys,
     SchemaError,
+    metrics_loads,
     validate_host_id,
 )
 
@@ -81,14 +82,15 @@ def read_state(
         pipe.hgetall(keys.flows(host_id))
         pipe.hgetall(keys.rates(host_id))
         pipe.hgetall(keys.ids(host_id))
+        pipe.hgetall(keys.container_metrics(host_id))
     results = pipe.execute()
     for i, (host_id, seen) in enumerate(hosts.items()):
-        raw_host, raw_containers, raw_addrs, raw_flows, raw_rates, ids = results[
-            6 * i : 6 * i + 6
-        ]
+        (raw_host, raw_containers, raw_addrs, raw_flows, raw_rates, ids,
+         raw_metrics) = results[7 * i: 7 * i + 7]
         state.last_seen[host_id] = seen
         state.hosts[host_id] = _host_record(host_id, raw_host)
-        state.containers[host_id] = _containers(host_id, raw_containers)
+        state.containers[host_id] = _containers(host_id, raw_containers,
+                                                raw_metrics)
         state.addrs[host_id] = {
             a.decode(): t.decode() for a, t in raw_addrs.items()
         }
@@ -235,8 +237,11 @@ def _host_record(host_id: str, raw: bytes | None) -> HostRecord:
         return HostRecord(id=host_id, hostname=host_id)
 
 
-def _containers(host_id: str, raw: dict[bytes, bytes]) -> dict[str, ContainerRecord]:
+def _containers(host_id: str, raw: dict[bytes, bytes],
+                metrics: dict[bytes, bytes] | None = None
+                ) -> dict[str, ContainerRecord]:
     out = {}
+    metrics = metrics or {}
     for cid, text in raw.items():
         try:
             record = ContainerRecord.from_json(text)
@@ -244,8 +249,19 @@ def _containers(host_id: str, raw: dict[bytes, bytes]) -> dict[str, ContainerRec
             log.warning("host %s container %r: %s", host_id, cid, exc)
             continue
         record.host = host_id
+        if cid in metrics:
+            record.metrics = parse_metrics(host_id, cid, metrics[cid])
         out[record.id] = record
     return out
+
+
+def parse_metrics(host_id: str, cid: bytes | str, text: bytes) -> dict:
+    """A container's metrics from ``P:metrics`` (bad ones logged: none)."""
+    try:
+        return metrics_loads(text)
+    except SchemaError as exc:
+        log.warning("host %s container %r: %s", host_id, cid, exc)
+        return {}
 
 
 def _flows(host_id: str, raw: dict[bytes | str, bytes | str | int | float],
@@ -335,6 +351,7 @@ class HostKeys:
     rates: dict[bytes, bytes]
     flow_fields: int  # HLEN of the flows hash: a new flow or counter grows it
     ids: dict[bytes, bytes]  # short container id -> whole id (flow fields')
+    metrics: dict[bytes, bytes]  # container id -> its metrics (P:metrics)
 
 
 def read_hosts(client: redis.Redis, keys: Keys, host_ids) -> dict[str, HostKeys]:
@@ -349,9 +366,10 @@ def read_hosts(client: redis.Redis, keys: Keys, host_ids) -> dict[str, HostKeys]
         pipe.hgetall(keys.rates(host_id))
         pipe.hlen(keys.flows(host_id))
         pipe.hgetall(keys.ids(host_id))
+        pipe.hgetall(keys.container_metrics(host_id))
     results = pipe.execute()
     return {
-        host_id: HostKeys(*results[6 * i: 6 * i + 6])
+        host_id: HostKeys(*results[7 * i: 7 * i + 7])
         for i, host_id in enumerate(host_ids)
     }
 
@@ -383,10 +401,12 @@ def parse_host(host_id: str, raw: bytes | None) -> HostRecord:
     return _host_record(host_id, raw)
 
 
-def parse_containers(host_id: str, raw: dict[bytes, bytes]
+def parse_containers(host_id: str, raw: dict[bytes, bytes],
+                     metrics: dict[bytes, bytes] | None = None
                      ) -> dict[str, ContainerRecord]:
-    """Container id -> record, from the raw hash (bad entries logged, skipped)."""
-    return _containers(host_id, raw)
+    """Container id -> record, from the raw hash and the raw metrics hash
+    (bad records logged and skipped; bad metrics logged, left empty)."""
+    return _containers(host_id, raw, metrics)
 
 
 def parse_flows(host_id: str, raw: dict[bytes, bytes], kind=int,
