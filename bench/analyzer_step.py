@@ -9,7 +9,7 @@ the analyzer's interval (it steps once a second: a step that takes longer
 makes every status that much older).
 
     .venv/bin/python bench/analyzer_step.py [--hosts 500] [--containers 10000]
-        [--edges 50000] [--steps 6] [--profile]
+        [--edges 50000] [--steps 6] [--profile] [--metrics]
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ def main() -> None:
                              "(manage.py analyze collects between steps)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile the last step (cumulative time)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="every container's cgroup metrics move every "
+                             "report, as a collector's do")
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
@@ -67,7 +70,7 @@ def main() -> None:
         cpu = []
         profile = cProfile.Profile() if args.profile else None
         for i in range(args.steps):
-            report_round(reporters, world, addrs, 0.05, rng)
+            report_round(reporters, world, addrs, 0.05, rng, args.metrics)
             last = profile is not None and i == args.steps - 1
             c0, w0 = time.process_time(), time.perf_counter()
             if last:

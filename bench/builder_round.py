@@ -9,7 +9,8 @@ round (the process's CPU around its steps only) by phase (``--phases``:
 typical, all, analyzer: the first with an analyzer whose warnings about
 ``--red`` of the containers change every round, churn: the first with one new
 flow a round, which rebuilds the levels, metrics: the first with every
-container's cgroup metrics moving every report, as a collector's do);
+container's cgroup metrics moving every report, as a collector's do;
+all-metrics: every flow and the metrics);
 ``--profile`` prints where it goes (cProfile, sorted by cumulative time).
 
     .venv/bin/python bench/builder_round.py [--hosts 250] [--containers 5000]
@@ -169,14 +170,16 @@ def main() -> None:
                   "churn": ("~5 % of flows change, one new flow a round (a new "
                             "client: the levels are rebuilt)", 0.05, False),
                   "metrics": ("~5 % of flows change, every container's metrics "
-                              "move", 0.05, False)}
+                              "move", 0.05, False),
+                  "all-metrics": ("every flow and every container's metrics "
+                                  "change", 1.0, False)}
         warned = sorted(n for h in world.containers for n in addrs[h].values()
                         if rng.random() < args.red)
         for key in args.phases.split(","):
             phase, share, analyzer = phases[key]
             if analyzer:
                 publish_verdict(client, warned, 0)
-            moving = key == "metrics"
+            moving = key in ("metrics", "all-metrics")
             # settles the rates
             report_round(reporters, world, addrs, share, rng, moving)
             builder.step(set(world.containers), now=rounds_clock[0])

@@ -105,8 +105,7 @@ class BuilderSettings:
     # builder's round. Beyond this rate the nodes that have waited longest
     # go first, so a node's figures on the map are at most (moving nodes /
     # rate) seconds old: every second below it. Flows, errors, verdicts and
-    # shapes are never held back; the node API (the details panel) reads
-    # Redis and is always current.
+    # shapes are never held back; the node API reads Redis itself.
     metric_nodes_per_s: float = 2000.0
 
 
