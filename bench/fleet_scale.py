@@ -287,6 +287,8 @@ def round_stages(rounds) -> dict[str, tuple]:
         "publish": quantiles(r["published"] - r["updated"] for r in rounds
                              if r.get("published")),
         "hosts": quantiles(r["hosts"] for r in rounds),
+        # moved metrics waiting to be drawn (a builder before it records none)
+        "metrics_lag": quantiles(r.get("metrics_lag", 0.0) for r in rounds),
     }
     out["rounds"] = len(rounds)
     out["snapshots"] = sum("container" in r["snapshots"] for r in rounds)
@@ -622,7 +624,8 @@ def main() -> None:
                   "snapshot), p50 / p95 s: " + ", ".join(
                       f"{name} {fmt(rs[name][0])} / {fmt(rs[name][1])}"
                       for name in ("length", "update", "publish", "store"))
-                  + f", hosts a round {fmt(rs['hosts'][0])}")
+                  + f", hosts a round {fmt(rs['hosts'][0])}, moved metrics "
+                  f"waiting to be drawn at most {fmt(rs['metrics_lag'][1])} s (p95)")
         print_ratios(r.get("measured", []))
         print(f"Redis memory per container "
               f"{fmt(r['memory_per_container'] / 1000, 7.0, ' kB')}; "

@@ -127,6 +127,10 @@ class RoundTimes:
     updated: float = 0.0  # the levels updated, diffs known
     published: float = 0.0  # diffs sent to the Channels groups
     stored: float = 0.0  # diffs (or a snapshot) stored
+    # seconds the longest waiting node's moved metrics have waited to be
+    # drawn, and how many nodes wait (``metric_nodes_per_s``)
+    metrics_lag: float = 0.0
+    metrics_waiting: int = 0
     seqs: dict = field(default_factory=dict)  # level -> seq published
     snapshots: list = field(default_factory=list)  # levels whose snapshot was stored
 
@@ -498,6 +502,8 @@ class GraphBuilder:
                     publications = await asyncio.to_thread(
                         lambda r=reported: self.publications(self.update(r)))
                     times.updated = time.time()
+                    times.metrics_lag = self.metrics_lag(times.updated)
+                    times.metrics_waiting = len(self.metrics_due)
                     if not await asyncio.to_thread(self.lease.acquire):
                         break  # another builder took over meanwhile: not ours
                     # A report's diff waits for no store (nor a snapshot's
