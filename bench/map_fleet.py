@@ -526,7 +526,8 @@ def report(mode: str, r: dict) -> None:
     fps.append(("pan (empty map)", r["pan_empty"]))
     print(f"[{mode}] load average {' '.join(f'{x:.1f}' for x in r['load'])}")
     print(f"[{mode}] first map {r['first_ms']:.0f} ms (goal {GOAL_FIRST_MS}, ratio "
-          f"{r['first_ms'] / GOAL_FIRST_MS:.2f}): first snapshot part at "
+          f"{r['first_ms'] / GOAL_FIRST_MS:.2f}): socket open at "
+          f"{m.get('opened') or 0:.0f} ms, first snapshot part at "
           f"{m['firstPart']:.0f} ms, whole graph in at {m['graphIn']:.0f} ms, "
           f"applied at {m['applied']:.0f} ms, ready at {m['ready']:.0f} ms")
     print(f"[{mode}] drawn at fit: {r['fit']}; at zoom {DETAIL_ZOOM}: {r['detail']}")

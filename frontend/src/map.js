@@ -74,7 +74,7 @@ class MapPage {
     this.pendingView = { restore: this.view.zoom !== null, select: this.view.sel };
     this.firstDrawMs = null;
     // Milestones of the first map (ms since navigation), for bench/map_render.py.
-    this.marks = { firstPart: null, graphIn: null, applied: null, ready: null };
+    this.marks = { opened: null, firstPart: null, graphIn: null, applied: null, ready: null };
     this.urlTimer = null;
     this.socket = new TopologySocket(config.socketPath, this.view.level, {
       onState: (state, delay) => this.showSocketState(state, delay),
@@ -106,6 +106,7 @@ class MapPage {
   applyMessage(message) {
     if (message.type === "snapshot") {
       if (!this.marks.firstPart) this.marks.firstPart = message.firstPartAt;
+      if (!this.marks.opened) this.marks.opened = this.socket.openedAt;
       if (message.level && message.level !== this.map.level) return;
       this.applyGraph(message.graph, true);
       this.status.setState("live", "live");

@@ -30,6 +30,7 @@ export class TopologySocket {
     this.paused = false;
     this.partial = null; // a snapshot's parts so far
     this.firstPartAt = 0;
+    this.openedAt = null; // performance.now() the first socket opened (benchmarks)
     // What came in, for bench/map_fleet.py: messages, characters of JSON,
     // bytes on the wire, diffs.
     this.received = { messages: 0, chars: 0, bytes: 0, diffs: 0 };
@@ -53,6 +54,7 @@ export class TopologySocket {
     socket.addEventListener("open", () => {
       if (!current()) return;
       opened = true;
+      if (this.openedAt === null) this.openedAt = performance.now();
       this.failures = 0;
       this.onState("open");
     });
