@@ -503,6 +503,51 @@ def test_api_graph_and_metrics_read_the_stored_level_while_it_is_fresh(
         service.redis_client.cache_clear()
 
 
+@pytest.mark.django_db
+def test_api_node_reads_the_stored_level_while_it_is_fresh(
+        in_process, redis_client, redis_server, settings, client, monkeypatch):
+    """The details panel's API answers from the builder's stored level (no
+    graph built per request) while it is fresh, with the same node and edges
+    as a graph built from the records; built on request otherwise."""
+    from django.contrib.auth import get_user_model
+
+    from webapp.builder import stored as stored_copies
+    from webapp.topology import service
+
+    reporter, builder = in_process
+    # This process's copies of stored levels: another test's builder began
+    # at the same seq (only a builder's takeover starts past any stored one).
+    monkeypatch.setattr(stored_copies, "_COPIES", {})
+    settings.REDIS_URL = redis_server.url
+    service.redis_client.cache_clear()
+    client.force_login(get_user_model().objects.create_user(
+        "panel", password="pw-for-tests-1"))
+    server = container_node_id(HOST, "srv")
+    try:
+        flow_report(reporter, 4)
+        built = client.get("/api/node/", {"id": server}).json()  # no builder yet
+        assert [e["connections"] for e in built["inbound"]] == [4]
+        builder.step({HOST})
+        builds = []
+        real = service.current_graph
+        monkeypatch.setattr(service, "current_graph",
+                            lambda *a: builds.append(a) or real(*a))
+        stored = client.get("/api/node/", {"id": server}).json()
+        assert builds == [], "answered from the stored level"
+        for part in ("inbound", "outbound"):
+            assert stored[part] == built[part]
+        assert stored["node"] == built["node"]
+        assert client.get("/api/node/", {"id": container_node_id(HOST, "gone")}
+                          ).status_code == 404
+        # Not fresh any more (no builder): built on request again.
+        redis_client.delete(GraphKeys("portolan").fresh("container"))
+        flow_report(reporter, 1)
+        again = client.get("/api/node/", {"id": server}).json()
+        assert builds and [e["connections"] for e in again["inbound"]] == [5]
+    finally:
+        service.redis_client.cache_clear()
+
+
 @pytest.mark.parametrize("publish_first", [True, False],
                          ids=["publish-first", "store-first"])
 def test_a_round_publishes_its_diff_before_storing_it(

@@ -137,6 +137,36 @@ def node_details(G: nx.DiGraph, node_id: str, snapshots: list[dict]) -> dict:
     def edge(u, v):
         return {"source": u, "target": v, **G.edges[u, v]}
 
+    return _panel(node_id, attrs,
+                  [edge(u, node_id) for u in G.predecessors(node_id)],
+                  [edge(node_id, v) for v in G.successors(node_id)], snapshots)
+
+
+def node_details_in(payload: dict, node_id: str, snapshots: list[dict]) -> dict:
+    """``node_details`` from a node-link ``payload`` (the graph builder's
+    stored level): no graph is built, the links are scanned once.
+
+    >>> p = {"nodes": [{"id": "host:a", "type": "host"}, {"id": "host:b"}],
+    ...      "links": [{"source": "host:b", "target": "host:a", "connections": 3}]}
+    >>> d = node_details_in(p, "host:a", [])
+    >>> d["node"]["type"], d["inbound"], d["outbound"]
+    ('host', [{'source': 'host:b', 'target': 'host:a', 'connections': 3}], [])
+    """
+    attrs = next((dict(n) for n in payload.get("nodes", ())
+                  if n.get("id") == node_id), None)
+    if attrs is None:
+        raise KeyError(node_id)
+    inbound, outbound = [], []
+    for link in payload.get("links", ()):
+        if link.get("target") == node_id:
+            inbound.append(dict(link))
+        elif link.get("source") == node_id:
+            outbound.append(dict(link))
+    return _panel(node_id, attrs, inbound, outbound, snapshots)
+
+
+def _panel(node_id: str, attrs: dict, inbound: list, outbound: list,
+           snapshots: list[dict]) -> dict:
     processes = []
     cid = _container_id(node_id) if attrs.get("type") in ("container",
                                                           "service") else None
@@ -148,8 +178,8 @@ def node_details(G: nx.DiGraph, node_id: str, snapshots: list[dict]) -> dict:
         "node": attrs,
         "series": node_series(node_id, snapshots) if attrs.get("type") in (
             "container", "service", "process") else {"ts": []},
-        "inbound": [edge(u, node_id) for u in G.predecessors(node_id)],
-        "outbound": [edge(node_id, v) for v in G.successors(node_id)],
+        "inbound": inbound,
+        "outbound": outbound,
         "events": node_events(node_id, snapshots),
         "processes": processes,
     }
