@@ -116,8 +116,8 @@ def node_details(node_id: str, window: float = 900.0,
 
     Live, the node and its edges come from the graph builder's stored level
     while the builder keeps it current, as ``/api/graph/`` does: at 10,000
-    containers, reading every host and building the graph took ~2 s of a
-    web worker's CPU, and an open panel asks every 2 s."""
+    containers, reading every host and building the graph took ~0.8 s of a
+    web worker's CPU (``bench/node_api.py``), and an open panel asks every 2 s."""
     level = level_of(node_id)
     stored = None
     if at is None:
