@@ -150,16 +150,20 @@ def _pack_column(name: str, values: list, out: bytearray, scaled: bool) -> bool:
 
 def _common_shift(ints: list[int]) -> int:
     """The trailing zero bits every value shares, if at least 4: memory
-    sizes are whole pages (12), block I/O whole sectors.
+    sizes are whole pages (12), block I/O whole sectors. At most 63, what
+    the decoder accepts (a whole float of 2**66 has 66; shifted by 63 it
+    still fits, or the column is kept as JSON).
 
     >>> _common_shift([4096, -8192, 0]), _common_shift([4096, 4097])
     (12, 0)
+    >>> _common_shift([1 << 66])
+    63
     """
     bits = 0
     for v in ints:
         bits |= v
     shift = (bits & -bits).bit_length() - 1 if bits else 0
-    return shift if shift >= 4 else 0
+    return min(shift, 63) if shift >= 4 else 0
 
 
 def pack_columns(parts: list[dict | None], scaled: bool = False) -> bytes | None:
