@@ -11,7 +11,8 @@ import networkx as nx
 
 from collector.schema import SchemaError, parse_flow_field, parse_node_id
 
-__all__ = ["SERIES", "node_details", "node_events", "node_series"]
+__all__ = ["SERIES", "node_and_edges", "node_and_edges_in", "node_details",
+           "node_events", "node_series"]
 
 # Series the panel draws, in order.
 SERIES = (
@@ -130,27 +131,29 @@ def node_events(node_id: str, snapshots: list[dict]) -> list[dict]:
     return events
 
 
-def node_details(G: nx.DiGraph, node_id: str, snapshots: list[dict]) -> dict:
-    """The panel's JSON for ``node_id`` in graph ``G`` (KeyError if absent)."""
+def node_and_edges(G: nx.DiGraph, node_id: str) -> tuple[dict, list, list]:
+    """``node_id``'s attributes, inbound and outbound edges in graph ``G``
+    (KeyError if absent)."""
     attrs = dict(G.nodes[node_id])
 
     def edge(u, v):
         return {"source": u, "target": v, **G.edges[u, v]}
 
-    return _panel(node_id, attrs,
-                  [edge(u, node_id) for u in G.predecessors(node_id)],
-                  [edge(node_id, v) for v in G.successors(node_id)], snapshots)
+    return (attrs, [edge(u, node_id) for u in G.predecessors(node_id)],
+            [edge(node_id, v) for v in G.successors(node_id)])
 
 
-def node_details_in(payload: dict, node_id: str, snapshots: list[dict]) -> dict:
-    """``node_details`` from a node-link ``payload`` (the graph builder's
-    stored level): no graph is built, the links are scanned once.
+def node_and_edges_in(payload: dict, node_id: str) -> tuple[dict, list, list]:
+    """``node_and_edges`` from a node-link ``payload`` (the graph builder's
+    stored level): no graph is built, the links are scanned once. A link
+    from the node to itself is both inbound and outbound, as in a graph.
 
     >>> p = {"nodes": [{"id": "host:a", "type": "host"}, {"id": "host:b"}],
-    ...      "links": [{"source": "host:b", "target": "host:a", "connections": 3}]}
-    >>> d = node_details_in(p, "host:a", [])
-    >>> d["node"]["type"], d["inbound"], d["outbound"]
-    ('host', [{'source': 'host:b', 'target': 'host:a', 'connections': 3}], [])
+    ...      "links": [{"source": "host:b", "target": "host:a", "connections": 3},
+    ...                {"source": "host:a", "target": "host:a"}]}
+    >>> attrs, inbound, outbound = node_and_edges_in(p, "host:a")
+    >>> attrs["type"], [e["source"] for e in inbound], outbound
+    ('host', ['host:b', 'host:a'], [{'source': 'host:a', 'target': 'host:a'}])
     """
     attrs = next((dict(n) for n in payload.get("nodes", ())
                   if n.get("id") == node_id), None)
@@ -160,13 +163,16 @@ def node_details_in(payload: dict, node_id: str, snapshots: list[dict]) -> dict:
     for link in payload.get("links", ()):
         if link.get("target") == node_id:
             inbound.append(dict(link))
-        elif link.get("source") == node_id:
+        if link.get("source") == node_id:
             outbound.append(dict(link))
-    return _panel(node_id, attrs, inbound, outbound, snapshots)
+    return attrs, inbound, outbound
 
 
-def _panel(node_id: str, attrs: dict, inbound: list, outbound: list,
-           snapshots: list[dict]) -> dict:
+def node_details(node_id: str, found: tuple[dict, list, list],
+                 snapshots: list[dict]) -> dict:
+    """The panel's JSON for ``node_id``: ``found`` is its attributes and
+    edges (``node_and_edges``), ``snapshots`` its host's history."""
+    attrs, inbound, outbound = found
     processes = []
     cid = _container_id(node_id) if attrs.get("type") in ("container",
                                                           "service") else None

@@ -122,17 +122,15 @@ def node_details(node_id: str, window: float = 900.0,
     stored = None
     if at is None:
         stored = stored_graph(stored_client(), GraphKeys(keys().prefix), level)
-    G = current_graph(level, at) if stored is None else None
-    if G is not None and node_id not in G:
-        raise KeyError(node_id)
+    found = (details.node_and_edges(current_graph(level, at), node_id)
+             if stored is None else details.node_and_edges_in(stored, node_id))
     host = host_of_node(node_id)
     until = time.time() if at is None else at
     snapshots = []
     if host is not None:
         snapshots = read_history(redis_client(), keys(), host, until - window,
                                  until)
-    body = (details.node_details(G, node_id, snapshots) if G is not None
-            else details.node_details_in(stored, node_id, snapshots))
+    body = details.node_details(node_id, found, snapshots)
     body["at"] = at  # the panel marks it on the series
     return body
 
