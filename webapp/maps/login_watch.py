@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 
 import redis
 from channels.layers import get_channel_layer
@@ -21,6 +22,7 @@ from redis.backoff import ExponentialBackoff
 
 from collector.redis_client import REDIS_ERRORS
 from webapp.accounts.ended_logins import GROUP, MESSAGE_TYPE, session_digest
+from webapp.maps.tasks import end_if_cancelled, on_this_loop, stop
 
 log = logging.getLogger("portolan.maps.login_watch")
 
@@ -32,14 +34,13 @@ GROUP_RENEW = 3600.0  # seconds: re-join the group before channels_redis expires
 class LoginWatch:
     """This worker's open map sockets by user, and its member of ``GROUP``."""
 
-    worker: LoginWatch | None = None
+    watches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by loop
     backoff = ExponentialBackoff(cap=10.0, base=0.5)
 
     @classmethod
     def for_worker(cls) -> LoginWatch:
-        if cls.worker is None:
-            cls.worker = cls()
-        return cls.worker
+        """This worker's watch (one per event loop: see ``webapp.maps.tasks``)."""
+        return on_this_loop(cls.watches, None, cls)
 
     def __init__(self):
         self.sockets: dict[str, set] = {}  # by the user's id, as text
@@ -60,9 +61,7 @@ class LoginWatch:
             self.sockets.pop(user, None)
         if not self.sockets and self.task is not None:
             task, self.task = self.task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stop(task, "login watch")
 
     async def _follow(self) -> None:
         """Join the group and hand each message to the sockets it names."""
@@ -78,19 +77,22 @@ class LoginWatch:
                     failures = 0
                     joined = asyncio.get_running_loop().time()
                     while True:
+                        end_if_cancelled()  # group_add swallows a cancellation
                         message = await layer.receive(channel)
                         if message.get("type") == MESSAGE_TYPE:
                             await self._login_ended(message)
                         if asyncio.get_running_loop().time() - joined > GROUP_RENEW:
                             await layer.group_add(GROUP, channel)
                             joined = asyncio.get_running_loop().time()
-                except redis.exceptions.TimeoutError:
+                except redis.exceptions.TimeoutError as exc:
+                    end_if_cancelled(exc)  # see the relay's _follow
                     # A quiet group (channels_redis' 5 s BZPOPMIN against
                     # redis-py's 5 s read timeout), as in the relays: join again.
                     with contextlib.suppress(*REDIS_ERRORS):
                         await layer.group_discard(GROUP, channel)
                     continue
                 except REDIS_ERRORS as exc:
+                    end_if_cancelled(exc)
                     log.warning("login watch: Redis unreachable: %s", exc)
                 await asyncio.sleep(self.backoff.compute(failures))
                 failures += 1

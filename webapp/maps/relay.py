@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 
 import redis
 from asgiref.sync import sync_to_async
@@ -30,6 +31,7 @@ from webapp.builder.builder import load_stored
 from webapp.builder.keys import UPDATE_TYPE, GraphKeys, group_name
 from webapp.builder.stored import WATCH_TTL, mark_watched, stored_client
 from webapp.maps.frames import pack_frame
+from webapp.maps.tasks import end_if_cancelled, on_this_loop, stop
 from webapp.topology import service
 
 log = logging.getLogger("portolan.maps.relay")
@@ -45,14 +47,14 @@ GROUP_RENEW = 3600.0  # seconds: re-join the group before channels_redis expires
 class LevelRelay:
     """This worker's copy of one level's stream; see the module docstring."""
 
-    relays: dict[str, LevelRelay] = {}
+    relays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by loop
     backoff = ExponentialBackoff(cap=10.0, base=0.5)
 
     @classmethod
     def for_level(cls, level: str) -> LevelRelay:
-        if level not in cls.relays:
-            cls.relays[level] = cls(level)
-        return cls.relays[level]
+        """This worker's relay for ``level`` (one per event loop: see
+        ``webapp.maps.tasks``)."""
+        return on_this_loop(cls.relays, level, lambda: cls(level))
 
     def __init__(self, level: str):
         self.level = level
@@ -65,7 +67,6 @@ class LevelRelay:
         self.lock = asyncio.Lock()  # one socket's catch-up never interleaves
         self.task: asyncio.Task | None = None
         self.watching: asyncio.Task | None = None
-        self.channel: str | None = None
 
     # ------------------------------------------------------------ sockets
 
@@ -90,19 +91,14 @@ class LevelRelay:
 
     async def leave(self, socket) -> None:
         self.sockets.discard(socket)
-        if not self.sockets and self.watching is not None:
-            watching, self.watching = self.watching, None
-            watching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watching
-        if not self.sockets and self.task is not None:
-            task, self.task = self.task, None
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self.seq, self.snapshot, self.diffs = None, [], []
-            self.snapshot_seq = None
-            self.channel = None  # the next one may have another layer
+        if self.sockets:
+            return
+        for task, what in ((self.watching, ": its watch mark"), (self.task, "")):
+            if task is not None:
+                stop(task, f"map relay ({self.level}){what}")
+        self.watching = self.task = None
+        self.seq, self.snapshot, self.diffs = None, [], []
+        self.snapshot_seq = None
 
     async def _watch(self) -> None:
         """Mark the level watched, again well within the mark's TTL."""
@@ -114,6 +110,7 @@ class LevelRelay:
             except REDIS_ERRORS as exc:
                 log.warning("map relay (%s): cannot mark the level watched: %s",
                             self.level, exc)
+            end_if_cancelled()
             await asyncio.sleep(WATCH_TTL / 3)
 
     # ------------------------------------------------------------ the stream
@@ -122,21 +119,24 @@ class LevelRelay:
         """Join the group, load the snapshot, relay updates; ride out outages."""
         failures = 0
         layer = get_channel_layer()
+        group = group_name(self.level)
+        channel = None  # this task's own: a stopped one may still be ending
         while True:
             try:
-                if self.channel is None:
-                    self.channel = await layer.new_channel()
-                group = group_name(self.level)
-                await layer.group_add(group, self.channel)
+                if channel is None:
+                    channel = await layer.new_channel()
+                await layer.group_add(group, channel)
                 if self.seq is None:  # a start or an outage; else held still
                     async with self.lock:
                         await self._reload()
                 failures = 0
                 joined = asyncio.get_running_loop().time()
                 while True:
+                    end_if_cancelled()  # group_add swallows a cancellation
                     try:
-                        message = await layer.receive(self.channel)
-                    except redis.exceptions.TimeoutError:
+                        message = await layer.receive(channel)
+                    except redis.exceptions.TimeoutError as exc:
+                        end_if_cancelled(exc)  # a cancelled read, timed out
                         # channels_redis' 5 s BZPOPMIN against redis-py's 5 s
                         # read timeout: a quiet group, not an outage. Join
                         # again on a fresh channel, quietly; a message lost
@@ -144,28 +144,29 @@ class LevelRelay:
                         log.info("map relay (%s): quiet group, joining again",
                                  self.level)
                         with contextlib.suppress(*REDIS_ERRORS):
-                            await layer.group_discard(group, self.channel)
-                        self.channel = None
+                            await layer.group_discard(group, channel)
+                        channel = None
                         break
                     if message.get("type") == UPDATE_TYPE:
                         await self._update(message)
                     if asyncio.get_running_loop().time() - joined > GROUP_RENEW:
-                        await layer.group_add(group, self.channel)
+                        await layer.group_add(group, channel)
                         joined = asyncio.get_running_loop().time()
             except asyncio.CancelledError:
-                if self.channel is not None:
+                if channel is not None:
                     with contextlib.suppress(Exception):
-                        await layer.group_discard(group_name(self.level),
-                                                  self.channel)
+                        await layer.group_discard(group, channel)
                 raise
-            except REDIS_ERRORS as exc:
-                log.warning("map relay (%s): Redis unreachable: %s", self.level, exc,
-                            exc_info=log.isEnabledFor(logging.DEBUG))
-                await self._fail("Redis unreachable; retrying")
             except Exception as exc:  # noqa: BLE001 - a relay must never die of it
-                log.exception("relaying the %s graph failed", self.level)
-                await self._fail(f"graph update failed: {type(exc).__name__}")
-            if self.channel is None and self.seq is not None:
+                end_if_cancelled(exc)  # its cancellation, come back as an error
+                if isinstance(exc, REDIS_ERRORS):
+                    log.warning("map relay (%s): Redis unreachable: %s", self.level,
+                                exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                    await self._fail("Redis unreachable; retrying")
+                else:
+                    log.exception("relaying the %s graph failed", self.level)
+                    await self._fail(f"graph update failed: {type(exc).__name__}")
+            if channel is None and self.seq is not None:
                 continue  # a quiet group left above: join again at once
             await asyncio.sleep(self.backoff.compute(failures))
             failures += 1
