@@ -603,20 +603,17 @@ def _snapshot_due(age: float, interval: float, diff_bytes: int,
 
     A joining socket gets the stored snapshot and every diff since (relays
     reload after ``RELOAD_AFTER`` of them), so what it receives stays under
-    three times the snapshot: a new one once the diffs since outweigh it
-    twice, and at least every ``interval`` seconds. Storing one sooner cost
-    a whole encoding most rounds when every flow changes (~0.35 s at 500
-    hosts: ``bench/builder_round.py``) for a smaller catch-up. (Once the
-    diffs outweighed it once; but a snapshot leaves out a link's zero
-    counters, ~40 % of it at 10,000 containers, while the
-    diffs are not: three of it are less than the two before.)
+    twice the snapshot: a new one once the diffs since outweigh it, and at
+    least every ``interval`` seconds. Storing one sooner (once they were half
+    of it) cost a whole encoding most rounds when every flow changes (~0.35 s
+    at 500 hosts: ``bench/builder_round.py``) for a smaller catch-up.
 
-    >>> _snapshot_due(1.0, 10.0, 1900, 1000), _snapshot_due(1.0, 10.0, 2001, 1000)
+    >>> _snapshot_due(1.0, 10.0, 900, 1000), _snapshot_due(1.0, 10.0, 1001, 1000)
     (False, True)
     >>> _snapshot_due(11.0, 10.0, 10, 1000)
     True
     """
-    return age > interval or diff_bytes > 2 * snapshot_bytes
+    return age > interval or diff_bytes > snapshot_bytes
 
 
 def loop_time() -> float:
