@@ -99,16 +99,11 @@ export class TopologySocket {
   }
 
   // A large snapshot comes in parts (nodes first, then links): the whole
-  // graph once the last part is in, else null. A link's counters named in
-  // ``zeros`` were left out where 0 (webapp/maps/diff.py): put back here,
-  // so the map holds links as the builder does and its diffs expect.
+  // graph once the last part is in, else null.
   joinParts(message) {
     const parts = Number(message.parts) || 1;
     const part = Number(message.part) || 0;
     const graph = message.graph || {};
-    if (Array.isArray(message.zeros) && Array.isArray(graph.links)) {
-      fillZeros(graph.links, message.zeros);
-    }
     if (part === 0) this.firstPartAt = performance.now();
     if (parts === 1) return graph;
     if (part === 0) this.partial = { nodes: [], links: [] };
@@ -180,14 +175,4 @@ async function messageText(data) {
   if (typeof data === "string") return data;
   const inflated = data.stream().pipeThrough(new DecompressionStream("deflate"));
   return new Response(inflated).text();
-}
-
-// ``links`` with each key of ``zeros`` they lack set to 0 (in place).
-export function fillZeros(links, zeros) {
-  for (const link of links) {
-    for (const key of zeros) {
-      if (!(key in link)) link[key] = 0;
-    }
-  }
-  return links;
 }

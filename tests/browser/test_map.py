@@ -33,7 +33,6 @@ from tests.conftest import free_port, require, wait_for
 from tests.processes import LoggedProcess
 from webapp.anomalies.history import StatusHistory
 from webapp.anomalies.keys import AnalysisKeys
-from webapp.topology.graph import EDGE_ATTRS
 
 pytestmark = pytest.mark.browser
 
@@ -341,13 +340,6 @@ def test_zoom_from_hosts_into_containers_panel_and_services(page, redis_server):
     edge = next(e for e in summary["edges"] if e["target"] == web.node("c-server"))
     assert edge["connections"] == 12
     assert edge["connections_per_s"] == 6  # 12 in a 2 s interval
-    # The snapshot leaves a link's zero counters out; the page puts them back.
-    held = page.evaluate(
-        "(id) => window.portolanMap.cy.edges().filter(e => e.target().id() === id)"
-        ".map(e => e.data('attrs'))", web.node("c-server"))
-    attrs = next(a for a in held if a["connections"] == 12)
-    assert set(EDGE_ATTRS) <= attrs.keys(), attrs
-    assert (attrs["datagrams_sent"], attrs["retransmits_per_s"]) == (0, 0), attrs
     shot(page, "map-container.png")
 
     # Click a container: the panel shows its identity and live numbers.

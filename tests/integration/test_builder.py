@@ -411,29 +411,6 @@ def test_only_watched_levels_are_built_and_a_level_watched_again_continues(
     assert edge(stored) == edge(fresh)
 
 
-def test_a_stored_snapshot_leaves_zero_counters_out_and_reads_back_whole(
-        in_process, redis_client):
-    # A link carries 24 counters and rates, mostly 0: the snapshot every map
-    # opening reads leaves those out, and every reader puts them back.
-    reporter, builder = in_process
-    gkeys = GraphKeys("portolan")
-    mark_watched(redis_client, gkeys, "container")
-    flow_report(reporter, 2, bytes_sent=500)
-    builder.step({HOST})  # a first graph: stored as a snapshot
-    _seq, texts, diffs = load_stored(redis_client, gkeys, "container")
-    assert not diffs
-    sent = edge({"links": [e for t in texts for e in json.loads(t)["graph"]["links"]]})
-    assert (sent["connections"], sent["bytes_sent"]) == (2, 500)
-    assert "failed" not in sent and "resets_per_s" not in sent
-    held = edge(builder.views["container"].graph.payload())
-    assert held["failed"] == 0 and held["resets_per_s"] == 0
-    assert edge(snapshot_payload(texts)) == held
-    # A standby taking over holds the links as the builder did.
-    standby = GraphBuilder(redis_client, BuilderSettings())
-    standby.take_over()
-    assert edge(standby.views["container"].loaded) == held
-
-
 def test_a_snapshot_lost_under_the_builder_is_stored_again(in_process,
                                                            redis_client):
     reporter, builder = in_process

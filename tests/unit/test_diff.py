@@ -11,7 +11,6 @@ from webapp.maps.diff import (
     apply_diff,
     encode_diff,
     encode_snapshot,
-    fill_zeros,
     graph_diff,
     is_empty,
 )
@@ -157,37 +156,6 @@ def test_snapshot_parts_stay_under_the_limit_and_join_to_the_graph(nodes, limit)
         items = p["graph"]["nodes"] + p["graph"]["links"]
         body = sum(len(json.dumps(i, separators=(",", ":"))) + 1 for i in items)
         assert body <= limit or len(items) == 1
-
-
-COUNTERS = ("connections", "failed", "bytes_per_s")
-counted_links = st.lists(
-    st.builds(
-        lambda i, values, other: {"source": f"c{i}", "target": "s",
-                                  **dict(zip(COUNTERS, values, strict=True)),
-                                  "other": other},
-        st.integers(0, 10**6),
-        st.tuples(st.integers(0, 3), st.integers(0, 3),
-                  st.sampled_from([0, 0.0, 1.5])),
-        st.sampled_from([0, "", "ok"]),
-    ),
-    max_size=40,
-    unique_by=lambda e: e["source"],
-)
-
-
-@given(counted_links, st.integers(20, 2000))
-def test_snapshot_links_leave_out_zero_counters_and_read_back_whole(links, limit):
-    payload = graph([node("s")], links)
-    parts = [json.loads(t)
-             for t in encode_snapshot("container", payload, limit, zeros=COUNTERS)]
-    sent = [e for p in parts for e in p["graph"]["links"]]
-    # Only the named keys, and only where 0: other keys and values stay.
-    for link_sent, link_held in zip(sent, links, strict=True):
-        assert link_sent == {k: v for k, v in link_held.items()
-                             if k not in COUNTERS or v != 0}
-    assert all(p["zeros"] == list(COUNTERS) for p in parts)
-    filled = [e for p in parts for e in fill_zeros(p["graph"]["links"], p["zeros"])]
-    assert filled == links
 
 
 @given(sized_nodes, st.integers(20, 2000))

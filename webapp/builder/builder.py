@@ -45,16 +45,9 @@ from webapp.builder.keys import (
 from webapp.builder.levels import LEVELS, LevelView, build_levels
 from webapp.builder.stored import encode_fresh
 from webapp.lease import Lease
-from webapp.maps.diff import (
-    apply_diff,
-    encode_diff,
-    encode_snapshot,
-    fill_zeros,
-    is_empty,
-)
+from webapp.maps.diff import apply_diff, encode_diff, encode_snapshot, is_empty
 from webapp.maps.frames import pack_frame
 from webapp.round_collector import RoundCollector
-from webapp.topology.graph import EDGE_ATTRS
 from webapp.topology.store import live_collectors
 
 __all__ = ["BuilderSettings", "GraphBuilder", "Publication", "RoundTimes",
@@ -146,13 +139,12 @@ def snapshot_payload(texts: list[str]) -> dict:
     """The node-link graph that encoded snapshot parts carry, joined."""
     payload = None
     for text in texts:
-        message = json.loads(text)
-        graph = message["graph"]
+        graph = json.loads(text)["graph"]
         if payload is None:
             payload = {k: v for k, v in graph.items() if k not in ("nodes", "links")}
             payload["nodes"], payload["links"] = [], []
         payload["nodes"] += graph["nodes"]
-        payload["links"] += fill_zeros(graph["links"], message.get("zeros"))
+        payload["links"] += graph["links"]
     return payload or {"nodes": [], "links": []}
 
 
@@ -440,7 +432,7 @@ class GraphBuilder:
         """Queue the level's whole snapshot at its seq, its diff list emptied."""
         stored = self.stored[level]
         snap = encode_snapshot(level, self.views[level].graph.payload(),
-                               MESSAGE_LIMIT, zeros=EDGE_ATTRS)
+                               MESSAGE_LIMIT)
         pipe.set(self.gkeys.snapshot(level),
                  encode_snapshot_blob(stored.seq, snap), ex=ttl)
         pipe.delete(self.gkeys.diffs(level))

@@ -25,7 +25,7 @@ from webapp.builder.keys import (
     decode_entry,
     decode_snapshot_blob,
 )
-from webapp.maps.diff import apply_diff_to, fill_zeros
+from webapp.maps.diff import apply_diff_to
 
 __all__ = ["WATCH_TTL", "StoredGraph", "encode_fresh", "mark_watched",
            "stored_client", "stored_graph"]
@@ -128,12 +128,10 @@ class StoredGraph:
         seq, texts = decode_snapshot_blob(blob)
         self.rest, self.nodes, self.links = {}, {}, {}
         for text in texts:
-            message = json.loads(text)
-            graph = message["graph"]
+            graph = json.loads(text)["graph"]
             self.rest = {k: v for k, v in graph.items() if k not in ("nodes", "links")}
             self.nodes.update((n["id"], n) for n in graph["nodes"])
-            self.links.update(((e["source"], e["target"]), e)
-                              for e in fill_zeros(graph["links"], message.get("zeros")))
+            self.links.update(((e["source"], e["target"]), e) for e in graph["links"])
         self.snapshot_seq, self.seq, self.applied = seq, seq, 0
         for entry in entries:
             entry_seq, diff_texts = decode_entry(entry)

@@ -33,7 +33,6 @@ __all__ = [
     "empty_diff",
     "encode_diff",
     "encode_snapshot",
-    "fill_zeros",
     "graph_diff",
     "is_empty",
     "node_update",
@@ -317,30 +316,13 @@ def split_diff(diff: dict, limit: int) -> list[dict]:
     return [json.loads(text) for text in encode_diff(diff, limit)]
 
 
-def encode_snapshot(level: str, payload: dict, limit: int,
-                    zeros: tuple[str, ...] = ()) -> list[bytes]:
+def encode_snapshot(level: str, payload: dict, limit: int) -> list[bytes]:
     """The snapshot message(s) of node-link ``payload``, encoded (UTF-8 JSON),
     each under about ``limit`` bytes: ``part`` i of ``parts``; the client
-    joins them.
-
-    A link's keys named in ``zeros`` are left out where they are 0, and each
-    message names them (``zeros``): readers put them back (``fill_zeros``).
-    A link carries 24 counters and rates, most of them 0 on most links; at
-    50,000 links that was two thirds of the links' JSON, which every relay,
-    wire and page handles when a map opens.
-
-    >>> link = {"source": "a", "target": "b", "n": 0, "m": 2, "other": 0}
-    >>> [m] = encode_snapshot("host", {"nodes": [], "links": [link]}, 1000,
-    ...                       ("n", "m"))
-    >>> m = json.loads(m)
-    >>> m["graph"]["links"], m["zeros"]
-    ([{'source': 'a', 'target': 'b', 'm': 2, 'other': 0}], ['n', 'm'])
-    >>> fill_zeros(m["graph"]["links"], m["zeros"])[0]["n"]
-    0
-    """
+    joins them."""
     rest = {k: v for k, v in payload.items() if k not in ("nodes", "links")}
     nodes = list(_chunks(payload.get("nodes", []), limit))
-    links = list(_chunks(_without_zeros(payload.get("links", []), zeros), limit))
+    links = list(_chunks(payload.get("links", []), limit))
     if len(nodes) + len(links) <= 1:
         graphs = [{"nodes": nodes[0] if nodes else b"",
                    "links": links[0] if links else b""}]
@@ -348,32 +330,10 @@ def encode_snapshot(level: str, payload: dict, limit: int,
         graphs = ([{"nodes": run, "links": b""} for run in nodes]
                   + [{"nodes": b"", "links": run} for run in links])
     head = b'{"type":"snapshot","level":%s,"graph":' % _encode_bytes(level)
-    tail = b',"zeros":%s' % _encode_bytes(list(zeros)) if zeros else b""
     return [
-        b'%s%s,"part":%d,"parts":%d%s}' % (head, _message(rest, g), i, len(graphs),
-                                           tail)
+        b'%s%s,"part":%d,"parts":%d}' % (head, _message(rest, g), i, len(graphs))
         for i, g in enumerate(graphs)
     ]
-
-
-def _without_zeros(links: list[dict], zeros: tuple[str, ...]) -> list[dict]:
-    """``links`` without their ``zeros`` keys whose value is 0."""
-    if not zeros:
-        return links
-    named = frozenset(zeros)
-    return [{k: v for k, v in link.items() if v != 0 or k not in named}
-            for link in links]
-
-
-def fill_zeros(links: list[dict], zeros) -> list[dict]:
-    """``links`` of a snapshot message, its ``zeros`` put back (in place):
-    the links as the builder holds them."""
-    if zeros:
-        for link in links:
-            for key in zeros:
-                if key not in link:
-                    link[key] = 0
-    return links
 
 
 def split_snapshot(level: str, payload: dict, limit: int) -> list[dict]:
