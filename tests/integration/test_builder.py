@@ -594,3 +594,38 @@ def test_a_round_publishes_its_diff_before_storing_it(
     assert sorted(n["id"] for n in stored["nodes"]) == sorted(
         n["id"] for n in held["nodes"])
     assert container_node_id(HOST, "c3") in {n["id"] for n in stored["nodes"]}
+
+
+async def test_a_cancelled_builder_ends_and_gives_up_its_lease(
+        redis_client, redis_server, settings):
+    # Ctrl+C (asyncio.run cancels the builder's task): it ends, wherever in
+    # its round it is, even where a Redis call turns the cancellation into
+    # its own error or returns as if not cancelled (channels_redis' group
+    # calls), and hands over its lease at once rather than after its TTL.
+    settings.REDIS_URL = redis_server.url
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [redis_server.url], "prefix": "portolan-test"}}}
+    gkeys = GraphKeys("portolan")
+    reporter = RedisReporter(reporter_client(redis_server.url), Keys("portolan"))
+    mark_watched(redis_client, gkeys, "container")
+    loop = asyncio.get_running_loop()
+    try:
+        for trial in range(20):
+            step = trial % 4  # reports in before the cancel: 0-3
+            builder = GraphBuilder(redis_client, BuilderSettings(lease_ttl=30,
+                                                                 min_interval=0.05))
+            running = asyncio.create_task(builder.run())
+            deadline = loop.time() + 10
+            while not builder.active and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            assert builder.active
+            for _ in range(step):  # rounds going on, publishing
+                await asyncio.to_thread(flow_report, reporter, 1)
+                await asyncio.sleep(0.01)
+            running.cancel()
+            await asyncio.wait({running}, timeout=5)
+            assert running.done(), f"still running {step} reports in"
+            assert redis_client.get(gkeys.lock) is None
+    finally:
+        reporter.client.close()

@@ -47,6 +47,7 @@ from webapp.builder.stored import encode_fresh
 from webapp.lease import Lease
 from webapp.maps.diff import apply_diff, encode_diff, encode_snapshot, is_empty
 from webapp.maps.frames import pack_frame
+from webapp.maps.tasks import end_if_cancelled
 from webapp.round_collector import RoundCollector
 from webapp.topology.store import live_collectors
 
@@ -462,6 +463,7 @@ class GraphBuilder:
         failures = 0
         try:
             while not stop.is_set():
+                end_if_cancelled()
                 try:
                     if await asyncio.to_thread(self.lease.acquire):
                         await self._lead(stop)
@@ -471,8 +473,10 @@ class GraphBuilder:
                         await _wait(stop, min(0.5, self.conf.lease_ttl / 4))
                         continue
                 except REDIS_ERRORS as exc:
+                    end_if_cancelled(exc)  # its cancellation, come back as one
                     log.warning("graph builder: Redis unreachable: %s", exc)
-                except Exception:  # noqa: BLE001 - a builder must never die of it
+                except Exception as exc:  # noqa: BLE001 - a builder must never die of it
+                    end_if_cancelled(exc)
                     log.exception("graph builder step failed")
                 if self.active:
                     log.info("builder %s stands by", self.lease.owner)
@@ -496,6 +500,9 @@ class GraphBuilder:
                 self.active = True
                 reported: set[str] = set()
                 while not (stop.is_set() or lost.is_set()):
+                    # A cancellation that channels_redis' group_send or
+                    # redis-py swallowed on the way (webapp/maps/tasks.py).
+                    end_if_cancelled()
                     times = RoundTimes(time.time(), len(reported))
                     last = loop_time()
                     builds = self.full_builds
