@@ -272,6 +272,18 @@ async def test_a_killed_builder_is_replaced_and_open_maps_get_diffs_again(
             close_map(transport)
 
 
+def test_a_terminated_builder_hands_over_its_lease_at_once(procs, redis_client):
+    # SIGTERM (docker stop, a Kubernetes rollout): the builder ends cleanly
+    # and frees its lease, so a standby need not wait for it to lapse (30 s).
+    builder = procs.start("builder", sys.executable, str(ROOT / "manage.py"),
+                          "builder", "--lease-ttl", "30")
+    assert wait_for(lambda: active_builder_pid(redis_client) == builder.pid,
+                    timeout=30)
+    builder.terminate()
+    assert builder.wait(10) == 0
+    assert redis_client.get(GraphKeys("portolan").lock) is None
+
+
 async def test_two_daphne_workers_send_the_same_diffs(procs, redis_server,
                                                       redis_client):
     procs.builder("builder")

@@ -1,6 +1,7 @@
 """``manage.py builder``: keep every level's live graph for all web workers."""
 
 import asyncio
+import signal
 
 from django.core.management.base import BaseCommand
 
@@ -30,8 +31,17 @@ class Command(BaseCommand):
         # (webapp/round_collector.py).
         builder.collector.take_over()
         try:
-            asyncio.run(builder.run(duration=opts["duration"]))
+            asyncio.run(_until_terminated(builder, opts["duration"]))
         except KeyboardInterrupt:
             pass
         finally:
             builder.collector.release()
+
+
+async def _until_terminated(builder: GraphBuilder, duration: float | None) -> None:
+    """Run the builder until SIGTERM (``docker stop``, a Kubernetes rollout):
+    it ends its round and gives up its lease, so a standby takes over at once
+    rather than once the lease lapses."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await builder.run(duration=duration, stop=stop)
