@@ -27,6 +27,7 @@ from collector.schema import (
     container_node_id,
 )
 from tests.conftest import free_port, wait_for
+from webapp.anomalies.keys import AnalysisKeys
 from webapp.builder.builder import (
     BuilderSettings,
     GraphBuilder,
@@ -272,16 +273,28 @@ async def test_a_killed_builder_is_replaced_and_open_maps_get_diffs_again(
             close_map(transport)
 
 
-def test_a_terminated_builder_hands_over_its_lease_at_once(procs, redis_client):
-    # SIGTERM (docker stop, a Kubernetes rollout): the builder ends cleanly
-    # and frees its lease, so a standby need not wait for it to lapse (30 s).
-    builder = procs.start("builder", sys.executable, str(ROOT / "manage.py"),
-                          "builder", "--lease-ttl", "30")
-    assert wait_for(lambda: active_builder_pid(redis_client) == builder.pid,
-                    timeout=30)
-    builder.terminate()
-    assert builder.wait(10) == 0
-    assert redis_client.get(GraphKeys("portolan").lock) is None
+@pytest.mark.parametrize(("command", "lock"), [
+    ("builder", GraphKeys("portolan").lock),
+    ("analyze", AnalysisKeys("portolan").lock),
+])
+def test_a_terminated_builder_or_analyzer_hands_over_at_once(procs, redis_client,
+                                                             command, lock):
+    # SIGTERM (docker stop, a Kubernetes rollout): it ends cleanly and frees
+    # its lease, so a standby need not wait for it to lapse (3 s and 10 s by
+    # default; 30 s for the builder here).
+    argv = [sys.executable, str(ROOT / "manage.py"), command]
+    if command == "builder":
+        argv += ["--lease-ttl", "30"]
+    proc = procs.start(command, *argv)
+
+    def holder() -> int | None:
+        owner = redis_client.get(lock)
+        return int(owner.decode().split(":")[1]) if owner else None
+
+    assert wait_for(lambda: holder() == proc.pid, timeout=30)
+    proc.terminate()
+    assert proc.wait(15) == 0
+    assert redis_client.get(lock) is None
 
 
 async def test_two_daphne_workers_send_the_same_diffs(procs, redis_server,

@@ -1,5 +1,8 @@
 """``manage.py analyze``: run the anomaly analyzer (one active per Redis)."""
 
+import signal
+import threading
+
 from django.core.management.base import BaseCommand, CommandError
 
 from webapp.anomalies import ConfigError
@@ -21,7 +24,11 @@ class Command(BaseCommand):
         # Garbage is collected between steps, not in the middle of one
         # (webapp/round_collector.py).
         analyzer.collector.take_over()
+        # SIGTERM (docker stop, a Kubernetes rollout): end the step, give the
+        # lock up, so a standby takes over at once rather than once it lapses.
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            analyzer.run(duration=opts["duration"])
+            analyzer.run(duration=opts["duration"], stop=stop)
         finally:
             analyzer.collector.release()
