@@ -27,7 +27,8 @@ class Command(BaseCommand):
         # SIGTERM (docker stop, a Kubernetes rollout): end the step, give the
         # lock up, so a standby takes over at once rather than once it lapses.
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        if threading.current_thread() is threading.main_thread():  # else: none
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
             analyzer.run(duration=opts["duration"], stop=stop)
         finally:

@@ -2,6 +2,7 @@
 
 import asyncio
 import signal
+import threading
 
 from django.core.management.base import BaseCommand
 
@@ -43,5 +44,6 @@ async def _until_terminated(builder: GraphBuilder, duration: float | None) -> No
     it ends its round and gives up its lease, so a standby takes over at once
     rather than once the lease lapses."""
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    if threading.current_thread() is threading.main_thread():  # else: none
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await builder.run(duration=duration, stop=stop)
