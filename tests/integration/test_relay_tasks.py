@@ -10,8 +10,10 @@ socket's disconnect does not wait on the relay, and the relay ends.
 import asyncio
 
 import pytest
+from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
+from webapp.builder.keys import group_name
 from webapp.maps.relay import NO_BUILDER, LevelRelay
 from webapp.maps.tasks import STOP_WAIT
 from webapp.topology import service
@@ -118,7 +120,8 @@ def test_a_relay_left_on_a_closed_loop_is_not_met_on_the_next(web_tier):
 
 @pytest.mark.parametrize("backend", ["channels_redis.core.RedisChannelLayer",
                                      f"{__name__}.LayerFailingOnCancel"])
-async def test_the_last_socket_leaving_ends_the_relays_tasks(web_tier, backend):
+async def test_the_last_socket_leaving_ends_the_relays_tasks(web_tier, backend,
+                                                             redis_client):
     # Even when the cancellation comes back as another error (redis-py ends a
     # cancelled blocking read with its timeout): retried, the relay would
     # follow the group for good, with nobody to relay to, and a loop closing
@@ -132,6 +135,9 @@ async def test_the_last_socket_leaving_ends_the_relays_tasks(web_tier, backend):
     assert relay.task is None and relay.watching is None
     await asyncio.wait({follow, watching}, timeout=STOP_WAIT)
     assert follow.done() and watching.done()
+    # Out of the level's group: no diff is sent to its channel any more.
+    members = get_channel_layer()._group_key(group_name(LEVEL))
+    assert redis_client.zcard(members) == 0
     # And it follows again for the next socket.
     await joined(Socket())
 

@@ -121,55 +121,58 @@ class LevelRelay:
         layer = get_channel_layer()
         group = group_name(self.level)
         channel = None  # this task's own: a stopped one may still be ending
-        while True:
-            try:
-                if channel is None:
-                    channel = await layer.new_channel()
-                await layer.group_add(group, channel)
-                if self.seq is None:  # a start or an outage; else held still
-                    async with self.lock:
-                        await self._reload()
-                failures = 0
-                joined = asyncio.get_running_loop().time()
-                while True:
-                    end_if_cancelled()  # group_add swallows a cancellation
-                    try:
-                        message = await layer.receive(channel)
-                    except redis.exceptions.TimeoutError as exc:
-                        end_if_cancelled(exc)  # a cancelled read, timed out
-                        # channels_redis' 5 s BZPOPMIN against redis-py's 5 s
-                        # read timeout: a quiet group, not an outage. Join
-                        # again on a fresh channel, quietly; a message lost
-                        # meanwhile shows as a gap in seq: a reload then.
-                        log.info("map relay (%s): quiet group, joining again",
-                                 self.level)
-                        with contextlib.suppress(*REDIS_ERRORS):
-                            await layer.group_discard(group, channel)
-                        channel = None
-                        break
-                    if message.get("type") == UPDATE_TYPE:
-                        await self._update(message)
-                    if asyncio.get_running_loop().time() - joined > GROUP_RENEW:
-                        await layer.group_add(group, channel)
-                        joined = asyncio.get_running_loop().time()
-            except asyncio.CancelledError:
-                if channel is not None:
-                    with contextlib.suppress(Exception):
-                        await layer.group_discard(group, channel)
-                raise
-            except Exception as exc:  # noqa: BLE001 - a relay must never die of it
-                end_if_cancelled(exc)  # its cancellation, come back as an error
-                if isinstance(exc, REDIS_ERRORS):
-                    log.warning("map relay (%s): Redis unreachable: %s", self.level,
-                                exc, exc_info=log.isEnabledFor(logging.DEBUG))
-                    await self._fail("Redis unreachable; retrying")
-                else:
-                    log.exception("relaying the %s graph failed", self.level)
-                    await self._fail(f"graph update failed: {type(exc).__name__}")
-            if channel is None and self.seq is not None:
-                continue  # a quiet group left above: join again at once
-            await asyncio.sleep(self.backoff.compute(failures))
-            failures += 1
+        try:
+            while True:
+                try:
+                    if channel is None:
+                        channel = await layer.new_channel()
+                    await layer.group_add(group, channel)
+                    if self.seq is None:  # a start or an outage; else held still
+                        async with self.lock:
+                            await self._reload()
+                    failures = 0
+                    joined = asyncio.get_running_loop().time()
+                    while True:
+                        end_if_cancelled()  # group_add swallows a cancellation
+                        try:
+                            message = await layer.receive(channel)
+                        except redis.exceptions.TimeoutError as exc:
+                            end_if_cancelled(exc)  # a cancelled read, timed out
+                            # channels_redis' 5 s BZPOPMIN against redis-py's 5 s
+                            # read timeout: a quiet group, not an outage. Join
+                            # again on a fresh channel, quietly; a message lost
+                            # meanwhile shows as a gap in seq: a reload then.
+                            log.info("map relay (%s): quiet group, joining again",
+                                     self.level)
+                            with contextlib.suppress(*REDIS_ERRORS):
+                                await layer.group_discard(group, channel)
+                            channel = None
+                            break
+                        if message.get("type") == UPDATE_TYPE:
+                            await self._update(message)
+                        if asyncio.get_running_loop().time() - joined > GROUP_RENEW:
+                            await layer.group_add(group, channel)
+                            joined = asyncio.get_running_loop().time()
+                except Exception as exc:  # noqa: BLE001 - a relay must never die of it
+                    end_if_cancelled(exc)  # its cancellation, come back as an error
+                    if isinstance(exc, REDIS_ERRORS):
+                        log.warning("map relay (%s): Redis unreachable: %s", self.level,
+                                    exc, exc_info=log.isEnabledFor(logging.DEBUG))
+                        await self._fail("Redis unreachable; retrying")
+                    else:
+                        log.exception("relaying the %s graph failed", self.level)
+                        await self._fail(f"graph update failed: {type(exc).__name__}")
+                if channel is None and self.seq is not None:
+                    continue  # a quiet group left above: join again at once
+                await asyncio.sleep(self.backoff.compute(failures))
+                failures += 1
+        finally:
+            # However it ends: cancelled, or its cancellation come back as
+            # an error. A member left behind would be sent every diff until
+            # channels_redis expires it (a day).
+            if channel is not None:
+                with contextlib.suppress(Exception):
+                    await layer.group_discard(group, channel)
 
     async def _reload(self, only=None) -> bool:
         """Load the stored snapshot and diffs; send them to every socket (or
