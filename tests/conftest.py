@@ -59,6 +59,13 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def channel_layers(url: str, prefix: str = "portolan-test",
+                   backend: str = "channels_redis.core.RedisChannelLayer") -> dict:
+    """Django's ``CHANNEL_LAYERS``: channels_redis (or ``backend``) on ``url``."""
+    return {"default": {"BACKEND": backend,
+                        "CONFIG": {"hosts": [url], "prefix": prefix}}}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

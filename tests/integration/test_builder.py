@@ -26,7 +26,7 @@ from collector.schema import (
     Keys,
     container_node_id,
 )
-from tests.conftest import free_port, wait_for
+from tests.conftest import channel_layers, free_port, wait_for
 from webapp.anomalies.keys import AnalysisKeys
 from webapp.builder.builder import (
     BuilderSettings,
@@ -582,9 +582,7 @@ def test_a_round_publishes_its_diff_before_storing_it(
     maps); what it stores is the same either way: the builder's graph."""
     from tests.integration.builder_thread import BuilderThread
 
-    settings.CHANNEL_LAYERS = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [redis_server.url], "prefix": "portolan-test"}}}
+    settings.CHANNEL_LAYERS = channel_layers(redis_server.url)
     timings = tmp_path / "rounds.jsonl"
     builder = BuilderThread(redis_server.url, timings_path=str(timings),
                             publish_first=publish_first, min_interval=0.05,
@@ -628,9 +626,7 @@ async def test_a_cancelled_builder_ends_and_gives_up_its_lease(
     # its own error or returns as if not cancelled (channels_redis' group
     # calls), and hands over its lease at once rather than after its TTL.
     settings.REDIS_URL = redis_server.url
-    settings.CHANNEL_LAYERS = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [redis_server.url], "prefix": "portolan-test"}}}
+    settings.CHANNEL_LAYERS = channel_layers(redis_server.url)
     gkeys = GraphKeys("portolan")
     reporter = RedisReporter(reporter_client(redis_server.url), Keys("portolan"))
     mark_watched(redis_client, gkeys, "container")

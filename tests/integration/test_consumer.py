@@ -20,7 +20,7 @@ from django.test import Client
 from collector.reporter import HostReport, RedisReporter
 from collector.reporter import redis_client as reporter_client
 from collector.schema import ContainerRecord, HostRecord, Keys, container_node_id
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer, channel_layers, free_port
 from tests.integration.builder_thread import BuilderThread
 from webapp.asgi import application, origin_allowed
 from webapp.maps.diff import apply_diff
@@ -32,15 +32,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ORIGIN = (b"origin", b"http://localhost")
 SITE = (b"host", b"localhost")  # the page's (and so the socket's) Host
 HOST = "sock-h1"
-
-
-def channel_layers(url: str) -> dict:
-    return {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [url], "prefix": "portolan-test"},
-        }
-    }
 
 
 def web_tier_on(settings, url: str, channel_url: str):

@@ -13,6 +13,7 @@ import pytest
 from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
+from tests.conftest import channel_layers
 from webapp.builder.keys import group_name
 from webapp.maps.relay import NO_BUILDER, LevelRelay
 from webapp.maps.tasks import STOP_WAIT
@@ -84,9 +85,7 @@ def web_tier(settings, redis_client, redis_server):
     service.redis_client.cache_clear()
 
     def layer(backend="channels_redis.core.RedisChannelLayer"):
-        settings.CHANNEL_LAYERS = {"default": {
-            "BACKEND": backend,
-            "CONFIG": {"hosts": [redis_server.url], "prefix": "portolan-test"}}}
+        settings.CHANNEL_LAYERS = channel_layers(redis_server.url, backend=backend)
 
     yield layer
     service.redis_client.cache_clear()

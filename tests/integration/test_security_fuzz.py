@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.schema import container_node_id
+from tests.conftest import channel_layers
 from tests.integration.test_web_auth import write_host
 from webapp.asgi import application
 from webapp.topology import service
@@ -122,9 +123,7 @@ def test_token_form_name(viewer, name):
 def socket_site(settings, redis_client, redis_server, transactional_db):
     """The ASGI app on the test Redis (its Channels layer too), and a session."""
     settings.REDIS_URL = redis_server.url
-    settings.CHANNEL_LAYERS = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [redis_server.url], "prefix": "portolan-fuzz"}}}
+    settings.CHANNEL_LAYERS = channel_layers(redis_server.url, "portolan-fuzz")
     service.redis_client.cache_clear()
     user = get_user_model().objects.create_user("sockfuzz", password="pw-fuzz-1")
     client = Client()

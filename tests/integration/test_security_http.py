@@ -17,6 +17,7 @@ from django.db.models import F
 from django.test import Client
 from django.utils import timezone
 
+from tests.conftest import channel_layers
 from tests.integration.test_web_auth import write_host
 from webapp.accounts.models import ApiToken
 from webapp.accounts.roles import ADMIN, VIEWER, role_of, set_role
@@ -356,9 +357,7 @@ async def test_the_socket_asks_for_the_map_permission(settings, redis_server,
     from webapp.asgi import application
 
     settings.REDIS_URL = redis_server.url
-    settings.CHANNEL_LAYERS = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [redis_server.url], "prefix": "portolan-sec"}}}
+    settings.CHANNEL_LAYERS = channel_layers(redis_server.url, "portolan-sec")
 
     def session_cookie() -> bytes:
         client = logged_in(make_user(f"sock-{role}", role))
