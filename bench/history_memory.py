@@ -69,7 +69,8 @@ except ImportError:  # pragma: no cover - measuring the version before
 
 
 GOAL_PER_CONTAINER = 7000  # issue 17: Redis memory per container
-LIVE_KEYS = ("host", "containers", "addrs", "flows", "rates", "ids", "applied")
+LIVE_KEYS = ("host", "containers", "container_metrics", "addrs", "flows", "rates",
+             "ids", "applied")
 
 
 class Format1:
@@ -177,12 +178,32 @@ def _simulate(client, keys, world, mine, active, every, failing, seconds,
             row[2] += used
             per_host += used
     live = 0
+    live_kinds: dict[str, int] = {}
+    counted = set()
     for h in mine:
+        for tier in ("fine", "coarse", "totals"):
+            try:
+                counted.add(keys.history(h, tier))
+            except SchemaError:
+                pass
         for kind in LIVE_KEYS:
-            live += client.memory_usage(getattr(keys, kind)(h), samples=0) or 0
+            if not hasattr(keys, kind):  # no such key in the version measured
+                continue
+            key = getattr(keys, kind)(h)
+            counted.add(key)
+            used = client.memory_usage(key, samples=0) or 0
+            live_kinds[kind] = live_kinds.get(kind, 0) + used
+            live += used
     status_bytes = 0
     if statuses is not None:
+        counted.add(statuses.key)
         status_bytes = client.memory_usage(statuses.key, samples=0) or 0
+    # Every other key (fleet-wide indexes) is live state too: a key the
+    # collector gains later is counted, not missed.
+    others = {k.decode(): client.memory_usage(k, samples=0) or 0
+              for k in client.scan_iter(count=1000)
+              if k.decode() not in counted}
+    live += sum(others.values())
     fine = client.zcard(keys.history(mine[0], "fine"))
     coarse = client.zcard(keys.history(mine[0], "coarse"))
     # What a past view costs to read, per host: in the fine tier, and in the
@@ -198,7 +219,8 @@ def _simulate(client, keys, world, mine, active, every, failing, seconds,
     per_container = len(world.containers[mine[0]])
     return {"per_host": per_host / len(mine), "fine": fine, "coarse": coarse,
             "tiers": tiers, "hosts": len(mine), "containers": per_container,
-            "live_per_host": live / len(mine),
+            "live_per_host": live / len(mine), "others": others,
+            "live_kinds": live_kinds,
             "status_history": status_bytes, "red_now": len(red),
             "read_ms": read_ms}
 
@@ -265,6 +287,11 @@ def main() -> None:
               f"{live:,.0f} B = {history + live:,.0f} B "
               f"({(history + live) / GOAL_PER_CONTAINER:.2f}x the 7 kB goal; "
               f"history alone {history / GOAL_PER_CONTAINER:.2f}x)")
+        print("  live state per container: " + ", ".join(
+            f"{kind} {used / r['hosts'] / n:,.0f} B"
+            for kind, used in r["live_kinds"].items())
+            + f", fleet-wide keys {sum(r['others'].values()) / r['hosts'] / n:,.0f} B"
+            f" ({len(r['others'])} keys)")
         print("  reading a past view, per host: {fine:.2f} ms (fine tier), "
               "{coarse:.2f} ms (coarse tier)".format(**r["read_ms"]))
         if StatusHistory is not None:
