@@ -383,7 +383,7 @@ async def test_socket_survives_a_redis_restart(settings, session_cookie):
         await sync_to_async(host.add)("c1", "pt-back")
         # A fresh snapshot after the outage; the container is in it, or in a
         # diff right after it if the socket reconnected before the write. The
-        # relay retries with a backoff capped at 10 s (``LevelRelay.backoff``): by
+        # relay retries with a backoff capped at 10 s (``group_follow.BACKOFF``): by
         # when the outage ended it may be waiting most of that (3.2 or 10.3 s
         # measured; an 8 s bound failed one run in five).
         snapshot = await receive_until(

@@ -12,30 +12,19 @@ caught by the sockets' own check, at most ``LOGIN_RECHECK_INTERVAL`` later.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import weakref
 
-import redis
-from channels.layers import get_channel_layer
-from redis.backoff import ExponentialBackoff
-
-from collector.redis_client import REDIS_ERRORS
 from webapp.accounts.ended_logins import GROUP, MESSAGE_TYPE, session_digest
-from webapp.maps.tasks import end_if_cancelled, on_this_loop, stop
-
-log = logging.getLogger("portolan.maps.login_watch")
+from webapp.maps.group_follow import follow_group
+from webapp.maps.tasks import on_this_loop, stop
 
 __all__ = ["LoginWatch"]
-
-GROUP_RENEW = 3600.0  # seconds: re-join the group before channels_redis expires it
 
 
 class LoginWatch:
     """This worker's open map sockets by user, and its member of ``GROUP``."""
 
     watches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by loop
-    backoff = ExponentialBackoff(cap=10.0, base=0.5)
 
     @classmethod
     def for_worker(cls) -> LoginWatch:
@@ -64,42 +53,17 @@ class LoginWatch:
             stop(task, "login watch")
 
     async def _follow(self) -> None:
-        """Join the group and hand each message to the sockets it names."""
-        layer = get_channel_layer()
-        failures = 0
-        channel = None
-        try:
-            while True:
-                try:
-                    channel = await layer.new_channel()
-                    await layer.group_add(GROUP, channel)
-                    self.ready.set()
-                    failures = 0
-                    joined = asyncio.get_running_loop().time()
-                    while True:
-                        end_if_cancelled()  # group_add swallows a cancellation
-                        message = await layer.receive(channel)
-                        if message.get("type") == MESSAGE_TYPE:
-                            await self._login_ended(message)
-                        if asyncio.get_running_loop().time() - joined > GROUP_RENEW:
-                            await layer.group_add(GROUP, channel)
-                            joined = asyncio.get_running_loop().time()
-                except redis.exceptions.TimeoutError as exc:
-                    end_if_cancelled(exc)  # see the relay's _follow
-                    # A quiet group (channels_redis' 5 s BZPOPMIN against
-                    # redis-py's 5 s read timeout), as in the relays: join again.
-                    with contextlib.suppress(*REDIS_ERRORS):
-                        await layer.group_discard(GROUP, channel)
-                    continue
-                except REDIS_ERRORS as exc:
-                    end_if_cancelled(exc)
-                    log.warning("login watch: Redis unreachable: %s", exc)
-                await asyncio.sleep(self.backoff.compute(failures))
-                failures += 1
-        finally:
-            if channel is not None:
-                with contextlib.suppress(Exception):
-                    await layer.group_discard(GROUP, channel)
+        """Follow the group (``webapp.maps.group_follow``) and hand each
+        message to the sockets it names."""
+        await follow_group(GROUP, self._received, "login watch",
+                           joined=self._joined)
+
+    async def _joined(self) -> None:
+        self.ready.set()
+
+    async def _received(self, message: dict) -> None:
+        if message.get("type") == MESSAGE_TYPE:
+            await self._login_ended(message)
 
     async def _login_ended(self, message: dict) -> None:
         sockets = list(self.sockets.get(message.get("user"), ()))

@@ -16,14 +16,10 @@ the builder keeps only watched levels current.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 
-import redis
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
-from redis.backoff import ExponentialBackoff
 
 from collector.redis_client import REDIS_ERRORS
 from collector.schema import SchemaError
@@ -31,6 +27,7 @@ from webapp.builder.builder import load_stored
 from webapp.builder.keys import UPDATE_TYPE, GraphKeys, group_name
 from webapp.builder.stored import WATCH_TTL, mark_watched, stored_client
 from webapp.maps.frames import pack_frame
+from webapp.maps.group_follow import follow_group
 from webapp.maps.tasks import end_if_cancelled, on_this_loop, stop
 from webapp.topology import service
 
@@ -41,14 +38,12 @@ __all__ = ["LevelRelay", "NO_BUILDER"]
 NO_BUILDER = ("no graph yet: the graph builder (manage.py builder) has stored "
               "none; waiting for it")
 RELOAD_AFTER = 30  # diffs kept since the snapshot before a joiner reloads it
-GROUP_RENEW = 3600.0  # seconds: re-join the group before channels_redis expires it
 
 
 class LevelRelay:
     """This worker's copy of one level's stream; see the module docstring."""
 
     relays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # by loop
-    backoff = ExponentialBackoff(cap=10.0, base=0.5)
 
     @classmethod
     def for_level(cls, level: str) -> LevelRelay:
@@ -116,63 +111,26 @@ class LevelRelay:
     # ------------------------------------------------------------ the stream
 
     async def _follow(self) -> None:
-        """Join the group, load the snapshot, relay updates; ride out outages."""
-        failures = 0
-        layer = get_channel_layer()
-        group = group_name(self.level)
-        channel = None  # this task's own: a stopped one may still be ending
-        try:
-            while True:
-                try:
-                    if channel is None:
-                        channel = await layer.new_channel()
-                    await layer.group_add(group, channel)
-                    if self.seq is None:  # a start or an outage; else held still
-                        async with self.lock:
-                            await self._reload()
-                    failures = 0
-                    joined = asyncio.get_running_loop().time()
-                    while True:
-                        end_if_cancelled()  # group_add swallows a cancellation
-                        try:
-                            message = await layer.receive(channel)
-                        except redis.exceptions.TimeoutError as exc:
-                            end_if_cancelled(exc)  # a cancelled read, timed out
-                            # channels_redis' 5 s BZPOPMIN against redis-py's 5 s
-                            # read timeout: a quiet group, not an outage. Join
-                            # again on a fresh channel, quietly; a message lost
-                            # meanwhile shows as a gap in seq: a reload then.
-                            log.info("map relay (%s): quiet group, joining again",
-                                     self.level)
-                            with contextlib.suppress(*REDIS_ERRORS):
-                                await layer.group_discard(group, channel)
-                            channel = None
-                            break
-                        if message.get("type") == UPDATE_TYPE:
-                            await self._update(message)
-                        if asyncio.get_running_loop().time() - joined > GROUP_RENEW:
-                            await layer.group_add(group, channel)
-                            joined = asyncio.get_running_loop().time()
-                except Exception as exc:  # noqa: BLE001 - a relay must never die of it
-                    end_if_cancelled(exc)  # its cancellation, come back as an error
-                    if isinstance(exc, REDIS_ERRORS):
-                        log.warning("map relay (%s): Redis unreachable: %s", self.level,
-                                    exc, exc_info=log.isEnabledFor(logging.DEBUG))
-                        await self._fail("Redis unreachable; retrying")
-                    else:
-                        log.exception("relaying the %s graph failed", self.level)
-                        await self._fail(f"graph update failed: {type(exc).__name__}")
-                if channel is None and self.seq is not None:
-                    continue  # a quiet group left above: join again at once
-                await asyncio.sleep(self.backoff.compute(failures))
-                failures += 1
-        finally:
-            # However it ends: cancelled, or its cancellation come back as
-            # an error. A member left behind would be sent every diff until
-            # channels_redis expires it (a day).
-            if channel is not None:
-                with contextlib.suppress(Exception):
-                    await layer.group_discard(group, channel)
+        """Follow the level's group (``webapp.maps.group_follow``): load the
+        snapshot when none is held, relay updates, ride out outages."""
+        await follow_group(group_name(self.level), self._received,
+                           f"map relay ({self.level})", joined=self._joined,
+                           failed=self._failed)
+
+    async def _joined(self) -> None:
+        if self.seq is None:  # a start or an outage; else held still (a
+            async with self.lock:  # message lost meanwhile shows as a gap)
+                await self._reload()
+
+    async def _received(self, message: dict) -> None:
+        if message.get("type") == UPDATE_TYPE:
+            await self._update(message)
+
+    async def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, REDIS_ERRORS):
+            await self._fail("Redis unreachable; retrying")
+        else:
+            await self._fail(f"graph update failed: {type(exc).__name__}")
 
     async def _reload(self, only=None) -> bool:
         """Load the stored snapshot and diffs; send them to every socket (or
