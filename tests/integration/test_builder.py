@@ -16,7 +16,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from channels_redis.core import RedisChannelLayer
 
 from collector.reporter import HostReport, RedisReporter
 from collector.reporter import redis_client as reporter_client
@@ -28,6 +27,7 @@ from collector.schema import (
     container_node_id,
 )
 from tests.conftest import channel_layers, free_port, wait_for
+from tests.misbehaving_layers import LayerSwallowingCancel
 from webapp.anomalies.keys import AnalysisKeys
 from webapp.builder.builder import (
     BuilderSettings,
@@ -620,26 +620,6 @@ def test_a_round_publishes_its_diff_before_storing_it(
     assert container_node_id(HOST, "c3") in {n["id"] for n in stored["nodes"]}
 
 
-class LayerSwallowingCancelInSend(RedisChannelLayer):
-    """``group_send`` takes its time and returns normally when cancelled, as
-    channels_redis' can over redis-py; ``sending`` is set once it is in it."""
-
-    sending: asyncio.Event | None = None
-
-    async def group_send(self, group, message):
-        sent = asyncio.ensure_future(self._send_later(group, message))
-        try:
-            await asyncio.shield(sent)
-        except asyncio.CancelledError:
-            await sent
-
-    async def _send_later(self, group, message):
-        if LayerSwallowingCancelInSend.sending is not None:
-            LayerSwallowingCancelInSend.sending.set()
-        await asyncio.sleep(0.3)
-        await super().group_send(group, message)
-
-
 async def test_a_builder_cancelled_as_it_publishes_ends(redis_client, redis_server,
                                                         settings):
     # The cancellation lands in group_send, which swallows it: the builder
@@ -647,8 +627,8 @@ async def test_a_builder_cancelled_as_it_publishes_ends(redis_client, redis_serv
     # meets that case in about one run of four; this one in every run).
     settings.REDIS_URL = redis_server.url
     settings.CHANNEL_LAYERS = channel_layers(
-        redis_server.url, backend=f"{__name__}.LayerSwallowingCancelInSend")
-    LayerSwallowingCancelInSend.sending = asyncio.Event()
+        redis_server.url, backend="tests.misbehaving_layers.LayerSwallowingCancel")
+    LayerSwallowingCancel.busy = asyncio.Event()
     gkeys = GraphKeys("portolan")
     reporter = RedisReporter(reporter_client(redis_server.url), Keys("portolan"))
     mark_watched(redis_client, gkeys, "container")
@@ -657,14 +637,14 @@ async def test_a_builder_cancelled_as_it_publishes_ends(redis_client, redis_serv
     running = asyncio.create_task(builder.run())
     try:
         await asyncio.to_thread(flow_report, reporter, 1)
-        await asyncio.wait_for(LayerSwallowingCancelInSend.sending.wait(), 10)
+        await asyncio.wait_for(LayerSwallowingCancel.busy.wait(), 10)
         running.cancel()
         await asyncio.wait({running}, timeout=3)
         assert running.done(), "a swallowed cancellation: still building"
         assert redis_client.get(gkeys.lock) is None
     finally:
         running.cancel()
-        LayerSwallowingCancelInSend.sending = None
+        LayerSwallowingCancel.busy = None
         reporter.client.close()
 
 

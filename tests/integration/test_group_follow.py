@@ -7,28 +7,15 @@ import types
 
 import pytest
 from channels.layers import get_channel_layer
-from channels_redis.core import RedisChannelLayer
 
 from tests.conftest import channel_layers
+from tests.misbehaving_layers import LayerFailingOneRead
 from webapp.accounts.ended_logins import GROUP, MESSAGE_TYPE
 from webapp.maps.group_follow import follow_group
 from webapp.maps.login_watch import LoginWatch
 from webapp.maps.tasks import STOP_WAIT
 
 TEST_GROUP = "portolan-test-follow"
-
-
-class LayerFailingOneRead(RedisChannelLayer):
-    """The first receive fails as a dropped connection does."""
-
-    failed = False
-
-    async def receive(self, channel):
-        if not LayerFailingOneRead.failed:
-            LayerFailingOneRead.failed = True
-            await asyncio.sleep(0.2)
-            raise ConnectionError("connection reset by peer")
-        return await super().receive(channel)
 
 
 @pytest.fixture
@@ -125,7 +112,7 @@ async def test_the_login_watch_stays_one_member_through_a_failed_read(layer,
     # channel. Before the watch shared the relays' follower, it took a new
     # channel each time and left the old one in the group, sent every
     # message for a day.
-    channels = layer(f"{__name__}.LayerFailingOneRead")
+    channels = layer("tests.misbehaving_layers.LayerFailingOneRead")
     checked = asyncio.Event()
 
     class Socket:

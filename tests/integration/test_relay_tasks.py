@@ -1,17 +1,17 @@
 """A level's relay starts and stops its tasks without hanging a socket.
 
-Against a real Redis and channels_redis. The layers below add what a library
-can do while a task is cancelled: turn the cancellation into another error
-(channels_redis' own clean-up asserts its receive lock is free), take its
-time, or return as if it had not been cancelled. Whatever they do, a
-socket's disconnect does not wait on the relay, and the relay ends.
+Against a real Redis and channels_redis. The layers of
+``tests.misbehaving_layers`` add what a library can do while a task is
+cancelled: turn the cancellation into another error (channels_redis' own
+clean-up asserts its receive lock is free), take its time, or return as if
+it had not been cancelled. Whatever they do, a socket's disconnect does not
+wait on the relay, and the relay ends.
 """
 
 import asyncio
 
 import pytest
 from channels.layers import get_channel_layer
-from channels_redis.core import RedisChannelLayer
 
 from tests.conftest import channel_layers
 from webapp.builder.keys import group_name
@@ -20,43 +20,6 @@ from webapp.maps.tasks import STOP_WAIT
 from webapp.topology import service
 
 LEVEL = "container"
-
-
-class LayerFailingOnCancel(RedisChannelLayer):
-    """A cancelled receive raises another error, as channels_redis does when
-    its finally's ``assert not self.receive_lock.locked()`` fails."""
-
-    async def receive(self, channel):
-        try:
-            return await super().receive(channel)
-        except asyncio.CancelledError:
-            raise AssertionError("receive lock still held") from None
-
-
-class LayerSlowToCancel(RedisChannelLayer):
-    """A cancelled receive cleans up for a second before it ends."""
-
-    async def receive(self, channel):
-        try:
-            return await super().receive(channel)
-        except asyncio.CancelledError:
-            await asyncio.sleep(1.0)
-            raise
-
-
-class LayerSwallowingCancel(RedisChannelLayer):
-    """``group_add`` takes its time and returns normally when cancelled."""
-
-    async def group_add(self, group, channel):
-        adding = asyncio.ensure_future(self._group_add_later(group, channel))
-        try:
-            await asyncio.shield(adding)
-        except asyncio.CancelledError:
-            await adding
-
-    async def _group_add_later(self, group, channel):
-        await asyncio.sleep(0.3)
-        await super().group_add(group, channel)
 
 
 class Socket:
@@ -118,7 +81,7 @@ def test_a_relay_left_on_a_closed_loop_is_not_met_on_the_next(web_tier):
 
 
 @pytest.mark.parametrize("backend", ["channels_redis.core.RedisChannelLayer",
-                                     f"{__name__}.LayerFailingOnCancel"])
+                                     "tests.misbehaving_layers.LayerFailingOnCancel"])
 async def test_the_last_socket_leaving_ends_the_relays_tasks(web_tier, backend,
                                                              redis_client):
     # Even when the cancellation comes back as another error (redis-py ends a
@@ -145,7 +108,7 @@ async def test_a_socket_leaving_does_not_wait_for_the_relay_to_end(web_tier):
     # A task blocked in channels_redis' receive ends only when its read does
     # (here a second later): a disconnect that waited for it was cancelled
     # half done by a client that gives it a second.
-    web_tier(f"{__name__}.LayerSlowToCancel")
+    web_tier("tests.misbehaving_layers.LayerSlowToCancel")
     socket = Socket()
     relay = await joined(socket)
     follow = relay.task
@@ -164,7 +127,7 @@ async def test_a_relay_stopped_as_it_joins_the_group_ends(web_tier):
     # return normally when cancelled. Going on, the relay followed the group
     # for good, and its loop could not close (found by test_consumer's
     # origin checks, which hung now and then).
-    web_tier(f"{__name__}.LayerSwallowingCancel")
+    web_tier("tests.misbehaving_layers.LayerSwallowingCancel")
     socket = Socket()
     relay = LevelRelay.for_level(LEVEL)
     await relay.join(socket)
