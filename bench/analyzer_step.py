@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from builder_round import report_round, written_world  # noqa: E402
+from synthetic_world import world_size_arguments  # noqa: E402
 
 from collector.reporter import redis_client  # noqa: E402
 from tests.conftest import RedisServer  # noqa: E402
@@ -37,9 +38,7 @@ from tests.conftest import RedisServer  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=500)
-    parser.add_argument("--containers", type=int, default=10_000)
-    parser.add_argument("--edges", type=int, default=50_000)
+    world_size_arguments(parser, 500, 10_000, 50_000)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--python-gc", action="store_true",
                         help="leave Python's automatic garbage collection on "

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synthetic_world import advance_metrics, make_world, traffic  # noqa: E402
+from synthetic_world import advance_metrics, make_world, traffic, world_size_arguments  # noqa: E402
 
 from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
 from collector.schema import (  # noqa: E402
@@ -97,9 +97,7 @@ def publish_verdict(client, nodes: list[str], round_no: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=250)
-    parser.add_argument("--containers", type=int, default=5000)
-    parser.add_argument("--edges", type=int, default=25000)
+    world_size_arguments(parser, 250, 5_000, 25_000)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=4, help="builder steps a round")
     parser.add_argument("--level", default="container")

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synthetic_world import make_world  # noqa: E402
+from synthetic_world import make_world, world_size_arguments  # noqa: E402
 
 from collector import schema  # noqa: E402
 from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
@@ -65,9 +65,7 @@ def print_split(kinds: dict, containers: int, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=500)
-    parser.add_argument("--containers", type=int, default=10000)
-    parser.add_argument("--edges", type=int, default=50000)
+    world_size_arguments(parser, 500, 10_000, 50_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hash-entries", type=int)
     parser.add_argument("--full-records", action="store_true")

@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synthetic_world import advance_metrics, make_world, traffic  # noqa: E402
+from synthetic_world import advance_metrics, make_world, traffic, world_size_arguments  # noqa: E402
 
 from collector.reporter import HostReport, RedisReporter, redis_client  # noqa: E402
 from collector.schema import (  # noqa: E402
@@ -570,9 +570,7 @@ def print_ratios(measured) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=500)
-    parser.add_argument("--containers", type=int, default=10000)
-    parser.add_argument("--edges", type=int, default=50000)
+    world_size_arguments(parser, 500, 10_000, 50_000)
     parser.add_argument("--sockets", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=12)
     parser.add_argument("--backends", default="single")

@@ -88,7 +88,7 @@ from map_render import (  # noqa: E402
     wait,
 )
 from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
-from synthetic_world import host_labels, make_world, write_world  # noqa: E402
+from synthetic_world import host_labels, make_world, world_size_arguments, write_world  # noqa: E402
 
 GOAL_FIRST_MS = 3000
 GOAL_FPS = 30
@@ -414,9 +414,7 @@ def measure(context, web_url: str, mode: str, seconds: float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=500)
-    parser.add_argument("--containers", type=int, default=10_000)
-    parser.add_argument("--edges", type=int, default=50_000)
+    world_size_arguments(parser, 500, 10_000, 50_000)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--modes", default="lod,off")

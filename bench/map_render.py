@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from synthetic_world import make_world, write_world  # noqa: E402
+from synthetic_world import make_world, world_size_arguments, write_world  # noqa: E402
 
 from tests.conftest import RedisServer, free_port  # noqa: E402
 
@@ -218,9 +218,7 @@ def measure(context, web_url: str, renderer: str, level: str, seconds: float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=50)
-    parser.add_argument("--containers", type=int, default=2000)
-    parser.add_argument("--edges", type=int, default=4000)
+    world_size_arguments(parser, 50, 2_000, 4_000)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--renderers", default=",".join(RENDERERS))

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from builder_round import report_round, written_world  # noqa: E402
+from synthetic_world import world_size_arguments  # noqa: E402
 
 from collector.reporter import redis_client  # noqa: E402
 from collector.schema import container_node_id  # noqa: E402
@@ -38,9 +39,7 @@ PANEL_EVERY_S = 2.0
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hosts", type=int, default=500)
-    parser.add_argument("--containers", type=int, default=10_000)
-    parser.add_argument("--edges", type=int, default=50_000)
+    world_size_arguments(parser, 500, 10_000, 50_000)
     parser.add_argument("--requests", type=int, default=5)
     args = parser.parse_args()
 

@@ -180,12 +180,18 @@ def write_world(world: World, url: str, prefix: str = "portolan",
     return written
 
 
+def world_size_arguments(parser, hosts: int, containers: int, edges: int) -> None:
+    """``--hosts``, ``--containers`` and ``--edges`` of a bench's world, with
+    its defaults (the fleet's 500 / 10,000 / 50,000 for issue 17's goals)."""
+    parser.add_argument("--hosts", type=int, default=hosts)
+    parser.add_argument("--containers", type=int, default=containers)
+    parser.add_argument("--edges", type=int, default=edges)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis", required=True)
-    parser.add_argument("--hosts", type=int, default=50)
-    parser.add_argument("--containers", type=int, default=2000)
-    parser.add_argument("--edges", type=int, default=4000)
+    world_size_arguments(parser, 50, 2000, 4000)
     parser.add_argument("--prefix", default="portolan")
     args = parser.parse_args()
     world = make_world(args.hosts, args.containers, args.edges)
