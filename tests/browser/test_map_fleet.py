@@ -341,3 +341,68 @@ def test_a_drawn_containers_panel_follows_its_moved_metrics(
         stop.set()
         thread.join()
         reporter.client.close()
+
+
+def test_diffs_wait_while_the_view_moves_at_most_two_seconds(
+        fleet_page, world, redis_server):
+    """A fleet's diffs are parsed and applied when the view rests, or at most
+    HOLD_MS (2 s) into a gesture (livemap.js untilResting): a burst of diffs
+    applied mid-gesture cost it its frames (a zoom at 12 fps). Here the view
+    pans for 5 s while hosts report every 0.3 s; the diffs applied meanwhile
+    come in bursts at least ~2 s apart, and the rest once it stops."""
+    from collector.reporter import HostReport, RedisReporter, redis_client
+    from collector.schema import HostRecord, Keys, container_node_id
+
+    page = fleet_page
+    set_view(page, 0.5)
+    reporter = RedisReporter(redis_client(redis_server.url), Keys("portolan"),
+                             node_ttl=NODE_TTL)
+    stop = threading.Event()
+
+    def collectors() -> None:
+        more = 0
+        while not stop.wait(0.3):
+            more += 1
+            for host in ("node001", "node002", "node003"):
+                records = world.containers[host]
+                reporter.report(HostReport(
+                    host=HostRecord(id=host, hostname=host, mode="ebpf",
+                                    labels=host_labels(host)),
+                    containers=records,
+                    addrs={r.ips[0]: container_node_id(host, r.id) for r in records},
+                    flows=Counter({(key, "connections"): weight + more
+                                   for key, weight in world.flows[host]}),
+                    interval=0.3))
+
+    thread = threading.Thread(target=collectors, daemon=True)
+    thread.start()
+    try:
+        applied_before = drawing(page)["diffs"]["applied"]
+        wait_for_map(page, f"m.drawing().diffs.applied > {applied_before} + 2",
+                     timeout_ms=60_000)  # the diffs flow
+        # Pan a pixel every 30 ms for 5 s, noting when diffs were applied.
+        moments = page.evaluate(
+            """() => new Promise((done) => {
+                 const m = window.portolanMap, started = performance.now();
+                 let last = m.drawing().diffs.applied;
+                 const moments = [];
+                 const timer = setInterval(() => {
+                   const now = performance.now() - started;
+                   const applied = m.drawing().diffs.applied;
+                   if (applied !== last) moments.push(now);
+                   last = applied;
+                   if (now > 5000) { clearInterval(timer); done(moments); return; }
+                   m.cy.panBy({ x: 1, y: 0 });
+                 }, 30);
+               })""")
+        applied_after_gesture = drawing(page)["diffs"]["applied"]
+        wait_for_map(page, f"m.drawing().diffs.applied > {applied_after_gesture}",
+                     timeout_ms=5_000)  # once the view rests
+    finally:
+        stop.set()
+        thread.join()
+        reporter.client.close()
+    bursts = [t for i, t in enumerate(moments) if i == 0 or t - moments[i - 1] > 500]
+    gaps = [b - a for a, b in zip(bursts, bursts[1:], strict=False)]
+    assert len(bursts) <= 3, moments
+    assert all(gap > 1500 for gap in gaps), moments
