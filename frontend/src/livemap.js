@@ -39,11 +39,10 @@ const FLEET_NODES = 1500;
 const REVEAL_ZOOM = 0.8;
 // Aggregated edges are drawn far out: wider in model units to stay visible.
 const AGGREGATE_WIDTH = { host: 6, group: 30 };
-// A diff waits while a fleet's view moves (a pan or zoom gesture: viewport
-// events less than GESTURE_IDLE_MS apart), at most HOLD_MS: parsing one
-// (1-3 MB of JSON), applying it and restyling 500 tiles and 800 summed edges
-// took 60-200 ms of the main thread, and diffs queued behind a busy frame
-// came in bursts (24 in one second of a zoom, its longest task 644 ms).
+// A diff's restyle of a fleet's tiles waits while the view moves (a pan or
+// zoom gesture: viewport events less than GESTURE_IDLE_MS apart), at most
+// HOLD_MS: restyling 500 tiles and 800 summed edges took 60-200 ms of the
+// main thread a diff, a dropped frame or several in the middle of a gesture.
 const GESTURE_IDLE_MS = 250;
 const HOLD_MS = 2000;
 
@@ -129,10 +128,6 @@ export class LiveMap {
     this.viewportMovedAt = -Infinity;
     this.heldSince = null;
     this.heldTimer = null;
-    // Diffs waiting for the view to rest (untilResting): since when, and
-    // when the last were let through mid-gesture.
-    this.holdingSince = null;
-    this.releasedAt = -Infinity;
     this.choicesCache = null; // {model: factsVersion, values} of filterChoices
     // Diffs applied, the time they took (ms, with the redraws they caused,
     // held or not) and the longest, for the benchmark.
@@ -338,27 +333,6 @@ export class LiveMap {
         if (this.heldSince !== null) this.redrawAfterGesture();
       }, GESTURE_IDLE_MS);
     }
-  }
-
-  // Null when a diff that came at ``arrivedAt`` may be handled now, else a
-  // promise of when to ask again: a fleet's diffs wait while the view moves,
-  // at most HOLD_MS at a time; then every diff that came meanwhile goes
-  // through at once, and the next wait begins.
-  untilResting(arrivedAt) {
-    const now = performance.now();
-    const moving = now - this.viewportMovedAt < GESTURE_IDLE_MS;
-    if (!this.fleet || !moving) {
-      this.holdingSince = null;
-      return null;
-    }
-    if (arrivedAt <= this.releasedAt) return null;
-    if (this.holdingSince === null) this.holdingSince = now;
-    if (now - this.holdingSince >= HOLD_MS) {
-      this.releasedAt = now;
-      this.holdingSince = null;
-      return null;
-    }
-    return new Promise((resolve) => window.setTimeout(resolve, GESTURE_IDLE_MS));
   }
 
   // The held redraw, its time counted with the diffs' (bench/map_fleet.py).

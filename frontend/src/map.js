@@ -79,7 +79,6 @@ class MapPage {
     this.socket = new TopologySocket(config.socketPath, this.view.level, {
       onState: (state, delay) => this.showSocketState(state, delay),
       onMessage: (message) => this.applyMessage(message),
-      gate: (arrivedAt) => this.map.untilResting(arrivedAt),
     });
   }
 

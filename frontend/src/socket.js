@@ -15,18 +15,14 @@ const CLOSE_UNAUTHENTICATED = 4401;
 
 // ``onMessage`` gets each diff and error as sent, and each snapshot whole:
 // its ``graph`` joined from all parts, ``firstPartAt`` when the first came
-// (performance.now(), for bench/map_render.py). ``gate(arrivedAt)``, when
-// given, is asked before each message is parsed: null to go on, or a promise
-// to wait for before asking again (the map holds messages while its view
-// moves).
+// (performance.now(), for bench/map_render.py).
 export class TopologySocket {
-  constructor(path, level, { onMessage, onState, gate = () => null }) {
+  constructor(path, level, { onMessage, onState }) {
     this.url = new URL(path, window.location.href);
     this.url.protocol = this.url.protocol === "https:" ? "wss:" : "ws:";
     this.url.searchParams.set("level", level);
     this.onMessage = onMessage;
     this.onState = onState;
-    this.gate = gate;
     this.failures = 0;
     this.socket = null;
     this.generation = 0;
@@ -64,14 +60,11 @@ export class TopologySocket {
     });
     socket.addEventListener("message", (event) => {
       if (!current()) return;
-      const arrivedAt = performance.now();
       this.decoded = this.decoded.then(async () => {
         let text;
         let message;
         try {
           text = await messageText(event.data);
-          for (let wait = this.gate(arrivedAt); wait; wait = this.gate(arrivedAt)) await wait;
-          if (!current()) return;
           message = JSON.parse(text);
         } catch {
           return; // not a zlib stream, or not JSON: dropped
