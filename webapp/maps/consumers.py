@@ -53,6 +53,7 @@ from channels.auth import get_user
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from webapp.maps.frames import FrameStream, each_frame
 from webapp.maps.login_watch import LoginWatch
 from webapp.maps.relay import LevelRelay
 from webapp.topology import service
@@ -158,11 +159,13 @@ class TopologyConsumer(AsyncJsonWebsocketConsumer):
         self.closed = True  # disconnect() leaves the relay when the close is done
         await self.close(code=CLOSE_UNAUTHENTICATED)
 
-    async def catch_up(self, snapshot: list[bytes], diffs: list, seq: int) -> None:
-        """The stored snapshot and the diffs after it, as frames."""
+    async def catch_up(self, snapshot: list[bytes] | FrameStream, diffs: list,
+                       seq: int) -> None:
+        """The stored snapshot (its frames, or a stream of them still being
+        packed) and the diffs after it, as frames."""
         if not await self._logged_in():
             return
-        for frame in snapshot:
+        async for frame in each_frame(snapshot):
             await self._send_frame(frame)
         for _, frames in diffs:
             for frame in frames:

@@ -26,7 +26,7 @@ from collector.schema import SchemaError
 from webapp.builder.builder import load_stored
 from webapp.builder.keys import UPDATE_TYPE, GraphKeys, group_name
 from webapp.builder.stored import WATCH_TTL, mark_watched, stored_client
-from webapp.maps.frames import pack_frame
+from webapp.maps.frames import FrameStream, pack_frame
 from webapp.maps.group_follow import follow_group
 from webapp.maps.tasks import end_if_cancelled, on_this_loop, stop
 from webapp.topology import service
@@ -38,6 +38,7 @@ __all__ = ["LevelRelay", "NO_BUILDER"]
 NO_BUILDER = ("no graph yet: the graph builder (manage.py builder) has stored "
               "none; waiting for it")
 RELOAD_AFTER = 30  # diffs kept since the snapshot before a joiner reloads it
+PACK_PARTS = 8  # snapshot parts packed at a time (~40 ms) before they are sent
 
 
 class LevelRelay:
@@ -134,25 +135,47 @@ class LevelRelay:
 
     async def _reload(self, only=None) -> bool:
         """Load the stored snapshot and diffs; send them to every socket (or
-        to ``only``). False when none is stored."""
+        to ``only``), each part as soon as it is packed. False when none is
+        stored."""
         held = (self.snapshot_seq, self.snapshot, dict(self.diffs))
         found = await sync_to_async(self._load, thread_sensitive=False)(*held)
         if found is None:
             self.seq = None
             await self._each("feed_error", NO_BUILDER)
             return False
-        seq, self.snapshot, self.diffs = found
+        seq, snapshot, texts, self.diffs = found
         self.snapshot_seq = seq
         self.seq = self.diffs[-1][0] if self.diffs else seq
-        if only is not None:
-            await only.catch_up(self.snapshot, self.diffs, self.seq)
-        else:
-            await self._each("catch_up", self.snapshot, self.diffs, self.seq)
+        stream = None
+        if snapshot is None:  # not the one held: packed while it is sent
+            snapshot = stream = FrameStream()
+        targets = [only] if only is not None else list(self.sockets)
+        sending = asyncio.ensure_future(asyncio.gather(
+            *(s.catch_up(snapshot, self.diffs, self.seq) for s in targets),
+            return_exceptions=True))
+        if stream is None:
+            self.snapshot = snapshot
+            await sending
+            return True
+        self.snapshot = []  # until packed whole: a relay cancelled holds none
+        try:
+            for start in range(0, len(texts), PACK_PARTS):
+                stream.add(await sync_to_async(_packed, thread_sensitive=False)(
+                    texts[start:start + PACK_PARTS]))
+        except BaseException:
+            sending.cancel()
+            raise
+        finally:
+            stream.finish()
+        self.snapshot = stream.frames
+        await sending
         return True
 
     def _load(self, snapshot_seq, snapshot, diffs):
-        """The stored snapshot and diffs as frames; those of the steps held
-        (``snapshot`` at ``snapshot_seq``, ``diffs`` by step) are reused."""
+        """The stored snapshot and diffs: ``(seq, snapshot frames or None,
+        snapshot texts, diffs as frames)``. The frames of the steps held
+        (``snapshot`` at ``snapshot_seq``, ``diffs`` by step) are reused; a
+        new snapshot's texts are left for ``_reload`` to pack."""
         try:
             found = load_stored(stored_client(), GraphKeys(service.keys().prefix),
                                 self.level)
@@ -162,11 +185,9 @@ class LevelRelay:
         if found is None:
             return None
         seq, texts, stored_diffs = found
-        if seq != snapshot_seq or not snapshot:
-            snapshot = [pack_frame(t) for t in texts]
-        return seq, snapshot, [
-            (s, diffs.get(s) or [pack_frame(t) for t in diff_texts])
-            for s, diff_texts in stored_diffs]
+        frames = snapshot if seq == snapshot_seq and snapshot else None
+        return seq, frames, texts, [
+            (s, diffs.get(s) or _packed(diff_texts)) for s, diff_texts in stored_diffs]
 
     async def _update(self, message: dict) -> None:
         self.updates += 1
@@ -177,9 +198,8 @@ class LevelRelay:
             if frames is None and message.get("texts") is not None:
                 # XXX: a builder from before frames (uncompressed text); can go
                 # once no such builder runs.
-                frames = await sync_to_async(
-                    lambda texts: [pack_frame(t) for t in texts],
-                    thread_sensitive=False)(message["texts"])
+                frames = await sync_to_async(_packed, thread_sensitive=False)(
+                    message["texts"])
             if frames is None or self.seq is None or seq != self.seq + 1:
                 await self._reload()
                 return
@@ -196,3 +216,8 @@ class LevelRelay:
             *(getattr(s, method)(*args) for s in list(self.sockets) if s is not skip),
             return_exceptions=True,
         )
+
+
+def _packed(texts) -> list[bytes]:
+    """Messages' texts as the frames the sockets send (in a thread: ~10 ms a MB)."""
+    return [pack_frame(t) for t in texts]
