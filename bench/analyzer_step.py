@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import random
 import resource
@@ -29,11 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from builder_round import report_round, written_world  # noqa: E402
+from builder_round import fleet_on_redis, report_round  # noqa: E402
 from synthetic_world import world_size_arguments  # noqa: E402
 
 from collector.reporter import redis_client  # noqa: E402
-from tests.conftest import RedisServer  # noqa: E402
 
 
 def main() -> None:
@@ -50,19 +48,12 @@ def main() -> None:
                              "report, as a collector's do")
     args = parser.parse_args()
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-    import django
+    with fleet_on_redis(args.hosts, args.containers, args.edges) as (
+            url, world, reporters, addrs):
+        from webapp.anomalies.analyzer import Analyzer
 
-    django.setup()
-    from webapp.anomalies.analyzer import Analyzer
-
-    server = RedisServer()
-    server.start()
-    try:
-        world, reporters, addrs = written_world(server.url, args.hosts,
-                                                args.containers, args.edges)
         rng = random.Random(1)
-        analyzer = Analyzer(redis_client(server.url), "portolan")
+        analyzer = Analyzer(redis_client(url), "portolan")
         if not args.python_gc and hasattr(analyzer, "collector"):
             analyzer.collector.take_over()
         report_round(reporters, world, addrs, 1.0, rng)
@@ -91,8 +82,6 @@ def main() -> None:
               "(the world and its writers included)")
         if profile:
             pstats.Stats(profile).sort_stats("cumulative").print_stats(30)
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ when all do); this one shows the builder's own share, repeatably.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import pstats
@@ -62,6 +63,25 @@ def report_round(reporters, world, addrs, share: float, rng,
             host=HostRecord(id=h, hostname=h, mode="ebpf"),
             containers=world.containers[h], addrs=addrs[h], flows=deltas))
     return set(reporters)
+
+
+@contextlib.contextmanager
+def fleet_on_redis(hosts: int, containers: int, edges: int):
+    """Django set up and a throwaway Redis holding ``written_world``'s world,
+    for the benches of the builder, the analyzer and the web tier:
+    ``(url, world, reporters, addrs)``. The Redis stops on leaving."""
+    import os
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+    import django
+
+    django.setup()
+    server = RedisServer()
+    server.start()
+    try:
+        yield (server.url, *written_world(server.url, hosts, containers, edges))
+    finally:
+        server.stop()
 
 
 def written_world(url: str, hosts: int, containers: int, edges: int):

@@ -16,7 +16,6 @@ request before). An open panel asks every 2 s (``frontend/src/ui.js``).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import sys
@@ -27,12 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from builder_round import report_round, written_world  # noqa: E402
+from builder_round import fleet_on_redis, report_round  # noqa: E402
 from synthetic_world import world_size_arguments  # noqa: E402
 
 from collector.reporter import redis_client  # noqa: E402
 from collector.schema import container_node_id  # noqa: E402
-from tests.conftest import RedisServer  # noqa: E402
 
 PANEL_EVERY_S = 2.0
 
@@ -43,60 +41,53 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5)
     args = parser.parse_args()
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-    import django
+    with fleet_on_redis(args.hosts, args.containers, args.edges) as (
+            url, world, reporters, addrs):
+        from django.conf import settings
 
-    django.setup()
-    from django.conf import settings
+        from webapp.builder.builder import BuilderSettings, GraphBuilder
+        from webapp.builder.keys import GraphKeys
+        from webapp.topology import service
 
-    from webapp.builder.builder import BuilderSettings, GraphBuilder
-    from webapp.builder.keys import GraphKeys
-    from webapp.topology import service
+        try:
+            rng = random.Random(1)
+            report_round(reporters, world, addrs, 0.05, rng, True)
+            client = redis_client(url)
+            settings.REDIS_URL = url
+            service.redis_client.cache_clear()
+            builder = GraphBuilder(client, BuilderSettings(
+                node_ttl=3600, collector_ttl=3600, all_levels=True,
+                fresh_ttl=3600))
+            builder.step(set(world.containers))
+            nodes = [container_node_id(h, r.id) for h in sorted(world.containers)
+                     for r in world.containers[h]]
+            asked = rng.sample(nodes, args.requests)
+            fresh = GraphKeys().fresh("container")
+            mark = client.get(fresh)
 
-    server = RedisServer()
-    server.start()
-    try:
-        world, reporters, addrs = written_world(server.url, args.hosts,
-                                                args.containers, args.edges)
-        rng = random.Random(1)
-        report_round(reporters, world, addrs, 0.05, rng, True)
-        client = redis_client(server.url)
-        settings.REDIS_URL = server.url
-        service.redis_client.cache_clear()
-        builder = GraphBuilder(client, BuilderSettings(
-            node_ttl=3600, collector_ttl=3600, all_levels=True,
-            fresh_ttl=3600))
-        builder.step(set(world.containers))
-        nodes = [container_node_id(h, r.id) for h in sorted(world.containers)
-                 for r in world.containers[h]]
-        asked = rng.sample(nodes, args.requests)
-        fresh = GraphKeys().fresh("container")
-        mark = client.get(fresh)
+            def answers() -> list[float]:
+                cpu = []
+                for node_id in asked:
+                    c0 = time.process_time()
+                    body = service.node_details(node_id)
+                    cpu.append(time.process_time() - c0)
+                    assert body["node"]["id"] == node_id
+                return cpu
 
-        def answers() -> list[float]:
-            cpu = []
-            for node_id in asked:
-                c0 = time.process_time()
-                body = service.node_details(node_id)
-                cpu.append(time.process_time() - c0)
-                assert body["node"]["id"] == node_id
-            return cpu
-
-        answers()  # this process's copy of the stored level: read once
-        stored = answers()
-        client.delete(fresh)
-        built = answers()
-        client.set(fresh, mark)
-        s, b = statistics.median(stored), statistics.median(built)
-        print(f"{args.hosts} hosts, {args.containers} containers, {args.edges} "
-              f"flows: /api/node/ CPU a request, median of {args.requests}: "
-              f"stored level {s * 1000:.1f} ms, built from the records "
-              f"{b * 1000:.0f} ms ({b / s:.0f}x); one open panel "
-              f"(a request every {PANEL_EVERY_S:.0f} s) costs a web worker "
-              f"{s / PANEL_EVERY_S:.1%} against {b / PANEL_EVERY_S:.0%} of a core")
-    finally:
-        service.redis_client.cache_clear()
-        server.stop()
+            answers()  # this process's copy of the stored level: read once
+            stored = answers()
+            client.delete(fresh)
+            built = answers()
+            client.set(fresh, mark)
+            s, b = statistics.median(stored), statistics.median(built)
+            print(f"{args.hosts} hosts, {args.containers} containers, {args.edges} "
+                  f"flows: /api/node/ CPU a request, median of {args.requests}: "
+                  f"stored level {s * 1000:.1f} ms, built from the records "
+                  f"{b * 1000:.0f} ms ({b / s:.0f}x); one open panel "
+                  f"(a request every {PANEL_EVERY_S:.0f} s) costs a web worker "
+                  f"{s / PANEL_EVERY_S:.1%} against {b / PANEL_EVERY_S:.0%} of a core")
+        finally:
+            service.redis_client.cache_clear()
 
 
 if __name__ == "__main__":

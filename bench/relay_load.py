@@ -17,7 +17,6 @@ frames (zlib), the snapshot's parts separately from the diffs'.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import time
@@ -27,11 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from builder_round import report_round, written_world  # noqa: E402
+from builder_round import fleet_on_redis, report_round  # noqa: E402
 from synthetic_world import world_size_arguments  # noqa: E402
 
 from collector.reporter import redis_client  # noqa: E402
-from tests.conftest import RedisServer  # noqa: E402
 
 LEVEL = "container"
 
@@ -44,21 +42,14 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=3)
     args = parser.parse_args()
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-    import django
+    with fleet_on_redis(args.hosts, args.containers, args.edges) as (
+            url, world, reporters, addrs):
+        from webapp.builder.builder import BuilderSettings, GraphBuilder
+        from webapp.builder.keys import GraphKeys, decode_entry, decode_snapshot_blob
+        from webapp.builder.stored import mark_watched
+        from webapp.maps.frames import pack_frame
 
-    django.setup()
-    from webapp.builder.builder import BuilderSettings, GraphBuilder
-    from webapp.builder.keys import GraphKeys, decode_entry, decode_snapshot_blob
-    from webapp.builder.stored import mark_watched
-    from webapp.maps.frames import pack_frame
-
-    server = RedisServer()
-    server.start()
-    try:
-        world, reporters, addrs = written_world(server.url, args.hosts,
-                                                args.containers, args.edges)
-        client = redis_client(server.url)
+        client = redis_client(url)
         gkeys = GraphKeys("portolan")
         mark_watched(client, gkeys, LEVEL)
         builder = GraphBuilder(client, BuilderSettings())
@@ -98,8 +89,6 @@ def main() -> None:
                   f"packing the snapshot {1000 * (t4 - t3):.0f} ms "
                   f"({1000 * (t4 - t3) / max(snapshot_mb, 1e-9):.1f} ms a MB), "
                   f"the diffs {1000 * (t5 - t4):.0f} ms")
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":
