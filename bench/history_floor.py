@@ -41,8 +41,9 @@ def as_integer(value) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    exponent = Decimal(repr(value)).as_tuple().exponent
-    return int(Decimal(repr(value)).scaleb(-exponent)) if exponent < 0 else int(value)
+    exact = Decimal(repr(value))
+    exponent = exact.as_tuple().exponent
+    return int(exact.scaleb(-exponent)) if exponent < 0 else int(value)
 
 
 def zigzag_varint(n: int) -> bytes:
@@ -56,9 +57,10 @@ def zigzag_varint(n: int) -> bytes:
             return bytes(out)
 
 
-def packed_changes(samples: list[dict[str, dict]]) -> bytes:
+def packed_changes(samples: list[dict[str, dict]]) -> tuple[bytes, int]:
     """A tier's samples (container id -> metrics, oldest first) as each
-    series' changes since its previous sample, series after series."""
+    series' changes since its previous sample, series after series; and
+    how many values that is."""
     series: dict[tuple[str, str], list[int]] = {}
     for sample in samples:
         for cid, metrics in sample.items():
@@ -72,14 +74,12 @@ def packed_changes(samples: list[dict[str, dict]]) -> bytes:
         for v in values:
             out += zigzag_varint(v - previous)
             previous = v
-    return bytes(out)
+    return bytes(out), sum(map(len, series.values()))
 
 
 def floor_bytes(samples: list[dict[str, dict]]) -> tuple[int, int, int]:
     """(values, varint bytes, LZMA bytes) of one host's tier."""
-    raw = packed_changes(samples)
-    values = sum(1 for s in samples for m in s.values() for v in m.values()
-                 if as_integer(v) is not None)
+    raw, values = packed_changes(samples)
     return values, len(raw), len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME))
 
 
