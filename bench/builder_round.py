@@ -138,27 +138,18 @@ def main() -> None:
                              "at most (default: the builder's); 0: all, every round")
     args = parser.parse_args()
 
-    import os
+    with fleet_on_redis(args.hosts, args.containers, args.edges) as (
+            url, world, reporters, addrs):
+        from webapp.builder.builder import (
+            YOUNG_COLLECTION_S,
+            BuilderSettings,
+            GraphBuilder,
+        )
+        from webapp.builder.keys import GraphKeys
+        from webapp.builder.stored import mark_watched
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-    import django
-
-    django.setup()
-    from webapp.builder.builder import (
-        YOUNG_COLLECTION_S,
-        BuilderSettings,
-        GraphBuilder,
-    )
-    from webapp.builder.keys import GraphKeys
-    from webapp.builder.stored import mark_watched
-
-    server = RedisServer()
-    server.start()
-    try:
-        world, reporters, addrs = written_world(server.url, args.hosts,
-                                                args.containers, args.edges)
         rng = random.Random(1)
-        client = redis_client(server.url)
+        client = redis_client(url)
         # Hosts stay live and never count as silent however slow a round is
         # here (a silent host would rebuild every level).
         conf = BuilderSettings(node_ttl=3600, collector_ttl=3600)
@@ -258,8 +249,6 @@ def main() -> None:
             if profile:
                 pstats.Stats(profile).sort_stats("cumulative").print_stats(40)
                 profile = cProfile.Profile()
-    finally:
-        server.stop()
 
 
 if __name__ == "__main__":
