@@ -175,14 +175,19 @@ def measure(context, web_url: str, renderer: str, level: str, seconds: float,
         page.goto(f"{web_url}/?level={level}&renderer={renderer}")
         try:
             page.wait_for_function(
-                "() => window.portolanMap && window.portolanMap.firstDrawMs !== null",
+                "() => { const m = window.portolanMap;"
+                " return !!m && (m.wholeDrawMs === undefined ? m.firstDrawMs"
+                " : m.wholeDrawMs) !== null; }",
                 timeout=120_000,
             )
         except Exception:
             print("no map drawn; page said:", messages[-10:], page.evaluate(
                 "() => location.href + ' ' + document.body.innerText.slice(0, 300)"))
             raise
-        first.append(page.evaluate("() => window.portolanMap.firstDrawMs"))
+        # The whole map (a fleet's tiles may be drawn before its links; a
+        # bundle from before that has no wholeDrawMs).
+        first.append(page.evaluate("() => window.portolanMap.wholeDrawMs"
+                                   " ?? window.portolanMap.firstDrawMs"))
         if os.environ.get("PORTOLAN_SCREENSHOTS"):
             out = Path(os.environ["PORTOLAN_SCREENSHOTS"])
             out.mkdir(parents=True, exist_ok=True)

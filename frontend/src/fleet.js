@@ -78,6 +78,16 @@ export class FleetModel {
     return this.nodes.size + this.edges.size > 0;
   }
 
+  // The links of the graph whose nodes alone ``fill`` took (a first
+  // snapshot's nodes come before its links): the sums and the edge index are
+  // made again from them when next drawn.
+  fillLinks(links) {
+    for (const edge of links) this.edges.set(edgeId(edge.source, edge.target), edge);
+    this.version += 1;
+    this.sums = null;
+    this.edgeIndex = null;
+  }
+
   // The tile a leaf belongs to when zoomed out: its host, else itself.
   ownerOf(id) {
     return ownerOf(this.nodes, id);

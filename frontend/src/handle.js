@@ -14,6 +14,10 @@ export function exposeHandle(page) {
     get firstDrawMs() {
       return page.firstDrawMs;
     },
+    // The whole first map, its links too (a fleet's tiles come first).
+    get wholeDrawMs() {
+      return page.wholeDrawMs;
+    },
     renderer: page.renderer || "canvas",
     cy,
     summary: () => page.map.summary(),

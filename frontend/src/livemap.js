@@ -122,6 +122,9 @@ export class LiveMap {
     this.fleet = false; // whether only the visible part is drawn
     this.drawn = null; // {detail, box, zoom} of the last fleet drawing
     this.drawnItems = new Map(); // drawn id -> its drawList item (kind, source)
+    // The nodes of a first snapshot drawn before its links came (drawNodes):
+    // its whole snapshot brings the same array, with the links.
+    this.nodesDrawn = null;
     this.redrawQueued = false;
     // Viewport events come while a gesture lasts; a diff's redraw is held
     // meanwhile (see GESTURE_IDLE_MS): when it was first held, and its timer.
@@ -150,6 +153,7 @@ export class LiveMap {
     this.fleet = false;
     this.drawn = null;
     this.drawnItems.clear();
+    this.nodesDrawn = null;
   }
 
   // What the server sent: nodes and edges by id.
@@ -177,6 +181,14 @@ export class LiveMap {
   // is new comes in. Returns whether the whole map was laid out afresh.
   applySnapshot(graph) {
     const n = ((graph && graph.nodes) || []).length;
+    const nodesDrawn = this.nodesDrawn;
+    this.nodesDrawn = null;
+    if (nodesDrawn && graph.nodes === nodesDrawn && this.fleet) {
+      // The links of the nodes drawn already: edges and traffic join them.
+      this.model.fillLinks(graph.links || []);
+      this.redraw(true);
+      return false;
+    }
     this.setDense(n > DENSE_NODES || this.wantsFleet(n));
     if (this.model.nodes.size === 0 && this.wantsFleet(n)) {
       // A fleet's first snapshot goes into the model as it came: diffing
@@ -191,6 +203,27 @@ export class LiveMap {
       links: (graph && graph.links) || [],
     };
     return this.applyDiff(diffAgainst(this.shownNodes, this.shownEdges, sorted));
+  }
+
+  // A fleet's first snapshot, its nodes in and its links still coming
+  // (socket.js): the tiles with their containers' status are drawn now, as an
+  // online map draws its first tiles, and the links join them when they come
+  // (applySnapshot). Nothing is drawn for a map not empty or not a fleet.
+  // Returns whether the map was laid out afresh.
+  drawNodes(graph) {
+    const n = ((graph && graph.nodes) || []).length;
+    if (this.model.nodes.size !== 0 || !this.wantsFleet(n)) return false;
+    this.setDense(true);
+    this.model.fill(graph);
+    this.nodesDrawn = graph.nodes;
+    if (!this.fleet) return this.switchDrawing(true);
+    this.redraw(true);
+    return false;
+  }
+
+  // Whether the map shows a first snapshot's nodes whose links are still coming.
+  get awaitingLinks() {
+    return this.nodesDrawn !== null;
   }
 
   // A dense map draws no edge labels (the hover card has them) and does not
@@ -453,23 +486,24 @@ export class LiveMap {
     const frame = { frameW: item.frame.w, frameH: item.frame.h };
     if (item.kind === "frame") return { ...nodeData(s), ...frame };
     const fontSize = Math.max(16, item.frame.w / 9);
-    const traffic = `${shortNumber(roughly(s.rate))} conn/s`;
+    // No traffic to tell while the links are still coming (drawNodes).
+    const traffic = this.awaitingLinks ? "" : ` · ${shortNumber(roughly(s.rate))} conn/s`;
+    const rate = this.awaitingLinks ? {} : { connections_per_s: s.rate };
     if (item.kind === "group") {
       return {
         id: item.id, name: s.key, kind: "group", status: s.status,
         colour: statusColour(s.status), ...frame, fontSize,
-        label: `${s.key}\n${s.hosts} hosts · ${s.containers} containers · ${traffic}`,
+        label: `${s.key}\n${s.hosts} hosts · ${s.containers} containers${traffic}`,
         attrs: { id: item.id, type: "group", name: s.key, status: s.status, hosts: s.hosts,
-          containers: s.containers, connections_per_s: s.rate },
+          containers: s.containers, ...rate },
       };
     }
     // A host tile: the host with its containers' worst status and traffic.
     const data = nodeData({ ...s.node, status: s.status });
     return {
       ...data, ...frame, fontSize,
-      label: `${data.name}\n${s.containers} containers · ${traffic}`,
-      attrs: { ...s.node, status: s.status, containers: s.containers,
-        connections_per_s: s.rate },
+      label: `${data.name}\n${s.containers} containers${traffic}`,
+      attrs: { ...s.node, status: s.status, containers: s.containers, ...rate },
     };
   }
 
@@ -519,6 +553,7 @@ export class LiveMap {
       drawnEdges: this.cy.edges().length,
       nodes: this.model.nodes.size,
       edges: this.model.edges.size,
+      awaitingLinks: this.awaitingLinks,
       diffs: { ...this.diffTiming },
       // Times the tile sums were moved by diffs (never summed again whole).
       sumUpdates: this.model.sums ? this.model.sums.updates : 0,

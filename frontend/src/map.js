@@ -73,8 +73,12 @@ class MapPage {
     // The first snapshot at a level restores the URL's viewport or focus.
     this.pendingView = { restore: this.view.zoom !== null, select: this.view.sel };
     this.firstDrawMs = null;
-    // Milestones of the first map (ms since navigation), for bench/map_render.py.
-    this.marks = { opened: null, firstPart: null, graphIn: null, applied: null, ready: null };
+    this.wholeDrawMs = null;
+    // Milestones of the first map (ms since navigation), for bench/map_render.py
+    // (``nodesDrawn``: a fleet's tiles drawn before its links came).
+    this.marks = {
+      opened: null, firstPart: null, nodesDrawn: null, graphIn: null, applied: null, ready: null,
+    };
     this.urlTimer = null;
     this.socket = new TopologySocket(config.socketPath, this.view.level, {
       onState: (state, delay) => this.showSocketState(state, delay),
@@ -110,6 +114,9 @@ class MapPage {
       if (message.level && message.level !== this.map.level) return;
       this.applyGraph(message.graph, true);
       this.status.setState("live", "live");
+    } else if (message.type === "snapshot-nodes") {
+      if (message.level && message.level !== this.map.level) return;
+      this.applyNodes(message);
     } else if (message.type === "diff") {
       // The first nodes after an empty snapshot: the view lands now.
       this.updateViewport(this.map.applyDiff(message));
@@ -120,6 +127,20 @@ class MapPage {
     }
   }
 
+  // A snapshot's nodes before its links (socket.js): a fleet's tiles are
+  // drawn early. The whole snapshot follows (applyGraph).
+  applyNodes(message) {
+    const laidOut = this.map.drawNodes(message.graph);
+    if (!this.map.awaitingLinks) return; // not a fleet's first map
+    if (!this.marks.firstPart) this.marks.firstPart = message.firstPartAt;
+    if (!this.marks.opened) this.marks.opened = this.socket.openedAt;
+    this.marks.nodesDrawn = performance.now();
+    this.updateViewport(laidOut);
+    this.refreshFromGraph();
+    this.status.setState("loading", "loading connections…");
+    this.markDrawn();
+  }
+
   applyGraph(graph, snapshot) {
     if (snapshot && !this.marks.graphIn) this.marks.graphIn = performance.now();
     const laidOut = this.map.applySnapshot(graph);
@@ -127,16 +148,26 @@ class MapPage {
     this.updateViewport(laidOut);
     this.refreshFromGraph();
     if (snapshot && !this.marks.ready) this.marks.ready = performance.now();
-    if (snapshot && this.firstDrawMs === null && this.cy.nodes().nonempty()) {
-      // Time to the first drawn map, for bench/map_render.py.
-      // Cytoscape draws on its next animation frame; the one after it is shown.
-      window.requestAnimationFrame(() =>
-        window.requestAnimationFrame(() => {
-          this.firstDrawMs = performance.now();
-        }),
-      );
-    }
+    if (snapshot) this.markDrawn();
     this.levels.switching = false;
+  }
+
+  // Time to the first drawn map and to the whole one (a fleet's tiles can
+  // come before its links: applyNodes), for bench/map_render.py and
+  // bench/map_fleet.py. Cytoscape draws on its next animation frame; the one
+  // after it is shown.
+  markDrawn() {
+    if (this.cy.nodes().empty()) return;
+    const first = this.firstDrawMs === null;
+    const whole = this.wholeDrawMs === null && !this.map.awaitingLinks;
+    if (!first && !whole) return;
+    window.requestAnimationFrame(() =>
+      window.requestAnimationFrame(() => {
+        const now = performance.now();
+        if (first && this.firstDrawMs === null) this.firstDrawMs = now;
+        if (whole) this.wholeDrawMs = now;
+      }),
+    );
   }
 
   // The URL's view (focus, selection, zoom) is restored with the first nodes:

@@ -3,7 +3,8 @@
 //
 // One socket follows one level. Switching level or looking at the past closes
 // it on purpose; a generation number drops what an old socket still delivers.
-// A large snapshot comes in parts; the map is handed only whole ones.
+// A large snapshot comes in parts; the map is handed whole ones, and its
+// nodes alone once they are in (a fleet draws its tiles meanwhile).
 //
 // Snapshots and diffs come in binary frames, each a zlib stream of the
 // message's JSON (made once on the server for every open map: a tenth of the
@@ -15,7 +16,11 @@ const CLOSE_UNAUTHENTICATED = 4401;
 
 // ``onMessage`` gets each diff and error as sent, and each snapshot whole:
 // its ``graph`` joined from all parts, ``firstPartAt`` when the first came
-// (performance.now(), for bench/map_render.py).
+// (performance.now(), for bench/map_render.py). A snapshot in parts sends its
+// nodes first: once they are all in, and before its links are, ``onMessage``
+// also gets a ``{type: "snapshot-nodes", graph: {nodes, links: []}}`` (a
+// message of this page's own: a fleet draws its tiles while the links still
+// come); the whole snapshot that follows holds the very same ``nodes`` array.
 export class TopologySocket {
   constructor(path, level, { onMessage, onState }) {
     this.url = new URL(path, window.location.href);
@@ -90,7 +95,10 @@ export class TopologySocket {
     this.received.bytes += typeof data === "string" ? data.length : data.size;
     if (message.type === "snapshot") {
       message.graph = this.joinParts(message);
-      if (!message.graph) return;
+      if (!message.graph) {
+        this.nodesIn(message);
+        return;
+      }
       message.firstPartAt = this.firstPartAt;
     } else if (message.type === "diff") {
       this.received.diffs += 1;
@@ -106,7 +114,7 @@ export class TopologySocket {
     const graph = message.graph || {};
     if (part === 0) this.firstPartAt = performance.now();
     if (parts === 1) return graph;
-    if (part === 0) this.partial = { nodes: [], links: [] };
+    if (part === 0) this.partial = { nodes: [], links: [], nodesSent: false };
     if (!this.partial) return null;
     this.partial.nodes.push(...(graph.nodes || []));
     this.partial.links.push(...(graph.links || []));
@@ -114,6 +122,20 @@ export class TopologySocket {
     const whole = this.partial;
     this.partial = null;
     return whole;
+  }
+
+  // A snapshot's nodes are all in once its first part of links is (the
+  // server sends them in that order): handed on once, with no links.
+  nodesIn(message) {
+    const partial = this.partial;
+    if (!partial || partial.nodesSent || !partial.links.length) return;
+    partial.nodesSent = true;
+    this.onMessage({
+      type: "snapshot-nodes",
+      level: message.level,
+      graph: { nodes: partial.nodes, links: [] },
+      firstPartAt: this.firstPartAt,
+    });
   }
 
   // Follow another level: a fresh socket, whose snapshot replaces the map.

@@ -150,7 +150,8 @@ def test_a_fleet_that_stops_reporting_is_shown_so_and_the_page_stays_bounded(
     try:
         log_in(page, "/?level=container")
         wait_for_map(page, f"m.drawing().fleet && m.drawing().nodes >= "
-                           f"{HOSTS + CONTAINERS}", timeout_ms=120_000)
+                           f"{HOSTS + CONTAINERS} && m.state() === 'live'",
+                     timeout_ms=120_000)
         page.keyboard.press("f")
         wait_for_map(page, "m.drawing().detail === 'host'")
         fit = page.evaluate("() => { const cy = window.portolanMap.cy;"
@@ -198,7 +199,8 @@ def test_a_fleet_that_stops_reporting_is_shown_so_and_the_page_stays_bounded(
 
         fleet.quiet.clear()  # back: the fleet is drawn again, by tiles
         wait_for_map(page, f"m.drawing().fleet && m.drawing().nodes >= "
-                           f"{HOSTS + CONTAINERS} && m.drawing().drawnNodes > 0",
+                           f"{HOSTS + CONTAINERS} && m.drawing().drawnNodes > 0"
+                           " && !m.drawing().awaitingLinks",
                      timeout_ms=60_000)
         deadline = time.monotonic() + 60
         while (hosts := held_hosts(page))["held"] < HOSTS or hosts["silent"]:
