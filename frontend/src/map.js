@@ -165,7 +165,7 @@ class MapPage {
       window.requestAnimationFrame(() => {
         const now = performance.now();
         if (first && this.firstDrawMs === null) this.firstDrawMs = now;
-        if (whole) this.wholeDrawMs = now;
+        if (whole && this.wholeDrawMs === null) this.wholeDrawMs = now;
       }),
     );
   }
