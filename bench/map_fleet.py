@@ -82,6 +82,8 @@ from map_render import (  # noqa: E402
     COUNT_STOP_JS,
     PASSWORD,
     USER,
+    WHOLE_MAP_DRAWN_JS,
+    WHOLE_MAP_MS_JS,
     motion,
     print_profile,
     start_stack,
@@ -311,11 +313,7 @@ def wait_for_first_map(page, mode: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            page.wait_for_function(
-                "() => { const m = window.portolanMap;"
-                " return !!m && (m.wholeDrawMs === undefined ? m.firstDrawMs"
-                " : m.wholeDrawMs) !== null; }",
-                timeout=15_000)
+            page.wait_for_function(WHOLE_MAP_DRAWN_JS, timeout=15_000)
             return
         except PlaywrightTimeout:
             print(f"[{mode}] no map yet: {page.evaluate(PROGRESS_JS)}", flush=True)
@@ -350,9 +348,7 @@ def measure(context, web_url: str, mode: str, seconds: float,
     motions_cdp = cdp if profile == "motions" and pacing is not None else None
     out = {"load": load,
            "first_ms": page.evaluate("() => window.portolanMap.firstDrawMs"),
-           # A bundle from before the tiles came first has no wholeDrawMs.
-           "whole_ms": page.evaluate("() => window.portolanMap.wholeDrawMs"
-                                     " ?? window.portolanMap.firstDrawMs"),
+           "whole_ms": page.evaluate(WHOLE_MAP_MS_JS),
            "marks": page.evaluate("() => window.portolanMap.marks")}
     # Dragging a node would move it: every drag pans the map. A fleet's nodes
     # are not grabbable (livemap.js). (Braces: nothing returned, see above.)

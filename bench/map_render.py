@@ -46,6 +46,16 @@ CHROMIUM_ARGS = [
 USER, PASSWORD = "bench", "bench-password-1"
 RENDERERS = ("canvas", "fast", "webgl")
 
+# Whether the page drew its whole first map, and when (ms since navigation):
+# a fleet's tiles come before its links (``firstDrawMs``), the whole map
+# once they are in (``wholeDrawMs``); a bundle from before that (an older
+# commit's, ``--before-bundle``) has no wholeDrawMs and draws it at once.
+WHOLE_MAP_DRAWN_JS = """() => { const m = window.portolanMap;
+  if (!m) return false;
+  return (m.wholeDrawMs === undefined ? m.firstDrawMs : m.wholeDrawMs) !== null; }"""
+WHOLE_MAP_MS_JS = """() => { const m = window.portolanMap;
+  return m.wholeDrawMs ?? m.firstDrawMs; }"""
+
 # Counts the frames the page shows until stopped; the motion itself is real
 # mouse input (drag to pan, wheel to zoom), because Cytoscape's viewport
 # shortcuts (textureOnViewport, hideEdgesOnViewport) apply to gestures only.
@@ -174,20 +184,12 @@ def measure(context, web_url: str, renderer: str, level: str, seconds: float,
             cdp.send("Profiler.start")
         page.goto(f"{web_url}/?level={level}&renderer={renderer}")
         try:
-            page.wait_for_function(
-                "() => { const m = window.portolanMap;"
-                " return !!m && (m.wholeDrawMs === undefined ? m.firstDrawMs"
-                " : m.wholeDrawMs) !== null; }",
-                timeout=120_000,
-            )
+            page.wait_for_function(WHOLE_MAP_DRAWN_JS, timeout=120_000)
         except Exception:
             print("no map drawn; page said:", messages[-10:], page.evaluate(
                 "() => location.href + ' ' + document.body.innerText.slice(0, 300)"))
             raise
-        # The whole map (a fleet's tiles may be drawn before its links; a
-        # bundle from before that has no wholeDrawMs).
-        first.append(page.evaluate("() => window.portolanMap.wholeDrawMs"
-                                   " ?? window.portolanMap.firstDrawMs"))
+        first.append(page.evaluate(WHOLE_MAP_MS_JS))
         if os.environ.get("PORTOLAN_SCREENSHOTS"):
             out = Path(os.environ["PORTOLAN_SCREENSHOTS"])
             out.mkdir(parents=True, exist_ok=True)

@@ -190,14 +190,7 @@ export class LiveMap {
       return false;
     }
     this.setDense(n > DENSE_NODES || this.wantsFleet(n));
-    if (this.model.nodes.size === 0 && this.wantsFleet(n)) {
-      // A fleet's first snapshot goes into the model as it came: diffing
-      // 60,000 records against nothing only copies them.
-      this.model.fill(graph);
-      if (!this.fleet) return this.switchDrawing(true);
-      this.redraw(true);
-      return false;
-    }
+    if (this.model.nodes.size === 0 && this.wantsFleet(n)) return this.fillFleet(graph);
     const sorted = {
       nodes: [...((graph && graph.nodes) || [])].sort((a, b) => (a.id < b.id ? -1 : 1)),
       links: (graph && graph.links) || [],
@@ -213,9 +206,17 @@ export class LiveMap {
   drawNodes(graph) {
     const n = ((graph && graph.nodes) || []).length;
     if (this.model.nodes.size !== 0 || !this.wantsFleet(n)) return false;
+    this.nodesDrawn = graph.nodes; // before drawing: tiles tell no traffic yet
+    return this.fillFleet(graph);
+  }
+
+  // A fleet's first snapshot (or its nodes alone: drawNodes) goes into the
+  // empty model as it came (diffing 60,000 records against nothing only
+  // copies them) and is drawn by level of detail. Returns whether the map
+  // was laid out afresh.
+  fillFleet(graph) {
     this.setDense(true);
     this.model.fill(graph);
-    this.nodesDrawn = graph.nodes;
     if (!this.fleet) return this.switchDrawing(true);
     this.redraw(true);
     return false;

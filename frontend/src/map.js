@@ -109,8 +109,7 @@ class MapPage {
   // A message from the socket (a snapshot arrives whole: socket.js).
   applyMessage(message) {
     if (message.type === "snapshot") {
-      if (!this.marks.firstPart) this.marks.firstPart = message.firstPartAt;
-      if (!this.marks.opened) this.marks.opened = this.socket.openedAt;
+      this.markSnapshotCame(message);
       if (message.level && message.level !== this.map.level) return;
       this.applyGraph(message.graph, true);
       this.status.setState("live", "live");
@@ -132,8 +131,7 @@ class MapPage {
   applyNodes(message) {
     const laidOut = this.map.drawNodes(message.graph);
     if (!this.map.awaitingLinks) return; // not a fleet's first map
-    if (!this.marks.firstPart) this.marks.firstPart = message.firstPartAt;
-    if (!this.marks.opened) this.marks.opened = this.socket.openedAt;
+    this.markSnapshotCame(message);
     this.marks.nodesDrawn = performance.now();
     this.updateViewport(laidOut);
     this.refreshFromGraph();
@@ -150,6 +148,12 @@ class MapPage {
     if (snapshot && !this.marks.ready) this.marks.ready = performance.now();
     if (snapshot) this.markDrawn();
     this.levels.switching = false;
+  }
+
+  // When the first snapshot's first part came, and its socket opened.
+  markSnapshotCame(message) {
+    if (!this.marks.firstPart) this.marks.firstPart = message.firstPartAt;
+    if (!this.marks.opened) this.marks.opened = this.socket.openedAt;
   }
 
   // Time to the first drawn map and to the whole one (a fleet's tiles can
